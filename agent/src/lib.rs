@@ -1,0 +1,8 @@
+//! husk-agent: the daemon husk-init supervises on every Husk machine, and
+//! the client library huskctl uses. This agent serves its health
+//! endpoint; the container runtime and the update agent build on it.
+
+pub mod api;
+pub mod client;
+pub mod logger;
+pub mod server;

@@ -1,0 +1,99 @@
+//! `husk-check`: the guest side of the QEMU tests.
+//!
+//! Test images run it as init services (`husk-check <scenario>`); it
+//! prints `husk-check: <scenario>: PASS` or `… FAIL: <why>` on stdout,
+//! which init logs to the serial console for the host to wait on.
+//! It only ever ships in test images.
+
+mod agent;
+mod modules;
+mod mounts;
+mod orphans;
+mod procfs;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::log_lines::{check_failed, check_passed};
+
+/// `Err` carries why the scenario failed.
+pub type Outcome = Result<(), String>;
+
+type Scenario = fn(&[String]) -> Outcome;
+
+/// The scenarios tests can name, in the order `--help` lists them.
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("orphans", orphans::run),
+    ("crash", crash),
+    ("sleep", sleep),
+    ("mounts", mounts::run),
+    ("modules", modules::run),
+    ("agent-health", agent::health),
+    ("kill-agent", agent::kill),
+];
+
+/// Helper processes the scenarios start by re-executing this binary;
+/// not scenarios of their own (they print no verdict).
+const HELPERS: &[(&str, Scenario)] = &[
+    (orphans::SPAWNER, orphans::spawner),
+    (orphans::GRANDCHILD, orphans::grandchild),
+];
+
+/// Runs `args[0]` with the remaining arguments; the exit code is 0 on
+/// PASS, 1 on FAIL, 2 for an unknown scenario.
+pub fn main(args: &[String]) -> ExitCode {
+    let Some((name, rest)) = args.split_first() else {
+        return unknown("");
+    };
+    if let Some((_, helper)) = HELPERS.iter().find(|(n, _)| n == name) {
+        return match helper(rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => {
+                eprintln!("husk-check: {name}: {why}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some((_, scenario)) = SCENARIOS.iter().find(|(n, _)| n == name) else {
+        return unknown(name);
+    };
+    match scenario(rest) {
+        Ok(()) => {
+            println!("{}", check_passed(name));
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("{}: {why}", check_failed(name));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn unknown(name: &str) -> ExitCode {
+    let known: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
+    println!(
+        "{}: unknown scenario; known: {}",
+        check_failed(name),
+        known.join(", ")
+    );
+    ExitCode::from(2)
+}
+
+/// Prints an informational line for `scenario` (not a verdict).
+fn say(scenario: &str, message: &str) {
+    println!("husk-check: {scenario}: {message}");
+}
+
+/// Always fails with status 3: the crash-looping service.
+fn crash(_: &[String]) -> Outcome {
+    say("crash", "exiting with status 3");
+    std::process::exit(3)
+}
+
+/// Never returns: a well-behaved long-running service.
+fn sleep(_: &[String]) -> Outcome {
+    say("sleep", "sleeping until stopped");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}

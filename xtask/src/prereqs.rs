@@ -1,0 +1,147 @@
+//! The Debian packages the build and the tests need. Run as root on
+//! Debian, missing ones are installed (`apt-get update` once first);
+//! otherwise the exact command to run is printed.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// A prerequisite: the Debian package and how to tell it is there.
+struct Prereq {
+    package: &'static str,
+    present: fn() -> bool,
+    why: &'static str,
+}
+
+fn has_command(name: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join(name).is_file())
+            || ["/usr/sbin", "/sbin"]
+                .iter()
+                .any(|dir| Path::new(dir).join(name).is_file())
+    })
+}
+
+const PREREQS: &[Prereq] = &[
+    Prereq {
+        package: "qemu-system-x86",
+        present: || has_command("qemu-system-x86_64"),
+        why: "boots the images",
+    },
+    Prereq {
+        package: "linux-image-cloud-amd64",
+        present: || husk_image::kernel::default_kernel().is_some(),
+        why: "the kernel Husk ships",
+    },
+    Prereq {
+        package: "ovmf",
+        present: || Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").is_file(),
+        why: "UEFI firmware for QEMU",
+    },
+    Prereq {
+        package: "systemd-boot-efi",
+        present: || Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi").is_file(),
+        why: "the boot loader and the UKI stub",
+    },
+    Prereq {
+        package: "e2fsprogs",
+        present: || has_command("mke2fs"),
+        why: "formats the data partition",
+    },
+    Prereq {
+        package: "qemu-utils",
+        present: || has_command("qemu-img"),
+        why: "writes qcow2 images and checks the image writers",
+    },
+    Prereq {
+        package: "gdisk",
+        present: || has_command("sgdisk"),
+        why: "checks the GPT writer",
+    },
+    Prereq {
+        package: "fdisk",
+        present: || has_command("fdisk"),
+        why: "checks the GPT writer",
+    },
+    Prereq {
+        package: "dosfstools",
+        present: || has_command("fsck.vfat"),
+        why: "checks the FAT writer",
+    },
+    Prereq {
+        package: "binutils",
+        present: || has_command("objdump"),
+        why: "checks the UKI (PE) writer",
+    },
+    Prereq {
+        package: "cpio",
+        present: || has_command("cpio"),
+        why: "the tests read initramfs images back with it",
+    },
+    Prereq {
+        package: "zstd",
+        present: || has_command("zstd"),
+        why: "the tests decompress initramfs images with it",
+    },
+    Prereq {
+        package: "busybox-static",
+        present: || Path::new("/bin/busybox").is_file(),
+        why: "test container images are built from it",
+    },
+];
+
+/// Makes sure every prerequisite is installed, or says what to install.
+pub fn ensure() -> Result<()> {
+    let missing: Vec<&Prereq> = PREREQS.iter().filter(|p| !(p.present)()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+    for p in &missing {
+        eprintln!("xtask: missing {} ({})", p.package, p.why);
+    }
+    let is_root = is_root();
+    if !is_root || !has_command("apt-get") {
+        bail!(
+            "install the missing packages, then run again:\n    sudo apt-get update && sudo apt-get install --no-install-recommends {}",
+            packages.join(" ")
+        );
+    }
+    eprintln!("xtask: installing {}", packages.join(" "));
+    run_apt(&["update", "-q"])?;
+    let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
+    install.extend(&packages);
+    run_apt(&install)?;
+    let still: Vec<&str> = PREREQS
+        .iter()
+        .filter(|p| !(p.present)())
+        .map(|p| p.package)
+        .collect();
+    if !still.is_empty() {
+        bail!(
+            "apt-get ran, but these are still missing: {}",
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+fn run_apt(args: &[&str]) -> Result<()> {
+    let status = Command::new("apt-get")
+        .args(args)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()?;
+    if !status.success() {
+        bail!("apt-get {} failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // `id -u` keeps xtask free of libc bindings for one call.
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
