@@ -1,10 +1,37 @@
 //! The HTTP/JSON API served on the agent's unix socket (docs/ARCHITECTURE.md).
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
 
 /// `GET /v1/health`.
 pub const HEALTH_PATH: &str = "/v1/health";
+/// `GET /v1/system`: the machine's state (the data partition).
+pub const SYSTEM_PATH: &str = "/v1/system";
+
+/// Where the API finds what it reports.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// husk-init's data partition status file.
+    pub data_status: PathBuf,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            data_status: husk_common::paths::DATA_STATUS.into(),
+        }
+    }
+}
+
+/// The `GET /v1/system` answer. `data` is init's data.json as it is, or
+/// `{"state":"unknown"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct System {
+    pub data: serde_json::Value,
+}
 
 /// The health answer: the agent is up and serving.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,7 +49,23 @@ impl Health {
     }
 }
 
-/// Every route the agent serves.
+/// Every route the agent serves, with the default paths.
 pub fn router() -> Router {
-    Router::new().route(HEALTH_PATH, get(|| async { Json(Health::ok()) }))
+    router_with(&ApiConfig::default())
+}
+
+/// Every route the agent serves.
+pub fn router_with(config: &ApiConfig) -> Router {
+    let data_status = Arc::new(config.data_status.clone());
+    Router::new()
+        .route(HEALTH_PATH, get(|| async { Json(Health::ok()) }))
+        .route(
+            SYSTEM_PATH,
+            get(move || async move {
+                // A small file on a tmpfs: read fresh on every request.
+                Json(System {
+                    data: crate::system::data_status(&data_status),
+                })
+            }),
+        )
 }

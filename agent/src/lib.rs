@@ -6,3 +6,5 @@ pub mod api;
 pub mod client;
 pub mod logger;
 pub mod server;
+pub mod store;
+pub mod system;

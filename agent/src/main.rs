@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use husk_agent::api::ApiConfig;
 use husk_agent::server::ApiSocket;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -12,6 +13,9 @@ struct Args {
     /// The API socket.
     #[arg(long, default_value = husk_common::paths::AGENT_SOCKET)]
     socket: PathBuf,
+    /// husk-init's data partition status (served as GET /v1/system).
+    #[arg(long, value_name = "PATH", default_value = husk_common::paths::DATA_STATUS)]
+    data_status: PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +43,10 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
-    let socket = ApiSocket::bind(&args.socket)?;
+    husk_agent::system::log_data_status(&args.data_status);
+    let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
+        data_status: args.data_status.clone(),
+    });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
     if let Err(e) = husk_common::notify::notify_ready() {

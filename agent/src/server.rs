@@ -22,6 +22,7 @@ pub enum ServeError {
 pub struct ApiSocket {
     listener: UnixListener,
     path: PathBuf,
+    config: crate::api::ApiConfig,
 }
 
 impl ApiSocket {
@@ -47,7 +48,14 @@ impl ApiSocket {
         Ok(Self {
             listener,
             path: path.to_owned(),
+            config: crate::api::ApiConfig::default(),
         })
+    }
+
+    /// Serves with these paths instead of the defaults.
+    pub fn with_config(mut self, config: crate::api::ApiConfig) -> Self {
+        self.config = config;
+        self
     }
 
     /// Serves until `shutdown` completes, then removes the socket file.
@@ -55,8 +63,12 @@ impl ApiSocket {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
-        let Self { listener, path } = self;
-        let result = axum::serve(listener, crate::api::router())
+        let Self {
+            listener,
+            path,
+            config,
+        } = self;
+        let result = axum::serve(listener, crate::api::router_with(&config))
             .with_graceful_shutdown(shutdown)
             .await;
         let _ = std::fs::remove_file(&path);

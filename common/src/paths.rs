@@ -14,3 +14,11 @@ pub const STATE_DIR: &str = "/var/lib/husk";
 pub const AGENT_BIN: &str = "/usr/bin/husk-agent";
 /// Kernel modules, as `/usr/lib/modules/<release>/`.
 pub const MODULES_DIR: &str = "/usr/lib/modules";
+/// The GPT partition name (and ext4 label) of the data partition, which
+/// husk-init mounts on [`STATE_DIR`].
+pub const DATA_PARTITION_NAME: &str = "husk-data";
+/// What became of the data partition at boot (JSON, written by husk-init,
+/// served by the agent as `GET /v1/system`).
+pub const DATA_STATUS: &str = "/run/husk/data.json";
+/// The static e2fsck husk-image puts in the initramfs.
+pub const E2FSCK: &str = "/usr/sbin/e2fsck";

@@ -50,7 +50,7 @@ write error), 2 a usage or configuration error.";
 ///
 /// Timestamps come from SOURCE_DATE_EPOCH (0 when unset) and ids from the
 /// config's seed, so the same inputs give byte-identical images.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Default, clap::Args)]
 #[command(after_help = EXAMPLE)]
 pub struct BuildArgs {
     /// Image configuration (TOML), laid over the built-in defaults field
@@ -92,6 +92,15 @@ pub struct BuildArgs {
     /// /usr/lib/systemd/boot/efi/systemd-bootx64.efi, from systemd-boot-efi]
     #[arg(long, value_name = "PATH")]
     pub systemd_boot: Option<PathBuf>,
+    /// A static e2fsck, installed as /usr/sbin/e2fsck: husk-init checks
+    /// the data partition with it. [default: /sbin/e2fsck.static, from
+    /// e2fsck-static]
+    #[arg(long, value_name = "PATH")]
+    pub e2fsck: Option<PathBuf>,
+    /// More files for the initramfs (host source, guest path, mode): the
+    /// QEMU tests add their guest-side checker this way. Not a flag.
+    #[arg(skip)]
+    pub extra_files: Vec<(PathBuf, String, u32)>,
 }
 
 /// Why a build stopped: the two exit statuses.
@@ -138,6 +147,7 @@ pub struct Inputs {
     pub modules: PathBuf,
     pub stub: PathBuf,
     pub systemd_boot: PathBuf,
+    pub e2fsck: PathBuf,
 }
 
 fn need_file(path: &Path, what: &str) -> Result<(), BuildError> {
@@ -236,6 +246,15 @@ impl Inputs {
             ),
         )?;
 
+        let e2fsck = args
+            .e2fsck
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(E2FSCK_STATIC));
+        need_file(
+            &e2fsck,
+            &format!("a static e2fsck (--e2fsck; apt-get install {E2FSCK_STATIC_PACKAGE})"),
+        )?;
+
         let mut tools = vec![("mke2fs", ext4::PACKAGE), ("debugfs", ext4::PACKAGE)];
         if config.formats.contains(&Format::Qcow2) {
             tools.push(("qemu-img", qcow2::PACKAGE));
@@ -255,9 +274,15 @@ impl Inputs {
             modules,
             stub,
             systemd_boot,
+            e2fsck,
         })
     }
 }
+
+/// Debian's statically linked e2fsck: init runs it before any library
+/// could be loaded from the data partition it checks.
+pub const E2FSCK_STATIC: &str = "/sbin/e2fsck.static";
+pub const E2FSCK_STATIC_PACKAGE: &str = "e2fsck-static";
 
 /// One file in the output directory, as `manifest.json` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -471,8 +496,10 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
         inputs.modules.clone(),
     );
     spec.huskctl = Some(inputs.huskctl.clone());
+    spec.e2fsck = Some(inputs.e2fsck.clone());
     spec.modules = config.modules.clone();
     spec.init_config = init_config;
+    spec.extra_files = args.extra_files.clone();
     spec.source_date_epoch = epoch;
     spec.zstd_level = config.zstd_level;
     let initramfs_path = out.join("initramfs.img");
@@ -641,7 +668,7 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
         kernel_bytes: linux.len() as u64,
         initramfs: report,
         zstd_level: config.zstd_level,
-        binaries: 3,
+        binaries: 4,
         steps,
         total: started.elapsed(),
     })

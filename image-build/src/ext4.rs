@@ -22,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::guid::Guid;
+use husk_gpt::Guid;
 
 /// The Debian package with mke2fs and debugfs.
 pub const PACKAGE: &str = "e2fsprogs";

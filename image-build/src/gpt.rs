@@ -3,32 +3,29 @@
 //! partitions at 1 MiB boundaries, and the backup array and header at the
 //! end (UEFI spec 2.10, chapter 5).
 //!
-//! Partition contents are streamed from files ([`crate::sparse`]): holes
+//! The on-disk structures (headers, entries, the MBR) are the shared
+//! `husk-gpt` crate's, which husk-init also uses to grow the disk at
+//! boot. Partition contents are streamed from files ([`crate::sparse`]): holes
 //! and all-zero chunks are skipped, so the output stays sparse and a multi-GiB disk
 //! needs neither the RAM nor the disk space of its size. The disk GUID
 //! and each partition's unique GUID come from the caller's seed.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Seek, SeekFrom, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::guid::Guid;
+use husk_gpt::header::{DEFAULT_ENTRY_COUNT, DEFAULT_ENTRY_SIZE};
+use husk_gpt::{Entry, Guid, Table};
+
 use crate::sparse::{CopyError, copy_into};
+
+pub use husk_gpt::{ALIGNMENT, ESP_TYPE, LINUX_DATA_TYPE};
 
 pub const SECTOR: u64 = 512;
 pub const MIB: u64 = 1 << 20;
-/// Partitions start on 1 MiB boundaries (2048 sectors).
-pub const ALIGNMENT: u64 = MIB;
-const ENTRIES: u32 = 128;
-const ENTRY_SIZE: u32 = 128;
+const ENTRIES: u32 = DEFAULT_ENTRY_COUNT;
 /// 128 entries × 128 bytes = 32 sectors.
-const ARRAY_SECTORS: u64 = (ENTRIES * ENTRY_SIZE) as u64 / SECTOR;
-const HEADER_SIZE: u32 = 92;
-
-/// EFI System Partition.
-pub const ESP_TYPE: &str = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B";
-/// Linux filesystem data.
-pub const LINUX_DATA_TYPE: &str = "0FC63DAF-8483-4772-8E79-3D69D8477DE4";
+const ARRAY_SECTORS: u64 = (DEFAULT_ENTRY_COUNT * DEFAULT_ENTRY_SIZE) as u64 / SECTOR;
 
 /// One partition to write.
 #[derive(Debug, Clone)]
@@ -89,6 +86,8 @@ pub enum GptError {
     Unaligned(u64),
     #[error("no partitions, or more than {ENTRIES}")]
     PartitionCount,
+    #[error("writing the partition table: {0}")]
+    Table(#[from] husk_gpt::GptError),
 }
 
 fn align_up(value: u64, to: u64) -> u64 {
@@ -108,7 +107,7 @@ pub fn layout(spec: &DiskSpec) -> Result<DiskLayout, GptError> {
             name: p.name.clone(),
             reason,
         };
-        if p.name.encode_utf16().count() > 36 {
+        if p.name.encode_utf16().count() > husk_gpt::entry::NAME_UNITS {
             return Err(bad("the name is longer than 36 UTF-16 units".into()));
         }
         let source_len = fs::metadata(&p.source)
@@ -154,60 +153,25 @@ pub fn layout(spec: &DiskSpec) -> Result<DiskLayout, GptError> {
     })
 }
 
-fn entry_array(layout: &DiskLayout) -> Vec<u8> {
-    let mut array = vec![0u8; (ENTRIES * ENTRY_SIZE) as usize];
-    for (i, p) in layout.partitions.iter().enumerate() {
-        let e = &mut array[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize];
-        e[0..16].copy_from_slice(&p.type_guid.to_mixed_endian());
-        e[16..32].copy_from_slice(&p.unique_guid.to_mixed_endian());
-        e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
-        e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
-        // 48..56: attributes, none.
-        for (j, unit) in p.name.encode_utf16().enumerate() {
-            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&unit.to_le_bytes());
-        }
+/// The partition table of a laid-out disk.
+fn table(layout: &DiskLayout) -> Table {
+    Table {
+        sector_size: SECTOR,
+        disk_sectors: layout.size / SECTOR,
+        disk_guid: layout.disk_guid,
+        entries: layout
+            .partitions
+            .iter()
+            .map(|p| Entry {
+                type_guid: p.type_guid,
+                unique_guid: p.unique_guid,
+                first_lba: p.first_lba,
+                last_lba: p.last_lba,
+                attributes: 0,
+                name: p.name.clone(),
+            })
+            .collect(),
     }
-    array
-}
-
-fn header(layout: &DiskLayout, primary: bool, array_crc: u32) -> [u8; SECTOR as usize] {
-    let last_lba = layout.size / SECTOR - 1;
-    let (my_lba, alternate_lba, array_lba) = if primary {
-        (1, last_lba, 2)
-    } else {
-        (last_lba, 1, last_lba - ARRAY_SECTORS)
-    };
-    let mut h = [0u8; SECTOR as usize];
-    h[0..8].copy_from_slice(b"EFI PART");
-    h[8..12].copy_from_slice(&0x0001_0000u32.to_le_bytes());
-    h[12..16].copy_from_slice(&HEADER_SIZE.to_le_bytes());
-    // 16..20: header CRC, below; 20..24 reserved.
-    h[24..32].copy_from_slice(&my_lba.to_le_bytes());
-    h[32..40].copy_from_slice(&alternate_lba.to_le_bytes());
-    h[40..48].copy_from_slice(&(2 + ARRAY_SECTORS).to_le_bytes()); // first usable
-    h[48..56].copy_from_slice(&(last_lba - ARRAY_SECTORS - 1).to_le_bytes()); // last usable
-    h[56..72].copy_from_slice(&layout.disk_guid.to_mixed_endian());
-    h[72..80].copy_from_slice(&array_lba.to_le_bytes());
-    h[80..84].copy_from_slice(&ENTRIES.to_le_bytes());
-    h[84..88].copy_from_slice(&ENTRY_SIZE.to_le_bytes());
-    h[88..92].copy_from_slice(&array_crc.to_le_bytes());
-    let crc = crc32fast::hash(&h[..HEADER_SIZE as usize]);
-    h[16..20].copy_from_slice(&crc.to_le_bytes());
-    h
-}
-
-fn protective_mbr(layout: &DiskLayout) -> [u8; SECTOR as usize] {
-    let mut mbr = [0u8; SECTOR as usize];
-    let e = &mut mbr[446..462];
-    e[1..4].copy_from_slice(&[0x00, 0x02, 0x00]); // CHS of LBA 1
-    e[4] = 0xee;
-    e[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
-    e[8..12].copy_from_slice(&1u32.to_le_bytes());
-    let sectors = u32::try_from(layout.size / SECTOR - 1).unwrap_or(u32::MAX);
-    e[12..16].copy_from_slice(&sectors.to_le_bytes());
-    mbr[510] = 0x55;
-    mbr[511] = 0xaa;
-    mbr
 }
 
 /// Writes the disk described by `spec` to `out` (through `out.tmp`,
@@ -229,19 +193,10 @@ pub fn write_disk(spec: &DiskSpec, out: &Path) -> Result<DiskLayout, GptError> {
             .open(&tmp)
             .map_err(write_err)?;
         disk.set_len(layout.size).map_err(write_err)?;
-        let array = entry_array(&layout);
-        let array_crc = crc32fast::hash(&array);
-        let last_lba = layout.size / SECTOR - 1;
-        let mut head = Vec::with_capacity(((2 + ARRAY_SECTORS) * SECTOR) as usize);
-        head.extend_from_slice(&protective_mbr(&layout));
-        head.extend_from_slice(&header(&layout, true, array_crc));
-        head.extend_from_slice(&array);
-        disk.write_all(&head).map_err(write_err)?;
-        let mut tail = array.clone();
-        tail.extend_from_slice(&header(&layout, false, array_crc));
-        disk.seek(SeekFrom::Start((last_lba - ARRAY_SECTORS) * SECTOR))
-            .map_err(write_err)?;
-        disk.write_all(&tail).map_err(write_err)?;
+        table(&layout).write(&mut disk).map_err(|e| match e {
+            husk_gpt::GptError::Io(e) => write_err(e),
+            other => GptError::Table(other),
+        })?;
 
         for (p, placed) in spec.partitions.iter().zip(&layout.partitions) {
             layout.data_written += copy_into(&p.source, &mut disk, placed.first_lba * SECTOR)
@@ -267,6 +222,7 @@ pub fn write_disk(spec: &DiskSpec, out: &Path) -> Result<DiskLayout, GptError> {
 mod tests {
     use super::*;
     use std::fs::File;
+    use std::io::{Seek, SeekFrom, Write};
     use std::os::unix::fs::MetadataExt;
     use std::time::Instant;
 
@@ -421,6 +377,35 @@ mod tests {
             write_disk(&long, &b),
             Err(GptError::BadPartition { .. })
         ));
+    }
+
+    /// What husk-init does at boot to a disk larger than the image: the
+    /// shared crate grows what this writer wrote, and sgdisk agrees.
+    #[test]
+    fn written_disks_grow_at_boot() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.raw");
+        write_disk(&sample(dir.path()), &disk).unwrap();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&disk)
+            .unwrap();
+        file.set_len(100 * MIB).unwrap();
+        let grown =
+            husk_gpt::grow_partition(&mut file, SECTOR, 100 * MIB / SECTOR, "husk-data").unwrap();
+        assert_eq!(
+            (grown.old_last_lba, grown.new_last_lba),
+            (20480, 99 * 2048 - 1)
+        );
+        let verify = tool("sgdisk", "gdisk", &["-v"], &disk);
+        assert!(verify.contains("No problems found"), "{verify}");
+        let print = tool("sgdisk", "gdisk", &["-p"], &disk);
+        assert!(print.contains("202751"), "{print}");
+        // The partition's data is where it was.
+        let bytes = fs::read(&disk).unwrap();
+        let data_at = (10240 * SECTOR) as usize;
+        assert_eq!(&bytes[data_at..data_at + 4096], &pattern(4096, 2)[..]);
     }
 
     /// A 2 GiB disk from sparse partition files is written sparse, fast,

@@ -33,6 +33,9 @@ pub struct InitramfsSpec {
     pub modules: Vec<String>,
     /// Contents of `/etc/husk/init.toml` (`None`: [`DEFAULT_INIT_CONFIG`]).
     pub init_config: Option<String>,
+    /// A static e2fsck, installed as `/usr/sbin/e2fsck`: init checks the
+    /// data partition with it before mounting.
+    pub e2fsck: Option<PathBuf>,
     /// More files: host source, absolute guest path, mode.
     pub extra_files: Vec<(PathBuf, String, u32)>,
     /// Timestamp of every entry (`SOURCE_DATE_EPOCH`).
@@ -51,6 +54,7 @@ impl InitramfsSpec {
             modules_dir,
             modules: Vec::new(),
             init_config: None,
+            e2fsck: None,
             extra_files: Vec::new(),
             source_date_epoch: 0,
             zstd_level: DEFAULT_ZSTD_LEVEL,
@@ -166,6 +170,9 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
     if let Some(huskctl) = &spec.huskctl {
         report.binaries_bytes += tree.add_host_file(huskctl, "/usr/bin/huskctl", 0o755)?;
     }
+    if let Some(e2fsck) = &spec.e2fsck {
+        report.binaries_bytes += tree.add_host_file(e2fsck, husk_common::paths::E2FSCK, 0o755)?;
+    }
     let config = spec.init_config.as_deref().unwrap_or(DEFAULT_INIT_CONFIG);
     tree.add(
         husk_common::paths::INIT_CONFIG,
@@ -243,7 +250,8 @@ mod tests {
         let fake_bin = dir.join("bin");
         fs::write(&fake_bin, b"\x7fELF fake").unwrap();
         let mut spec = InitramfsSpec::new(fake_bin.clone(), fake_bin.clone(), modules_dir);
-        spec.huskctl = Some(fake_bin);
+        spec.huskctl = Some(fake_bin.clone());
+        spec.e2fsck = Some(fake_bin);
         spec.source_date_epoch = 1_700_000_000;
         spec.zstd_level = 3;
         spec
@@ -270,6 +278,7 @@ mod tests {
             " init\n",
             " usr/bin/husk-agent\n",
             " usr/bin/huskctl\n",
+            " usr/sbin/e2fsck\n",
             " etc/husk/init.toml\n",
             "/modules.dep\n",
             "/modules.alias\n",

@@ -12,7 +12,6 @@ pub mod esp;
 pub mod ext4;
 pub mod fat;
 pub mod gpt;
-pub mod guid;
 pub mod initramfs;
 pub mod kernel;
 pub mod kmod;

@@ -15,8 +15,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::guid::Guid;
 use crate::sparse::{CopyError, copy_into};
+use husk_gpt::Guid;
 
 pub const FOOTER_LEN: usize = 512;
 /// Seconds from the Unix epoch to the VHD epoch, 2000-01-01 00:00:00 UTC.

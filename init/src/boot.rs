@@ -14,7 +14,9 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use crate::event_loop::Init;
 use crate::signals::Signals;
 use crate::supervisor::Supervisor;
-use crate::{config, logger, modules, mounts, power_button, shutdown, switch_root, sys};
+use crate::{
+    config, data_partition, logger, modules, mounts, power_button, shutdown, switch_root, sys,
+};
 
 /// Runs PID 1. Never returns.
 pub fn run() -> ! {
@@ -75,6 +77,9 @@ pub fn run() -> ! {
         log::warn!("hostname {}: {e}", config.hostname);
     }
     modules::coldplug(&config.modules);
+    // After coldplug (the disk driver), before the services (the agent
+    // keeps its state there).
+    data_partition::setup();
     let buttons = power_button::open_all();
 
     let Some(signals) = signals else {

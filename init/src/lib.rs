@@ -28,6 +28,7 @@
 pub mod boot;
 pub mod config;
 pub mod ctl;
+pub mod data_partition;
 pub mod event_loop;
 pub mod logger;
 pub mod modules;

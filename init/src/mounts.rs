@@ -44,7 +44,7 @@ pub const EARLY: [MountSpec; 2] = [
 ];
 
 /// The rest, mounted once "/" is the final root.
-pub const LATE: [MountSpec; 7] = [
+pub const LATE: [MountSpec; 6] = [
     MountSpec {
         target: "/sys",
         fs_type: "sysfs",
@@ -81,14 +81,8 @@ pub const LATE: [MountSpec; 7] = [
         flags: NOSUID_NODEV_NOEXEC,
         data: None,
     },
-    // The data partition goes here later (issue 3); until then a tmpfs
-    // keeps it writable under the read-only root.
-    MountSpec {
-        target: husk_common::paths::STATE_DIR,
-        fs_type: "tmpfs",
-        flags: NOSUID_NODEV,
-        data: Some(c"mode=0755"),
-    },
+    // /var/lib/husk is not here: crate::data_partition mounts the data
+    // partition (or a tmpfs) there once the disk drivers are loaded.
 ];
 
 #[derive(Debug, Error)]

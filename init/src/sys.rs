@@ -194,6 +194,100 @@ pub fn device_has_key<Fd: AsFd>(fd: Fd, code: u16) -> io::Result<bool> {
     Ok(byte & (1 << (code % 8)) != 0)
 }
 
+/// Opens a whole disk for rewriting its partition table: O_SYNC, so each
+/// write is on the disk before the next (the GPT's crash safety rests on
+/// that order), O_CLOEXEC like every descriptor init holds.
+pub fn open_disk(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags((rustix::fs::OFlags::SYNC | rustix::fs::OFlags::CLOEXEC).bits() as i32)
+        .open(path)
+}
+
+/// Mounts `source` on `target`.
+pub fn mount_fs(
+    source: &str,
+    target: &str,
+    fs_type: &str,
+    flags: rustix::mount::MountFlags,
+    data: Option<&std::ffi::CStr>,
+) -> io::Result<()> {
+    rustix::mount::mount(source, target, fs_type, flags, data).map_err(io::Error::from)
+}
+
+/// `BLKPG`: `_IO(0x12, 105)`; the argument is a `struct blkpg_ioctl_arg *`.
+const BLKPG: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 105);
+const BLKPG_RESIZE_PARTITION: i32 = 3;
+const BLKPG_DEVNAMELTH: usize = 64;
+const BLKPG_VOLNAMELTH: usize = 64;
+
+/// `struct blkpg_partition` (linux/blkpg.h). Offsets in bytes.
+#[repr(C)]
+struct BlkpgPartition {
+    start: i64,
+    length: i64,
+    pno: i32,
+    devname: [u8; BLKPG_DEVNAMELTH],
+    volname: [u8; BLKPG_VOLNAMELTH],
+}
+
+/// `struct blkpg_ioctl_arg` (linux/blkpg.h).
+#[repr(C)]
+struct BlkpgIoctlArg {
+    op: i32,
+    flags: i32,
+    datalen: i32,
+    data: *mut BlkpgPartition,
+}
+
+/// Tells the kernel that partition `number` of the disk open as `disk`
+/// now spans `length` bytes from `start` (what `resizepart` does). The
+/// kernel only allows growing into free space and keeps the start.
+pub fn blkpg_resize_partition<Fd: AsFd>(
+    disk: Fd,
+    number: u32,
+    start: u64,
+    length: u64,
+) -> io::Result<()> {
+    let invalid = |_| io::Error::from(io::ErrorKind::InvalidInput);
+    let mut partition = BlkpgPartition {
+        start: i64::try_from(start).map_err(invalid)?,
+        length: i64::try_from(length).map_err(invalid)?,
+        pno: i32::try_from(number).map_err(invalid)?,
+        devname: [0; BLKPG_DEVNAMELTH],
+        volname: [0; BLKPG_VOLNAMELTH],
+    };
+    let arg = BlkpgIoctlArg {
+        op: BLKPG_RESIZE_PARTITION,
+        flags: 0,
+        datalen: std::mem::size_of::<BlkpgPartition>() as i32,
+        data: &mut partition,
+    };
+    // SAFETY: BLKPG takes a pointer to a `struct blkpg_ioctl_arg`, which
+    // `BlkpgIoctlArg` lays out (repr(C)); the kernel only reads it.
+    let setter = unsafe { rustix::ioctl::Setter::<BLKPG, BlkpgIoctlArg>::new(arg) };
+    // SAFETY: the opcode and argument type agree (above); `arg.data`
+    // points at `partition`, alive and `datalen` bytes long for the whole
+    // call; `disk` is an open descriptor.
+    unsafe { rustix::ioctl::ioctl(disk, setter) }.map_err(io::Error::from)
+}
+
+/// `EXT4_IOC_RESIZE_FS`: `_IOW('f', 16, __u64)`.
+const EXT4_IOC_RESIZE_FS: rustix::ioctl::Opcode = rustix::ioctl::opcode::write::<u64>(b'f', 16);
+
+/// Grows a mounted ext4 filesystem (any descriptor on it) to `blocks`
+/// blocks, online, as `resize2fs` does for a mounted filesystem.
+pub fn ext4_resize_fs<Fd: AsFd>(fs: Fd, blocks: u64) -> io::Result<()> {
+    // SAFETY: EXT4_IOC_RESIZE_FS reads one `__u64` through its pointer
+    // argument, which is exactly the input type given.
+    let setter = unsafe { rustix::ioctl::Setter::<EXT4_IOC_RESIZE_FS, u64>::new(blocks) };
+    // SAFETY: the opcode and input type agree (above), and `fs` is an
+    // open descriptor for the duration of the call.
+    unsafe { rustix::ioctl::ioctl(fs, setter) }.map_err(io::Error::from)
+}
+
 /// Time since the kernel started (CLOCK_BOOTTIME, counts suspend).
 pub fn since_boot() -> Duration {
     let ts = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
@@ -256,6 +350,17 @@ mod tests {
             EVIOCGBIT_KEY as u64,
             (2u64 << 30) | (96 << 16) | (0x45 << 8) | 0x21
         );
+    }
+
+    #[test]
+    fn block_ioctls_match_the_c_headers() {
+        // _IO(0x12, 105) and _IOW('f', 16, __u64).
+        assert_eq!(BLKPG as u64, 0x1269);
+        assert_eq!(EXT4_IOC_RESIZE_FS as u64, 0x4008_6610);
+        // sizeof(struct blkpg_partition) = 152, blkpg_ioctl_arg = 24 on
+        // x86_64 (the kernel checks datalen against the first).
+        assert_eq!(std::mem::size_of::<BlkpgPartition>(), 152);
+        assert_eq!(std::mem::size_of::<BlkpgIoctlArg>(), 24);
     }
 
     #[test]

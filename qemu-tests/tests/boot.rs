@@ -3,23 +3,13 @@
 //! errors and zombie reaping. The lines waited for are the log contract
 //! of docs/ARCHITECTURE.md (see `qemu_tests::log_lines`).
 
-use std::time::Duration;
+mod common;
 
-use qemu_tests::log_lines::{self, AGENT_READY, INIT_STARTING, POWER_OFF, REAPED_ORPHAN, REBOOT};
+use common::*;
+use qemu_tests::log_lines::{self, AGENT_READY, INIT_STARTING, REAPED_ORPHAN, REBOOT};
 use qemu_tests::{
     GuestImage, InitConfig, Kernel, Restart, Result, SerialCursor, Service, TestDir, Vm, VmBuilder,
 };
-
-/// Kernel start to husk-init's first line (≈2 s under TCG here).
-const TO_INIT: Duration = Duration::from_secs(30);
-/// Boot to the agent's readiness, including module coldplug under TCG.
-const TO_AGENT_READY: Duration = Duration::from_secs(60);
-/// A husk-check verdict once the machine is up.
-const TO_CHECK: Duration = Duration::from_secs(30);
-/// Power button or Ctrl-Alt-Del to init's shutdown line.
-const TO_SHUTDOWN_LINE: Duration = Duration::from_secs(20);
-/// init's shutdown line to QEMU exiting (services get 10 s grace).
-const TO_EXIT: Duration = Duration::from_secs(40);
 
 /// Builds a test image (with husk-check) whose init.toml is `config`,
 /// and boots it with direct kernel boot.
@@ -33,22 +23,6 @@ fn boot(test: &str, config: &str, customize: impl FnOnce(VmBuilder) -> VmBuilder
         .kernel(&Kernel::get()?.image)
         .initrd(initrd);
     customize(builder).launch()
-}
-
-/// Presses the ACPI power button and expects an orderly power off:
-/// init's line, then QEMU exiting by itself with status 0.
-fn power_off(vm: &mut Vm) -> Result<()> {
-    vm.qmp().system_powerdown()?;
-    vm.wait_for_line(POWER_OFF, TO_SHUTDOWN_LINE)?;
-    let status = vm.wait_for_exit(TO_EXIT)?;
-    assert!(
-        status.success(),
-        "QEMU exited with {status} after power off"
-    );
-    // QEMU's own account: the guest powered itself off (not a crash).
-    let shutdown = vm.qmp().wait_for_event("SHUTDOWN", TO_CHECK)?;
-    assert_eq!(shutdown["data"]["guest"], true, "{shutdown}");
-    Ok(())
 }
 
 #[test]

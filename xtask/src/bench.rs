@@ -8,11 +8,11 @@ use anyhow::Result;
 
 use crate::boot::{BootTimings, boot_cycle, build_default_image};
 
-pub fn run(boots: usize) -> Result<()> {
-    let (initrd, kernel) = build_default_image()?;
+pub fn run(boots: usize, direct: bool) -> Result<()> {
+    let image = build_default_image(direct)?;
     let mut runs: Vec<BootTimings> = Vec::with_capacity(boots);
     for i in 0..boots {
-        let t = boot_cycle(&initrd, kernel)?;
+        let t = boot_cycle(&image)?;
         eprintln!(
             "bench: boot {}/{boots}: agent ready at {:.2} s (init's own: {} ms)",
             i + 1,
@@ -21,7 +21,10 @@ pub fn run(boots: usize) -> Result<()> {
         );
         runs.push(t);
     }
-    println!("boot under QEMU (QEMU start = 0; {boots} boots; TCG unless HUSK_QEMU_ACCEL=kvm)");
+    let how = if direct { "direct kernel boot" } else { "UEFI" };
+    println!(
+        "boot under QEMU ({how}; QEMU start = 0; {boots} boots; TCG unless HUSK_QEMU_ACCEL=kvm)"
+    );
     println!("{:<28} {:>10} {:>10}", "milestone", "median", "p95");
     let row = |name: &str, pick: fn(&BootTimings) -> Duration| {
         let mut values: Vec<f64> = runs

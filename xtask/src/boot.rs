@@ -1,44 +1,93 @@
 //! Boots the default image: interactively (`cargo xtask run`), or
 //! headless through a full cycle with timings (`run --check`, `bench`).
+//! By default through UEFI as a cloud VM boots it (OVMF → systemd-boot →
+//! UKI from disk.raw); `--direct` uses QEMU's -kernel/-initrd instead.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use qemu_tests::artifacts::{Artifacts, workspace_root};
+use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS, build_args};
 use qemu_tests::log_lines::{AGENT_READY, INIT_STARTING, MODULES_LOADED, POWER_OFF};
-use qemu_tests::{GuestImage, Kernel, TestDir, Vm};
+use qemu_tests::{GuestImage, Kernel, TestDir, Vm, VmBuilder};
 
-/// Where `cargo xtask run` keeps the image it boots.
+/// What to boot.
+#[derive(Debug, Clone)]
+pub enum BootImage {
+    /// The product disk from `husk-image build` (its raw image).
+    Uefi { disk: PathBuf },
+    /// Kernel and initramfs, QEMU's direct kernel boot.
+    Direct { kernel: PathBuf, initrd: PathBuf },
+}
+
+/// Where `cargo xtask run` keeps the images it boots.
 fn image_dir() -> PathBuf {
     workspace_root().join("target/husk")
 }
 
-/// Builds the product binaries and the default initramfs (no test
-/// checker, the default init.toml).
-pub fn build_default_image() -> Result<(PathBuf, &'static Kernel)> {
+/// Builds the product binaries and the default image: the whole disk
+/// with the built-in image config, or just the initramfs.
+pub fn build_default_image(direct: bool) -> Result<BootImage> {
     crate::prereqs::ensure()?;
     let artifacts = Artifacts::build(&workspace_root()).map_err(|e| anyhow!("{e}"))?;
     let kernel = Kernel::get().map_err(|e| anyhow!("{e}"))?;
     let dir = image_dir();
     std::fs::create_dir_all(&dir)?;
-    let initrd = GuestImage::builder()
-        .build_with(&artifacts, kernel, &dir)
-        .map_err(|e| anyhow!("{e}"))?;
-    Ok((initrd, kernel))
+    if direct {
+        let initrd = GuestImage::builder()
+            .build_with(&artifacts, kernel, &dir)
+            .map_err(|e| anyhow!("{e}"))?;
+        return Ok(BootImage::Direct {
+            kernel: kernel.image.clone(),
+            initrd,
+        });
+    }
+    let out = dir.join("image");
+    let args = build_args(&artifacts, kernel, out.clone());
+    let summary = husk_image::build::run(&args).map_err(|e| anyhow!("husk-image build: {e}"))?;
+    eprintln!("{summary}");
+    Ok(BootImage::Uefi {
+        disk: out.join("disk.raw"),
+    })
+}
+
+/// A VM for `image`. A UEFI boot writes to its disk (boot counting,
+/// the data partition), so it gets a copy-on-write overlay in `dir` and
+/// the built image stays as built.
+fn vm_for(dir: TestDir, image: &BootImage) -> Result<VmBuilder> {
+    Ok(match image {
+        BootImage::Direct { kernel, initrd } => Vm::builder(dir).kernel(kernel).initrd(initrd),
+        BootImage::Uefi { disk } => {
+            let overlay = overlay(disk, dir.path())?;
+            Vm::builder(dir)
+                .ovmf(OVMF_CODE, OVMF_VARS)
+                .drive(overlay, "qcow2")
+        }
+    })
+}
+
+fn overlay(base: &Path, dir: &Path) -> Result<PathBuf> {
+    let overlay = dir.join("disk-overlay.qcow2");
+    let status = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+        .arg(base)
+        .arg(&overlay)
+        .status()
+        .context("running qemu-img (apt-get install qemu-utils)")?;
+    if !status.success() {
+        bail!("qemu-img create failed ({status})");
+    }
+    Ok(overlay)
 }
 
 /// `cargo xtask run`: the serial console on this terminal.
-pub fn interactive() -> Result<()> {
-    let (initrd, kernel) = build_default_image()?;
-    eprintln!(
-        "xtask: booting {} (Ctrl-A X quits QEMU, Ctrl-A C its monitor)",
-        initrd.display()
-    );
+pub fn interactive(direct: bool) -> Result<()> {
+    let image = build_default_image(direct)?;
+    eprintln!("xtask: booting {image:?} (Ctrl-A X quits QEMU, Ctrl-A C its monitor)");
     let dir = TestDir::new("run").map_err(|e| anyhow!("{e}"))?;
-    let status = Vm::builder(dir)
-        .kernel(&kernel.image)
-        .initrd(initrd)
+    let status = vm_for(dir, &image)?
         .run_interactive()
         .map_err(|e| anyhow!("{e}"))?;
     if !status.success() {
@@ -60,14 +109,10 @@ pub struct BootTimings {
 
 /// Boots headless, waits for the agent, presses the power button and
 /// waits for QEMU to exit by itself.
-pub fn boot_cycle(initrd: &std::path::Path, kernel: &Kernel) -> Result<BootTimings> {
-    let deadline = Duration::from_secs(90);
+pub fn boot_cycle(image: &BootImage) -> Result<BootTimings> {
+    let deadline = Duration::from_secs(120);
     let dir = TestDir::new("check").map_err(|e| anyhow!("{e}"))?;
-    let mut vm = Vm::builder(dir)
-        .kernel(&kernel.image)
-        .initrd(initrd)
-        .launch()
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut vm = vm_for(dir, image)?.launch().map_err(|e| anyhow!("{e}"))?;
     let seen = |vm: &mut Vm, line: &str| -> Result<(String, Duration)> {
         let found = vm
             .wait_for_line(line, deadline)
@@ -99,10 +144,15 @@ fn ms_after(line: &str, marker: &str) -> Option<u64> {
 }
 
 /// `cargo xtask run --check`.
-pub fn check() -> Result<()> {
-    let (initrd, kernel) = build_default_image()?;
-    let t = boot_cycle(&initrd, kernel)?;
-    println!("boot timings (QEMU start = 0, TCG unless HUSK_QEMU_ACCEL=kvm):");
+pub fn check(direct: bool) -> Result<()> {
+    let image = build_default_image(direct)?;
+    let t = boot_cycle(&image)?;
+    let how = if direct {
+        "direct kernel boot"
+    } else {
+        "UEFI: OVMF, systemd-boot, UKI"
+    };
+    println!("boot timings ({how}; QEMU start = 0; TCG unless HUSK_QEMU_ACCEL=kvm):");
     println!("  init started     {:>7.2} s", t.init_started.as_secs_f64());
     println!(
         "  modules loaded   {:>7.2} s",

@@ -27,6 +27,10 @@ enum Task {
         /// ACPI, print the boot timings, exit 0 only if all of it worked.
         #[arg(long)]
         check: bool,
+        /// Boot kernel and initramfs directly (QEMU -kernel/-initrd),
+        /// skipping firmware and boot loader: faster.
+        #[arg(long)]
+        direct: bool,
     },
     /// Every test: fmt, clippy, unit tests and the QEMU boots.
     Test,
@@ -35,15 +39,24 @@ enum Task {
         /// How many boots.
         #[arg(long, default_value_t = 5)]
         boots: usize,
+        /// Boot kernel and initramfs directly instead of through UEFI.
+        #[arg(long)]
+        direct: bool,
     },
 }
 
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
-        Task::Run { check: false } => boot::interactive(),
-        Task::Run { check: true } => boot::check(),
+        Task::Run {
+            check: false,
+            direct,
+        } => boot::interactive(direct),
+        Task::Run {
+            check: true,
+            direct,
+        } => boot::check(direct),
         Task::Test => test::run(),
-        Task::Bench { boots } => bench::run(boots.max(1)),
+        Task::Bench { boots, direct } => bench::run(boots.max(1), direct),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

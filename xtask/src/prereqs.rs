@@ -50,6 +50,11 @@ const PREREQS: &[Prereq] = &[
         why: "formats the data partition",
     },
     Prereq {
+        package: "e2fsck-static",
+        present: || Path::new("/sbin/e2fsck.static").is_file(),
+        why: "checks the data partition at boot (shipped in the image)",
+    },
+    Prereq {
         package: "qemu-utils",
         present: || has_command("qemu-img"),
         why: "writes qcow2 images and checks the image writers",

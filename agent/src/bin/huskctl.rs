@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use husk_agent::api::{HEALTH_PATH, Health};
+use husk_agent::api::{HEALTH_PATH, Health, SYSTEM_PATH, System};
 use husk_agent::client::Client;
 
 /// Controls a Husk machine through its agent.
@@ -20,6 +20,12 @@ struct Cli {
 enum Command {
     /// Ask the agent whether it is healthy (exit 0 when it is).
     Health,
+    /// Show the machine's state: the data partition.
+    Status {
+        /// Print the agent's JSON answer as it is.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -39,6 +45,13 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Health => client.get::<Health>(HEALTH_PATH).await.map(|h| {
                 println!("{} (husk-agent {})", h.status, h.version);
+            }),
+            Command::Status { json } => client.get::<System>(SYSTEM_PATH).await.map(|s| {
+                if json {
+                    println!("{}", serde_json::json!({ "data": s.data }));
+                } else {
+                    println!("data: {}", husk_agent::system::describe_data(&s.data));
+                }
             }),
         }
     });

@@ -6,6 +6,7 @@
 //! It only ever ships in test images.
 
 mod agent;
+mod data;
 mod modules;
 mod mounts;
 mod orphans;
@@ -30,6 +31,10 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("modules", modules::run),
     ("agent-health", agent::health),
     ("kill-agent", agent::kill),
+    ("data-mounted", data::mounted),
+    ("persist", data::persist),
+    ("data-size", data::size),
+    ("data-failed", data::failed),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

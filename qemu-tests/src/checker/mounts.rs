@@ -30,6 +30,7 @@ pub struct Mount {
     pub mount_point: String,
     pub options: Vec<String>,
     pub fstype: String,
+    pub source: String,
     pub super_options: Vec<String>,
 }
 
@@ -55,7 +56,8 @@ pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
                 mount_point: unescape(before.get(4)?),
                 options: split(before.get(5)?),
                 fstype: after.next()?.to_owned(),
-                super_options: after.nth(1).map(split).unwrap_or_default(),
+                source: after.next().map(unescape).unwrap_or_default(),
+                super_options: after.next().map(split).unwrap_or_default(),
             })
         })
         .collect()
@@ -85,7 +87,7 @@ fn unescape(field: &str) -> String {
 }
 
 /// The mount visible at `point`: the last (topmost) one listed.
-fn visible<'a>(mounts: &'a [Mount], point: &str) -> Option<&'a Mount> {
+pub fn visible<'a>(mounts: &'a [Mount], point: &str) -> Option<&'a Mount> {
     mounts.iter().rev().find(|m| m.mount_point == point)
 }
 

@@ -1,27 +1,30 @@
-//! GUIDs (UUIDs) for disks, partitions and filesystems, derived from a
-//! seed so that equal inputs give equal images.
+//! GUIDs (UUIDs) for disks, partitions and filesystems. With the `seed`
+//! feature they can be derived from a seed, so that equal inputs give
+//! equal images.
 
 use std::fmt;
 use std::str::FromStr;
-
-use sha2::{Digest, Sha256};
 
 /// A GUID, kept in RFC 4122 (big-endian, textual) byte order.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Guid(pub [u8; 16]);
 
 impl Guid {
+    /// The all-zero GUID: an unused GPT entry's type.
+    pub const NIL: Guid = Guid([0; 16]);
+
     /// A version-4-shaped GUID from SHA-256 of `purpose`, `seed` and
     /// `name`: stable for equal arguments, distinct otherwise.
+    #[cfg(feature = "seed")]
     pub fn from_seed(purpose: &str, seed: &str, name: &str) -> Self {
+        use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
         for part in [purpose, seed, name] {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
         }
         let digest = hasher.finalize();
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&digest[..16]);
+        let mut bytes: [u8; 16] = crate::bytes::array_at(&digest, 0);
         bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
         bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
         Self(bytes)
@@ -35,6 +38,12 @@ impl Guid {
             b[3], b[2], b[1], b[0], b[5], b[4], b[7], b[6], b[8], b[9], b[10], b[11], b[12], b[13],
             b[14], b[15],
         ]
+    }
+
+    /// The inverse of [`Guid::to_mixed_endian`] (the swap is its own
+    /// inverse).
+    pub fn from_mixed_endian(bytes: [u8; 16]) -> Self {
+        Self(Guid(bytes).to_mixed_endian())
     }
 }
 
@@ -116,6 +125,13 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mixed_endian_round_trips() {
+        let esp: Guid = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B".parse().unwrap();
+        assert_eq!(Guid::from_mixed_endian(esp.to_mixed_endian()), esp);
+    }
+
+    #[cfg(feature = "seed")]
     #[test]
     fn seeded_guids_are_stable_v4_and_distinct() {
         let a = Guid::from_seed("gpt", "seed", "esp");

@@ -1,0 +1,279 @@
+//! The image store: images imported from OCI layout and `docker save`
+//! archives, their layers unpacked once and shared, ready to be stacked as
+//! overlayfs lower directories.
+//!
+//! Layout under the root (`/var/lib/husk` on a machine):
+//!
+//! | path | what |
+//! |---|---|
+//! | `images.json` | the image records ([`index`]); replacing it commits a change |
+//! | `blobs/sha256/<hex>` | manifests and configs, named by their digest ([`blobs`]) |
+//! | `layers/<hex>/` | an unpacked layer, named by its diff_id ([`unpack`]) |
+//! | `tmp/` | staging for imports; emptied on open and by gc |
+//! | `store.lock` | held (flock) by the one process that has the store open |
+//!
+//! Compressed layer blobs are not kept: a layer is kept unpacked, verified
+//! against its diff_id, which is what containers use (as containers/storage
+//! does). The store is synchronous; the agent calls it from a blocking
+//! thread.
+
+pub mod archive;
+pub mod blobs;
+pub mod compression;
+pub mod digest;
+pub mod error;
+mod import;
+pub mod index;
+pub mod layout;
+pub mod unpack;
+
+#[cfg(test)]
+mod tests;
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::ImageConfiguration;
+use serde::{Deserialize, Serialize};
+
+pub use self::digest::Digest;
+pub use self::error::{Result, StoreError};
+pub use self::index::{ImageId, ImageRecord};
+pub use self::unpack::UnpackOptions;
+
+use self::blobs::Blobs;
+use self::error::IoContext;
+use self::index::{Index, index_path};
+
+/// Where the agent keeps its store unless told otherwise (`--root`).
+pub const DEFAULT_ROOT: &str = husk_common::paths::STATE_DIR;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreOptions {
+    /// Let images carry character and block device nodes.
+    pub allow_devices: bool,
+}
+
+/// What `image ls` shows of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSummary {
+    pub id: ImageId,
+    pub names: Vec<String>,
+    pub manifest: Digest,
+    pub layers: usize,
+    pub size: u64,
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+impl From<&ImageRecord> for ImageSummary {
+    fn from(r: &ImageRecord) -> Self {
+        Self {
+            id: r.id,
+            names: r.names.clone(),
+            manifest: r.manifest,
+            layers: r.layers.len(),
+            size: r.size,
+            os: r.os.clone(),
+            architecture: r.architecture.clone(),
+            created: r.created.clone(),
+        }
+    }
+}
+
+/// What `remove` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removed {
+    /// The reference was one of several names of the image: only that
+    /// name is gone.
+    Untagged(String),
+    /// The image record is gone (its layers go at the next [`Store::gc`]).
+    Deleted(ImageId),
+}
+
+/// What `gc` freed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    pub layers: Vec<Digest>,
+    pub blobs: Vec<Digest>,
+}
+
+/// An open image store. Mutations take `&mut self`; one process has the
+/// store open at a time (a lock file).
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    blobs: Blobs,
+    index: Index,
+    options: StoreOptions,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `root`.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(root, StoreOptions::default())
+    }
+
+    pub fn open_with(root: impl AsRef<Path>, options: StoreOptions) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        fs::create_dir_all(&root).at(&root)?;
+        let lock_path = root.join("store.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .at(&lock_path)?;
+        rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            .map_err(|_| StoreError::Locked { root: root.clone() })?;
+        for dir in [root.join("layers"), root.join("tmp")] {
+            fs::create_dir_all(&dir).at(&dir)?;
+        }
+        let store = Self {
+            blobs: Blobs::open(&root)?,
+            index: Index::load(&index_path(&root))?,
+            root,
+            options,
+            _lock: lock,
+        };
+        store.clean_tmp()?;
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn layer_dir(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers").join(diff_id.hex())
+    }
+
+    /// Leftovers of an import that was interrupted (we hold the lock, so
+    /// nothing else is using them).
+    fn clean_tmp(&self) -> Result<()> {
+        let tmp = self.tmp_dir();
+        for entry in fs::read_dir(&tmp).at(&tmp)? {
+            let path = entry.at(&tmp)?.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.at(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Imports every image of an OCI layout or `docker save` archive. On
+    /// any error the store is left as it was.
+    pub fn import(&mut self, archive: impl AsRef<Path>) -> Result<Vec<ImageSummary>> {
+        import::import(self, archive.as_ref())
+    }
+
+    pub fn list(&self) -> Vec<ImageSummary> {
+        self.index.images().iter().map(ImageSummary::from).collect()
+    }
+
+    /// The image a reference names: `name[:tag]`, an id, or an id prefix.
+    pub fn get(&self, reference: &str) -> Result<ImageSummary> {
+        self.index.find(reference).map(ImageSummary::from)
+    }
+
+    /// Removes a name, or the image if it is the image's last name or the
+    /// reference is its id. Refused while `in_use` says a container uses
+    /// the image.
+    pub fn remove(
+        &mut self,
+        reference: &str,
+        in_use: impl Fn(&ImageId) -> bool,
+    ) -> Result<Removed> {
+        let record = self.index.find(reference)?;
+        let id = record.id;
+        let name = index::normalise_name(reference).ok();
+        let mut index = self.index.clone();
+        let removed = match name.filter(|n| record.names.contains(n)) {
+            Some(name) if record.names.len() > 1 => {
+                index.untag(&id, &name);
+                Removed::Untagged(name)
+            }
+            _ => {
+                if in_use(&id) {
+                    return Err(StoreError::InUse(id));
+                }
+                index.remove(&id);
+                Removed::Deleted(id)
+            }
+        };
+        index.save(&index_path(&self.root))?;
+        self.index = index;
+        Ok(removed)
+    }
+
+    /// Removes the layers and blobs no image references, and staging
+    /// leftovers.
+    pub fn gc(&mut self) -> Result<GcReport> {
+        let images = self.index.images();
+        let mut report = GcReport::default();
+        for digest in self.blobs.list()? {
+            let used = images
+                .iter()
+                .any(|r| r.manifest == digest || r.id.0 == digest);
+            if !used {
+                self.blobs.remove(&digest)?;
+                report.blobs.push(digest);
+            }
+        }
+        let layers = self.root.join("layers");
+        for entry in fs::read_dir(&layers).at(&layers)? {
+            let entry = entry.at(&layers)?;
+            let Some(diff_id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+            else {
+                continue;
+            };
+            if !images.iter().any(|r| r.layers.contains(&diff_id)) {
+                let path = entry.path();
+                fs::remove_dir_all(&path).at(&path)?;
+                report.layers.push(diff_id);
+            }
+        }
+        self.clean_tmp()?;
+        Ok(report)
+    }
+
+    fn record(&self, id: &ImageId) -> Result<&ImageRecord> {
+        self.index
+            .get(id)
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// The image's layer directories, base layer first. (overlayfs's
+    /// `lowerdir=` lists the top-most first: reverse them for it.)
+    pub fn layer_paths(&self, id: &ImageId) -> Result<Vec<PathBuf>> {
+        Ok(self
+            .record(id)?
+            .layers
+            .iter()
+            .map(|d| self.layer_dir(d))
+            .collect())
+    }
+
+    /// The image's OCI config (entrypoint, env, working dir, user…).
+    pub fn image_config(&self, id: &ImageId) -> Result<ImageConfiguration> {
+        let record = self.record(id)?;
+        let data = self.blobs.read(&record.id.0)?;
+        ImageConfiguration::from_reader(&data[..]).map_err(|e| StoreError::BadConfig {
+            config: record.id.0,
+            reason: e.to_string(),
+        })
+    }
+}

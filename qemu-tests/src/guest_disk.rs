@@ -1,0 +1,149 @@
+//! Test disks: a whole Husk disk built by `husk-image build` (GPT, ESP
+//! with systemd-boot and the UKI, ext4 data partition), with the test's
+//! init.toml and, optionally, the guest-side checker — booted through
+//! OVMF like a cloud VM boots it.
+
+use std::path::{Path, PathBuf};
+
+use husk_image::build::BuildArgs;
+
+use crate::artifacts::Artifacts;
+use crate::error::{Error, Result};
+use crate::guest_image::CHECKER_GUEST_PATH;
+use crate::host::Kernel;
+
+/// Debian's OVMF (package ovmf), 4 MiB flash layout.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// The version test disks carry; the UKI is `husk-<version>.efi`.
+pub const TEST_VERSION: &str = "0.0.1-test";
+
+#[derive(Debug, Clone)]
+pub struct GuestDisk {
+    init_config: Option<String>,
+    checker: bool,
+    data_mib: u64,
+    version: String,
+}
+
+/// A built disk.
+#[derive(Debug, Clone)]
+pub struct DiskImage {
+    /// The raw GPT disk, to attach with `format=raw`.
+    pub raw: PathBuf,
+    /// The OS version on the ESP (`EFI/Linux/husk-<version>+3.efi`).
+    pub version: String,
+}
+
+impl DiskImage {
+    /// Makes the disk `bytes` larger, as a cloud volume bigger than the
+    /// image is: the partition table stays where the image put it.
+    pub fn grow_by(&self, bytes: u64) -> Result<()> {
+        let io = |e| Error::io(format!("growing {}", self.raw.display()), e);
+        let disk = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.raw)
+            .map_err(io)?;
+        let len = disk.metadata().map_err(io)?.len();
+        disk.set_len(len + bytes).map_err(io)
+    }
+}
+
+impl DiskImage {
+    /// The bytes of partition `number` (1-based), as the GPT places it.
+    pub fn partition_range(&self, number: usize) -> Result<std::ops::Range<u64>> {
+        const SECTOR: u64 = 512;
+        let io = |e| Error::io(format!("reading {}", self.raw.display()), e);
+        let mut disk = std::fs::File::open(&self.raw).map_err(io)?;
+        let sectors = disk.metadata().map_err(io)?.len() / SECTOR;
+        let gpt = husk_gpt::read_verified(&mut disk, SECTOR, sectors)
+            .map_err(|e| Error::Build(format!("the GPT of {}: {e}", self.raw.display())))?;
+        let (_, entry) = gpt
+            .entries
+            .iter()
+            .find(|(slot, _)| slot + 1 == number)
+            .ok_or_else(|| {
+                Error::Build(format!("{} has no partition {number}", self.raw.display()))
+            })?;
+        Ok(entry.first_lba * SECTOR..(entry.last_lba + 1) * SECTOR)
+    }
+}
+
+impl GuestDisk {
+    pub fn builder() -> GuestDisk {
+        GuestDisk {
+            init_config: None,
+            checker: false,
+            data_mib: 64,
+            version: TEST_VERSION.to_owned(),
+        }
+    }
+
+    /// Contents of /etc/husk/init.toml (default: the product's).
+    pub fn init_config(mut self, toml: impl Into<String>) -> Self {
+        self.init_config = Some(toml.into());
+        self
+    }
+
+    /// Adds `husk-check` as /usr/bin/husk-check.
+    pub fn checker(mut self) -> Self {
+        self.checker = true;
+        self
+    }
+
+    /// Size of the data partition.
+    pub fn data_mib(mut self, mib: u64) -> Self {
+        self.data_mib = mib;
+        self
+    }
+
+    /// Builds into `dir/image/` with the test binaries and host kernel.
+    pub fn build(self, dir: &Path) -> Result<DiskImage> {
+        let artifacts = Artifacts::get()?;
+        let kernel = Kernel::get()?;
+        let out = dir.join("image");
+        let config_path = dir.join("image.toml");
+        let mut config = format!(
+            "version = \"{}\"\nformats = [\"raw\"]\n\
+             [esp]\nsize_mib = 64\n[data]\nsize_mib = {}\n\
+             [initramfs]\nzstd_level = 3\n",
+            self.version, self.data_mib
+        );
+        if let Some(init_toml) = &self.init_config {
+            let init_path = dir.join("init.toml");
+            std::fs::write(&init_path, init_toml).map_err(|e| Error::io("writing init.toml", e))?;
+            config.insert_str(0, "init_config = \"init.toml\"\n");
+        }
+        std::fs::write(&config_path, config).map_err(|e| Error::io("writing image.toml", e))?;
+        let mut args = build_args(artifacts, kernel, out.clone());
+        args.config = Some(config_path);
+        if self.checker {
+            args.extra_files.push((
+                artifacts.checker.clone(),
+                CHECKER_GUEST_PATH.to_owned(),
+                0o755,
+            ));
+        }
+        husk_image::build::run(&args)
+            .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
+        Ok(DiskImage {
+            raw: out.join("disk.raw"),
+            version: self.version,
+        })
+    }
+}
+
+/// `husk-image build` arguments for these binaries and this kernel,
+/// with the built-in image configuration.
+pub fn build_args(artifacts: &Artifacts, kernel: &Kernel, out: PathBuf) -> BuildArgs {
+    BuildArgs {
+        out: Some(out),
+        init: Some(artifacts.init.clone()),
+        agent: Some(artifacts.agent.clone()),
+        huskctl: Some(artifacts.huskctl.clone()),
+        kernel: Some(kernel.image.clone()),
+        modules: Some(kernel.modules_dir.clone()),
+        ..BuildArgs::default()
+    }
+}
