@@ -1,10 +1,25 @@
-//! The HTTP/JSON API served on the agent's unix socket (docs/ARCHITECTURE.md).
+//! The HTTP/JSON API served on the agent's unix socket (docs/API.md).
+
+mod error;
+mod images;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode, Uri};
 use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
+
+pub use self::error::{ApiError, ErrorBody};
+pub use self::images::{
+    IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList, ImageStore,
+    ImportRequest, RemoveResponse, encode_reference, image_path,
+};
+
+/// Request bodies are small JSON documents (an archive is named by its
+/// path, never sent); anything larger is refused before it is read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// `GET /v1/health`.
 pub const HEALTH_PATH: &str = "/v1/health";
@@ -16,12 +31,15 @@ pub const SYSTEM_PATH: &str = "/v1/system";
 pub struct ApiConfig {
     /// husk-init's data partition status file.
     pub data_status: PathBuf,
+    /// The image store (default: none, the image endpoints answer 503).
+    pub images: ImageStore,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             data_status: husk_common::paths::DATA_STATUS.into(),
+            images: ImageStore::default(),
         }
     }
 }
@@ -68,4 +86,23 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 })
             }),
         )
+        .merge(images::routes().with_state(config.images.clone()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not answer {method}", uri.path()),
+    )
+}
+
+/// Unknown paths get the same JSON error shape as everything else.
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
 }

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
+use hyper::Method;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
 
@@ -19,10 +21,31 @@ pub enum ClientError {
     Http(#[from] hyper::Error),
     #[error("bad request: {0}")]
     Request(#[from] hyper::http::Error),
-    #[error("the agent answered {status}: {body}")]
+    /// A non-2xx answer; shown as the agent's `error` message when the
+    /// body has one.
+    #[error("{}", describe_status(*status, body))]
     Status { status: u16, body: String },
     #[error("the agent's answer is not the expected JSON: {0}")]
     Decode(#[from] serde_json::Error),
+}
+
+impl ClientError {
+    /// The agent's `error` message of a non-2xx answer.
+    pub fn agent_message(&self) -> Option<String> {
+        match self {
+            Self::Status { body, .. } => serde_json::from_str::<crate::api::ErrorBody>(body)
+                .ok()
+                .map(|b| b.error),
+            _ => None,
+        }
+    }
+}
+
+fn describe_status(status: u16, body: &str) -> String {
+    match serde_json::from_str::<crate::api::ErrorBody>(body) {
+        Ok(b) => format!("{} (HTTP {status})", b.error),
+        Err(_) => format!("the agent answered {status}: {body}"),
+    }
 }
 
 /// One API client, bound to a socket path.
@@ -40,6 +63,35 @@ impl Client {
 
     /// `GET path`, decoding a 2xx JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, path, None).await
+    }
+
+    /// `POST path` with `body` as JSON.
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body)?;
+        self.request(Method::POST, path, Some(body)).await
+    }
+
+    /// `POST path` without a body.
+    pub async fn post_empty<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::POST, path, None).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::DELETE, path, None).await
+    }
+
+    /// One exchange on a fresh connection, decoding a 2xx JSON answer.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -51,9 +103,14 @@ impl Client {
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         // The connection future drives the socket; it ends with the request.
         tokio::spawn(connection);
-        let request = hyper::Request::get(path)
-            .header(hyper::header::HOST, "localhost")
-            .body(Empty::<Bytes>::new())?;
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "localhost");
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let response = sender.send_request(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();

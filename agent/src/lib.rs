@@ -5,6 +5,8 @@
 pub mod api;
 pub mod client;
 pub mod logger;
+pub mod runtime;
 pub mod server;
+pub mod spec;
 pub mod store;
 pub mod system;

@@ -21,6 +21,8 @@ fn ready_then_healthy_then_clean_exit_on_sigterm() {
     let mut agent = Command::new(env!("CARGO_BIN_EXE_husk-agent"))
         .arg("--socket")
         .arg(&api_path)
+        .arg("--root")
+        .arg(dir.path().join("store"))
         .env("NOTIFY_SOCKET", &notify_path)
         .stdin(Stdio::null())
         .spawn()

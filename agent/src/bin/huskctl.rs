@@ -1,9 +1,18 @@
+// (a crate root: its modules would sit beside it, where Cargo takes
+// every file for a binary)
+#[path = "huskctl/table.rs"]
+mod table;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use husk_agent::api::{HEALTH_PATH, Health, SYSTEM_PATH, System};
-use husk_agent::client::Client;
+use husk_agent::api::{
+    HEALTH_PATH, Health, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
+    ImportRequest, RemoveResponse, SYSTEM_PATH, System, image_path,
+};
+use husk_agent::client::{Client, ClientError};
+use husk_agent::store::GcReport;
 
 /// Controls a Husk machine through its agent.
 #[derive(Parser)]
@@ -26,6 +35,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Manage the machine's images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import the images of an OCI layout or `docker save` archive (a file
+    /// on this machine).
+    Import { file: PathBuf },
+    /// List the images.
+    Ls,
+    /// Remove an image name, or the image when it is its last name or an
+    /// id.
+    Rm {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Show an image and its config as JSON.
+    Inspect {
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Remove the layers and blobs no image uses.
+    Gc,
 }
 
 fn main() -> ExitCode {
@@ -53,6 +87,7 @@ fn main() -> ExitCode {
                     println!("data: {}", husk_agent::system::describe_data(&s.data));
                 }
             }),
+            Command::Image(command) => image(&client, command).await,
         }
     });
     match result {
@@ -62,4 +97,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+async fn image(client: &Client, command: ImageCommand) -> Result<(), ClientError> {
+    match command {
+        ImageCommand::Import { file } => {
+            // The agent resolves paths from its own directory, not ours.
+            let path = std::path::absolute(&file).unwrap_or(file);
+            let list: ImageList = client
+                .post(IMAGES_IMPORT_PATH, &ImportRequest { path })
+                .await?;
+            for image in list.images {
+                let names = if image.names.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    image.names.join(", ")
+                };
+                println!("Loaded image: {names} ({})", image.id);
+            }
+        }
+        ImageCommand::Ls => {
+            let list: ImageList = client.get(IMAGES_PATH).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            print!("{}", table::image_table(&list.images, now));
+        }
+        ImageCommand::Rm { reference } => {
+            let removed: RemoveResponse = client.delete(&image_path(&reference)).await?;
+            if let Some(name) = removed.untagged {
+                println!("Untagged: {name}");
+            }
+            if let Some(id) = removed.deleted {
+                println!("Deleted: {id}");
+            }
+        }
+        ImageCommand::Inspect { reference } => {
+            let details: ImageDetails = client.get(&image_path(&reference)).await?;
+            println!("{}", serde_json::to_string_pretty(&details)?);
+        }
+        ImageCommand::Gc => {
+            let report: GcReport = client.post_empty(IMAGES_GC_PATH).await?;
+            println!(
+                "Removed {} layers and {} blobs",
+                report.layers.len(),
+                report.blobs.len()
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,253 @@
+//! cgroup v2: the container's cgroup under /sys/fs/cgroup, its resource
+//! limits, and its removal. A relative linux.cgroupsPath (or none) lives in
+//! Husk's subtree, `/sys/fs/cgroup/husk/<path or id>`.
+//!
+//! Device rules (linux.resources.devices) need a BPF program on cgroup v2;
+//! they are not applied (logged): the container's /dev holds only the
+//! default devices and those the spec lists.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+
+use super::error::{Result, RuntimeError, Step};
+
+pub const ROOT: &str = "/sys/fs/cgroup";
+/// Husk's own subtree for relative paths.
+pub const HUSK_SUBTREE: &str = "husk";
+const CONTROLLERS: [&str; 4] = ["cpu", "memory", "io", "pids"];
+
+/// The cgroup directory for a spec's cgroupsPath.
+pub fn dir_for(cgroups_path: Option<&Path>, id: &str) -> PathBuf {
+    match cgroups_path {
+        Some(p) if p.is_absolute() => Path::new(ROOT).join(p.strip_prefix("/").unwrap_or(p)),
+        Some(p) if !p.as_os_str().is_empty() => Path::new(ROOT).join(HUSK_SUBTREE).join(p),
+        _ => Path::new(ROOT).join(HUSK_SUBTREE).join(id),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cgroup {
+    pub dir: PathBuf,
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|s| s.f_type == libc::CGROUP2_SUPER_MAGIC)
+}
+
+impl Cgroup {
+    /// Makes the cgroup (failing if it exists), enables the controllers in
+    /// its ancestors and applies the limits. Undoes itself on failure.
+    pub fn create(dir: &Path, resources: Option<&LinuxResources>) -> Result<Self> {
+        if !is_cgroup2(Path::new(ROOT)) {
+            return Err(RuntimeError::Unsupported(format!(
+                "{ROOT} is not a cgroup v2 mount (cgroup v1 is not supported)"
+            )));
+        }
+        let relative = dir.strip_prefix(ROOT).map_err(|_| {
+            RuntimeError::Config(format!("cgroup {} is outside {ROOT}", dir.display()))
+        })?;
+        if relative
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(RuntimeError::Config(format!(
+                "cgroupsPath {} must not contain '..'",
+                relative.display()
+            )));
+        }
+        let mut current = PathBuf::from(ROOT);
+        for part in relative.components() {
+            enable_controllers(&current);
+            current.push(part);
+            if current.as_path() == dir {
+                fs::create_dir(&current).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        RuntimeError::Config(format!("cgroup {} already exists", dir.display()))
+                    } else {
+                        RuntimeError::os(format!("creating cgroup {}", dir.display()), e)
+                    }
+                })?;
+            } else if !current.exists() {
+                fs::create_dir(&current)
+                    .step(|| format!("creating cgroup {}", current.display()))?;
+            }
+        }
+        let cgroup = Cgroup {
+            dir: dir.to_path_buf(),
+        };
+        if let Some(Err(e)) = resources.map(|r| cgroup.apply(r)) {
+            let _ = cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
+    }
+
+    fn write(&self, file: &str, value: &str) -> Result<()> {
+        let path = self.dir.join(file);
+        if !path.exists() {
+            let controller = file.split('.').next().unwrap_or(file);
+            return Err(RuntimeError::Unsupported(format!(
+                "cgroup controller {controller} is not available ({} is missing)",
+                path.display()
+            )));
+        }
+        fs::write(&path, value).step(|| format!("writing {value:?} to {}", path.display()))
+    }
+
+    /// linux.resources → cgroup v2 files, with runc's v1 → v2 conversions.
+    pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(m) = r.memory() {
+            if let Some(limit) = m.limit() {
+                self.write("memory.max", &max_or(limit))?;
+            }
+            if let Some(low) = m.reservation() {
+                self.write("memory.low", &max_or(low))?;
+            }
+            if let Some(swap) = m.swap() {
+                // The spec's swap is memory+swap (v1); v2 wants swap alone.
+                let v2 = match (swap, m.limit()) {
+                    (-1, _) => "max".to_string(),
+                    (s, Some(l)) if l > 0 && s >= l => (s - l).to_string(),
+                    (s, _) => {
+                        return Err(RuntimeError::Config(format!(
+                            "memory.swap {s} needs a memory.limit not above it"
+                        )));
+                    }
+                };
+                self.write("memory.swap.max", &v2)?;
+            }
+        }
+        if let Some(cpu) = r.cpu() {
+            if let Some(shares) = cpu.shares().filter(|s| *s > 0) {
+                self.write("cpu.weight", &shares_to_weight(shares).to_string())?;
+            }
+            if cpu.quota().is_some() || cpu.period().is_some() {
+                let quota = match cpu.quota() {
+                    Some(q) if q > 0 => q.to_string(),
+                    _ => "max".into(),
+                };
+                let period = cpu.period().filter(|p| *p > 0).unwrap_or(100_000);
+                self.write("cpu.max", &format!("{quota} {period}"))?;
+            }
+            if let Some(cpus) = cpu.cpus().as_ref().filter(|c| !c.is_empty()) {
+                self.write("cpuset.cpus", cpus)?;
+            }
+            if let Some(mems) = cpu.mems().as_ref().filter(|c| !c.is_empty()) {
+                self.write("cpuset.mems", mems)?;
+            }
+        }
+        if let Some(pids) = r.pids() {
+            let limit = pids.limit();
+            if limit != 0 {
+                self.write("pids.max", &max_or(limit))?;
+            }
+        }
+        if let Some(weight) = r.block_io().as_ref().and_then(|b| b.weight()) {
+            // blkio weight 10..1000 → io.weight 1..10000 (runc's conversion).
+            let w = 1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990;
+            self.write("io.weight", &format!("default {w}"))?;
+        }
+        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
+            log::debug!(
+                "device cgroup rules are not applied (cgroup v2 BPF device filter not implemented)"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn add(&self, pid: i32) -> Result<()> {
+        let path = self.dir.join("cgroup.procs");
+        fs::write(&path, pid.to_string()).step(|| format!("adding pid {pid} to {}", path.display()))
+    }
+
+    pub fn procs(&self) -> Vec<i32> {
+        fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// SIGKILLs everything in the cgroup (cgroup.kill, or each pid on
+    /// kernels before 5.14).
+    pub fn kill_all(&self) {
+        if fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+            for pid in self.procs() {
+                let _ = super::sys::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+
+    /// Removes the cgroup, waiting up to 2 s for exiting processes to leave.
+    pub fn remove(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match fs::remove_dir(&self.dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) if Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(RuntimeError::os(
+                        format!("removing cgroup {}", self.dir.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn max_or(v: i64) -> String {
+    if v < 0 { "max".into() } else { v.to_string() }
+}
+
+/// cpu.shares (2..262144) → cpu.weight (1..10000), as runc converts.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// Enables in `dir`'s subtree_control the controllers it has, one at a time
+/// (one missing controller must not stop the others).
+fn enable_controllers(dir: &Path) {
+    let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+    for c in CONTROLLERS {
+        let has = |list: &str| list.split_whitespace().any(|x| x == c);
+        if has(&available)
+            && !has(&enabled)
+            && let Err(e) = fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"))
+        {
+            log::debug!("cannot enable {c} in {}: {e}", dir.display());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths() {
+        assert_eq!(dir_for(None, "a"), Path::new("/sys/fs/cgroup/husk/a"));
+        assert_eq!(
+            dir_for(Some(Path::new("x/y")), "a"),
+            Path::new("/sys/fs/cgroup/husk/x/y")
+        );
+        assert_eq!(
+            dir_for(Some(Path::new("/x/y")), "a"),
+            Path::new("/sys/fs/cgroup/x/y")
+        );
+    }
+
+    #[test]
+    fn shares() {
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(262_144), 10000);
+    }
+}

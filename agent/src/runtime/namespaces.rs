@@ -1,0 +1,149 @@
+//! Which namespaces the container gets: new ones made by the clone itself
+//! (so a new user namespace owns the others), cgroup unshared by the init
+//! once it is in its cgroup (the namespace's root is the cgroup it is made
+//! in), and existing ones joined by path.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
+use rustix::process::Pid;
+use rustix::thread::UnshareFlags;
+
+use super::error::{Result, RuntimeError, Step};
+use super::sys;
+
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// CLONE_NEW* flags for clone3.
+    pub clone_flags: u64,
+    /// New namespaces the init unshares itself (after joining a user
+    /// namespace by path, and the cgroup namespace).
+    pub unshare_flags: u64,
+    /// Namespaces joined by path in the init, user first.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+    /// A PID namespace joined by path: the parent enters it for its children.
+    pub join_pid: Option<PathBuf>,
+    pub new_user: bool,
+    pub new_net: bool,
+    pub new_uts: bool,
+    pub new_cgroup: bool,
+}
+
+fn flag(t: LinuxNamespaceType) -> Result<u64> {
+    use LinuxNamespaceType as T;
+    Ok(match t {
+        T::Mount => libc::CLONE_NEWNS,
+        T::Cgroup => libc::CLONE_NEWCGROUP,
+        T::Uts => libc::CLONE_NEWUTS,
+        T::Ipc => libc::CLONE_NEWIPC,
+        T::User => libc::CLONE_NEWUSER,
+        T::Pid => libc::CLONE_NEWPID,
+        T::Network => libc::CLONE_NEWNET,
+        T::Time => return Err(RuntimeError::Unsupported("time namespace".into())),
+    } as u64)
+}
+
+impl Plan {
+    pub fn from_spec(linux: Option<&Linux>) -> Result<Self> {
+        let mut plan = Plan::default();
+        let namespaces = linux
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
+        let user_joined = namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some());
+        let mut has_mount = false;
+        for ns in &namespaces {
+            let t = ns.typ();
+            let f = flag(t)?;
+            has_mount |= t == LinuxNamespaceType::Mount;
+            match ns.path() {
+                Some(path) if t == LinuxNamespaceType::Pid => plan.join_pid = Some(path.clone()),
+                Some(path) => plan.join.push((t, path.clone())),
+                None => {
+                    match t {
+                        LinuxNamespaceType::User => plan.new_user = true,
+                        LinuxNamespaceType::Network => plan.new_net = true,
+                        LinuxNamespaceType::Uts => plan.new_uts = true,
+                        LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                        _ => {}
+                    }
+                    // The PID namespace can only be made by the clone; the
+                    // others are unshared after a joined user namespace so
+                    // that it owns them.
+                    if t == LinuxNamespaceType::Cgroup
+                        || (user_joined && t != LinuxNamespaceType::Pid)
+                    {
+                        plan.unshare_flags |= f;
+                    } else {
+                        plan.clone_flags |= f;
+                    }
+                }
+            }
+        }
+        if !has_mount {
+            return Err(RuntimeError::Unsupported(
+                "a container without a mount namespace (its mounts would be the host's)".into(),
+            ));
+        }
+        plan.join
+            .sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+        Ok(plan)
+    }
+
+    /// In the init: join namespaces by path, then unshare the rest.
+    pub fn enter(&self) -> Result<()> {
+        for (t, path) in &self.join {
+            sys::setns(path).step(|| format!("joining the {t} namespace {}", path.display()))?;
+        }
+        if self.unshare_flags != 0 {
+            sys::unshare(UnshareFlags::from_bits_retain(self.unshare_flags as u32))
+                .step(|| "unsharing namespaces")?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes uid_map and gid_map of the init from the parent (root in the
+/// parent namespace, so setgroups can stay allowed and additionalGids work).
+pub fn write_id_maps(pid: Pid, linux: &Linux) -> Result<()> {
+    let pid = pid.as_raw_nonzero();
+    let format = |maps: &Option<Vec<LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, maps) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
+        let text = format(maps);
+        if text.is_empty() {
+            return Err(RuntimeError::Config(format!(
+                "a new user namespace needs linux.{}",
+                if file == "uid_map" {
+                    "uidMappings"
+                } else {
+                    "gidMappings"
+                }
+            )));
+        }
+        let path = format!("/proc/{pid}/{file}");
+        std::fs::write(&path, text).step(|| format!("writing {path}"))?;
+    }
+    Ok(())
+}
+
+/// The parent enters a PID namespace for its next child (setns on a pid
+/// namespace only changes pid_for_children).
+pub fn join_pid_for_children(path: &Path) -> Result<()> {
+    sys::setns(path).step(|| format!("joining the pid namespace {}", path.display()))
+}
+
+/// True if the id mapping maps container id 0.
+pub fn maps_root(maps: &Option<Vec<LinuxIdMapping>>) -> bool {
+    maps.iter()
+        .flatten()
+        .any(|m| m.container_id() == 0 && m.size() > 0)
+}

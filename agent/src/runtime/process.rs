@@ -1,0 +1,361 @@
+//! The container's init: cloned by the runtime into its new namespaces, it
+//! sets the container up, reports to the parent over a pipe, waits on the
+//! exec fifo until `start`, and execs the container's process.
+//!
+//! CVE-2019-5736 (overwriting the runtime through /proc/<pid>/exe): the
+//! init is a clone of the runtime, never a re-exec of the host binary, and
+//! the only program it ever execs is process.args[0], resolved inside the
+//! pivoted root. While it is still the runtime's image (from the clone
+//! until the execve) it is non-dumpable, so no other process (even one in a
+//! joined PID namespace) can open its /proc/<pid>/exe; nothing of the
+//! container runs before that execve. After it, /proc/1/exe is the
+//! container's own binary. No host binary is run inside the container
+//! later either (there is no `exec` into a running container yet; when
+//! there is, it must follow the same rule or use a sealed memfd copy).
+//!
+//! File descriptors: every descriptor the runtime opens is close-on-exec,
+//! and before the execve every fd from 3 up (past the preserved ones) is
+//! marked close-on-exec with close_range, so nothing of the host leaks in.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{PosixRlimitType, Process, Spec};
+use rustix::process::{Pid, Resource, Rlimit};
+use rustix::thread::{Gid, Uid};
+
+use super::caps::{self, CapMasks};
+use super::cgroups::Cgroup;
+use super::error::{Result, RuntimeError, Step};
+use super::namespaces::{self, Plan};
+use super::rootfs::{self, RootfsContext};
+use super::seccomp::Programs;
+use super::sys;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Everything the init needs, computed (and checked) by the parent before
+/// the clone, so that a bad spec fails before any process exists.
+#[derive(Debug)]
+pub struct InitConfig<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    pub plan: Plan,
+    pub caps: CapMasks,
+    pub seccomp: Programs,
+    pub cgroup: Option<&'a Cgroup>,
+    pub exec_fifo: &'a Path,
+    /// Extra descriptors passed to the container from 3 up (LISTEN_FDS,
+    /// --preserve-fds).
+    pub preserve_fds: u32,
+}
+
+impl InitConfig<'_> {
+    fn process(&self) -> &Process {
+        self.spec
+            .process()
+            .as_ref()
+            .expect("validated: process present")
+    }
+}
+
+/// Clones the init, sets up what the parent must (id maps, cgroup) and
+/// waits for the init to report. Returns its pid once it is waiting on the
+/// exec fifo; on failure the init is gone and the error is its own.
+pub fn spawn(config: &InitConfig) -> Result<Pid> {
+    let (report_rx, report_tx) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).step(|| "creating a pipe")?;
+    let (go_rx, go_tx) =
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).step(|| "creating a pipe")?;
+    // O_RDWR: opening never blocks, and the init's read blocks until
+    // `start` writes (there is always a writer: itself).
+    let fifo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(config.exec_fifo)
+        .step(|| format!("opening {}", config.exec_fifo.display()))?;
+    if let Some(path) = &config.plan.join_pid {
+        namespaces::join_pid_for_children(path)?;
+    }
+    let child = sys::clone3(config.plan.clone_flags).step(|| "cloning the container init")?;
+    let Some(pid) = child else {
+        drop(report_rx);
+        drop(go_tx);
+        let mut report = File::from(report_tx);
+        let err = match init(config, go_rx, &mut report, fifo) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        let _ = report.write_all(format!("E{err}").as_bytes());
+        sys::exit_now(1);
+    };
+    drop(report_tx);
+    drop(go_rx);
+    drop(fifo);
+    let mut go = File::from(go_tx);
+    let mut setup = || -> Result<()> {
+        if config.plan.new_user {
+            let linux = config
+                .spec
+                .linux()
+                .as_ref()
+                .expect("user namespace needs linux");
+            namespaces::write_id_maps(pid, linux)?;
+        }
+        if let Some(cgroup) = config.cgroup {
+            cgroup.add(pid.as_raw_nonzero().get())?;
+        }
+        go.write_all(b"G").step(|| "releasing the container init")
+    };
+    if let Err(e) = setup() {
+        let _ = sys::kill(pid.as_raw_nonzero().get(), libc::SIGKILL);
+        let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
+        return Err(e);
+    }
+    drop(go);
+    // One byte: 'O' (ready; the init keeps the pipe open until its execve)
+    // or 'E' followed by the message up to EOF (the init exited).
+    let mut report_rx = File::from(report_rx);
+    let mut report = Vec::new();
+    let mut first = [0u8; 1];
+    if matches!(report_rx.read(&mut first), Ok(1)) {
+        report.push(first[0]);
+        if first[0] != b'O' {
+            let _ = report_rx.read_to_end(&mut report);
+        }
+    }
+    match report.first() {
+        Some(b'O') => Ok(pid),
+        _ => {
+            let status = wait(pid).ok();
+            let message = match report.split_first() {
+                Some((b'E', msg)) => String::from_utf8_lossy(msg).into_owned(),
+                _ => format!(
+                    "exited during setup without a report{}",
+                    status.map(|s| format!(" (status {s})")).unwrap_or_default()
+                ),
+            };
+            Err(RuntimeError::Init { message })
+        }
+    }
+}
+
+/// Waits for a child; returns its exit code, or 128 + the signal that
+/// killed it (the shell's convention).
+pub fn wait(pid: Pid) -> Result<i32> {
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(RuntimeError::os(format!("waiting for pid {pid:?}"), e)),
+            Ok(Some((_, status))) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(code);
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(128 + sig);
+                }
+            }
+            Ok(None) => {}
+        }
+    }
+}
+
+/// The init's setup, in order. Returns only on failure.
+fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Result<Infallible> {
+    // Until the execve this process is the runtime's image: keep
+    // /proc/<pid>/exe and its memory away from everyone (CVE-2019-5736).
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .step(|| "prctl(PR_SET_DUMPABLE, 0)")?;
+    let mut byte = [0u8; 1];
+    if File::from(go)
+        .read(&mut byte)
+        .step(|| "waiting for the runtime")?
+        == 0
+    {
+        // The parent died before releasing us.
+        sys::exit_now(1);
+    }
+    let spec = config.spec;
+    let linux = spec.linux().as_ref();
+    let process = config.process();
+    if config.plan.new_user {
+        // Become root of the new user namespace, so that files the setup
+        // creates have a mapped owner.
+        if let Some(l) = linux
+            && namespaces::maps_root(l.uid_mappings())
+            && namespaces::maps_root(l.gid_mappings())
+        {
+            rustix::thread::set_thread_res_gid(Gid::ROOT, Gid::ROOT, Gid::ROOT)
+                .step(|| "setresgid(0) in the user namespace")?;
+            rustix::thread::set_thread_res_uid(Uid::ROOT, Uid::ROOT, Uid::ROOT)
+                .step(|| "setresuid(0) in the user namespace")?;
+        }
+    }
+    config.plan.enter()?;
+    if config.plan.new_uts {
+        if let Some(name) = spec.hostname() {
+            rustix::system::sethostname(name.as_bytes())
+                .step(|| format!("setting hostname {name}"))?;
+        }
+        if let Some(name) = spec.domainname() {
+            rustix::system::setdomainname(name.as_bytes())
+                .step(|| format!("setting domainname {name}"))?;
+        }
+    }
+    if config.plan.new_net {
+        sys::loopback_up().step(|| "bringing lo up")?;
+    }
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+    rootfs::ensure_dir(config.rootfs, process.cwd())?;
+    rootfs::prepare(&RootfsContext {
+        spec,
+        rootfs: config.rootfs,
+        bundle: config.bundle,
+        in_user_ns: config.plan.new_user
+            || config
+                .plan
+                .join
+                .iter()
+                .any(|(t, _)| *t == oci_spec::runtime::LinuxNamespaceType::User),
+        new_cgroup_ns: config.plan.new_cgroup,
+        cgroup_dir: config.cgroup.map(|c| c.dir.as_path()),
+    })?;
+    rootfs::pivot(config.rootfs)?;
+    rootfs::finish(spec)?;
+    set_rlimits(process)?;
+    let env = cstrings(process.env().iter().flatten().map(String::as_str));
+    let args = process.args().clone().unwrap_or_default();
+    let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
+    let argv = cstrings(args.iter().map(String::as_str));
+    if let Some(umask) = process.user().umask() {
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
+    }
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which
+    // the uid change may drop: install it now (runc's order).
+    if !no_new_privs {
+        config.seccomp.apply()?;
+    }
+    caps::drop_bounding(&config.caps)?;
+    set_user(process)?;
+    caps::apply(&config.caps)?;
+    if no_new_privs {
+        rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    std::env::set_current_dir(process.cwd())
+        .step(|| format!("chdir to cwd {}", process.cwd().display()))?;
+    report.write_all(b"O").step(|| "reporting to the runtime")?;
+    // Wait for `start`.
+    let mut fifo = fifo;
+    fifo.read_exact(&mut byte)
+        .step(|| "waiting on the exec fifo")?;
+    drop(fifo);
+    // Last, so that the filter sees only the container's own syscalls.
+    if no_new_privs {
+        config.seccomp.apply()?;
+    }
+    for fd in 3..3 + config.preserve_fds {
+        sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
+    }
+    sys::cloexec_from(3 + config.preserve_fds).step(|| "close_range")?;
+    let err = sys::execve(&program, &argv, &env);
+    // The runtime is gone by now: say it on the container's stderr.
+    let _ = writeln!(
+        std::io::stderr(),
+        "husk: exec {}: {err}",
+        program.to_string_lossy()
+    );
+    sys::exit_now(127);
+}
+
+fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Vec<CString> {
+    items
+        .map(|s| CString::new(s.replace('\0', "")).unwrap_or_default())
+        .collect()
+}
+
+/// process.args[0] looked up in the container's PATH (checked now, inside
+/// the new root, so a missing program fails `create` and not `start`).
+fn find_program(name: &str, env: &[String]) -> Result<CString> {
+    let not_found = || RuntimeError::Init {
+        message: format!("executable {name:?} not found in the container's $PATH"),
+    };
+    let is_exec = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let found = if name.contains('/') {
+        let p = PathBuf::from(name);
+        is_exec(&p).then_some(p)
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(name))
+            .find(|p| is_exec(p))
+    };
+    let found = found.ok_or_else(not_found)?;
+    CString::new(found.as_os_str().as_bytes()).map_err(|_| not_found())
+}
+
+fn set_rlimits(process: &Process) -> Result<()> {
+    use PosixRlimitType as T;
+    for r in process.rlimits().iter().flatten() {
+        let resource = match r.typ() {
+            T::RlimitCpu => Resource::Cpu,
+            T::RlimitFsize => Resource::Fsize,
+            T::RlimitData => Resource::Data,
+            T::RlimitStack => Resource::Stack,
+            T::RlimitCore => Resource::Core,
+            T::RlimitRss => Resource::Rss,
+            T::RlimitNproc => Resource::Nproc,
+            T::RlimitNofile => Resource::Nofile,
+            T::RlimitMemlock => Resource::Memlock,
+            T::RlimitAs => Resource::As,
+            T::RlimitLocks => Resource::Locks,
+            T::RlimitSigpending => Resource::Sigpending,
+            T::RlimitMsgqueue => Resource::Msgqueue,
+            T::RlimitNice => Resource::Nice,
+            T::RlimitRtprio => Resource::Rtprio,
+            T::RlimitRttime => Resource::Rttime,
+        };
+        let value = |v: u64| (v != u64::MAX).then_some(v);
+        rustix::process::setrlimit(
+            resource,
+            Rlimit {
+                current: value(r.soft()),
+                maximum: value(r.hard()),
+            },
+        )
+        .step(|| format!("setting {}", r.typ()))?;
+    }
+    Ok(())
+}
+
+/// Supplementary groups, gid, uid; capabilities are kept across the uid
+/// change (PR_SET_KEEPCAPS) so that caps::apply can set them after.
+fn set_user(process: &Process) -> Result<()> {
+    let user = process.user();
+    let groups: Vec<Gid> = user
+        .additional_gids()
+        .iter()
+        .flatten()
+        .map(|g| Gid::from_raw(*g))
+        .collect();
+    rustix::thread::set_keep_capabilities(true).step(|| "prctl(PR_SET_KEEPCAPS)")?;
+    rustix::thread::set_thread_groups(&groups).step(|| "setgroups")?;
+    let gid = Gid::from_raw(user.gid());
+    rustix::thread::set_thread_res_gid(gid, gid, gid).step(|| format!("setgid {}", user.gid()))?;
+    let uid = Uid::from_raw(user.uid());
+    rustix::thread::set_thread_res_uid(uid, uid, uid).step(|| format!("setuid {}", user.uid()))?;
+    rustix::thread::set_keep_capabilities(false).step(|| "prctl(PR_SET_KEEPCAPS, 0)")?;
+    Ok(())
+}

@@ -1,0 +1,513 @@
+//! The container's root filesystem, prepared by the init inside its new
+//! mount namespace: propagation, the rootfs bound onto itself, the spec's
+//! mounts, /dev, pivot_root; then (inside) masked and read-only paths.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
+use rustix::mount::{MountFlags, MountPropagationFlags};
+
+use super::error::{Result, RuntimeError, Step};
+use super::sys;
+
+/// What the init knows when it prepares the rootfs.
+#[derive(Debug)]
+pub struct RootfsContext<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub bundle: &'a Path,
+    /// Devices are bound from the host instead of mknod'ed.
+    pub in_user_ns: bool,
+    /// A cgroup mount is a fresh cgroup2 (own cgroup namespace) rather
+    /// than a bind of the container's cgroup directory.
+    pub new_cgroup_ns: bool,
+    pub cgroup_dir: Option<&'a Path>,
+}
+
+/// Mount options parsed the way runc and crun read them.
+#[derive(Debug)]
+struct Options {
+    flags: MountFlags,
+    clear: MountFlags,
+    propagation: MountPropagationFlags,
+    bind: bool,
+    recursive: bool,
+    data: Vec<String>,
+}
+
+fn parse_options(options: &[String]) -> Options {
+    let mut o = Options {
+        flags: MountFlags::empty(),
+        clear: MountFlags::empty(),
+        propagation: MountPropagationFlags::empty(),
+        bind: false,
+        recursive: false,
+        data: Vec::new(),
+    };
+    for opt in options {
+        let (set, clear) = match opt.as_str() {
+            "ro" => (MountFlags::RDONLY, MountFlags::empty()),
+            "rw" => (MountFlags::empty(), MountFlags::RDONLY),
+            "nosuid" => (MountFlags::NOSUID, MountFlags::empty()),
+            "suid" => (MountFlags::empty(), MountFlags::NOSUID),
+            "nodev" => (MountFlags::NODEV, MountFlags::empty()),
+            "dev" => (MountFlags::empty(), MountFlags::NODEV),
+            "noexec" => (MountFlags::NOEXEC, MountFlags::empty()),
+            "exec" => (MountFlags::empty(), MountFlags::NOEXEC),
+            "sync" => (MountFlags::SYNCHRONOUS, MountFlags::empty()),
+            "async" => (MountFlags::empty(), MountFlags::SYNCHRONOUS),
+            "dirsync" => (MountFlags::DIRSYNC, MountFlags::empty()),
+            "mand" | "nomand" => continue, // mandatory locking is gone from Linux
+            "noatime" => (MountFlags::NOATIME, MountFlags::empty()),
+            "atime" => (MountFlags::empty(), MountFlags::NOATIME),
+            "nodiratime" => (MountFlags::NODIRATIME, MountFlags::empty()),
+            "diratime" => (MountFlags::empty(), MountFlags::NODIRATIME),
+            "relatime" => (MountFlags::RELATIME, MountFlags::empty()),
+            "norelatime" => (MountFlags::empty(), MountFlags::RELATIME),
+            "strictatime" => (MountFlags::STRICTATIME, MountFlags::empty()),
+            "nostrictatime" => (MountFlags::empty(), MountFlags::STRICTATIME),
+            "bind" => {
+                o.bind = true;
+                continue;
+            }
+            "rbind" => {
+                o.bind = true;
+                o.recursive = true;
+                continue;
+            }
+            "tmpcopyup" => continue,
+            other => {
+                if let Some(p) = propagation_flags(other) {
+                    o.propagation |= p;
+                } else {
+                    o.data.push(other.to_string());
+                }
+                continue;
+            }
+        };
+        o.flags = (o.flags | set) - clear;
+        o.clear = (o.clear | clear) - set;
+    }
+    o
+}
+
+fn propagation_flags(name: &str) -> Option<MountPropagationFlags> {
+    use MountPropagationFlags as P;
+    Some(match name {
+        "private" => P::PRIVATE,
+        "rprivate" => P::PRIVATE | P::REC,
+        "slave" => P::DOWNSTREAM,
+        "rslave" => P::DOWNSTREAM | P::REC,
+        "shared" => P::SHARED,
+        "rshared" => P::SHARED | P::REC,
+        "unbindable" => P::UNBINDABLE,
+        "runbindable" => P::UNBINDABLE | P::REC,
+        _ => return None,
+    })
+}
+
+/// `path` inside `root`, with symlinks resolved as if `root` were `/`, so a
+/// hostile image cannot point a mount destination outside its rootfs.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
+    let mut todo: VecDeque<PathBuf> = path
+        .components()
+        .map(|c| PathBuf::from(c.as_os_str()))
+        .collect();
+    let mut current = root.to_path_buf();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        match part.components().next() {
+            Some(Component::RootDir) | Some(Component::CurDir) | None => continue,
+            Some(Component::ParentDir) => {
+                if current != root {
+                    current.pop();
+                }
+                continue;
+            }
+            _ => {}
+        }
+        let next = current.join(&part);
+        match fs::read_link(&next) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return Err(RuntimeError::os(
+                        format!("resolving {} in the rootfs", path.display()),
+                        std::io::Error::from_raw_os_error(libc::ELOOP),
+                    ));
+                }
+                if target.is_absolute() {
+                    current = root.to_path_buf();
+                }
+                for c in target.components().rev() {
+                    todo.push_front(PathBuf::from(c.as_os_str()));
+                }
+            }
+            Err(_) => current = next,
+        }
+    }
+    Ok(current)
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Step 1 (before pivot_root): everything that needs the host's paths.
+pub fn prepare(ctx: &RootfsContext) -> Result<()> {
+    let linux = ctx.spec.linux().as_ref();
+    let propagation = linux
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_default();
+    // Nothing the container mounts may reach the host: slave (the default)
+    // or private, everywhere. A shared propagation is set after pivot_root.
+    let root_flags = match propagation.as_str() {
+        "private" | "rprivate" => MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
+        "" | "slave" | "rslave" | "shared" | "rshared" | "unbindable" | "runbindable" => {
+            MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC
+        }
+        other => {
+            return Err(RuntimeError::Config(format!(
+                "unknown rootfsPropagation {other:?}"
+            )));
+        }
+    };
+    sys::propagation(Path::new("/"), root_flags).step(|| "making / rslave")?;
+    // pivot_root needs the new root to be a mount point.
+    sys::bind(ctx.rootfs, ctx.rootfs, true)
+        .step(|| format!("binding the rootfs {} onto itself", ctx.rootfs.display()))?;
+    for m in ctx.spec.mounts().iter().flatten() {
+        mount_one(ctx, m)?;
+    }
+    create_devices(ctx)?;
+    dev_symlinks(ctx.rootfs)?;
+    Ok(())
+}
+
+fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
+    let typ = m.typ().clone().unwrap_or_else(|| "none".into());
+    let options = parse_options(m.options().as_deref().unwrap_or_default());
+    let dest = resolve_in_root(ctx.rootfs, m.destination())?;
+    let shown = m.destination().display();
+    let bind = options.bind || typ == "bind";
+    if typ == "cgroup" || typ == "cgroup2" {
+        return mount_cgroup(ctx, &dest, &options, &shown.to_string());
+    }
+    if bind {
+        let source = m.source().clone().unwrap_or_default();
+        let source = if source.is_absolute() {
+            source
+        } else {
+            ctx.bundle.join(source)
+        };
+        make_target(&dest, source.is_dir())?;
+        sys::bind(&source, &dest, options.recursive)
+            .step(|| format!("binding {} on {shown}", source.display()))?;
+        let wanted = options.flags - MountFlags::BIND;
+        if !wanted.is_empty() {
+            remount_bind(&dest, wanted, options.clear)
+                .step(|| format!("remounting {shown} ({:?})", wanted))?;
+        }
+    } else {
+        make_target(&dest, true)?;
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| typ.clone());
+        let data = cstring(&options.data.join(","));
+        let result = sys::mount(&source, &dest, &typ, options.flags, Some(&data));
+        match result {
+            // sysfs and mqueue cannot be mounted fresh in a user namespace
+            // without its own network / ipc namespace: bind the host's
+            // (runc does the same).
+            Err(e)
+                if ctx.in_user_ns
+                    && e.raw_os_error() == Some(libc::EPERM)
+                    && (typ == "sysfs" || typ == "mqueue") =>
+            {
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                sys::bind(Path::new(host), &dest, true)
+                    .step(|| format!("binding {host} on {shown}"))?;
+                remount_bind(&dest, options.flags, options.clear)
+                    .step(|| format!("remounting {shown}"))?;
+            }
+            other => other.step(|| format!("mounting {typ} on {shown}"))?,
+        }
+    }
+    if !options.propagation.is_empty() {
+        sys::propagation(&dest, options.propagation)
+            .step(|| format!("setting propagation of {shown}"))?;
+    }
+    Ok(())
+}
+
+fn mount_cgroup(ctx: &RootfsContext, dest: &Path, options: &Options, shown: &str) -> Result<()> {
+    make_target(dest, true)?;
+    if ctx.new_cgroup_ns {
+        // In its own cgroup namespace a fresh cgroup2 shows the container's
+        // cgroup as the root (what runc does with nsdelegate semantics).
+        sys::mount("cgroup2", dest, "cgroup2", options.flags, None)
+            .step(|| format!("mounting cgroup2 on {shown}"))
+    } else {
+        let Some(dir) = ctx.cgroup_dir else {
+            return Ok(());
+        };
+        sys::bind(dir, dest, false).step(|| format!("binding {} on {shown}", dir.display()))?;
+        remount_bind(dest, options.flags, options.clear).step(|| format!("remounting {shown}"))
+    }
+}
+
+/// Remounts a bind mount with new flags, keeping the flags the kernel locks
+/// in a user namespace (nosuid, nodev, noexec, atime) unless cleared.
+fn remount_bind(dest: &Path, flags: MountFlags, clear: MountFlags) -> std::io::Result<()> {
+    let current = sys::mount_flags_of(dest)? - MountFlags::RDONLY;
+    let flags = ((current - clear) | flags) | MountFlags::BIND;
+    sys::remount(dest, flags, c"")
+}
+
+/// Creates a mount target: a directory, or an empty file for a file bind.
+fn make_target(dest: &Path, dir: bool) -> Result<()> {
+    if dir {
+        fs::create_dir_all(dest).step(|| format!("creating {}", dest.display()))
+    } else {
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).step(|| format!("creating {}", parent.display()))?;
+        }
+        if !dest.exists() {
+            fs::File::create(dest).step(|| format!("creating {}", dest.display()))?;
+        }
+        Ok(())
+    }
+}
+
+struct Device {
+    path: PathBuf,
+    kind: rustix::fs::FileType,
+    major: u32,
+    minor: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+fn create_devices(ctx: &RootfsContext) -> Result<()> {
+    use rustix::fs::FileType;
+    let mut devices: Vec<Device> = DEFAULT_DEVICES
+        .iter()
+        .map(|(p, major, minor)| Device {
+            path: PathBuf::from(p),
+            kind: FileType::CharacterDevice,
+            major: *major,
+            minor: *minor,
+            mode: 0o666,
+            uid: 0,
+            gid: 0,
+        })
+        .collect();
+    for d in ctx
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.devices().clone())
+        .unwrap_or_default()
+    {
+        let kind = match d.typ() {
+            LinuxDeviceType::B => FileType::BlockDevice,
+            LinuxDeviceType::P => FileType::Fifo,
+            _ => FileType::CharacterDevice,
+        };
+        devices.retain(|x| x.path != *d.path());
+        devices.push(Device {
+            path: d.path().clone(),
+            kind,
+            major: u32::try_from(d.major()).unwrap_or(0),
+            minor: u32::try_from(d.minor()).unwrap_or(0),
+            mode: d.file_mode().unwrap_or(0o666) & 0o7777,
+            uid: d.uid().unwrap_or(0),
+            gid: d.gid().unwrap_or(0),
+        });
+    }
+    for d in devices {
+        let dest = resolve_in_root(ctx.rootfs, &d.path)?;
+        let shown = d.path.display();
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).step(|| format!("creating {}", parent.display()))?;
+        }
+        if ctx.in_user_ns {
+            // mknod is refused in a user namespace: bind the host's node.
+            make_target(&dest, false)?;
+            sys::bind(&d.path, &dest, false).step(|| format!("binding device {shown}"))?;
+        } else {
+            let _ = fs::remove_file(&dest);
+            let dev = rustix::fs::makedev(d.major, d.minor);
+            sys::mknod(&dest, d.kind, d.mode, dev).step(|| format!("creating device {shown}"))?;
+            // mknod obeys the umask: set the mode the spec asked for.
+            fs::set_permissions(&dest, fs::Permissions::from_mode(d.mode))
+                .step(|| format!("chmod {shown}"))?;
+            std::os::unix::fs::chown(&dest, Some(d.uid), Some(d.gid))
+                .step(|| format!("chown {shown}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn dev_symlinks(rootfs: &Path) -> Result<()> {
+    let dev = resolve_in_root(rootfs, Path::new("/dev"))?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        let path = dev.join(link);
+        if fs::symlink_metadata(&path).is_ok() {
+            continue;
+        }
+        symlink(target, &path).step(|| format!("symlinking /dev/{link}"))?;
+    }
+    Ok(())
+}
+
+/// Step 2: pivot_root(".", ".") then detach the old root, as runc does: no
+/// put_old directory is needed and the old root is gone from the
+/// namespace before the container runs.
+pub fn pivot(rootfs: &Path) -> Result<()> {
+    std::env::set_current_dir(rootfs).step(|| format!("chdir {}", rootfs.display()))?;
+    sys::pivot_root(Path::new("."), Path::new(".")).step(|| "pivot_root")?;
+    // The old root is stacked on "."; make it rslave so detaching it cannot
+    // propagate an unmount to the host.
+    sys::propagation(
+        Path::new("."),
+        MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+    )
+    .step(|| "making the old root rslave")?;
+    sys::unmount_detach(Path::new(".")).step(|| "detaching the old root")?;
+    std::env::set_current_dir("/").step(|| "chdir /")?;
+    Ok(())
+}
+
+/// Step 3 (inside the new root): propagation, sysctls, read-only and
+/// masked paths, then the read-only root.
+pub fn finish(spec: &Spec) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let propagation = linux
+        .and_then(|l| l.rootfs_propagation().clone())
+        .unwrap_or_default();
+    if let Some(p @ ("shared" | "rshared" | "unbindable" | "runbindable")) =
+        Some(propagation.as_str())
+    {
+        sys::propagation(
+            Path::new("/"),
+            propagation_flags(p).unwrap_or(MountPropagationFlags::empty()),
+        )
+        .step(|| format!("setting rootfsPropagation {p}"))?;
+    }
+    for (key, value) in linux.and_then(|l| l.sysctl().clone()).unwrap_or_default() {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs::write(&path, &value).step(|| format!("setting sysctl {key}={value}"))?;
+    }
+    for p in linux
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default()
+    {
+        let path = Path::new(&p);
+        match sys::bind(path, path, true) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            other => other.step(|| format!("binding readonly path {p}"))?,
+        }
+        remount_bind(
+            path,
+            MountFlags::RDONLY | MountFlags::REC,
+            MountFlags::empty(),
+        )
+        .step(|| format!("remounting {p} read-only"))?;
+    }
+    for p in linux
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default()
+    {
+        let path = Path::new(&p);
+        let result = match fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Ok(meta) if meta.is_dir() => {
+                sys::mount("tmpfs", path, "tmpfs", MountFlags::RDONLY, None)
+            }
+            _ => sys::bind(Path::new("/dev/null"), path, false),
+        };
+        result.step(|| format!("masking {p}"))?;
+    }
+    if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
+        remount_bind(Path::new("/"), MountFlags::RDONLY, MountFlags::empty())
+            .step(|| "remounting / read-only")?;
+    }
+    Ok(())
+}
+
+/// Creates process.cwd if the image lacks it (runc does).
+pub fn ensure_dir(rootfs: &Path, dir: &Path) -> Result<()> {
+    let path = resolve_in_root(rootfs, dir)?;
+    fs::create_dir_all(&path).step(|| format!("creating cwd {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir_all(root.join("a/b")).unwrap();
+        symlink("/etc", root.join("a/escape")).unwrap();
+        symlink("../../..", root.join("a/b/up")).unwrap();
+        assert_eq!(
+            resolve_in_root(root, Path::new("/a/escape/passwd")).unwrap(),
+            root.join("etc/passwd")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/a/b/up/x")).unwrap(),
+            root.join("x")
+        );
+        assert_eq!(
+            resolve_in_root(root, Path::new("/../../x")).unwrap(),
+            root.join("x")
+        );
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_options(&[
+            "nosuid".into(),
+            "ro".into(),
+            "mode=755".into(),
+            "rbind".into(),
+            "rslave".into(),
+        ]);
+        assert_eq!(o.flags, MountFlags::NOSUID | MountFlags::RDONLY);
+        assert!(o.bind && o.recursive);
+        assert_eq!(o.data, ["mode=755"]);
+        assert_eq!(
+            o.propagation,
+            MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC
+        );
+    }
+}

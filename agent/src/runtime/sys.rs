@@ -1,0 +1,221 @@
+//! The one module that talks to the kernel directly: every `unsafe` of the
+//! runtime lives here, each with its argument. The rest of the runtime
+//! calls these safe wrappers (or rustix's own safe API).
+//!
+//! Rules for callers: the runtime forks with a raw `clone3`, so it must be
+//! called from a single-threaded process (the `husk-agent oci` command is;
+//! the agent daemon runs that command instead of calling the library).
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::path::Path;
+
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::Pid;
+use rustix::thread::UnshareFlags;
+
+/// `clone3` with namespace flags; like `fork`, the child continues from
+/// here (on a copy of the stack) and gets `None`, the parent the child's pid.
+///
+/// A raw `clone3` and not `fork` because a new PID namespace must be made by
+/// the clone itself for the child to be its PID 1, and a user namespace made
+/// at the same time owns the other new namespaces (what proc needs).
+pub fn clone3(namespaces: u64) -> io::Result<Option<Pid>> {
+    let mut args = libc::clone_args {
+        flags: namespaces,
+        pidfd: 0,
+        child_tid: 0,
+        parent_tid: 0,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: 0,
+        stack_size: 0,
+        tls: 0,
+        set_tid: 0,
+        set_tid_size: 0,
+        cgroup: 0,
+    };
+    let size = std::mem::size_of::<libc::clone_args>();
+    // SAFETY: `args` is a valid clone_args of the given size, without
+    // CLONE_VM or a new stack: the child gets a copy-on-write copy of this
+    // process, as with fork. The caller guarantees a single-threaded process,
+    // so no lock is held by a thread that does not exist in the child.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut _, size) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Pid::from_raw(pid as i32)),
+    }
+}
+
+/// `execve`; returns only on failure.
+pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: path, argv and envp are NUL-terminated strings that outlive the
+    // call, and both pointer arrays end with a null pointer.
+    unsafe { libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// Ends the (child) process now, without running the parent's atexit
+/// handlers or flushing buffers copied from it.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range`).
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: close_range only changes descriptor flags; no memory is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Clears close-on-exec on a descriptor passed to the container (preserve-fds).
+pub fn keep_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the descriptor is only borrowed for this one fcntl; if it is not
+    // open the call fails with EBADF, which is reported.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+    Ok(())
+}
+
+/// `kill(pid, sig)` for any signal number (rustix's `Signal` has no
+/// real-time signals).
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes plain integers.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `unshare` of new namespaces for this (single-threaded) process.
+pub fn unshare(flags: UnshareFlags) -> io::Result<()> {
+    // SAFETY: rustix marks unshare unsafe because CLONE_FS/CLONE_FILES
+    // unsharing in a multi-threaded process breaks other threads' view; the
+    // runtime's child is single-threaded.
+    unsafe { rustix::thread::unshare_unsafe(flags) }?;
+    Ok(())
+}
+
+/// Brings the loopback interface up (a new network namespace has it down).
+pub fn loopback_up() -> io::Result<()> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: socket takes plain integers.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by socket and is owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into
+    // `req`, which is a valid ifreq that lives across the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel filled ifru_flags, the union member SIOCGIFFLAGS uses.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: as above; SIOCSIFFLAGS reads the name and flags from `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+// Thin wrappers over rustix's safe calls, so that every mount and namespace
+// operation of the runtime goes through this one module.
+
+pub fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: MountFlags,
+    data: Option<&CStr>,
+) -> io::Result<()> {
+    Ok(rustix::mount::mount(source, target, fstype, flags, data)?)
+}
+
+pub fn bind(source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
+    if recursive {
+        rustix::mount::mount_bind_recursive(source, target)?;
+    } else {
+        rustix::mount::mount_bind(source, target)?;
+    }
+    Ok(())
+}
+
+pub fn remount(target: &Path, flags: MountFlags, data: &CStr) -> io::Result<()> {
+    Ok(rustix::mount::mount_remount(target, flags, data)?)
+}
+
+pub fn propagation(target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
+    Ok(rustix::mount::mount_change(target, flags)?)
+}
+
+pub fn unmount_detach(target: &Path) -> io::Result<()> {
+    Ok(rustix::mount::unmount(target, UnmountFlags::DETACH)?)
+}
+
+pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
+    Ok(rustix::process::pivot_root(new_root, put_old)?)
+}
+
+/// The mount flags (nosuid, nodev, noexec, …) a path is mounted with, as
+/// `MountFlags`: a bind remount must keep the locked ones.
+pub fn mount_flags_of(path: &Path) -> io::Result<MountFlags> {
+    use rustix::fs::StatVfsMountFlags as V;
+    let vfs = rustix::fs::statvfs(path)?;
+    let pairs = [
+        (V::RDONLY, MountFlags::RDONLY),
+        (V::NOSUID, MountFlags::NOSUID),
+        (V::NODEV, MountFlags::NODEV),
+        (V::NOEXEC, MountFlags::NOEXEC),
+        (V::NOATIME, MountFlags::NOATIME),
+        (V::NODIRATIME, MountFlags::NODIRATIME),
+        (V::RELATIME, MountFlags::RELATIME),
+    ];
+    Ok(pairs
+        .iter()
+        .filter(|(v, _)| vfs.f_flag.contains(*v))
+        .fold(MountFlags::empty(), |acc, (_, m)| acc | *m))
+}
+
+pub fn setns(path: &Path) -> io::Result<()> {
+    let fd = std::fs::File::open(path)?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&fd),
+        None, // the kernel checks the kind from the file itself
+    )?;
+    Ok(())
+}
+
+pub fn mknod(path: &Path, kind: rustix::fs::FileType, mode: u32, dev: u64) -> io::Result<()> {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        kind,
+        rustix::fs::Mode::from_raw_mode(mode),
+        dev,
+    )?;
+    Ok(())
+}

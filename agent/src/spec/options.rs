@@ -1,0 +1,118 @@
+//! What the user asks for when running a container (`huskctl run`'s flags,
+//! the API's JSON), before it meets an image.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::restart::RestartPolicy;
+
+/// The user's flags. Everything but `name` and `image` is optional; an
+/// unknown field is an error so that a misspelt flag is not silently
+/// ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    /// The container's name: its id on this machine (cgroup `husk/<name>`,
+    /// default hostname). The container manager picks one when the user
+    /// gave none.
+    pub name: String,
+    /// The image reference, as the store resolves it.
+    pub image: String,
+    /// Replaces the image's `Cmd` (`huskctl run IMAGE CMD…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's `Entrypoint` (`--entrypoint`); `Some([])`
+    /// clears it, as `--entrypoint ""` does in Docker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=VALUE` entries (`-e`), merged over the image's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    /// `uid[:gid]`, `name[:group]` (resolved from the image's /etc/passwd
+    /// and /etc/group), replacing the image's `User`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Absolute working directory, replacing the image's `WorkingDir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    /// Default: the container's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// Mount the root filesystem read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Memory limit in bytes (`memory.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPUs (`--cpus 1.5`): a `cpu.max` quota over a 100 ms period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Maximum number of tasks (`pids.max`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids_limit: Option<i64>,
+    /// Relative I/O weight, 10 to 1000 as Docker's `--blkio-weight`
+    /// (the runtime scales it to cgroup v2's io.weight as runc does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_weight: Option<u16>,
+    #[serde(default)]
+    pub network: NetworkMode,
+    /// All capabilities, no seccomp, no masked paths (if the agent's
+    /// [`SecurityPolicy`](super::SecurityPolicy) allows it).
+    #[serde(default)]
+    pub privileged: bool,
+    /// Run in a user namespace: container ids 0..size are host ids
+    /// host_uid.. / host_gid...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<UserNamespace>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Metadata, kept as the spec's annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl RunOptions {
+    /// Options with every flag at its default.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            image: image.into(),
+            cmd: None,
+            entrypoint: None,
+            env: Vec::new(),
+            user: None,
+            workdir: None,
+            hostname: None,
+            read_only: false,
+            memory: None,
+            cpus: None,
+            pids_limit: None,
+            io_weight: None,
+            network: NetworkMode::default(),
+            privileged: false,
+            userns: None,
+            restart: RestartPolicy::default(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The container's network. There is no bridge yet: a container has either
+/// its own namespace with only `lo`, or the host's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    None,
+    Host,
+}
+
+/// A user namespace mapping: one contiguous range for uids, one for gids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserNamespace {
+    pub host_uid: u32,
+    pub host_gid: u32,
+    pub size: u32,
+}
