@@ -333,16 +333,7 @@ impl Unpacker {
                 clear(&parent, name, &path)?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name)
                     .map_err(io_err("symlink"))?;
-                if self.is_root {
-                    rustix::fs::chownat(
-                        &parent,
-                        name,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err("chown symlink"))?;
-                }
+                self.chown_nofollow(&parent, name, &meta, "chown symlink")?;
                 rustix::fs::utimensat(&parent, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(io_err("set symlink times"))
             }
@@ -376,16 +367,7 @@ impl Unpacker {
                 })?;
                 // Just created by us, and not a symlink: O_PATH is enough to
                 // chown it; the mode goes through the *at call.
-                if self.is_root {
-                    rustix::fs::chownat(
-                        &parent,
-                        name,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(io_err("chown node"))?;
-                }
+                self.chown_nofollow(&parent, name, &meta, "chown node")?;
                 rustix::fs::chmodat(
                     &parent,
                     name,
@@ -504,6 +486,28 @@ impl Unpacker {
 
     /// Owner, mode, xattrs and times, in that order (chown clears setuid
     /// bits and file capabilities).
+    /// Owner of a link or node created at `parent/name` (never followed);
+    /// only root can give files away.
+    fn chown_nofollow(
+        &self,
+        parent: impl AsFd,
+        name: &OsStr,
+        meta: &Meta,
+        op: &'static str,
+    ) -> Res<()> {
+        if !self.is_root {
+            return Ok(());
+        }
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(Uid::from_raw(meta.uid)),
+            Some(Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(io_err(op))
+    }
+
     fn apply(&self, fd: BorrowedFd<'_>, meta: &Meta) -> Res<()> {
         if self.is_root {
             rustix::fs::fchown(
