@@ -7,22 +7,10 @@ mod common;
 
 use common::*;
 use qemu_tests::log_lines::{self, AGENT_READY, INIT_STARTING, REAPED_ORPHAN, REBOOT};
-use qemu_tests::{
-    GuestImage, InitConfig, Kernel, Restart, Result, SerialCursor, Service, TestDir, Vm, VmBuilder,
-};
+use qemu_tests::{GuestImage, InitConfig, Restart, Result, SerialCursor, Service, Vm, VmBuilder};
 
-/// Builds a test image (with husk-check) whose init.toml is `config`,
-/// and boots it with direct kernel boot.
 fn boot(test: &str, config: &str, customize: impl FnOnce(VmBuilder) -> VmBuilder) -> Result<Vm> {
-    let dir = TestDir::new(test)?;
-    let initrd = GuestImage::builder()
-        .init_config(config)
-        .checker()
-        .build(dir.path())?;
-    let builder = Vm::builder(dir)
-        .kernel(&Kernel::get()?.image)
-        .initrd(initrd);
-    customize(builder).launch()
+    boot_direct(test, GuestImage::builder().init_config(config), customize)
 }
 
 #[test]

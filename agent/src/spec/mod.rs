@@ -215,7 +215,7 @@ pub fn build_spec(
     linux
         .set_namespaces(Some(linux::namespaces(opts)))
         .set_resources(Some(linux::resources(opts)?))
-        .set_cgroups_path(Some(PathBuf::from(format!("husk/{}", opts.name))));
+        .set_cgroups_path(Some(PathBuf::from(format!("/husk/{}", opts.name))));
     if let Some(userns) = &opts.userns {
         let [uids, gids] = linux::id_mappings(userns)?;
         linux

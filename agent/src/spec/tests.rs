@@ -213,7 +213,7 @@ fn defaults_are_dockers() {
             "/proc/sysrq-trigger"
         ])[..]
     );
-    assert_eq!(l.cgroups_path().as_deref(), Some(Path::new("husk/web")));
+    assert_eq!(l.cgroups_path().as_deref(), Some(Path::new("/husk/web")));
     let resources = l.resources().as_ref().unwrap();
     assert_eq!(resources.memory(), &None);
     assert_eq!(resources.cpu(), &None);
@@ -668,7 +668,7 @@ fn the_spec_is_a_valid_config_json() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
     assert_eq!(json["ociVersion"], oci_spec::runtime::VERSION);
     assert_eq!(json["process"]["noNewPrivileges"], true);
-    assert_eq!(json["linux"]["cgroupsPath"], "husk/web");
+    assert_eq!(json["linux"]["cgroupsPath"], "/husk/web");
     assert_eq!(json["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
     assert_eq!(json["linux"]["uidMappings"][0]["hostID"], 100_000);
     assert_eq!(json["linux"]["resources"]["cpu"]["quota"], 50_000);

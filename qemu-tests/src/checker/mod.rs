@@ -6,11 +6,14 @@
 //! It only ever ships in test images.
 
 mod agent;
+mod containers;
 mod data;
 mod modules;
 mod mounts;
 mod orphans;
 mod procfs;
+
+pub use containers::BUSYBOX_GUEST_PATH;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -35,6 +38,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("persist", data::persist),
     ("data-size", data::size),
     ("data-failed", data::failed),
+    ("container-limits", containers::limits),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use qemu_tests::log_lines::POWER_OFF;
-use qemu_tests::{Result, Vm};
+use qemu_tests::{GuestImage, Kernel, Result, TestDir, Vm, VmBuilder};
 
 /// Kernel start to husk-init's first line (≈2 s under TCG here).
 pub const TO_INIT: Duration = Duration::from_secs(30);
@@ -33,4 +33,19 @@ pub fn power_off(vm: &mut Vm) -> Result<()> {
     let shutdown = vm.qmp().wait_for_event("SHUTDOWN", TO_CHECK)?;
     assert_eq!(shutdown["data"]["guest"], true, "{shutdown}");
     Ok(())
+}
+
+/// Builds `image` with husk-check added and boots it with direct
+/// kernel boot.
+pub fn boot_direct(
+    test: &str,
+    image: GuestImage,
+    customize: impl FnOnce(VmBuilder) -> VmBuilder,
+) -> Result<Vm> {
+    let dir = TestDir::new(test)?;
+    let initrd = image.checker().build(dir.path())?;
+    let builder = Vm::builder(dir)
+        .kernel(&Kernel::get()?.image)
+        .initrd(initrd);
+    customize(builder).launch()
 }

@@ -1,0 +1,130 @@
+//! `container-limits`: cgroup v2 limits enforced by the kernel, end to
+//! end: the agent's spec builder writes the bundle's config.json, the
+//! agent's embedded runtime (`husk-agent oci run`) runs it, and the
+//! kernel's memory and pids controllers, which init delegated, stop it.
+//! Each limit is paired with the same run without it, so a passing check
+//! cannot come from a command that fails anyway.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use husk_agent::spec::{RunOptions, SecurityPolicy, build_spec};
+
+use super::{Outcome, say};
+
+/// Where test images carry busybox-static (a container's whole rootfs).
+pub const BUSYBOX_GUEST_PATH: &str = "/usr/share/husk-check/busybox";
+const AGENT: &str = husk_common::paths::AGENT_BIN;
+const WORK: &str = "/tmp/husk-check-oci";
+
+/// Allocates 24 MiB in the shell: fine unconstrained, an OOM kill under
+/// an 8 MiB memory.max.
+const EAT_MEMORY: &str = "x=$(head -c 25165824 /dev/zero | tr '\\0' a); echo survived ${#x}";
+const MEMORY_LIMIT: u64 = 8 << 20;
+/// Five background processes: more than pids.max = 4 allows.
+const FORK_FIVE: &str = "for i in 1 2 3 4 5; do sleep 1 & done; wait; echo forked";
+const PIDS_LIMIT: i64 = 4;
+
+struct Run {
+    code: Option<i32>,
+    output: String,
+}
+
+pub fn limits(_: &[String]) -> Outcome {
+    let rootfs = make_rootfs()?;
+    let free = run_container(&rootfs, "mem-free", EAT_MEMORY, |_| {})?;
+    if free.code != Some(0) || !free.output.contains("survived 25165824") {
+        return Err(format!(
+            "the unconstrained run failed: {:?}: {}",
+            free.code, free.output
+        ));
+    }
+    let capped = run_container(&rootfs, "mem-capped", EAT_MEMORY, |o| {
+        o.memory = Some(MEMORY_LIMIT)
+    })?;
+    // SIGKILL from the OOM killer: 128 + 9.
+    if capped.code != Some(137) || capped.output.contains("survived") {
+        return Err(format!(
+            "memory.max was not enforced: {:?}: {}",
+            capped.code, capped.output
+        ));
+    }
+    say(
+        "container-limits",
+        "memory: OOM-killed under 8 MiB (exit 137), 24 MiB fine without",
+    );
+
+    let free = run_container(&rootfs, "pids-free", FORK_FIVE, |_| {})?;
+    if free.code != Some(0) || !free.output.contains("forked") {
+        return Err(format!(
+            "the unconstrained fork run failed: {:?}: {}",
+            free.code, free.output
+        ));
+    }
+    let capped = run_container(&rootfs, "pids-capped", FORK_FIVE, |o| {
+        o.pids_limit = Some(PIDS_LIMIT)
+    })?;
+    if !capped.output.contains("can't fork") {
+        return Err(format!(
+            "pids.max was not enforced: {:?}: {}",
+            capped.code, capped.output
+        ));
+    }
+    say("container-limits", "pids: fork refused at pids.max=4");
+    Ok(())
+}
+
+/// A busybox rootfs: the one binary and the applets the commands use.
+fn make_rootfs() -> Result<PathBuf, String> {
+    let rootfs = Path::new(WORK).join("rootfs");
+    let bin = rootfs.join("bin");
+    fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    fs::copy(BUSYBOX_GUEST_PATH, bin.join("busybox"))
+        .map_err(|e| format!("copying busybox: {e}"))?;
+    for applet in ["sh", "head", "tr", "sleep", "echo"] {
+        symlink("busybox", bin.join(applet)).map_err(|e| format!("bin/{applet}: {e}"))?;
+    }
+    Ok(rootfs)
+}
+
+fn run_container(
+    rootfs: &Path,
+    id: &str,
+    script: &str,
+    limit: impl FnOnce(&mut RunOptions),
+) -> Result<Run, String> {
+    let image: oci_spec::image::ImageConfiguration = serde_json::from_str(
+        r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .map_err(|e| format!("image config: {e}"))?;
+    let mut options = RunOptions::new(id, "busybox");
+    options.cmd = Some(vec!["/bin/sh".into(), "-c".into(), script.into()]);
+    limit(&mut options);
+    let spec = build_spec(&image, &options, rootfs, &SecurityPolicy::default())
+        .map_err(|e| format!("spec: {e}"))?;
+    let bundle = Path::new(WORK).join(id);
+    fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let config = serde_json::to_vec_pretty(&spec).map_err(|e| format!("config.json: {e}"))?;
+    fs::write(bundle.join("config.json"), config).map_err(|e| format!("config.json: {e}"))?;
+    let out = Command::new(AGENT)
+        .args(["oci", "--root", &format!("{WORK}/state"), "run", "--bundle"])
+        .arg(&bundle)
+        .arg(id)
+        .output()
+        .map_err(|e| format!("running {AGENT} oci run: {e}"))?;
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    say(
+        "container-limits",
+        &format!("{id}: exit {:?}", out.status.code()),
+    );
+    Ok(Run {
+        code: out.status.code(),
+        output,
+    })
+}
