@@ -1,5 +1,6 @@
 //! The HTTP/JSON API served on the agent's unix socket (docs/API.md).
 
+mod containers;
 mod error;
 mod images;
 
@@ -11,6 +12,11 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::{Json, Router, routing::get};
 use serde::{Deserialize, Serialize};
 
+use crate::containers::{Layout, Manager, ManagerConfig};
+
+pub use self::containers::{
+    CONTAINERS_PATH, ContainerList, RemovedContainer, WaitResponse, container_path,
+};
 pub use self::error::{ApiError, ErrorBody};
 pub use self::images::{
     IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList, ImageStore,
@@ -33,13 +39,22 @@ pub struct ApiConfig {
     pub data_status: PathBuf,
     /// The image store (default: none, the image endpoints answer 503).
     pub images: ImageStore,
+    /// The container manager (over the same store).
+    pub containers: Manager,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
+        let images = ImageStore::default();
+        let layout = Layout::new(husk_common::paths::STATE_DIR, husk_common::paths::RUN_DIR);
+        let containers = Manager::new(
+            ManagerConfig::new(layout, husk_common::paths::AGENT_BIN.into()),
+            images.clone(),
+        );
         Self {
             data_status: husk_common::paths::DATA_STATUS.into(),
-            images: ImageStore::default(),
+            images,
+            containers,
         }
     }
 }
@@ -86,7 +101,8 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 })
             }),
         )
-        .merge(images::routes().with_state(config.images.clone()))
+        .merge(images::routes(config.containers.clone()).with_state(config.images.clone()))
+        .merge(containers::routes().with_state(config.containers.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

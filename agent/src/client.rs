@@ -27,6 +27,9 @@ pub enum ClientError {
     Status { status: u16, body: String },
     #[error("the agent's answer is not the expected JSON: {0}")]
     Decode(#[from] serde_json::Error),
+    /// Refused before asking the agent (the agent would refuse it too).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl ClientError {
@@ -92,6 +95,41 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
+        let response = self.send(method, path, body).await?;
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok(serde_json::from_slice(&body)?)
+    }
+
+    /// A streamed (`application/x-ndjson`) answer: `on_line` gets each
+    /// line as it arrives, decoded.
+    pub async fn stream<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        mut on_line: impl FnMut(T),
+    ) -> Result<(), ClientError> {
+        let mut body = self.send(method, path, body).await?.into_body();
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                pending.extend_from_slice(&data);
+                while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    on_line(serde_json::from_slice(&line[..end])?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a request; a non-2xx answer becomes [`ClientError::Status`].
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let stream =
             UnixStream::connect(&self.socket)
                 .await
@@ -113,13 +151,13 @@ impl Client {
         let request = request.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let response = sender.send_request(request).await?;
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
         if !status.is_success() {
+            let body = response.into_body().collect().await?.to_bytes();
             return Err(ClientError::Status {
                 status: status.as_u16(),
                 body: String::from_utf8_lossy(&body).into_owned(),
             });
         }
-        Ok(serde_json::from_slice(&body)?)
+        Ok(response)
     }
 }

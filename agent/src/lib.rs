@@ -4,6 +4,8 @@
 
 pub mod api;
 pub mod client;
+pub mod config;
+pub mod containers;
 pub mod logger;
 pub mod runtime;
 pub mod server;

@@ -3,8 +3,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use husk_agent::api::{ApiConfig, ImageStore};
+use husk_agent::config::AgentConfig;
+use husk_agent::containers::{Layout, Manager, ManagerConfig};
 use husk_agent::server::ApiSocket;
 use tokio::signal::unix::{SignalKind, signal};
+
+/// After SIGTERM, how long open requests may take.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Husk's agent: the machine's API on a unix socket.
 #[derive(Parser)]
@@ -16,9 +21,16 @@ struct Args {
     /// husk-init's data partition status (served as GET /v1/system).
     #[arg(long, value_name = "PATH", default_value = husk_common::paths::DATA_STATUS)]
     data_status: PathBuf,
-    /// The image store's root (images.json, blobs/, layers/).
+    /// The persistent state: the image store (images.json, blobs/,
+    /// layers/) and the containers (containers/).
     #[arg(long, value_name = "DIR", default_value = husk_common::paths::STATE_DIR)]
     root: PathBuf,
+    /// The state that ends with the machine's run: shims, the runtime.
+    #[arg(long, value_name = "DIR", default_value = husk_common::paths::RUN_DIR)]
+    run_dir: PathBuf,
+    /// The agent's configuration (security policy, log retention).
+    #[arg(long, value_name = "PATH", default_value = husk_agent::config::DEFAULT_PATH)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -27,14 +39,23 @@ struct Args {
 enum Command {
     /// The embedded OCI runtime (runc's command line).
     Oci(husk_agent::runtime::cli::OciArgs),
+    /// A container's shim (started by the agent, one per container).
+    #[command(hide = true)]
+    Shim {
+        /// The shim's instructions (shim.json).
+        config: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     husk_agent::logger::init();
     let mut args = Args::parse();
-    // The runtime runs single-threaded, before any async runtime exists.
-    if let Some(Command::Oci(oci)) = args.command.take() {
-        return husk_agent::runtime::cli::main(oci);
+    // The runtime and the shim run single-threaded, before any async
+    // runtime exists.
+    match args.command.take() {
+        Some(Command::Oci(oci)) => return husk_agent::runtime::cli::main(oci),
+        Some(Command::Shim { config }) => return husk_agent::containers::shim::main(&config),
+        None => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -58,31 +79,56 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
+    let config = AgentConfig::load(&args.config)?;
     husk_agent::system::log_data_status(&args.data_status);
     // A store that cannot be opened leaves the agent up (health, system)
-    // with the image endpoints answering 503 and the reason.
+    // with the image and container endpoints answering 503 and the reason.
     let images = ImageStore::open(args.root.clone()).await;
     match images.error() {
         Some(e) => log::error!("image store {}: {e}", args.root.display()),
         None => log::info!("image store at {}", args.root.display()),
     }
+    let agent_exe = std::env::current_exe()?;
+    let mut manager_config = ManagerConfig::new(Layout::new(&args.root, &args.run_dir), agent_exe);
+    manager_config.policy = config.security;
+    manager_config.log_max_size = config.logs.max_size;
+    manager_config.log_max_files = config.logs.max_files;
+    let containers = Manager::new(manager_config, images.clone());
+    if images.error().is_none() {
+        containers.restore().await;
+    }
     let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
         data_status: args.data_status.clone(),
         images,
+        containers,
     });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
     if let Err(e) = husk_common::notify::notify_ready() {
         log::warn!("cannot notify readiness: {e}");
     }
-    socket
-        .serve(async move {
-            tokio::select! {
-                _ = terminate.recv() => log::info!("SIGTERM: stopping"),
-                _ = interrupt.recv() => log::info!("SIGINT: stopping"),
-            }
-        })
-        .await?;
+    // Containers keep running when the agent stops (their shims outlive
+    // it): a restarted agent adopts them.
+    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = std::sync::Arc::clone(&stopping);
+    let serve = socket.serve(async move {
+        tokio::select! {
+            _ = terminate.recv() => log::info!("SIGTERM: stopping"),
+            _ = interrupt.recv() => log::info!("SIGINT: stopping"),
+        }
+        notify.notify_one();
+    });
+    // Requests in flight get a moment; a client following logs or an
+    // exec that never ends does not hold the agent.
+    let grace = async {
+        stopping.notified().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        log::warn!("streams still open after {SHUTDOWN_GRACE:?}: closing them");
+    };
+    tokio::select! {
+        served = serve => served?,
+        () = grace => {}
+    }
     log::info!("stopped");
     Ok(())
 }

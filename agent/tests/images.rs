@@ -11,7 +11,8 @@ use husk_agent::client::{Client, ClientError};
 use hyper::Method;
 use serde_json::Value;
 
-use common::{Agent, busybox_layer, oci_archive};
+use common::Agent;
+use husk_testkit::{busybox_layer, oci_archive};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

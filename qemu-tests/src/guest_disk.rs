@@ -25,6 +25,7 @@ pub struct GuestDisk {
     checker: bool,
     data_mib: u64,
     version: String,
+    extra_files: Vec<(PathBuf, String, u32)>,
 }
 
 /// A built disk.
@@ -77,7 +78,15 @@ impl GuestDisk {
             checker: false,
             data_mib: 64,
             version: TEST_VERSION.to_owned(),
+            extra_files: Vec::new(),
         }
+    }
+
+    /// Adds the host file `host` at `guest_path` (in the initramfs).
+    pub fn file(mut self, host: impl Into<PathBuf>, guest_path: &str, mode: u32) -> Self {
+        self.extra_files
+            .push((host.into(), guest_path.to_owned(), mode));
+        self
     }
 
     /// Contents of /etc/husk/init.toml (default: the product's).
@@ -125,6 +134,7 @@ impl GuestDisk {
                 0o755,
             ));
         }
+        args.extra_files.extend(self.extra_files);
         husk_image::build::run(&args)
             .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
         Ok(DiskImage {

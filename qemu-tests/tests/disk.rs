@@ -3,22 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
-use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::log_lines::{AGENT_READY, INIT_STARTING, REBOOT};
-use qemu_tests::{DiskImage, GuestDisk, InitConfig, Restart, Result, Service, TestDir, Vm};
-
-/// Firmware and boot loader come first under UEFI (≈7 s under TCG here).
-const TO_UEFI_AGENT_READY: Duration = Duration::from_secs(120);
-
-fn boot_disk(dir: TestDir, disk: &DiskImage) -> Result<Vm> {
-    Vm::builder(dir)
-        .ovmf(OVMF_CODE, OVMF_VARS)
-        .drive(&disk.raw, "raw")
-        .launch()
-}
+use qemu_tests::{GuestDisk, InitConfig, Restart, Result, Service, TestDir};
 
 #[test]
 fn uefi_boot_counts_a_try_and_mounts_the_data_partition() -> Result<()> {

@@ -14,6 +14,7 @@ use oci_spec::image::ImageConfiguration;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use crate::containers::Manager;
 use crate::store::{GcReport, ImageId, ImageSummary, Removed, Store};
 
 /// `GET` (list).
@@ -59,6 +60,15 @@ impl ImageStore {
 
     pub fn unavailable(reason: impl Into<String>) -> Self {
         Self(Err(reason.into().into()))
+    }
+
+    /// The open store, for the container manager (which resolves images
+    /// and reserves them under the same lock).
+    pub(crate) fn shared(&self) -> Result<Arc<Mutex<Store>>, String> {
+        match &self.0 {
+            Ok(store) => Ok(Arc::clone(store)),
+            Err(reason) => Err(reason.to_string()),
+        }
     }
 
     /// Why the store is not available, if it is not.
@@ -139,12 +149,16 @@ impl From<Removed> for RemoveResponse {
     }
 }
 
-pub fn routes() -> Router<ImageStore> {
+/// The image routes; `containers` says which images are in use.
+pub fn routes(containers: Manager) -> Router<ImageStore> {
     Router::new()
         .route(IMAGES_PATH, get(list))
         .route(IMAGES_IMPORT_PATH, post(import))
         .route(IMAGES_GC_PATH, post(gc))
-        .route("/v1/images/{*reference}", get(inspect).delete(remove))
+        .route(
+            "/v1/images/{*reference}",
+            get(inspect).delete(move |images, reference| remove(images, reference, containers)),
+        )
 }
 
 async fn import(
@@ -205,13 +219,15 @@ async fn inspect(
 async fn remove(
     State(images): State<ImageStore>,
     reference: Result<UrlPath<String>, PathRejection>,
+    containers: Manager,
 ) -> Result<Json<RemoveResponse>, ApiError> {
     let UrlPath(reference) = reference?;
     let removed = images
         .with(move |store| {
-            // No containers yet: nothing uses an image. The container
-            // manager will answer this from its containers.
-            let in_use = |_: &ImageId| false;
+            // Under the store's lock, which container creation also
+            // holds while it resolves its image: no race between the two.
+            let used = containers.images_in_use();
+            let in_use = |id: &ImageId| used.contains(id);
             store
                 .remove(&reference, in_use)
                 .map_err(|e| ApiError::from_store(&e, None))

@@ -1,5 +1,7 @@
 // (a crate root: its modules would sit beside it, where Cargo takes
 // every file for a binary)
+#[path = "huskctl/containers.rs"]
+mod containers;
 #[path = "huskctl/table.rs"]
 mod table;
 
@@ -38,6 +40,8 @@ enum Command {
     /// Manage the machine's images.
     #[command(subcommand)]
     Image(ImageCommand),
+    #[command(flatten)]
+    Container(containers::ContainerCommand),
 }
 
 #[derive(Subcommand)]
@@ -88,10 +92,14 @@ fn main() -> ExitCode {
                 }
             }),
             Command::Image(command) => image(&client, command).await,
+            Command::Container(command) => {
+                return containers::run(&client, command).await;
+            }
         }
+        .map(|()| 0)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("huskctl: {e}");
             ExitCode::FAILURE

@@ -71,7 +71,7 @@ impl SpecError {
 
 /// Docker's container name rule, shortened to a hostname's length so the
 /// name can be the default hostname.
-fn check_name(name: &str) -> Result<(), SpecError> {
+pub fn check_name(name: &str) -> Result<(), SpecError> {
     let valid = (1..=63).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name
@@ -120,19 +120,22 @@ fn check_policy(opts: &RunOptions, policy: &SecurityPolicy) -> Result<(), SpecEr
     Ok(())
 }
 
-fn read_db(rootfs: &Path, file: &'static str) -> Result<Option<String>, SpecError> {
-    read_rootfs_file(rootfs, file).map_err(|source| SpecError::Rootfs { file, source })
+/// Reads a file of the image (`etc/passwd`), None when it has none.
+pub type ImageFiles<'a> = dyn Fn(&str) -> io::Result<Option<String>> + 'a;
+
+fn read_db(files: &ImageFiles, file: &'static str) -> Result<Option<String>, SpecError> {
+    files(file).map_err(|source| SpecError::Rootfs { file, source })
 }
 
 /// The process's user, and its home for $HOME.
 fn process_user(
     image_user: Option<&str>,
     opts: &RunOptions,
-    rootfs: &Path,
+    files: &ImageFiles,
 ) -> Result<ResolvedUser, SpecError> {
     let spec = opts.user.as_deref().or(image_user).unwrap_or("");
-    let passwd = read_db(rootfs, "etc/passwd")?;
-    let group = read_db(rootfs, "etc/group")?;
+    let passwd = read_db(files, "etc/passwd")?;
+    let group = read_db(files, "etc/group")?;
     let user = resolve_user(spec, passwd.as_deref(), group.as_deref())?;
     if let Some(userns) = &opts.userns {
         // An id outside the mapping cannot be switched to in the namespace.
@@ -162,6 +165,20 @@ pub fn build_spec(
     rootfs: &Path,
     policy: &SecurityPolicy,
 ) -> Result<Spec, SpecError> {
+    build_spec_reading(image_config, opts, rootfs, policy, &|file| {
+        read_rootfs_file(rootfs, file)
+    })
+}
+
+/// [`build_spec`] for a rootfs that is not there yet (an overlay the
+/// shim mounts later): the image's files are read through `files`.
+pub fn build_spec_reading(
+    image_config: &ImageConfiguration,
+    opts: &RunOptions,
+    rootfs: &Path,
+    policy: &SecurityPolicy,
+    files: &ImageFiles,
+) -> Result<Spec, SpecError> {
     check_policy(opts, policy)?;
     check_name(&opts.name)?;
     if !rootfs.is_absolute() {
@@ -171,7 +188,7 @@ pub fn build_spec(
 
     let args = process::command(config, opts)?;
     let image_user = config.and_then(|c| c.user().as_deref());
-    let user = process_user(image_user, opts, rootfs)?;
+    let user = process_user(image_user, opts, files)?;
     let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
     check_hostname(&hostname)?;
     let env = process::environment(config, opts, &hostname, &user.home)?;

@@ -15,7 +15,8 @@ use super::restart::RestartPolicy;
 pub struct RunOptions {
     /// The container's name: its id on this machine (cgroup `husk/<name>`,
     /// default hostname). The container manager picks one when the user
-    /// gave none.
+    /// gave none (an empty name).
+    #[serde(default)]
     pub name: String,
     /// The image reference, as the store resolves it.
     pub image: String,
@@ -67,6 +68,10 @@ pub struct RunOptions {
     pub userns: Option<UserNamespace>,
     #[serde(default)]
     pub restart: RestartPolicy,
+    /// Remove the container once it exits (`--rm`); excludes a restart
+    /// policy.
+    #[serde(default)]
+    pub auto_remove: bool,
     /// Metadata, kept as the spec's annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -93,6 +98,7 @@ impl RunOptions {
             privileged: false,
             userns: None,
             restart: RestartPolicy::default(),
+            auto_remove: false,
             labels: BTreeMap::new(),
         }
     }

@@ -1,6 +1,5 @@
-//! Helpers shared by the agent's integration tests: a tiny OCI layout
-//! archive builder (the store's own builders are `cfg(test)` inside the
-//! library, out of reach here) and an agent started on temporary paths.
+//! Helpers shared by the agent's integration tests: OCI archives (from
+//! husk-testkit) and an agent started on temporary paths.
 
 #![allow(dead_code)] // each test file uses its own subset
 
@@ -9,101 +8,6 @@ use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
-
-use serde_json::json;
-use sha2::{Digest as _, Sha256};
-
-pub fn sha256(data: &[u8]) -> String {
-    let hash = Sha256::digest(data);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
-}
-
-/// A header owned by root (a fresh ustar header has empty id fields,
-/// which the store rightly refuses).
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1_700_000_000);
-    h
-}
-
-fn append(tar: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, data: &[u8]) {
-    let mode = if kind == tar::EntryType::Directory {
-        0o755
-    } else {
-        0o644
-    };
-    let mut h = header(kind, mode, data.len() as u64);
-    tar.append_data(&mut h, name, data).unwrap();
-}
-
-/// A busybox root filesystem layer: /bin/busybox (the host's, static),
-/// /bin/sh linking to it, and /etc/passwd.
-pub fn busybox_layer() -> Vec<u8> {
-    let busybox = std::fs::read("/bin/busybox").expect("tests need a static /bin/busybox");
-    let mut tar = tar::Builder::new(Vec::new());
-    append(&mut tar, tar::EntryType::Directory, "bin", b"");
-    let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
-    tar.append_data(&mut h, "bin/busybox", &busybox[..])
-        .unwrap();
-    let mut h = header(tar::EntryType::Symlink, 0o777, 0);
-    tar.append_link(&mut h, "bin/sh", "busybox").unwrap();
-    append(&mut tar, tar::EntryType::Directory, "etc", b"");
-    append(
-        &mut tar,
-        tar::EntryType::Regular,
-        "etc/passwd",
-        b"root:x:0:0:root:/root:/bin/sh\n",
-    );
-    tar.into_inner().unwrap()
-}
-
-/// What `skopeo copy … oci-archive:FILE:NAME` writes, for one image of
-/// uncompressed layers.
-pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
-    let config = serde_json::to_vec(&json!({
-        "created": "2024-01-01T00:00:00Z",
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let descriptor = |media_type: &str, data: &[u8]| json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()});
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
-        "layers": layers.iter()
-            .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
-            .collect::<Vec<_>>(),
-    }))
-    .unwrap();
-    let mut index = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
-    index["annotations"] = json!({"org.opencontainers.image.ref.name": name});
-    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [index]})).unwrap();
-
-    let mut tar = tar::Builder::new(Vec::new());
-    append(
-        &mut tar,
-        tar::EntryType::Regular,
-        "oci-layout",
-        br#"{"imageLayoutVersion":"1.0.0"}"#,
-    );
-    append(&mut tar, tar::EntryType::Regular, "index.json", &index);
-    append(&mut tar, tar::EntryType::Directory, "blobs", b"");
-    append(&mut tar, tar::EntryType::Directory, "blobs/sha256", b"");
-    for blob in layers.iter().chain([&config, &manifest]) {
-        let name = format!("blobs/sha256/{}", &sha256(blob)["sha256:".len()..]);
-        append(&mut tar, tar::EntryType::Regular, &name, blob);
-    }
-    tar.into_inner().unwrap()
-}
 
 /// An agent on a temporary socket and image store, killed on drop.
 pub struct Agent {
@@ -116,6 +20,7 @@ impl Agent {
     pub fn start(dir: &Path, extra: &[&str]) -> Self {
         let socket = dir.join("agent.sock");
         let notify_path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path); // a previous agent's
         let notify = UnixDatagram::bind(&notify_path).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -188,5 +93,44 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+const IN_NAMESPACE: &str = "HUSK_TEST_IN_CGROUP2_NS";
+
+/// For tests that run containers (this host's cgroups are v1 hybrid):
+/// re-executes the test as root in a private mount namespace with cgroup2
+/// on /sys/fs/cgroup. True when the caller should run the test body now;
+/// false when it already ran in the child (asserted) or was skipped.
+pub fn enter_cgroup2_namespace(test: &str) -> bool {
+    if std::env::var_os(IN_NAMESPACE).is_some() {
+        return true;
+    }
+    if !rustix::process::geteuid().is_root() {
+        println!("skipping {test}: needs root (namespaces, mounts, cgroups)");
+        return false;
+    }
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{test} failed in its mount namespace");
+    false
+}
+
+/// Polls `check` every 100 ms until it returns Some, or panics with
+/// `what` after `limit`.
+pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -12,8 +12,10 @@ mod modules;
 mod mounts;
 mod orphans;
 mod procfs;
+mod reboot;
 
 pub use containers::BUSYBOX_GUEST_PATH;
+pub use reboot::{ARCHIVE_GUEST_PATH, IMAGE as REBOOT_IMAGE};
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -39,6 +41,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("data-size", data::size),
     ("data-failed", data::failed),
     ("container-limits", containers::limits),
+    ("container-reboot", reboot::run),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::log_lines::POWER_OFF;
-use qemu_tests::{GuestImage, Kernel, Result, TestDir, Vm, VmBuilder};
+use qemu_tests::{DiskImage, GuestImage, Kernel, Result, TestDir, Vm, VmBuilder};
 
 /// Kernel start to husk-init's first line (≈2 s under TCG here).
 pub const TO_INIT: Duration = Duration::from_secs(30);
@@ -48,4 +49,15 @@ pub fn boot_direct(
         .kernel(&Kernel::get()?.image)
         .initrd(initrd);
     customize(builder).launch()
+}
+
+/// Firmware and boot loader come first under UEFI (≈7 s under TCG here).
+pub const TO_UEFI_AGENT_READY: Duration = Duration::from_secs(120);
+
+/// Boots a whole disk through OVMF, as a cloud VM boots it.
+pub fn boot_disk(dir: TestDir, disk: &DiskImage) -> Result<Vm> {
+    Vm::builder(dir)
+        .ovmf(OVMF_CODE, OVMF_VARS)
+        .drive(&disk.raw, "raw")
+        .launch()
 }

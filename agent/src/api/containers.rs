@@ -1,0 +1,240 @@
+//! `/v1/containers`: the container manager over HTTP (docs/API.md).
+//! Streams (logs, exec) are `application/x-ndjson`: one JSON document per
+//! line, sent as the container writes.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::error::ApiError;
+use crate::containers::{
+    ContainerInfo, ExecRequest, LogOptions, Manager, ManagerError, Stats, Stream,
+};
+use crate::spec::RunOptions;
+
+/// `GET` (list) and `POST` (create).
+pub const CONTAINERS_PATH: &str = "/v1/containers";
+
+/// `/v1/containers/{name}` and its actions (`start`, `stop`, …).
+pub fn container_path(name: &str, action: Option<&str>) -> String {
+    match action {
+        Some(action) => format!("{CONTAINERS_PATH}/{name}/{action}"),
+        None => format!("{CONTAINERS_PATH}/{name}"),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerList {
+    pub containers: Vec<ContainerInfo>,
+}
+
+/// `POST …/wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitResponse {
+    /// None when the container never ran or its end is unknown.
+    pub exit_code: Option<i32>,
+}
+
+/// `DELETE …`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedContainer {
+    pub removed: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StopQuery {
+    /// Seconds between the stop signal and SIGKILL.
+    timeout: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillQuery {
+    signal: Option<String>,
+}
+
+impl From<ManagerError> for ApiError {
+    fn from(error: ManagerError) -> Self {
+        use ManagerError as E;
+        let status = match &error {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::Conflict(_) => StatusCode::CONFLICT,
+            E::Invalid(_) | E::StartFailed { .. } => StatusCode::BAD_REQUEST,
+            E::Image(e) => return ApiError::from_store(e, None),
+            E::Spec(crate::spec::SpecError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            E::Spec(_) => StatusCode::BAD_REQUEST,
+            E::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, error.to_string())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::bad_request(rejection.body_text())
+    }
+}
+
+pub fn routes() -> Router<Manager> {
+    Router::new()
+        .route(CONTAINERS_PATH, get(list).post(create))
+        .route("/v1/containers/{name}", get(inspect).delete(remove))
+        .route("/v1/containers/{name}/start", post(start))
+        .route("/v1/containers/{name}/stop", post(stop))
+        .route("/v1/containers/{name}/kill", post(kill))
+        .route("/v1/containers/{name}/wait", post(wait))
+        .route("/v1/containers/{name}/logs", get(logs))
+        .route("/v1/containers/{name}/exec", post(exec))
+        .route("/v1/containers/{name}/stats", get(stats))
+}
+
+type Name = Result<UrlPath<String>, PathRejection>;
+
+async fn list(State(manager): State<Manager>) -> Json<ContainerList> {
+    Json(ContainerList {
+        containers: manager.list(),
+    })
+}
+
+async fn create(
+    State(manager): State<Manager>,
+    request: Result<Json<RunOptions>, JsonRejection>,
+) -> Result<(StatusCode, Json<ContainerInfo>), ApiError> {
+    let Json(options) = request?;
+    Ok((StatusCode::CREATED, Json(manager.create(options).await?)))
+}
+
+async fn inspect(
+    State(manager): State<Manager>,
+    name: Name,
+) -> Result<Json<ContainerInfo>, ApiError> {
+    let UrlPath(name) = name?;
+    Ok(Json(manager.inspect(&name)?))
+}
+
+async fn start(
+    State(manager): State<Manager>,
+    name: Name,
+) -> Result<Json<ContainerInfo>, ApiError> {
+    let UrlPath(name) = name?;
+    Ok(Json(manager.start(&name).await?))
+}
+
+async fn stop(
+    State(manager): State<Manager>,
+    name: Name,
+    query: Result<Query<StopQuery>, QueryRejection>,
+) -> Result<Json<ContainerInfo>, ApiError> {
+    let UrlPath(name) = name?;
+    let Query(query) = query?;
+    let timeout = query.timeout.map(Duration::from_secs);
+    Ok(Json(manager.stop(&name, timeout).await?))
+}
+
+async fn kill(
+    State(manager): State<Manager>,
+    name: Name,
+    query: Result<Query<KillQuery>, QueryRejection>,
+) -> Result<Json<ContainerInfo>, ApiError> {
+    let UrlPath(name) = name?;
+    let Query(query) = query?;
+    let signal = match query.signal.as_deref() {
+        None => libc::SIGKILL,
+        Some(s) => {
+            crate::runtime::signal::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?
+        }
+    };
+    Ok(Json(manager.kill(&name, signal).await?))
+}
+
+async fn wait(State(manager): State<Manager>, name: Name) -> Result<Json<WaitResponse>, ApiError> {
+    let UrlPath(name) = name?;
+    Ok(Json(WaitResponse {
+        exit_code: manager.wait(&name).await?,
+    }))
+}
+
+async fn remove(
+    State(manager): State<Manager>,
+    name: Name,
+    query: Result<Query<RemoveQuery>, QueryRejection>,
+) -> Result<Json<RemovedContainer>, ApiError> {
+    let UrlPath(name) = name?;
+    let Query(query) = query?;
+    manager.remove(&name, query.force).await?;
+    Ok(Json(RemovedContainer { removed: name }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsQuery {
+    #[serde(default)]
+    follow: bool,
+    tail: Option<usize>,
+    stream: Option<Stream>,
+}
+
+async fn logs(
+    State(manager): State<Manager>,
+    name: Name,
+    query: Result<Query<LogsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let UrlPath(name) = name?;
+    let Query(query) = query?;
+    let lines = manager.logs(
+        &name,
+        LogOptions {
+            follow: query.follow,
+            tail: query.tail,
+            stream: query.stream,
+        },
+    )?;
+    Ok(ndjson(lines))
+}
+
+async fn exec(
+    State(manager): State<Manager>,
+    name: Name,
+    request: Result<Json<ExecRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let UrlPath(name) = name?;
+    let Json(request) = request?;
+    Ok(ndjson(manager.exec(&name, request).await?))
+}
+
+async fn stats(State(manager): State<Manager>, name: Name) -> Result<Json<Stats>, ApiError> {
+    let UrlPath(name) = name?;
+    Ok(Json(manager.stats(&name)?))
+}
+
+/// A streamed answer, one line per message, as they come.
+fn ndjson(lines: mpsc::Receiver<Vec<u8>>) -> Response {
+    let stream = futures_util::stream::unfold(lines, |mut lines| async move {
+        lines
+            .recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), lines))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}

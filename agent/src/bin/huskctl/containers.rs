@@ -1,0 +1,476 @@
+//! huskctl's container verbs, Docker's flags.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use husk_agent::api::{
+    CONTAINERS_PATH, ContainerList, RemovedContainer, WaitResponse, container_path,
+};
+use husk_agent::client::{Client, ClientError};
+use husk_agent::containers::{ContainerInfo, ExecRequest, Frame, LogEntry, Stats, Status, Stream};
+use husk_agent::spec::{NetworkMode, RestartPolicy, RunOptions};
+use hyper::Method;
+
+use crate::table;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container's name.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: CreateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    #[arg(long)]
+    name: Option<String>,
+    /// KEY=VALUE, repeatable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Memory limit: bytes or with a unit (512k, 256m, 1g).
+    #[arg(short, long, value_parser = parse_bytes)]
+    memory: Option<u64>,
+    /// CPUs, e.g. 1.5.
+    #[arg(long)]
+    cpus: Option<f64>,
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// uid[:gid] or name[:group].
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short, long)]
+    workdir: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// no, on-failure[:N], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    restart: RestartPolicy,
+    /// none or host.
+    #[arg(long, default_value = "none", value_parser = parse_network)]
+    network: NetworkMode,
+    /// All capabilities, no seccomp (if the agent's policy allows it).
+    #[arg(long)]
+    privileged: bool,
+    /// Replaces the image's entrypoint ("" clears it).
+    #[arg(long)]
+    entrypoint: Option<String>,
+    image: String,
+    /// The command, replacing the image's Cmd.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and start a container; in the foreground, stream its output
+    /// and exit with its exit code.
+    Run(Box<RunArgs>),
+    /// Create a container without starting it.
+    Create(Box<CreateArgs>),
+    /// Start containers.
+    Start { names: Vec<String> },
+    /// Stop containers: their stop signal, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds before SIGKILL.
+        #[arg(short = 't', long)]
+        time: Option<u64>,
+        names: Vec<String>,
+    },
+    /// Send a signal (default KILL).
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        names: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill a running container first.
+        #[arg(short, long)]
+        force: bool,
+        names: Vec<String>,
+    },
+    /// List containers (running ones; -a for all).
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// A container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        name: String,
+    },
+    /// Run a command in a running container; exits with its exit code.
+    Exec {
+        #[arg(short, long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        name: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// A container's details as JSON.
+    Inspect { name: String },
+    /// Resource use: memory, CPU (over one second), pids.
+    Stats { names: Vec<String> },
+    /// Wait for a container to stop; prints and exits with its exit code.
+    Wait { name: String },
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 256m)"))?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown unit in `{text}` (b, k, m, g)")),
+    };
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+fn parse_network(text: &str) -> Result<NetworkMode, String> {
+    match text {
+        "none" => Ok(NetworkMode::None),
+        "host" => Ok(NetworkMode::Host),
+        _ => Err(format!("`{text}`: none or host")),
+    }
+}
+
+impl CreateArgs {
+    fn options(self) -> RunOptions {
+        let mut opts = RunOptions::new(self.name.unwrap_or_default(), self.image);
+        opts.cmd = (!self.command.is_empty()).then_some(self.command);
+        opts.entrypoint = self
+            .entrypoint
+            .map(|e| if e.is_empty() { Vec::new() } else { vec![e] });
+        opts.env = self.env;
+        opts.user = self.user;
+        opts.workdir = self.workdir;
+        opts.hostname = self.hostname;
+        opts.read_only = self.read_only;
+        opts.memory = self.memory;
+        opts.cpus = self.cpus;
+        opts.pids_limit = self.pids_limit;
+        opts.network = self.network;
+        opts.privileged = self.privileged;
+        opts.restart = self.restart;
+        opts.auto_remove = self.rm;
+        opts
+    }
+}
+
+/// Runs a container verb; returns the process's exit code.
+pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, ClientError> {
+    match command {
+        ContainerCommand::Run(args) => return run_container(client, *args).await,
+        ContainerCommand::Create(args) => {
+            let info: ContainerInfo = client.post(CONTAINERS_PATH, &args.options()).await?;
+            println!("{}", info.name);
+        }
+        ContainerCommand::Start { names } => {
+            for name in names {
+                let _: ContainerInfo = client
+                    .post_empty(&container_path(&name, Some("start")))
+                    .await?;
+                println!("{name}");
+            }
+        }
+        ContainerCommand::Stop { time, names } => {
+            for name in names {
+                let path = match time {
+                    Some(t) => format!("{}?timeout={t}", container_path(&name, Some("stop"))),
+                    None => container_path(&name, Some("stop")),
+                };
+                let _: ContainerInfo = client.post_empty(&path).await?;
+                println!("{name}");
+            }
+        }
+        ContainerCommand::Kill { signal, names } => {
+            for name in names {
+                let path = format!(
+                    "{}?signal={}",
+                    container_path(&name, Some("kill")),
+                    husk_agent::api::encode_reference(&signal)
+                );
+                let _: ContainerInfo = client.post_empty(&path).await?;
+                println!("{name}");
+            }
+        }
+        ContainerCommand::Rm { force, names } => {
+            for name in names {
+                let path = format!("{}?force={force}", container_path(&name, None));
+                let removed: RemovedContainer = client.delete(&path).await?;
+                println!("{}", removed.removed);
+            }
+        }
+        ContainerCommand::Ps { all } => {
+            let list: ContainerList = client.get(CONTAINERS_PATH).await?;
+            let now = husk_agent::containers::time::now_ms();
+            let shown: Vec<_> = list
+                .containers
+                .into_iter()
+                .filter(|c| all || c.status == Status::Running)
+                .collect();
+            print!("{}", ps_table(&shown, now));
+        }
+        ContainerCommand::Logs { follow, tail, name } => {
+            let mut path = format!("{}?follow={follow}", container_path(&name, Some("logs")));
+            if let Some(tail) = tail {
+                path.push_str(&format!("&tail={tail}"));
+            }
+            client
+                .stream(Method::GET, &path, None, |entry: LogEntry| {
+                    print_entry(&entry)
+                })
+                .await?;
+        }
+        ContainerCommand::Exec {
+            env,
+            user,
+            workdir,
+            name,
+            command,
+        } => {
+            let request = ExecRequest {
+                cmd: command,
+                env,
+                user,
+                workdir,
+            };
+            let body = serde_json::to_vec(&request)?;
+            let mut code = 255;
+            client
+                .stream(
+                    Method::POST,
+                    &container_path(&name, Some("exec")),
+                    Some(body),
+                    |frame: Frame| match frame {
+                        Frame::Log(entry) => print_entry(&entry),
+                        Frame::Exit(exit) => code = exit.exit_code,
+                    },
+                )
+                .await?;
+            return Ok(exit_byte(code));
+        }
+        ContainerCommand::Inspect { name } => {
+            let info: ContainerInfo = client.get(&container_path(&name, None)).await?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        }
+        ContainerCommand::Stats { names } => {
+            let mut first = Vec::new();
+            for name in &names {
+                first.push(
+                    client
+                        .get::<Stats>(&container_path(name, Some("stats")))
+                        .await?,
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            println!(
+                "{:<24} {:>8} {:>22} {:>8} {:>10}",
+                "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS"
+            );
+            for (name, before) in names.iter().zip(first) {
+                let now: Stats = client.get(&container_path(name, Some("stats"))).await?;
+                println!("{}", stats_line(name, &before, &now));
+            }
+        }
+        ContainerCommand::Wait { name } => {
+            let wait: WaitResponse = client
+                .post_empty(&container_path(&name, Some("wait")))
+                .await?;
+            let code = wait.exit_code.unwrap_or(255);
+            println!("{code}");
+            return Ok(exit_byte(code));
+        }
+    }
+    Ok(0)
+}
+
+/// `run`: create, start; in the foreground follow the output, wait, and
+/// remove with --rm (done here, after the output is read, not by the
+/// agent, so no line is lost to the removal).
+async fn run_container(client: &Client, args: RunArgs) -> Result<u8, ClientError> {
+    if args.create.rm && args.create.restart != RestartPolicy::No {
+        return Err(ClientError::Usage(
+            "--rm and a --restart policy exclude each other".into(),
+        ));
+    }
+    let mut options = args.create.options();
+    let remove = options.auto_remove && !args.detach;
+    if remove {
+        options.auto_remove = false;
+    }
+    let info: ContainerInfo = client.post(CONTAINERS_PATH, &options).await?;
+    let name = info.name;
+    let started = client
+        .post_empty::<ContainerInfo>(&container_path(&name, Some("start")))
+        .await;
+    if let Err(e) = started {
+        if remove {
+            let _ = client
+                .delete::<RemovedContainer>(&format!("{}?force=true", container_path(&name, None)))
+                .await;
+        }
+        return Err(e);
+    }
+    if args.detach {
+        println!("{name}");
+        return Ok(0);
+    }
+    // As `docker run`'s --sig-proxy: Ctrl-C and SIGTERM go to the
+    // container, whose exit then ends the run.
+    let forward = tokio::spawn(forward_signals(client.clone(), name.clone()));
+    let logs = format!("{}?follow=true", container_path(&name, Some("logs")));
+    let followed = client
+        .stream(Method::GET, &logs, None, |entry: LogEntry| {
+            print_entry(&entry)
+        })
+        .await;
+    forward.abort();
+    followed?;
+    let wait: WaitResponse = client
+        .post_empty(&container_path(&name, Some("wait")))
+        .await?;
+    if remove {
+        client
+            .delete::<RemovedContainer>(&format!("{}?force=true", container_path(&name, None)))
+            .await?;
+    }
+    Ok(exit_byte(wait.exit_code.unwrap_or(255)))
+}
+
+async fn forward_signals(client: Client, name: String) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    loop {
+        let signal = tokio::select! {
+            _ = interrupt.recv() => "INT",
+            _ = terminate.recv() => "TERM",
+        };
+        let path = format!("{}?signal={signal}", container_path(&name, Some("kill")));
+        if let Err(e) = client.post_empty::<ContainerInfo>(&path).await {
+            eprintln!("huskctl: forwarding SIG{signal}: {e}");
+        }
+    }
+}
+
+fn exit_byte(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(255)
+}
+
+fn print_entry(entry: &LogEntry) {
+    let _ = match entry.stream {
+        Stream::Stdout => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(entry.log.as_bytes())
+                .and_then(|()| out.flush())
+        }
+        Stream::Stderr => std::io::stderr().lock().write_all(entry.log.as_bytes()),
+    };
+}
+
+/// `docker ps`'s table.
+pub fn ps_table(containers: &[ContainerInfo], now_ms: u64) -> String {
+    let ago = |ms: u64| table::ago((now_ms.saturating_sub(ms) / 1000) as i64);
+    let mut out = format!(
+        "{:<24} {:<24} {:<24} {:<16} {}\n",
+        "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS"
+    );
+    for c in containers {
+        let status = match c.status {
+            Status::Created => "Created".to_string(),
+            Status::Running => {
+                let up = ago(c.started_ms.unwrap_or(now_ms));
+                format!("Up {}", up.trim_end_matches(" ago"))
+            }
+            Status::Restarting => format!(
+                "Restarting ({}) {}",
+                c.exit_code.unwrap_or(-1),
+                ago(c.finished_ms.unwrap_or(now_ms))
+            ),
+            Status::Exited => format!(
+                "Exited ({}) {}",
+                c.exit_code.unwrap_or(-1),
+                ago(c.finished_ms.unwrap_or(now_ms))
+            ),
+        };
+        let mut command = format!("\"{}\"", c.command.join(" "));
+        if command.len() > 22 {
+            command.truncate(20);
+            command.push_str("…\"");
+        }
+        out.push_str(&format!(
+            "{:<24} {:<24} {:<24} {:<16} {}\n",
+            c.name,
+            c.image,
+            command,
+            ago(c.created_ms),
+            status
+        ));
+    }
+    out
+}
+
+fn stats_line(name: &str, before: &Stats, now: &Stats) -> String {
+    let elapsed_us = now.time_ms.saturating_sub(before.time_ms).max(1) * 1000;
+    let cpu = now.cpu_usec.saturating_sub(before.cpu_usec) as f64 * 100.0 / elapsed_us as f64;
+    let limit = now
+        .memory_limit
+        .map_or("unlimited".to_string(), table::human_size);
+    let percent = now.memory_limit.map_or("-".to_string(), |l| {
+        format!("{:.2}%", now.memory_bytes as f64 * 100.0 / l.max(1) as f64)
+    });
+    format!(
+        "{name:<24} {:>7.2}% {:>22} {percent:>8} {:>10}",
+        cpu,
+        format!("{} / {limit}", table::human_size(now.memory_bytes)),
+        now.pids
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_with_units() {
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("256m").unwrap(), 256 << 20);
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert!(parse_bytes("12x").is_err());
+        assert!(parse_bytes("m").is_err());
+        assert!(parse_bytes("99999999999999g").is_err());
+    }
+}

@@ -1,0 +1,114 @@
+//! The agent's configuration file (`/etc/husk/agent.toml`, in the image):
+//! what the operator allows containers to do, and how much of their logs
+//! is kept. A missing file means the defaults; an invalid one is an error
+//! that names the line, and the agent does not start with half of it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::containers::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use crate::spec::SecurityPolicy;
+
+pub const DEFAULT_PATH: &str = "/etc/husk/agent.toml";
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    pub security: SecurityPolicy,
+    pub logs: LogSettings,
+}
+
+/// Per container: Docker's json-file `max-size` and `max-file`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            max_size: DEFAULT_MAX_SIZE,
+            max_files: DEFAULT_MAX_FILES,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl AgentConfig {
+    /// The file at `path`, or the defaults when there is none.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| locate(text, &e))?;
+        if config.logs.max_files == 0 || config.logs.max_size < 4096 {
+            return Err("logs: max_files must be at least 1 and max_size at least 4096".into());
+        }
+        Ok(config)
+    }
+}
+
+/// toml's message with the line and column of the mistake.
+fn locate(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message();
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("{line}:{column}: {message}")
+        }
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_values_and_errors() {
+        assert_eq!(AgentConfig::parse("").unwrap(), AgentConfig::default());
+        let config = AgentConfig::parse(
+            "[security]\nallow_privileged = true\n[logs]\nmax_size = 65536\nmax_files = 2\n",
+        )
+        .unwrap();
+        assert!(config.security.allow_privileged);
+        assert!(!config.security.allow_host_network);
+        assert_eq!(config.logs.max_size, 65536);
+        let err = AgentConfig::parse("[security]\nallow_privileged = \"yes\"\n").unwrap_err();
+        assert!(err.starts_with("2:20:"), "{err}");
+        let err = AgentConfig::parse("[security]\nallow_everything = true\n").unwrap_err();
+        assert!(err.contains("allow_everything"), "{err}");
+        assert!(AgentConfig::parse("[logs]\nmax_files = 0\n").is_err());
+        let missing = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap();
+        assert_eq!(missing, AgentConfig::default());
+    }
+}

@@ -1,0 +1,437 @@
+//! The container manager: the agent's table of containers, their records
+//! on disk and their shims. Every change to a container is made under its
+//! own lock and written to its record before it is answered; the table
+//! itself is only a cache of the records and the shims' files, rebuilt by
+//! [`Manager::restore`] when the agent starts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::error::{IoContext, ManagerError, Result};
+use super::info::{ContainerInfo, Status};
+use super::layered;
+use super::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
+use super::paths::{ContainerPaths, Layout};
+use super::record::ContainerRecord;
+use super::shim::ShimPid;
+use super::time::now_ms;
+use crate::api::ImageStore;
+use crate::spec::{RestartPolicy, RunOptions, SecurityPolicy, build_spec_reading, check_name};
+use crate::store::{ImageId, Store};
+
+/// How the manager runs containers.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub layout: Layout,
+    /// The husk-agent binary, run as `shim` and `oci exec`.
+    pub agent_exe: PathBuf,
+    pub policy: SecurityPolicy,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    /// Between the stop signal and SIGKILL (Docker's 10 s).
+    pub stop_timeout: Duration,
+}
+
+impl ManagerConfig {
+    pub fn new(layout: Layout, agent_exe: PathBuf) -> Self {
+        Self {
+            layout,
+            agent_exe,
+            policy: SecurityPolicy::default(),
+            log_max_size: DEFAULT_MAX_SIZE,
+            log_max_files: DEFAULT_MAX_FILES,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The manager, cheap to clone (the API's handlers each hold one).
+#[derive(Clone)]
+pub struct Manager(pub(super) Arc<Inner>);
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager")
+            .field("config", &self.0.config)
+            .field("containers", &self.table().len())
+            .finish()
+    }
+}
+
+pub(super) struct Inner {
+    pub config: ManagerConfig,
+    pub images: ImageStore,
+    pub table: Mutex<BTreeMap<String, Arc<Slot>>>,
+}
+
+/// One container in the table.
+pub(super) struct Slot {
+    pub name: String,
+    pub paths: ContainerPaths,
+    /// Serialises the operations on this container (start, stop, the
+    /// shim's exit…).
+    pub op: tokio::sync::Mutex<()>,
+    pub state: watch::Sender<Snapshot>,
+}
+
+/// A container's state as the manager knows it.
+#[derive(Debug, Clone)]
+pub(super) struct Snapshot {
+    pub record: ContainerRecord,
+    pub status: Status,
+    pub shim: Option<ShimPid>,
+    /// The container's init (host pid) while it runs.
+    pub init_pid: Option<i32>,
+    /// Bumped by every start, stop and removal: a shim's exit or a pending
+    /// restart from an older generation is stale and ignored.
+    pub generation: u64,
+    /// Exits in a row that came before a healthy run (for the backoff).
+    pub quick_exits: u32,
+    pub removed: bool,
+}
+
+impl Slot {
+    pub fn snapshot(&self) -> Snapshot {
+        self.state.borrow().clone()
+    }
+
+    pub fn info(&self) -> ContainerInfo {
+        let s = self.state.borrow();
+        ContainerInfo::new(&s.record, s.status, s.init_pid)
+    }
+
+    /// Changes the state and writes the record. A record that cannot be
+    /// written is logged: the in-memory state stays right and the next
+    /// change retries.
+    pub fn update(&self, change: impl FnOnce(&mut Snapshot)) {
+        self.state.send_modify(change);
+        let record = self.state.borrow().record.clone();
+        if self.state.borrow().removed {
+            return;
+        }
+        if let Err(e) = record.save(&self.paths.record()) {
+            log::error!(
+                "{}: writing {}: {e}",
+                self.name,
+                self.paths.record().display()
+            );
+        }
+    }
+}
+
+impl Manager {
+    pub fn new(config: ManagerConfig, images: ImageStore) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            images,
+            table: Mutex::new(BTreeMap::new()),
+        }))
+    }
+
+    pub fn config(&self) -> &ManagerConfig {
+        &self.0.config
+    }
+
+    pub(super) fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Slot>>> {
+        self.0.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn slot(&self, name: &str) -> Result<Arc<Slot>> {
+        self.table()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ManagerError::NotFound(name.to_string()))
+    }
+
+    pub(super) fn store(&self) -> Result<Arc<Mutex<Store>>> {
+        self.0
+            .images
+            .shared()
+            .map_err(ManagerError::StoreUnavailable)
+    }
+
+    /// The images containers use: the store refuses to remove them.
+    pub fn images_in_use(&self) -> HashSet<ImageId> {
+        self.table()
+            .values()
+            .map(|slot| slot.state.borrow().record.image_id)
+            .collect()
+    }
+
+    pub fn list(&self) -> Vec<ContainerInfo> {
+        self.table().values().map(|slot| slot.info()).collect()
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<ContainerInfo> {
+        Ok(self.slot(name)?.info())
+    }
+
+    /// Makes a container (not started): resolves the image, builds the
+    /// spec, writes the bundle and the record.
+    pub async fn create(&self, mut opts: RunOptions) -> Result<ContainerInfo> {
+        if opts.name.is_empty() {
+            opts.name = self.generate_name();
+        }
+        check_name(&opts.name)?;
+        if opts.auto_remove && opts.restart != RestartPolicy::No {
+            return Err(ManagerError::Invalid(
+                "auto-remove (--rm) and a restart policy exclude each other".into(),
+            ));
+        }
+        let store = self.store()?;
+        let manager = self.clone();
+        let slot = tokio::task::spawn_blocking(move || {
+            // Under the store's lock: an image cannot be removed between
+            // being resolved and being recorded as in use.
+            let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            manager.create_locked(&store, opts)
+        })
+        .await
+        .map_err(|e| ManagerError::io("create task", std::io::Error::other(e.to_string())))??;
+        log::info!("created container {}", slot.name);
+        Ok(slot.info())
+    }
+
+    fn create_locked(&self, store: &Store, opts: RunOptions) -> Result<Arc<Slot>> {
+        let name = opts.name.clone();
+        if self.table().contains_key(&name) {
+            return Err(ManagerError::Conflict(format!(
+                "the name {name} is already in use by a container"
+            )));
+        }
+        let image = store.get(&opts.image)?;
+        let mut layers = store.layer_paths(&image.id)?;
+        layers.reverse();
+        let image_config = store.image_config(&image.id)?;
+        let paths = self.0.config.layout.container(&name);
+        let mut spec = build_spec_reading(
+            &image_config,
+            &opts,
+            &paths.rootfs(),
+            &self.0.config.policy,
+            &|file| layered::read_file(&layers, file),
+        )?;
+        clamp_rlimits(&mut spec);
+        if paths.dir.exists() {
+            return Err(ManagerError::Conflict(format!(
+                "{} exists but no container {name} is known: remove it or pick another name",
+                paths.dir.display()
+            )));
+        }
+        let mut record = ContainerRecord::new(opts, image.id, now_ms());
+        record.command = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.args().clone())
+            .unwrap_or_default();
+        record.stop_signal = image_config
+            .config()
+            .as_ref()
+            .and_then(|c| c.stop_signal().clone());
+        let result = (|| {
+            std::fs::create_dir_all(self.0.config.layout.containers()).at(&self
+                .0
+                .config
+                .layout
+                .containers())?;
+            create_private_dir(&paths.dir)?;
+            for dir in [
+                paths.upper(),
+                paths.work(),
+                paths.empty_lower(),
+                paths.rootfs(),
+                paths.logs_dir(),
+            ] {
+                std::fs::create_dir_all(&dir).at(&dir)?;
+            }
+            let config = paths.bundle().join("config.json");
+            let json = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other);
+            json.and_then(|json| husk_common::atomic::write_atomic(&config, &json, 0o600))
+                .at(&config)?;
+            record.save(&paths.record()).at(&paths.record())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&paths.dir);
+            return Err(e);
+        }
+        let slot = self.insert(paths, record, Status::Created);
+        Ok(slot)
+    }
+
+    pub(super) fn insert(
+        &self,
+        paths: ContainerPaths,
+        record: ContainerRecord,
+        status: Status,
+    ) -> Arc<Slot> {
+        let name = record.name().to_string();
+        let (state, _) = watch::channel(Snapshot {
+            record,
+            status,
+            shim: None,
+            init_pid: None,
+            generation: 0,
+            quick_exits: 0,
+            removed: false,
+        });
+        let slot = Arc::new(Slot {
+            name: name.clone(),
+            paths,
+            op: tokio::sync::Mutex::new(()),
+            state,
+        });
+        self.table().insert(name, Arc::clone(&slot));
+        slot
+    }
+
+    /// Docker names containers after scientists; Husk after what it is.
+    fn generate_name(&self) -> String {
+        loop {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(now_ms());
+            let name = format!("husk-{:08x}", hasher.finish() as u32);
+            if !self.table().contains_key(&name) {
+                return name;
+            }
+        }
+    }
+
+    /// Reads every container's record and finds its shim again: running
+    /// containers are adopted, those that exited while the agent was away
+    /// get their restart policy, and after a reboot the policy decides
+    /// which start. A record that cannot be read is logged and left on
+    /// disk untouched.
+    pub async fn restore(&self) {
+        let dir = self.0.config.layout.containers();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                log::error!("reading {}: {e}", dir.display());
+                return;
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        for name in names {
+            let paths = self.0.config.layout.container(&name);
+            let record = match ContainerRecord::load(&paths.record()) {
+                Ok(record) if record.name() == name => record,
+                Ok(record) => {
+                    log::error!(
+                        "{}: the record names {}; left alone",
+                        paths.record().display(),
+                        record.name()
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    log::error!("{}: {e}; left alone", paths.record().display());
+                    continue;
+                }
+            };
+            self.restore_one(paths, record).await;
+        }
+    }
+
+    async fn restore_one(&self, paths: ContainerPaths, record: ContainerRecord) {
+        let name = record.name().to_string();
+        let shim = super::shim::read_json::<ShimPid>(&paths.shim_pid()).ok();
+        if let Some(shim) = shim.filter(|s| s.alive()) {
+            let slot = self.insert(paths, record, Status::Running);
+            let init_pid = crate::runtime::Container::load(&self.runtime_root(), &name)
+                .ok()
+                .map(|c| c.pid());
+            slot.update(|s| {
+                s.shim = Some(shim);
+                s.init_pid = init_pid;
+            });
+            log::info!("{name}: adopted the running container (shim {})", shim.pid);
+            self.monitor(&slot, shim, 0);
+            return;
+        }
+        let ran = record.started_ms.is_some();
+        let status = if ran { Status::Exited } else { Status::Created };
+        let exited_while_away = paths.exit().exists() || shim.is_some();
+        let slot = self.insert(paths, record, status);
+        if exited_while_away {
+            log::info!("{name}: exited while the agent was away");
+            let _guard = slot.op.lock().await;
+            let restart = self.record_exit(&slot);
+            drop(_guard);
+            self.after_exit(&slot, restart, 0).await;
+            return;
+        }
+        let snapshot = slot.snapshot();
+        if ran && snapshot.record.options.auto_remove {
+            let _ = self.remove(&name, true).await;
+            return;
+        }
+        if ran
+            && super::restart::start_on_boot(
+                snapshot.record.restart_policy(),
+                snapshot.record.manually_stopped,
+            )
+        {
+            log::info!(
+                "{name}: starting (restart policy {})",
+                snapshot.record.restart_policy()
+            );
+            // In the background: the agent serves while containers start.
+            let manager = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = manager.start_as_policy(&slot).await {
+                    log::error!("{e}");
+                }
+            });
+        }
+    }
+
+    pub(super) fn runtime_root(&self) -> PathBuf {
+        self.0.config.layout.runtime_root()
+    }
+}
+
+/// Limits above the agent's own hard limits would need CAP_SYS_RESOURCE
+/// and fail the start: a container gets at most what the agent has.
+fn clamp_rlimits(spec: &mut oci_spec::runtime::Spec) {
+    use rustix::process::{Resource, getrlimit};
+    let Some(process) = spec.process_mut() else {
+        return;
+    };
+    let Some(rlimits) = process.rlimits().clone() else {
+        return;
+    };
+    let clamped = rlimits
+        .into_iter()
+        .map(|limit| {
+            if limit.typ() == oci_spec::runtime::PosixRlimitType::RlimitNofile
+                && let Some(max) = getrlimit(Resource::Nofile).maximum
+            {
+                let hard = limit.hard().min(max);
+                let clamped = oci_spec::runtime::PosixRlimitBuilder::default()
+                    .typ(limit.typ())
+                    .hard(hard)
+                    .soft(limit.soft().min(hard))
+                    .build();
+                return clamped.unwrap_or(limit);
+            }
+            limit
+        })
+        .collect();
+    process.set_rlimits(Some(clamped));
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().mode(0o700).create(dir).at(dir)
+}

@@ -1,0 +1,33 @@
+//! The container manager: containers made from the store's images, run
+//! by the embedded runtime under one shim each, with their records on the
+//! data partition (see docs/ARCHITECTURE.md, "Containers").
+//!
+//! - [`manager`]: the table, create and restore after an agent restart;
+//! - [`lifecycle`]: start, stop, kill, remove, exits and restart policies;
+//! - [`io`]: logs, exec and stats;
+//! - [`shim`]: the per-container process (`husk-agent shim`);
+//! - [`logs`], [`layered`], [`stats`], [`restart`], [`record`], [`paths`]:
+//!   the small parts.
+
+pub mod error;
+pub mod info;
+pub mod io;
+pub mod layered;
+mod lifecycle;
+pub mod logs;
+pub mod manager;
+pub mod paths;
+pub mod record;
+pub mod restart;
+pub mod shim;
+pub mod stats;
+mod sys;
+pub mod time;
+
+pub use self::error::ManagerError;
+pub use self::info::{ContainerInfo, Status};
+pub use self::io::{ExecExit, ExecRequest, Frame, LogOptions};
+pub use self::logs::{LogEntry, Stream};
+pub use self::manager::{Manager, ManagerConfig};
+pub use self::paths::Layout;
+pub use self::stats::Stats;

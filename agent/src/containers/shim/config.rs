@@ -1,0 +1,100 @@
+//! What the agent and a container's shim tell each other through files:
+//! the shim's instructions (`shim.json`), its pid (`shim.pid`) and the
+//! container's end (`exit.json`). Files, not a socket, so either side can
+//! restart and find them again.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::state::proc_stat;
+
+/// `shim.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShimConfig {
+    /// The container's id for the runtime.
+    pub name: String,
+    /// The runtime's state root (`husk-agent oci --root`).
+    pub runtime_root: PathBuf,
+    /// The OCI bundle (config.json; `rootfs/` is the overlay's mount point).
+    pub bundle: PathBuf,
+    pub overlay: Overlay,
+    /// The container's cgroup directory (for the OOM count).
+    pub cgroup: PathBuf,
+    pub log: LogConfig,
+    pub pid_file: PathBuf,
+    pub exit_file: PathBuf,
+}
+
+/// The container's root filesystem: the image's layers, read-only, under
+/// the container's own writable layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overlay {
+    /// The directory holding the layers; the shim mounts from inside it
+    /// so that `lowerdir=` lists short relative names (the mount options
+    /// must fit in one page).
+    pub layers_dir: PathBuf,
+    /// Layer directory names relative to `layers_dir`, top-most first (an
+    /// absolute path works too, e.g. an empty directory).
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The mount point, `<bundle>/rootfs`.
+    pub target: PathBuf,
+}
+
+/// Where the container's output goes and how much of it is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    /// Rotate when the current file would grow past this many bytes.
+    pub max_size: u64,
+    /// Files kept, the current one included (Docker's `max-file`).
+    pub max_files: u32,
+}
+
+/// `shim.pid`: the pid with its start time, so a recycled pid is never
+/// mistaken for the shim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimPid {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ShimPid {
+    pub fn current() -> Self {
+        let pid = std::process::id() as i32;
+        Self {
+            pid,
+            start_time: proc_stat(pid).map_or(0, |(_, t)| t),
+        }
+    }
+
+    /// Whether this shim still runs (a zombie counts as gone).
+    pub fn alive(&self) -> bool {
+        matches!(proc_stat(self.pid), Some((state, t)) if t == self.start_time && state != 'Z')
+    }
+}
+
+/// `exit.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    /// The exit code, or 128 + the signal that killed it.
+    pub exit_code: i32,
+    pub oom_killed: bool,
+    pub finished_ms: u64,
+}
+
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<T> {
+    let data = std::fs::read(path)?;
+    serde_json::from_slice(&data).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+pub fn write_json(path: &Path, value: &impl Serialize) -> io::Result<()> {
+    let data = serde_json::to_vec(value).map_err(io::Error::other)?;
+    husk_common::atomic::write_atomic(path, &data, 0o600)
+}

@@ -1,0 +1,218 @@
+//! The shim: one small process per running container (as conmon or
+//! containerd's shim), `husk-agent shim <shim.json>`. It is the container
+//! init's parent, so it alone can learn its exit status; it owns the
+//! output pipes and writes the logs; it outlives the agent, so the agent
+//! can crash or be restarted without touching a running container, and
+//! finds everything again in files ([`config`]).
+//!
+//! The agent starts it and reads one line on its stdout: `ok <pid>` once
+//! the container runs, or `error: <why>`. In between the shim forks: the
+//! child detaches (new session, stdio away from the agent), mounts the
+//! overlay in a private mount namespace, creates and starts the container
+//! with the embedded runtime (single-threaded, as the runtime needs),
+//! reports, and then pumps the output into the log until the init exits.
+//! It then records `exit.json`, removes the runtime's state and cgroup,
+//! and exits.
+
+mod config;
+pub mod overlay;
+mod pump;
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::process::ExitCode;
+
+use rustix::pipe::{PipeFlags, pipe_with};
+
+pub use self::config::{
+    ExitStatus, LogConfig, Overlay, ShimConfig, ShimPid, read_json, write_json,
+};
+
+use super::sys::{self, Forked};
+use crate::runtime::{Container, CreateOptions};
+
+/// The subcommand's entry point.
+pub fn main(config_path: &Path) -> ExitCode {
+    let config: ShimConfig = match read_json(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("error: reading {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (report_read, report_write) = match pipe_with(PipeFlags::CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            println!("error: pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match sys::fork() {
+        Err(e) => {
+            println!("error: fork: {e}");
+            ExitCode::FAILURE
+        }
+        Ok(Forked::Parent) => {
+            drop(report_write);
+            relay_report(report_read)
+        }
+        Ok(Forked::Child) => {
+            drop(report_read);
+            ExitCode::from(run(&config, File::from(report_write)))
+        }
+    }
+}
+
+/// The parent: passes the child's one-line report to the agent.
+fn relay_report(report: OwnedFd) -> ExitCode {
+    let mut line = String::new();
+    let _ = File::from(report).read_to_string(&mut line);
+    let line = line.trim();
+    if line.is_empty() {
+        println!("error: the shim died while creating the container");
+        return ExitCode::FAILURE;
+    }
+    println!("{line}");
+    if line.starts_with("ok ") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// The detached shim. Returns its exit code.
+fn run(config: &ShimConfig, mut report: File) -> u8 {
+    let started = match start(config) {
+        Ok(started) => started,
+        Err(e) => {
+            log::error!("{}: {e}", config.name);
+            let _ = writeln!(report, "error: {e}");
+            return 1;
+        }
+    };
+    let Started {
+        container,
+        stdout,
+        stderr,
+    } = started;
+    let _ = writeln!(report, "ok {}", container.pid());
+    drop(report);
+    let exit_code = pump::run(config, container.pid(), stdout, stderr);
+    finish(config, container, exit_code);
+    0
+}
+
+struct Started {
+    container: Container,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+}
+
+fn start(config: &ShimConfig) -> io::Result<Started> {
+    detach(config)?;
+    write_json(&config.pid_file, &ShimPid::current())?;
+    // A runtime state left by a shim that was killed: the name is ours.
+    if let Ok(stale) = Container::load(&config.runtime_root, &config.name) {
+        log::warn!("{}: removing a stale runtime state", config.name);
+        let _ = stale.delete(true);
+    }
+    sys::private_mount_namespace()
+        .map_err(|e| io::Error::other(format!("private mount namespace: {e}")))?;
+    overlay::mount(&config.overlay)?;
+    let (stdout_read, stdout_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let (stderr_read, stderr_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    // The runtime gives the container the caller's stdio: point ours at
+    // the pipes for the create, then back at /dev/null and the shim log.
+    rustix::stdio::dup2_stdout(&stdout_write)?;
+    rustix::stdio::dup2_stderr(&stderr_write)?;
+    let created = Container::create(
+        &config.runtime_root,
+        &config.name,
+        &config.bundle,
+        &CreateOptions::default(),
+    );
+    let restored = redirect_stdio(config);
+    drop((stdout_write, stderr_write));
+    let container = created.map_err(|e| io::Error::other(e.to_string()))?;
+    restored?;
+    // Only now: the container's init (already cloned) must not inherit
+    // ignored signals.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+        sys::ignore_signal(signal)?;
+    }
+    if let Err(e) = container.start() {
+        let _ = container.clone().delete(true);
+        return Err(io::Error::other(e.to_string()));
+    }
+    Ok(Started {
+        container,
+        stdout: stdout_read,
+        stderr: stderr_read,
+    })
+}
+
+/// A new session (signals to the agent's process group, as husk-init's
+/// stop sends, do not reach us) and stdio away from the agent's pipes.
+/// The shim then ignores the signals a shutdown sends first, once the
+/// container exists: its exit must still be recorded.
+fn detach(config: &ShimConfig) -> io::Result<()> {
+    rustix::process::setsid()?;
+    if let Some(dir) = config.pid_file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    redirect_stdio(config)?;
+    Ok(())
+}
+
+fn redirect_stdio(config: &ShimConfig) -> io::Result<()> {
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    rustix::stdio::dup2_stdin(&null)?;
+    rustix::stdio::dup2_stdout(&null)?;
+    let shim_log = config.pid_file.with_file_name("shim.log");
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&shim_log)
+        .unwrap_or(null);
+    rustix::stdio::dup2_stderr(&log)?;
+    Ok(())
+}
+
+/// Records the exit and removes the runtime's state and the cgroup.
+fn finish(config: &ShimConfig, container: Container, exit_code: i32) {
+    let oom_killed = oom_kills(&config.cgroup) > 0;
+    if let Err(e) = container.delete(true) {
+        log::warn!("{}: removing the runtime state: {e}", config.name);
+    }
+    let status = ExitStatus {
+        exit_code,
+        oom_killed,
+        finished_ms: super::time::now_ms(),
+    };
+    if let Err(e) = write_json(&config.exit_file, &status) {
+        log::error!(
+            "{}: writing {}: {e}",
+            config.name,
+            config.exit_file.display()
+        );
+    }
+    log::info!("{}: exited with {exit_code}", config.name);
+}
+
+/// `oom_kill` in the cgroup's memory.events.
+fn oom_kills(cgroup: &Path) -> u64 {
+    std::fs::read_to_string(cgroup.join("memory.events"))
+        .ok()
+        .and_then(|events| {
+            events
+                .lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

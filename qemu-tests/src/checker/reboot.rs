@@ -1,0 +1,159 @@
+//! `container-reboot`: containers survive a reboot as their restart
+//! policies say. First boot: import the busybox archive the test put in
+//! the image, run `web` (restart=always, with limits) and `once`
+//! (restart=no), check the limits reached the cgroup and exec works.
+//! Second boot (a marker on the data partition says which boot this is):
+//! `web` is running again, `once` is not, and the logs of both runs of
+//! `web` are there.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{Outcome, agent, say};
+
+/// Where the test puts the image archive (in the initramfs).
+pub const ARCHIVE_GUEST_PATH: &str = "/usr/share/husk-check/busybox-oci.tar";
+/// The image's name in the archive.
+pub const IMAGE: &str = "husk.test/busybox:1";
+const MARKER: &str = "/var/lib/husk/check-container-reboot";
+const HUSKCTL: &str = "/usr/bin/huskctl";
+const SCENARIO: &str = "container-reboot";
+const MEMORY: u64 = 64 << 20;
+const PIDS: u64 = 32;
+const COMEBACK_DEADLINE: Duration = Duration::from_secs(60);
+
+pub fn run(_: &[String]) -> Outcome {
+    agent::health(&[])?;
+    if Path::new(MARKER).exists() {
+        second_boot()
+    } else {
+        first_boot()
+    }
+}
+
+fn first_boot() -> Outcome {
+    huskctl(&["image", "import", ARCHIVE_GUEST_PATH])?;
+    huskctl(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--restart",
+        "always",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "32",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo up; exec sleep 100000",
+    ])?;
+    huskctl(&[
+        "run",
+        "-d",
+        "--name",
+        "once",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo once",
+    ])?;
+    check_limits()?;
+    let cmdline = huskctl(&["exec", "web", "cat", "/proc/1/cmdline"])?;
+    if !cmdline.starts_with("sleep") {
+        return Err(format!("exec sees /proc/1/cmdline = {cmdline:?}"));
+    }
+    let stats = huskctl(&["stats", "web"])?;
+    if !stats.contains("web") {
+        return Err(format!("stats: {stats}"));
+    }
+    wait_for(
+        || status("once").is_ok_and(|s| s == "exited"),
+        "once to exit",
+    )?;
+    // Durable before the test reboots the machine.
+    fs::write(MARKER, b"1")
+        .and_then(|()| fs::File::open(MARKER)?.sync_all())
+        .and_then(|()| fs::File::open("/var/lib/husk")?.sync_all())
+        .map_err(|e| format!("{MARKER}: {e}"))?;
+    say(SCENARIO, "boot 1: web and once started");
+    Ok(())
+}
+
+fn second_boot() -> Outcome {
+    wait_for(
+        || status("web").is_ok_and(|s| s == "running"),
+        "web to come back",
+    )?;
+    let once = status("once")?;
+    if once != "exited" {
+        return Err(format!("`once` (restart=no) is {once} after the reboot"));
+    }
+    check_limits()?;
+    let logs = huskctl(&["logs", "web"])?;
+    if logs != "up\nup\n" {
+        return Err(format!("web's logs across the reboot: {logs:?}"));
+    }
+    say(SCENARIO, "boot 2: web is back, once is not");
+    Ok(())
+}
+
+/// The limits reached web's cgroup.
+fn check_limits() -> Outcome {
+    let read = |file: &str| {
+        let path = format!("/sys/fs/cgroup/husk/web/{file}");
+        fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("{path}: {e}"))
+    };
+    let memory = read("memory.max")?;
+    let pids = read("pids.max")?;
+    if memory != MEMORY.to_string() || pids != PIDS.to_string() {
+        return Err(format!(
+            "web's cgroup: memory.max {memory}, pids.max {pids}"
+        ));
+    }
+    Ok(())
+}
+
+/// The container's status from `huskctl inspect`.
+fn status(name: &str) -> Result<String, String> {
+    let json = huskctl(&["inspect", name])?;
+    let info: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("inspect {name}: {e}"))?;
+    info["status"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("inspect {name}: no status in {json}"))
+}
+
+fn wait_for(mut done: impl FnMut() -> bool, what: &str) -> Outcome {
+    let deadline = Instant::now() + COMEBACK_DEADLINE;
+    while !done() {
+        if Instant::now() >= deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        thread::sleep(Duration::from_millis(250));
+    }
+    Ok(())
+}
+
+/// Runs huskctl; its stdout, or why it failed.
+fn huskctl(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(HUSKCTL)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "huskctl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

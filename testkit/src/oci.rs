@@ -1,0 +1,106 @@
+//! OCI image layout archives (what `skopeo copy … oci-archive:` writes)
+//! of small busybox root filesystems.
+
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256(data: &[u8]) -> String {
+    let hash = Sha256::digest(data);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A header owned by root (a fresh ustar header has empty id fields,
+/// which the store rightly refuses).
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h
+}
+
+fn append(tar: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, data: &[u8]) {
+    let mode = if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    };
+    let mut h = header(kind, mode, data.len() as u64);
+    tar.append_data(&mut h, name, data).unwrap();
+}
+
+/// Where Debian's busybox-static puts the binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// A busybox root filesystem layer: /bin/busybox (the host's, static),
+/// /bin/sh and a few applets linking to it, and /etc/passwd.
+pub fn busybox_layer() -> Vec<u8> {
+    let busybox = std::fs::read(BUSYBOX).expect("tests need a static /bin/busybox");
+    let mut tar = tar::Builder::new(Vec::new());
+    append(&mut tar, tar::EntryType::Directory, "bin", b"");
+    let mut h = header(tar::EntryType::Regular, 0o755, busybox.len() as u64);
+    tar.append_data(&mut h, "bin/busybox", &busybox[..])
+        .unwrap();
+    for applet in [
+        "sh", "sleep", "id", "cat", "echo", "seq", "hostname", "grep", "tr", "true", "env",
+    ] {
+        let mut h = header(tar::EntryType::Symlink, 0o777, 0);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox")
+            .unwrap();
+    }
+    append(&mut tar, tar::EntryType::Directory, "etc", b"");
+    append(
+        &mut tar,
+        tar::EntryType::Regular,
+        "etc/passwd",
+        b"root:x:0:0:root:/root:/bin/sh\n",
+    );
+    tar.into_inner().unwrap()
+}
+
+/// What `skopeo copy … oci-archive:FILE:NAME` writes, for one image of
+/// uncompressed layers.
+pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let config = serde_json::to_vec(&json!({
+        "created": "2024-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
+    }))
+    .unwrap();
+    let descriptor = |media_type: &str, data: &[u8]| json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()});
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+        "layers": layers.iter()
+            .map(|l| descriptor("application/vnd.oci.image.layer.v1.tar", l))
+            .collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let mut index = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
+    index["annotations"] = json!({"org.opencontainers.image.ref.name": name});
+    let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [index]})).unwrap();
+
+    let mut tar = tar::Builder::new(Vec::new());
+    append(
+        &mut tar,
+        tar::EntryType::Regular,
+        "oci-layout",
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    );
+    append(&mut tar, tar::EntryType::Regular, "index.json", &index);
+    append(&mut tar, tar::EntryType::Directory, "blobs", b"");
+    append(&mut tar, tar::EntryType::Directory, "blobs/sha256", b"");
+    for blob in layers.iter().chain([&config, &manifest]) {
+        let name = format!("blobs/sha256/{}", &sha256(blob)["sha256:".len()..]);
+        append(&mut tar, tar::EntryType::Regular, &name, blob);
+    }
+    tar.into_inner().unwrap()
+}
