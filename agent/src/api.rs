@@ -41,6 +41,8 @@ pub struct ApiConfig {
     pub images: ImageStore,
     /// The container manager (over the same store).
     pub containers: Manager,
+    /// The user-data outcome (`/run/husk/user-data.json`).
+    pub user_data_status: PathBuf,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +57,7 @@ impl Default for ApiConfig {
             data_status: husk_common::paths::DATA_STATUS.into(),
             images,
             containers,
+            user_data_status: PathBuf::from(husk_common::paths::RUN_DIR).join("user-data.json"),
         }
     }
 }
@@ -64,6 +67,9 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct System {
     pub data: serde_json::Value,
+    /// `/run/husk/user-data.json`, or `{"state":"unknown"}`.
+    #[serde(default)]
+    pub user_data: serde_json::Value,
 }
 
 /// The health answer: the agent is up and serving.
@@ -90,6 +96,7 @@ pub fn router() -> Router {
 /// Every route the agent serves.
 pub fn router_with(config: &ApiConfig) -> Router {
     let data_status = Arc::new(config.data_status.clone());
+    let user_data_status = Arc::new(config.user_data_status.clone());
     Router::new()
         .route(HEALTH_PATH, get(|| async { Json(Health::ok()) }))
         .route(
@@ -98,6 +105,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 // A small file on a tmpfs: read fresh on every request.
                 Json(System {
                     data: crate::system::data_status(&data_status),
+                    user_data: crate::userdata::status_value(&user_data_status),
                 })
             }),
         )

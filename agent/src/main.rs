@@ -31,6 +31,10 @@ struct Args {
     /// The agent's configuration (security policy, log retention).
     #[arg(long, value_name = "PATH", default_value = husk_agent::config::DEFAULT_PATH)]
     config: PathBuf,
+    /// Do not look for user-data (config drive, metadata service, kernel
+    /// command line): for agents started by tests or by hand.
+    #[arg(long)]
+    no_user_data: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -97,15 +101,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if images.error().is_none() {
         containers.restore().await;
     }
+    let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
     let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
         data_status: args.data_status.clone(),
         images,
-        containers,
+        containers: containers.clone(),
+        user_data_status: user_data.status_file(),
     });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
     if let Err(e) = husk_common::notify::notify_ready() {
         log::warn!("cannot notify readiness: {e}");
+    }
+    // First-boot configuration, while the API already serves.
+    if !args.no_user_data {
+        tokio::spawn(async move {
+            husk_agent::userdata::run(&user_data, &containers).await;
+        });
     }
     // Containers keep running when the agent stops (their shims outlive
     // it): a restarted agent adopts them.

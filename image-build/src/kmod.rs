@@ -36,6 +36,8 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "nls_ascii",
     "nls_utf8",
     "efivarfs",
+    // config drives (NoCloud's cidata is usually an ISO 9660 image)
+    "isofs",
     // ext4's metadata checksums: the generic crc32c is built in; the
     // SSE4.2 one is 10x faster, and coldplug loads it through the CPU's
     // modalias where the CPU has the instruction.

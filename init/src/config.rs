@@ -97,9 +97,14 @@ fn default_timeout() -> u64 {
     10
 }
 
+/// Containers (overlay), the power button (evdev), and the filesystems
+/// config drives use (FAT and ISO 9660, NoCloud's `cidata`): the agent
+/// mounts those at first boot and there is no modprobe to load them then.
 fn default_modules() -> Vec<String> {
-    vec!["overlay".into(), "evdev".into()]
+    DEFAULT_MODULES.iter().map(|m| (*m).into()).collect()
 }
+
+const DEFAULT_MODULES: [&str; 6] = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"];
 
 fn default_services() -> heapless::Vec<ServiceConfig, MAX_SERVICES> {
     let mut name = ServiceName::new();
@@ -319,7 +324,7 @@ mod tests {
         let text = r#"
 hostname = "husk"
 shutdown_timeout_secs = 10   # grace between SIGTERM and SIGKILL
-modules = ["overlay", "evdev"]  # always loaded, besides coldplug
+modules = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"]  # always loaded, besides coldplug
 
 [[service]]
 name = "husk-agent"
@@ -337,7 +342,7 @@ notify = true                # readiness is READY=1 on $NOTIFY_SOCKET
         let c = parse(PATH, "").unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.hostname.as_str(), "husk");
-        assert_eq!(c.modules, ["overlay", "evdev"]);
+        assert_eq!(c.modules, DEFAULT_MODULES);
         assert_eq!(c.services.len(), 1);
         let agent = &c.services[0];
         assert_eq!(agent.name(), "husk-agent");

@@ -13,6 +13,7 @@ mod mounts;
 mod orphans;
 mod procfs;
 mod reboot;
+mod userdata;
 
 pub use containers::BUSYBOX_GUEST_PATH;
 pub use reboot::{ARCHIVE_GUEST_PATH, IMAGE as REBOOT_IMAGE};
@@ -42,6 +43,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("data-failed", data::failed),
     ("container-limits", containers::limits),
     ("container-reboot", reboot::run),
+    ("user-data", userdata::run),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

@@ -1,0 +1,256 @@
+//! First-boot configuration, as cloud-init, Ignition or Bottlerocket's
+//! early-boot-config do it: at the first boot the agent looks for a
+//! user-data document ([`source`]), validates all of it ([`schema`]) and
+//! only then applies it: hostname, name servers, containers to run.
+//! The applied document is kept on the data partition
+//! (`<root>/user-data.toml`): later boots take it from there and do not
+//! depend on the metadata service. A document that is invalid is
+//! refused as a whole, logged with its error and reported in
+//! `/run/husk/user-data.json` (served as `user_data` by `GET /v1/system`);
+//! the machine carries on with its defaults.
+
+pub mod schema;
+pub mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::schema::{UserData, UserDataError};
+use self::source::Found;
+use crate::containers::Manager;
+
+/// Where the user-data machinery looks and writes.
+#[derive(Debug, Clone)]
+pub struct UserDataConfig {
+    /// The data partition (the applied document is kept there).
+    pub root: PathBuf,
+    /// `/run/husk`: the status file, the config drive's mount point,
+    /// resolv.conf.
+    pub run: PathBuf,
+    pub sys_block: PathBuf,
+    pub dev: PathBuf,
+    pub cmdline: PathBuf,
+    /// The metadata service's address; None: not asked.
+    pub imds: Option<String>,
+    pub imds_timeout: Duration,
+}
+
+impl UserDataConfig {
+    pub fn new(root: impl Into<PathBuf>, run: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            run: run.into(),
+            sys_block: "/sys/class/block".into(),
+            dev: "/dev".into(),
+            cmdline: "/proc/cmdline".into(),
+            imds: Some(source::IMDS.into()),
+            imds_timeout: Duration::from_secs(2),
+        }
+    }
+
+    pub fn persisted(&self) -> PathBuf {
+        self.root.join("user-data.toml")
+    }
+
+    pub fn status_file(&self) -> PathBuf {
+        self.run.join("user-data.json")
+    }
+
+    pub fn resolv_conf(&self) -> PathBuf {
+        self.run.join("resolv.conf")
+    }
+}
+
+/// What happened, as `/run/husk/user-data.json` says.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// `applied`, `none` (no user-data anywhere) or `rejected`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Why the document was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Parts that could not be applied (a container whose image is not in
+    /// the store…): the rest was.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+}
+
+/// Finds, validates and applies the user-data; writes and returns the
+/// status. Never fails: every problem is in the status and the log.
+pub async fn run(config: &UserDataConfig, manager: &Manager) -> Status {
+    let status = if let Ok(text) = source::read_limited(&config.persisted()) {
+        match UserData::parse(&text) {
+            Ok(doc) => {
+                let mut status = applied("data partition", &doc);
+                apply_every_boot(config, &doc, &mut status);
+                status
+            }
+            Err(e) => rejected("data partition", &e),
+        }
+    } else {
+        match discover(config).await {
+            None => Status {
+                state: "none".into(),
+                ..Status::default()
+            },
+            Some(found) => match found
+                .text
+                .map_err(UserDataError)
+                .and_then(|text| UserData::parse(&text).map(|doc| (text, doc)))
+            {
+                Err(e) => rejected(&found.source, &e),
+                Ok((text, doc)) => {
+                    let mut status = applied(&found.source, &doc);
+                    apply_every_boot(config, &doc, &mut status);
+                    apply_first_boot(manager, &doc, &mut status).await;
+                    if let Err(e) = husk_common::atomic::write_atomic(
+                        &config.persisted(),
+                        text.as_bytes(),
+                        0o600,
+                    ) {
+                        status.warnings.push(format!(
+                            "keeping it in {}: {e}",
+                            config.persisted().display()
+                        ));
+                    }
+                    status
+                }
+            },
+        }
+    };
+    match status.state.as_str() {
+        "rejected" => log::error!(
+            "user-data from {} rejected, nothing of it applied: {}",
+            status.source.as_deref().unwrap_or("?"),
+            status.error.as_deref().unwrap_or("?")
+        ),
+        "applied" => log::info!(
+            "user-data from {} applied{}",
+            status.source.as_deref().unwrap_or("?"),
+            if status.warnings.is_empty() {
+                String::new()
+            } else {
+                format!(" with warnings: {}", status.warnings.join("; "))
+            }
+        ),
+        _ => log::info!("no user-data (config drive, metadata service, kernel command line)"),
+    }
+    let _ = std::fs::create_dir_all(&config.run);
+    if let Ok(json) = serde_json::to_vec(&status)
+        && let Err(e) = husk_common::atomic::write_atomic(&config.status_file(), &json, 0o644)
+    {
+        log::warn!("{}: {e}", config.status_file().display());
+    }
+    status
+}
+
+fn applied(source: &str, doc: &UserData) -> Status {
+    Status {
+        state: "applied".into(),
+        source: Some(source.into()),
+        hostname: doc.hostname.clone(),
+        containers: doc.containers.iter().map(|c| c.name.clone()).collect(),
+        ..Status::default()
+    }
+}
+
+fn rejected(source: &str, error: &UserDataError) -> Status {
+    Status {
+        state: "rejected".into(),
+        source: Some(source.into()),
+        error: Some(error.to_string()),
+        ..Status::default()
+    }
+}
+
+/// The sources in order; the first that has a document wins.
+async fn discover(config: &UserDataConfig) -> Option<Found> {
+    for (device, fstype) in source::config_drives(&config.sys_block, &config.dev) {
+        let mount_point = config.run.join("config-drive");
+        match source::read_config_drive(&device, fstype, &mount_point) {
+            Ok(text) => {
+                return Some(Found {
+                    source: format!("config drive {}", device.display()),
+                    text: Ok(text),
+                });
+            }
+            Err(e) => log::warn!("config drive {}: {e}", device.display()),
+        }
+    }
+    if let Some(address) = &config.imds {
+        match source::from_imds(address, config.imds_timeout).await {
+            Ok(Some(text)) => {
+                return Some(Found {
+                    source: format!("metadata service {address}"),
+                    text: Ok(text),
+                });
+            }
+            Ok(None) => log::info!("metadata service {address}: no user-data"),
+            Err(e) => log::debug!("metadata service {address}: {e}"),
+        }
+    }
+    let cmdline = std::fs::read_to_string(&config.cmdline).unwrap_or_default();
+    source::from_cmdline(&cmdline).map(|text| Found {
+        source: "kernel command line".into(),
+        text,
+    })
+}
+
+/// What does not survive a reboot: the hostname, the name servers.
+fn apply_every_boot(config: &UserDataConfig, doc: &UserData, status: &mut Status) {
+    if let Some(hostname) = &doc.hostname
+        && let Err(e) = rustix::system::sethostname(hostname.as_bytes())
+    {
+        status.warnings.push(format!("hostname {hostname}: {e}"));
+    }
+    if let Some(network) = &doc.network
+        && !network.dns.is_empty()
+    {
+        let text: String = network
+            .dns
+            .iter()
+            .map(|ip| format!("nameserver {ip}\n"))
+            .collect();
+        if let Err(e) =
+            husk_common::atomic::write_atomic(&config.resolv_conf(), text.as_bytes(), 0o644)
+        {
+            status
+                .warnings
+                .push(format!("{}: {e}", config.resolv_conf().display()));
+        }
+    }
+}
+
+/// What is done once: the containers are made and started; from then on
+/// their restart policies keep them (and `rm` removes them for good).
+async fn apply_first_boot(manager: &Manager, doc: &UserData, status: &mut Status) {
+    for options in &doc.containers {
+        let name = options.name.clone();
+        let result = match manager.create(options.clone()).await {
+            Ok(_) => manager.start(&name).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            status.warnings.push(format!("container {name}: {e}"));
+        }
+    }
+}
+
+/// `user_data` in `GET /v1/system`: the status file, or `unknown`.
+pub fn status_value(path: &Path) -> serde_json::Value {
+    match std::fs::read(path)
+        .ok()
+        .and_then(|data| serde_json::from_slice::<serde_json::Value>(&data).ok())
+    {
+        Some(value) => value,
+        None => serde_json::json!({"state": "unknown"}),
+    }
+}

@@ -1,0 +1,101 @@
+//! First-boot configuration from user-data: a config drive the test
+//! builds (a FAT filesystem labelled HUSKCFG, as a cloud attaches a
+//! NoCloud `cidata` drive), a malformed document, and the kernel command
+//! line.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use qemu_tests::{Error, GuestImage, InitConfig, Restart, Result, Service};
+
+/// A 4 MiB FAT image labelled HUSKCFG holding `user-data`.
+fn config_drive(dir: &Path, user_data: &str) -> Result<PathBuf> {
+    let path = dir.join("config-drive.img");
+    let io = |e| Error::io("building the config drive", e);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .map_err(io)?;
+    file.set_len(4 << 20).map_err(io)?;
+    fatfs::format_volume(
+        &file,
+        fatfs::FormatVolumeOptions::new().volume_label(*b"HUSKCFG    "),
+    )
+    .map_err(io)?;
+    let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).map_err(io)?;
+    let mut f = fs.root_dir().create_file("user-data").map_err(io)?;
+    f.write_all(user_data.as_bytes()).map_err(io)?;
+    drop(f);
+    fs.unmount().map_err(io)?;
+    Ok(path)
+}
+
+fn check(state: &str, hostname: Option<&str>) -> InitConfig {
+    let mut args = vec!["user-data", state];
+    args.extend(hostname);
+    InitConfig::with_agent().service(Service::checker("check-user-data", &args, Restart::Never))
+}
+
+#[test]
+fn user_data_from_a_config_drive_sets_the_hostname() -> Result<()> {
+    let dir = qemu_tests::TestDir::new("user_data_drive")?;
+    let drive = config_drive(dir.path(), "hostname = \"configured-node\"\n")?;
+    let image =
+        GuestImage::builder().init_config(check("applied", Some("configured-node")).to_toml());
+    let initrd = image.checker().build(dir.path())?;
+    let mut vm = qemu_tests::Vm::builder(dir)
+        .kernel(&qemu_tests::Kernel::get()?.image)
+        .initrd(initrd)
+        .drive(&drive, "raw")
+        .launch()?;
+    vm.wait_for_line(
+        "user-data from config drive /dev/vda applied",
+        TO_AGENT_READY,
+    )?;
+    vm.expect_check("user-data", TO_CHECK)?;
+    power_off(&mut vm)?;
+    Ok(())
+}
+
+#[test]
+fn malformed_user_data_is_rejected_and_the_machine_still_serves() -> Result<()> {
+    let dir = qemu_tests::TestDir::new("user_data_bad")?;
+    let drive = config_drive(
+        dir.path(),
+        "hostname = \"ok\"\n[[containers]]\nname = \"a\"\n",
+    )?;
+    let config = check("rejected", None).check("check-health", "agent-health");
+    let image = GuestImage::builder().init_config(config.to_toml());
+    let initrd = image.checker().build(dir.path())?;
+    let mut vm = qemu_tests::Vm::builder(dir)
+        .kernel(&qemu_tests::Kernel::get()?.image)
+        .initrd(initrd)
+        .drive(&drive, "raw")
+        .launch()?;
+    // The error names the place: the container table lacks its image.
+    vm.wait_for_line("rejected, nothing of it applied: line 2", TO_AGENT_READY)?;
+    vm.expect_check("user-data", TO_CHECK)?;
+    vm.expect_check("agent-health", TO_CHECK)?;
+    power_off(&mut vm)?;
+    Ok(())
+}
+
+#[test]
+fn user_data_from_the_kernel_command_line() -> Result<()> {
+    // base64 of `hostname = "from-cmdline"\n`
+    let encoded = "aG9zdG5hbWUgPSAiZnJvbS1jbWRsaW5lIgo=";
+    let image = GuestImage::builder().init_config(check("applied", Some("from-cmdline")).to_toml());
+    let mut vm = boot_direct("user_data_cmdline", image, |b| {
+        b.cmdline(&format!("husk.userdata={encoded}"))
+    })?;
+    vm.wait_for_line("user-data from kernel command line applied", TO_AGENT_READY)?;
+    vm.expect_check("user-data", TO_CHECK)?;
+    power_off(&mut vm)?;
+    Ok(())
+}
