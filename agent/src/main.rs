@@ -31,10 +31,11 @@ struct Args {
     /// The agent's configuration (security policy, log retention).
     #[arg(long, value_name = "PATH", default_value = husk_agent::config::DEFAULT_PATH)]
     config: PathBuf,
-    /// Do not look for user-data (config drive, metadata service, kernel
-    /// command line): for agents started by tests or by hand.
+    /// Leave the machine alone: no clock check, no user-data (config
+    /// drive, metadata service, kernel command line). For agents started
+    /// by tests or by hand.
     #[arg(long)]
-    no_user_data: bool,
+    no_machine_setup: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -84,6 +85,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let config = AgentConfig::load(&args.config)?;
+    if !args.no_machine_setup {
+        husk_agent::clock::ensure_plausible(
+            std::path::Path::new("/etc/os-release"),
+            std::path::Path::new("/proc/version"),
+        );
+    }
     husk_agent::system::log_data_status(&args.data_status);
     // A store that cannot be opened leaves the agent up (health, system)
     // with the image and container endpoints answering 503 and the reason.
@@ -114,7 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("cannot notify readiness: {e}");
     }
     // First-boot configuration, while the API already serves.
-    if !args.no_user_data {
+    if !args.no_machine_setup {
         tokio::spawn(async move {
             husk_agent::userdata::run(&user_data, &containers).await;
         });

@@ -99,3 +99,23 @@ fn user_data_from_the_kernel_command_line() -> Result<()> {
     power_off(&mut vm)?;
     Ok(())
 }
+
+#[test]
+fn a_clock_before_the_build_is_set_forward() -> Result<()> {
+    // The checker runs after the agent is ready, i.e. after the check.
+    let config = InitConfig::with_agent()
+        .service(Service::checker(
+            "check-health",
+            &["agent-health"],
+            Restart::Never,
+        ))
+        .check("check-clock", "clock-plausible");
+    let image = GuestImage::builder().init_config(config.to_toml());
+    let mut vm = boot_direct("clock", image, |b| {
+        b.qemu_arg("-rtc").qemu_arg("base=2001-01-01T00:00:00")
+    })?;
+    vm.wait_for_line("the clock says 2001-01-01", TO_AGENT_READY)?;
+    vm.expect_check("clock-plausible", TO_CHECK)?;
+    power_off(&mut vm)?;
+    Ok(())
+}

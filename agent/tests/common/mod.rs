@@ -30,7 +30,7 @@ impl Agent {
             .arg(&socket)
             .arg("--data-status")
             .arg(dir.join("data.json"))
-            .arg("--no-user-data")
+            .arg("--no-machine-setup")
             .args(extra)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdin(Stdio::null())

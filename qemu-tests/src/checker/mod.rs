@@ -44,6 +44,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("container-limits", containers::limits),
     ("container-reboot", reboot::run),
     ("user-data", userdata::run),
+    ("clock-plausible", userdata::clock),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

@@ -40,3 +40,24 @@ pub fn run(args: &[String]) -> Outcome {
     }
     Ok(())
 }
+
+/// `clock-plausible`: the clock is not before 2025 (the agent set it
+/// forward from a 2001 RTC to the kernel's release date at least).
+pub fn clock(_: &[String]) -> Outcome {
+    const Y2025: u64 = 1_735_689_600;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    };
+    // The agent may not have looked yet: it does so as it starts.
+    let deadline = Instant::now() + DEADLINE;
+    while now() < Y2025 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(200));
+    }
+    say("clock-plausible", &format!("now {}", now()));
+    if now() < Y2025 {
+        return Err(format!("the clock is at {}, before 2025", now()));
+    }
+    Ok(())
+}
