@@ -57,6 +57,44 @@ pub enum OciCommand {
     },
     /// Create, start and wait: exits with the container's exit code.
     Run(CreateArgs),
+    /// Run a process in a running container; exits with its exit code.
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// KEY=VALUE over the container's environment (repeatable).
+    #[arg(long, short)]
+    pub env: Vec<String>,
+    /// UID[:GID] instead of the container's user.
+    #[arg(long, short)]
+    pub user: Option<String>,
+    /// Working directory instead of the container's.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// Write the process's pid here.
+    #[arg(long)]
+    pub pid_file: Option<PathBuf>,
+    /// Do not wait for the process.
+    #[arg(long, short)]
+    pub detach: bool,
+    pub id: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// `UID[:GID]`, numbers only (the GID defaults to the UID).
+fn parse_user(text: &str) -> Result<(u32, u32)> {
+    let bad = || super::RuntimeError::Config(format!("--user {text:?}: expected UID[:GID]"));
+    let (uid, gid) = match text.split_once(':') {
+        Some((u, g)) => (u, g),
+        None => (text, text),
+    };
+    Ok((
+        uid.parse().map_err(|_| bad())?,
+        gid.parse().map_err(|_| bad())?,
+    ))
 }
 
 fn create_options(a: &CreateArgs) -> CreateOptions {
@@ -106,6 +144,18 @@ fn run(args: OciArgs) -> Result<u8> {
         OciCommand::Delete { force, id } => Container::load(&root, &id)?.delete(force)?,
         OciCommand::Run(a) => {
             let code = Container::run(&root, &a.id, &a.bundle, &create_options(&a))?;
+            return Ok(u8::try_from(code).unwrap_or(255));
+        }
+        OciCommand::Exec(a) => {
+            let opts = super::ExecOptions {
+                args: a.command,
+                env: a.env,
+                user: a.user.as_deref().map(parse_user).transpose()?,
+                cwd: a.cwd,
+                pid_file: a.pid_file,
+                detach: a.detach,
+            };
+            let code = Container::load(&root, &a.id)?.exec(&opts)?;
             return Ok(u8::try_from(code).unwrap_or(255));
         }
     }

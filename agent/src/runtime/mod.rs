@@ -17,6 +17,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod cli;
 pub mod error;
+pub mod exec;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rustix::process::Pid;
 
 pub use self::error::{Result, RuntimeError};
+pub use self::exec::ExecOptions;
 pub use self::state::{DEFAULT_ROOT, OciState, Status};
 
 use self::bundle::Bundle;
@@ -168,7 +170,7 @@ impl Container {
         self.record.oci_state(&self.root)
     }
 
-    fn wrong_status(&self, status: Status, what: &str) -> RuntimeError {
+    pub(crate) fn wrong_status(&self, status: Status, what: &str) -> RuntimeError {
         RuntimeError::Status {
             id: self.record.id.clone(),
             status: status.to_string(),

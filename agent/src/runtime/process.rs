@@ -9,9 +9,8 @@
 //! until the execve) it is non-dumpable, so no other process (even one in a
 //! joined PID namespace) can open its /proc/<pid>/exe; nothing of the
 //! container runs before that execve. After it, /proc/1/exe is the
-//! container's own binary. No host binary is run inside the container
-//! later either (there is no `exec` into a running container yet; when
-//! there is, it must follow the same rule or use a sealed memfd copy).
+//! container's own binary. `exec` ([`super::exec`]) follows the same
+//! rule: a non-dumpable clone that execs only the requested program.
 //!
 //! File descriptors: every descriptor the runtime opens is close-on-exec,
 //! and before the execve every fd from 3 up (past the preserved ones) is
@@ -265,6 +264,9 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
     }
     sys::cloexec_from(3 + config.preserve_fds).step(|| "close_range")?;
+    // The runtime is a Rust program (SIGPIPE ignored): the container's
+    // process starts with default dispositions and nothing blocked.
+    sys::reset_signals();
     let err = sys::execve(&program, &argv, &env);
     // The runtime is gone by now: say it on the container's stderr.
     let _ = writeln!(
@@ -275,7 +277,7 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     sys::exit_now(127);
 }
 
-fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Vec<CString> {
+pub(super) fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Vec<CString> {
     items
         .map(|s| CString::new(s.replace('\0', "")).unwrap_or_default())
         .collect()
@@ -283,7 +285,7 @@ fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Vec<CString> {
 
 /// process.args[0] looked up in the container's PATH (checked now, inside
 /// the new root, so a missing program fails `create` and not `start`).
-fn find_program(name: &str, env: &[String]) -> Result<CString> {
+pub(super) fn find_program(name: &str, env: &[String]) -> Result<CString> {
     let not_found = || RuntimeError::Init {
         message: format!("executable {name:?} not found in the container's $PATH"),
     };
@@ -306,7 +308,7 @@ fn find_program(name: &str, env: &[String]) -> Result<CString> {
     CString::new(found.as_os_str().as_bytes()).map_err(|_| not_found())
 }
 
-fn set_rlimits(process: &Process) -> Result<()> {
+pub(super) fn set_rlimits(process: &Process) -> Result<()> {
     use PosixRlimitType as T;
     for r in process.rlimits().iter().flatten() {
         let resource = match r.typ() {
@@ -342,7 +344,7 @@ fn set_rlimits(process: &Process) -> Result<()> {
 
 /// Supplementary groups, gid, uid; capabilities are kept across the uid
 /// change (PR_SET_KEEPCAPS) so that caps::apply can set them after.
-fn set_user(process: &Process) -> Result<()> {
+pub(super) fn set_user(process: &Process) -> Result<()> {
     let user = process.user();
     let groups: Vec<Gid> = user
         .additional_gids()

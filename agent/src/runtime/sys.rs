@@ -219,3 +219,51 @@ pub fn mknod(path: &Path, kind: rustix::fs::FileType, mode: u32, dev: u64) -> io
     )?;
     Ok(())
 }
+
+/// Every catchable signal back to its default action and an empty signal
+/// mask, as a new program expects (ignored signals and the mask survive
+/// execve). The raw rt_sigaction, because glibc's wrappers refuse the two
+/// real-time signals it reserves, which an ancestor may have ignored.
+pub fn reset_signals() {
+    /// The kernel's `struct sigaction` on x86_64.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: a valid kernel sigaction of the size given (8: the
+        // kernel's sigset), no old action asked for; SIG_DFL runs no code.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            )
+        };
+    }
+    let empty: u64 = 0;
+    // SAFETY: an 8-byte mask as the kernel expects, no old mask asked for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        )
+    };
+}

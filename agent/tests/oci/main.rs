@@ -1,6 +1,7 @@
 //! The embedded OCI runtime (`husk-agent oci`), end to end on this host.
 
 mod bundle;
+mod exec;
 mod harness;
 
 use std::fs;

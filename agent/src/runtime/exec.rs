@@ -1,0 +1,190 @@
+//! `exec`: a new process in a running container (`runc exec`).
+//!
+//! The runtime process (single-threaded) opens the init's namespaces and
+//! the container's cgroup, joins the namespaces (the user namespace
+//! first: it grants the rights to join the others), then clones: the
+//! child is in the container's PID namespace too, moves itself into the
+//! cgroup, takes the container process's security (rlimits, user,
+//! capabilities, no_new_privs, seccomp last) and execs the command found
+//! in the container's PATH. As with the init, the child stays
+//! non-dumpable until its execve, and every descriptor from 3 up is
+//! closed on exec.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Process, Spec, User};
+
+use super::error::{Result, RuntimeError, Step};
+use super::process::{cstrings, find_program, set_rlimits, set_user};
+use super::{Container, Status, caps, seccomp, sys};
+
+/// What `exec` runs, over the container's own process settings.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// `KEY=VALUE`, replacing the container's value of KEY.
+    pub env: Vec<String>,
+    /// uid and gid (no supplementary groups), instead of the container's.
+    pub user: Option<(u32, u32)>,
+    pub cwd: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Do not wait: return once the process runs.
+    pub detach: bool,
+}
+
+/// Namespaces in the order they are joined.
+const NAMESPACES: [&str; 7] = ["user", "ipc", "uts", "net", "pid", "cgroup", "mnt"];
+
+impl Container {
+    /// Runs `opts.args` in the container; returns its exit code (128 +
+    /// signal when killed), or 0 at once with `detach`.
+    pub fn exec(&self, opts: &ExecOptions) -> Result<i32> {
+        let status = self.status();
+        if status != Status::Running {
+            return Err(self.wrong_status(status, "exec needs a running container"));
+        }
+        if opts.args.is_empty() {
+            return Err(RuntimeError::Config("exec: no command".into()));
+        }
+        let config = self.record.bundle.join("config.json");
+        let spec = Spec::load(&config)
+            .map_err(|e| RuntimeError::Config(format!("{}: {e}", config.display())))?;
+        let process = exec_process(&spec, opts)?;
+        let caps = caps::CapMasks::from_spec(process.capabilities().as_ref())?;
+        let filters = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(profile) => seccomp::compile(profile)?,
+            None => seccomp::Programs::default(),
+        };
+        let init = self.record.pid;
+        // Opened now, from the host's view: after joining the mount
+        // namespace these paths would mean something else.
+        let mut namespaces = Vec::new();
+        for kind in NAMESPACES {
+            let theirs = format!("/proc/{init}/ns/{kind}");
+            let ours = format!("/proc/self/ns/{kind}");
+            let same = match (std::fs::metadata(&theirs), std::fs::metadata(&ours)) {
+                (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+                (Err(e), _) => return Err(RuntimeError::os(format!("opening {theirs}"), e)),
+                _ => false,
+            };
+            if !same {
+                let file = File::open(&theirs).step(|| format!("opening {theirs}"))?;
+                namespaces.push((kind, file));
+            }
+        }
+        let cgroup = match &self.record.cgroup {
+            Some(dir) => Some(
+                OpenOptions::new()
+                    .write(true)
+                    .open(dir.join("cgroup.procs"))
+                    .step(|| format!("opening {}", dir.join("cgroup.procs").display()))?,
+            ),
+            None => None,
+        };
+        for (kind, file) in &namespaces {
+            rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(file), None)
+                .step(|| format!("joining the container's {kind} namespace"))?;
+        }
+        drop(namespaces);
+        let child = sys::clone3(0).step(|| "forking the exec process")?;
+        let Some(pid) = child else {
+            let err = match child_setup(&process, &caps, &filters, cgroup) {
+                Err(e) => e,
+                Ok(never) => match never {},
+            };
+            let _ = writeln!(std::io::stderr(), "husk-agent oci exec: {err}");
+            sys::exit_now(127);
+        };
+        if let Some(path) = &opts.pid_file {
+            super::write_pid_file(path, pid.as_raw_nonzero().get())?;
+        }
+        if opts.detach {
+            return Ok(0);
+        }
+        super::process::wait(pid)
+    }
+}
+
+/// The process to run: the container's, with the command and overrides.
+fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
+    let mut process = spec
+        .process()
+        .clone()
+        .ok_or_else(|| RuntimeError::Config("the bundle has no process".into()))?;
+    let mut env = process.env().clone().unwrap_or_default();
+    for entry in &opts.env {
+        let Some((key, _)) = entry.split_once('=') else {
+            return Err(RuntimeError::Config(format!(
+                "environment entry {entry:?} is not KEY=VALUE"
+            )));
+        };
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(entry.clone());
+    }
+    process
+        .set_args(Some(opts.args.clone()))
+        .set_env(Some(env))
+        .set_terminal(Some(false));
+    if let Some((uid, gid)) = opts.user {
+        let mut user = User::default();
+        user.set_uid(uid).set_gid(gid);
+        process.set_user(user);
+    }
+    if let Some(cwd) = &opts.cwd {
+        if !cwd.is_absolute() {
+            return Err(RuntimeError::Config(format!(
+                "cwd {} is not absolute",
+                cwd.display()
+            )));
+        }
+        process.set_cwd(cwd.clone());
+    }
+    Ok(process)
+}
+
+/// In the child, inside the namespaces. Returns only on failure.
+fn child_setup(
+    process: &Process,
+    caps: &caps::CapMasks,
+    filters: &seccomp::Programs,
+    cgroup: Option<File>,
+) -> Result<std::convert::Infallible> {
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .step(|| "prctl(PR_SET_DUMPABLE, 0)")?;
+    if let Some(mut procs) = cgroup {
+        // "0": the writing process itself.
+        procs
+            .write_all(b"0")
+            .step(|| "joining the container's cgroup")?;
+    }
+    set_rlimits(process)?;
+    let env = cstrings(process.env().iter().flatten().map(String::as_str));
+    let args = process.args().clone().unwrap_or_default();
+    let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
+    let argv = cstrings(args.iter().map(String::as_str));
+    let no_new_privs = process.no_new_privileges() == Some(true);
+    if !no_new_privs {
+        filters.apply()?;
+    }
+    caps::drop_bounding(caps)?;
+    set_user(process)?;
+    caps::apply(caps)?;
+    if no_new_privs {
+        rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    }
+    std::env::set_current_dir(process.cwd())
+        .step(|| format!("chdir to {}", process.cwd().display()))?;
+    if no_new_privs {
+        filters.apply()?;
+    }
+    sys::cloexec_from(3).step(|| "close_range")?;
+    sys::reset_signals();
+    let err = sys::execve(&program, &argv, &env);
+    Err(RuntimeError::os(
+        format!("exec {}", program.to_string_lossy()),
+        err,
+    ))
+}
