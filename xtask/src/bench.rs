@@ -1,6 +1,6 @@
-//! `cargo xtask bench`: boot-time figures over several boots, median
-//! and p95 of each milestone. (Runtime benchmarks against crun and runc
-//! join this when the container runtime lands.)
+//! `cargo xtask bench boot`: boot-time figures over several boots,
+//! median and p95 of each milestone. (`bench_runtime` and `bench_memory`
+//! are the container benchmarks.)
 
 use std::time::Duration;
 

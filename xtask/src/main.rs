@@ -2,6 +2,8 @@
 //! run the same on every machine.
 
 mod bench;
+mod bench_memory;
+mod bench_runtime;
 mod boot;
 mod prereqs;
 mod steps;
@@ -34,15 +36,32 @@ enum Task {
     },
     /// Every test: fmt, clippy, unit tests and the QEMU boots.
     Test,
-    /// Boot-time benchmark over several boots.
+    /// Benchmarks: boot milestones, container start latency against
+    /// crun and runc, memory per container. All of them by default.
     Bench {
-        /// How many boots.
+        /// Only this one.
+        #[arg(value_enum)]
+        what: Option<BenchWhat>,
+        /// Boot benchmark: how many boots.
         #[arg(long, default_value_t = 5)]
         boots: usize,
-        /// Boot kernel and initramfs directly instead of through UEFI.
+        /// Boot benchmark: kernel and initramfs directly instead of UEFI.
         #[arg(long)]
         direct: bool,
+        /// Runtime benchmark: runs per runtime.
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        /// Memory benchmark: idle containers to run.
+        #[arg(long, default_value_t = 100)]
+        containers: usize,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchWhat {
+    Boot,
+    Runtime,
+    Memory,
 }
 
 fn main() -> ExitCode {
@@ -56,7 +75,26 @@ fn main() -> ExitCode {
             direct,
         } => boot::check(direct),
         Task::Test => test::run(),
-        Task::Bench { boots, direct } => bench::run(boots.max(1), direct),
+        Task::Bench {
+            what,
+            boots,
+            direct,
+            runs,
+            containers,
+        } => {
+            let all = what.is_none();
+            let mut result = Ok(());
+            if all || what == Some(BenchWhat::Runtime) {
+                result = result.and_then(|()| bench_runtime::run(runs.max(1)));
+            }
+            if all || what == Some(BenchWhat::Memory) {
+                result = result.and_then(|()| bench_memory::run(containers.max(1)));
+            }
+            if all || what == Some(BenchWhat::Boot) {
+                result = result.and_then(|()| bench::run(boots.max(1), direct));
+            }
+            result
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

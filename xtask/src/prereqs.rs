@@ -90,6 +90,16 @@ const PREREQS: &[Prereq] = &[
         why: "the tests decompress initramfs images with it",
     },
     Prereq {
+        package: "runc",
+        present: || has_command("runc"),
+        why: "`cargo xtask bench` compares Husk's runtime with it",
+    },
+    Prereq {
+        package: "crun",
+        present: || has_command("crun"),
+        why: "`cargo xtask bench` compares Husk's runtime with it",
+    },
+    Prereq {
         package: "busybox-static",
         present: || Path::new("/bin/busybox").is_file(),
         why: "test container images are built from it",

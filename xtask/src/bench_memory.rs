@@ -1,0 +1,223 @@
+//! `cargo xtask bench memory`: what containers cost in memory on a Husk
+//! machine: the agent's RSS idle, and the extra memory per running
+//! container (the agent's growth plus one shim each) with N idle
+//! containers; plus how long `huskctl run -d` takes through the agent.
+//!
+//! Runs on this host as root with the release (static) binaries, in a
+//! private mount namespace with cgroup2 mounted (the host's cgroups are
+//! v1 hybrid), as the runtime tests do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use qemu_tests::artifacts::Artifacts;
+
+const IN_NAMESPACE: &str = "HUSK_BENCH_MEMORY_IN_NS";
+const IMAGE: &str = "bench.husk/busybox:1";
+/// containerd plus one containerd-shim-runc-v2 per container: the figure
+/// users compare with (shim RSS is commonly 8–12 MB; not measured here,
+/// containerd is not installed).
+const CONTAINERD_SHIM_MIB: f64 = 10.0;
+
+pub fn run(containers: usize) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("xtask: bench memory needs root (namespaces, mounts, cgroups): skipped");
+        return Ok(());
+    }
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        // Build first, outside the namespace, so cargo's output is not
+        // mixed with the figures.
+        Artifacts::get()?;
+        let status = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
+            .arg(std::env::current_exe()?)
+            .args(["bench", "memory", "--containers", &containers.to_string()])
+            .env(IN_NAMESPACE, "1")
+            .status()
+            .context("running unshare (util-linux)")?;
+        if !status.success() {
+            bail!("the memory benchmark failed ({status})");
+        }
+        return Ok(());
+    }
+    let artifacts = Artifacts::get()?;
+    let dir = qemu_tests::artifacts::workspace_root().join("target/husk/bench-memory");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut machine = Machine::start(artifacts, &dir)?;
+    let result = measure(&mut machine, containers);
+    machine.clean_up(containers);
+    result
+}
+
+struct Machine {
+    agent: Child,
+    huskctl: PathBuf,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Machine {
+    fn start(artifacts: &Artifacts, dir: &Path) -> Result<Self> {
+        let socket = dir.join("agent.sock");
+        let agent = Command::new(&artifacts.agent)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--root")
+            .arg(dir.join("root"))
+            .arg("--run-dir")
+            .arg(dir.join("run"))
+            .arg("--config")
+            .arg(dir.join("agent.toml"))
+            .arg("--data-status")
+            .arg(dir.join("data.json"))
+            .arg("--no-machine-setup")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log"))?)
+            .spawn()
+            .context("starting husk-agent")?;
+        let machine = Self {
+            agent,
+            huskctl: artifacts.huskctl.clone(),
+            socket,
+            dir: dir.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while machine.huskctl(&["health"]).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "the agent did not answer (see {})",
+                    dir.join("agent.log").display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(machine)
+    }
+
+    fn huskctl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(&self.huskctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "huskctl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn clean_up(&mut self, containers: usize) {
+        for i in 0..containers {
+            let _ = self.huskctl(&["rm", "-f", &name(i)]);
+        }
+        let _ = self.agent.kill();
+        let _ = self.agent.wait();
+    }
+}
+
+fn name(i: usize) -> String {
+    format!("bench-{i}")
+}
+
+fn measure(machine: &mut Machine, containers: usize) -> Result<()> {
+    let archive = machine.dir.join("busybox.tar");
+    std::fs::write(
+        &archive,
+        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
+    )?;
+    machine.huskctl(&["image", "import", archive.to_str().unwrap_or_default()])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let agent_pid = machine.agent.id() as i32;
+    let idle = memory(agent_pid)?;
+
+    let mut starts = Vec::with_capacity(containers);
+    for i in 0..containers {
+        let started = Instant::now();
+        machine.huskctl(&["run", "-d", "--name", &name(i), IMAGE, "sleep", "1000000"])?;
+        starts.push(started.elapsed());
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let busy = memory(agent_pid)?;
+    let mut shims = Vec::with_capacity(containers);
+    for i in 0..containers {
+        let pid_file = machine
+            .dir
+            .join(format!("run/containers/{}/shim.pid", name(i)));
+        let shim: serde_json::Value = serde_json::from_slice(&std::fs::read(&pid_file)?)?;
+        let pid = shim["pid"].as_i64().context("shim.pid without a pid")? as i32;
+        shims.push(memory(pid)?);
+    }
+    let running = machine
+        .huskctl(&["ps"])?
+        .lines()
+        .filter(|l| l.starts_with("bench-"))
+        .count();
+    if running != containers {
+        bail!("{running} of {containers} containers are running");
+    }
+
+    let n = containers.max(1) as f64;
+    let shim_pss = shims.iter().map(|m| m.pss_kib).sum::<u64>() as f64 / n;
+    let shim_rss = shims.iter().map(|m| m.rss_kib).sum::<u64>() as f64 / n;
+    let agent_growth = busy.rss_kib.saturating_sub(idle.rss_kib) as f64 / n;
+    let per_container = agent_growth + shim_pss;
+    starts.sort();
+    let pick = |q: f64| starts[((starts.len() - 1) as f64 * q).round() as usize];
+    println!();
+    println!("memory with {containers} idle containers (busybox sleep), release binaries:");
+    println!("| what | KiB |");
+    println!("|---|---:|");
+    println!("| husk-agent RSS, idle (1 image) | {} |", idle.rss_kib);
+    println!(
+        "| husk-agent RSS, {containers} containers | {} |",
+        busy.rss_kib
+    );
+    println!("| agent growth per container | {agent_growth:.0} |");
+    println!("| shim per container, PSS (RSS) | {shim_pss:.0} ({shim_rss:.0}) |");
+    println!(
+        "| **Husk's extra memory per container** (growth + shim PSS) | **{per_container:.0}** |"
+    );
+    println!(
+        "| containerd-shim-runc-v2 per container (reference, not measured) | {:.0} |",
+        CONTAINERD_SHIM_MIB * 1024.0
+    );
+    println!(
+        "ratio: containerd's shim / Husk = {:.1}x",
+        CONTAINERD_SHIM_MIB * 1024.0 / per_container.max(1.0)
+    );
+    println!(
+        "`huskctl run -d` (create + start through the agent): median {:.1} ms, p95 {:.1} ms",
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.95).as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+struct Memory {
+    rss_kib: u64,
+    pss_kib: u64,
+}
+
+/// RSS and PSS (shared pages divided among their users) of `pid`.
+fn memory(pid: i32) -> Result<Memory> {
+    let path = format!("/proc/{pid}/smaps_rollup");
+    let text = std::fs::read_to_string(&path).with_context(|| path.clone())?;
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(Memory {
+        rss_kib: field("Rss:"),
+        pss_kib: field("Pss:"),
+    })
+}

@@ -1,0 +1,187 @@
+//! `cargo xtask bench runtime`: start-to-exit latency of `/bin/true` from
+//! one OCI bundle under Husk's embedded runtime (`husk-agent oci run`),
+//! crun and runc (Debian's packages), side by side, interleaved.
+//!
+//! One bundle for all three: `runc spec`'s default config (no seccomp
+//! profile, the default capabilities, masked paths, namespaces) with the
+//! process set to /bin/true and no terminal, and a rootfs of Debian's
+//! static busybox. Measured as root in a private mount namespace with
+//! cgroup2 on /sys/fs/cgroup (this host's cgroups are v1 hybrid), where
+//! runc runs as is and crun needs `--cgroup-manager=disabled` (it cannot
+//! reach its systemd-style cgroup setup here).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use qemu_tests::artifacts::Artifacts;
+
+const IN_NAMESPACE: &str = "HUSK_BENCH_RUNTIME_IN_NS";
+const WARM_UP: usize = 10;
+
+struct Runtime {
+    name: &'static str,
+    /// The command line before `run --bundle B ID`.
+    argv: Vec<String>,
+    /// Per run, in milliseconds.
+    samples: Vec<f64>,
+}
+
+pub fn run(runs: usize) -> Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("xtask: bench runtime needs root (namespaces, mounts, cgroups): skipped");
+        return Ok(());
+    }
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        Artifacts::get()?;
+        let status = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
+            .arg(std::env::current_exe()?)
+            .args(["bench", "runtime", "--runs", &runs.to_string()])
+            .env(IN_NAMESPACE, "1")
+            .status()
+            .context("running unshare (util-linux)")?;
+        if !status.success() {
+            bail!("the runtime benchmark failed ({status})");
+        }
+        return Ok(());
+    }
+    let artifacts = Artifacts::get()?;
+    let dir = qemu_tests::artifacts::workspace_root().join("target/husk/bench-runtime");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let bundle = make_bundle(&dir)?;
+    let state = dir.join("state");
+    let agent = artifacts.agent.to_string_lossy().into_owned();
+    let mut runtimes = vec![
+        Runtime {
+            name: "husk",
+            argv: vec![
+                agent,
+                "oci".into(),
+                "--root".into(),
+                state.join("husk").to_string_lossy().into_owned(),
+            ],
+            samples: Vec::new(),
+        },
+        Runtime {
+            name: "crun",
+            argv: vec![
+                "crun".into(),
+                "--cgroup-manager=disabled".into(),
+                "--root".into(),
+                state.join("crun").to_string_lossy().into_owned(),
+            ],
+            samples: Vec::new(),
+        },
+        Runtime {
+            name: "runc",
+            argv: vec![
+                "runc".into(),
+                "--root".into(),
+                state.join("runc").to_string_lossy().into_owned(),
+            ],
+            samples: Vec::new(),
+        },
+    ];
+    for runtime in &runtimes {
+        let version = Command::new(&runtime.argv[0]).arg("--version").output();
+        let version = version
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| v.lines().next().map(str::to_string))
+            .unwrap_or_else(|| "?".into());
+        eprintln!("bench: {}: {version}", runtime.name);
+    }
+    for i in 0..WARM_UP + runs {
+        // Round-robin: a slow moment of the machine hits all three alike.
+        for runtime in &mut runtimes {
+            let elapsed = run_once(runtime, &bundle, &format!("b{i}"))?;
+            if i >= WARM_UP {
+                runtime.samples.push(elapsed.as_secs_f64() * 1000.0);
+            }
+        }
+    }
+    print_table(&mut runtimes, runs);
+    Ok(())
+}
+
+fn run_once(runtime: &Runtime, bundle: &Path, id: &str) -> Result<Duration> {
+    let started = Instant::now();
+    let out = Command::new(&runtime.argv[0])
+        .args(&runtime.argv[1..])
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", runtime.argv[0]))?;
+    let elapsed = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{} run failed ({}): {}",
+            runtime.name,
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(elapsed)
+}
+
+/// `runc spec`'s config with /bin/true, and a busybox rootfs.
+fn make_bundle(dir: &Path) -> Result<std::path::PathBuf> {
+    let bundle = dir.join("bundle");
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin)?;
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(bundle.join("rootfs").join(d))?;
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox"))
+        .context("copying /bin/busybox (apt-get install busybox-static)")?;
+    for applet in ["true", "sh"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet))?;
+    }
+    let status = Command::new("runc")
+        .arg("spec")
+        .current_dir(&bundle)
+        .status()
+        .context("running runc spec (apt-get install runc)")?;
+    if !status.success() {
+        bail!("runc spec failed ({status})");
+    }
+    let path = bundle.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    config["process"]["terminal"] = false.into();
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    Ok(bundle)
+}
+
+fn print_table(runtimes: &mut [Runtime], runs: usize) {
+    let stats: Vec<(f64, f64, f64)> = runtimes
+        .iter_mut()
+        .map(|r| {
+            r.samples.sort_by(f64::total_cmp);
+            let rank = |q: f64| {
+                let index =
+                    ((q * r.samples.len() as f64).ceil() as usize).clamp(1, r.samples.len()) - 1;
+                r.samples[index]
+            };
+            (rank(0.5), rank(0.95), r.samples[0])
+        })
+        .collect();
+    let husk_median = stats[0].0;
+    println!();
+    println!("`/bin/true` start to exit, one bundle, {runs} runs each, interleaved:");
+    println!("| runtime | median ms | p95 ms | min ms | median / husk |");
+    println!("|---|---:|---:|---:|---:|");
+    for (runtime, (median, p95, min)) in runtimes.iter().zip(&stats) {
+        println!(
+            "| {} | {median:.2} | {p95:.2} | {min:.2} | {:.2}x |",
+            runtime.name,
+            median / husk_median
+        );
+    }
+}
