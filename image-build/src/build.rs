@@ -97,6 +97,13 @@ pub struct BuildArgs {
     /// e2fsck-static]
     #[arg(long, value_name = "PATH")]
     pub e2fsck: Option<PathBuf>,
+    /// Container images (OCI layout or `docker save` archives) to put in
+    /// the data partition's image store, so the machine runs them offline
+    /// from its first boot. Repeatable. Their blobs are verified now; the
+    /// layers are unpacked by the agent at first boot (unpacking needs
+    /// privileges this build does not have).
+    #[arg(long, value_name = "ARCHIVE")]
+    pub preload: Vec<PathBuf>,
     /// More files for the initramfs (host source, guest path, mode): the
     /// QEMU tests add their guest-side checker this way. Not a flag.
     #[arg(skip)]
@@ -572,7 +579,12 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
     // 4. data partition
     progress.start("data");
     let data_path = scratch.path().join("data.ext4");
-    let data_spec = ext4::Ext4Spec::new(config.data_size, &config.seed, epoch);
+    let mut data_spec = ext4::Ext4Spec::new(config.data_size, &config.seed, epoch);
+    if !args.preload.is_empty() {
+        let tree = scratch.path().join("data-root");
+        crate::preload::store_tree(&args.preload, &tree, config.data_size).map_err(failed)?;
+        data_spec.source = Some(tree);
+    }
     ext4::build(&data_spec, &data_path).map_err(failed)?;
     steps.push((
         "data".to_owned(),

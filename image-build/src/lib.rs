@@ -15,6 +15,7 @@ pub mod gpt;
 pub mod initramfs;
 pub mod kernel;
 pub mod kmod;
+pub mod preload;
 pub mod progress;
 pub mod qcow2;
 pub mod sparse;

@@ -104,7 +104,14 @@ fn default_modules() -> Vec<String> {
     DEFAULT_MODULES.iter().map(|m| (*m).into()).collect()
 }
 
-const DEFAULT_MODULES: [&str; 6] = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"];
+const DEFAULT_MODULES: [&str; 6] = [
+    "overlay",
+    "evdev",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "isofs",
+];
 
 fn default_services() -> heapless::Vec<ServiceConfig, MAX_SERVICES> {
     let mut name = ServiceName::new();

@@ -26,6 +26,7 @@ pub struct GuestDisk {
     data_mib: u64,
     version: String,
     extra_files: Vec<(PathBuf, String, u32)>,
+    preload: Vec<PathBuf>,
 }
 
 /// A built disk.
@@ -79,7 +80,15 @@ impl GuestDisk {
             data_mib: 64,
             version: TEST_VERSION.to_owned(),
             extra_files: Vec::new(),
+            preload: Vec::new(),
         }
+    }
+
+    /// Puts an image archive in the data partition's store
+    /// (`husk-image build --preload`).
+    pub fn preload(mut self, archive: impl Into<PathBuf>) -> Self {
+        self.preload.push(archive.into());
+        self
     }
 
     /// Adds the host file `host` at `guest_path` (in the initramfs).
@@ -135,6 +144,7 @@ impl GuestDisk {
             ));
         }
         args.extra_files.extend(self.extra_files);
+        args.preload = self.preload;
         husk_image::build::run(&args)
             .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
         Ok(DiskImage {

@@ -37,8 +37,13 @@ fn config_drive(dir: &Path, user_data: &str) -> Result<PathBuf> {
 }
 
 fn check(state: &str, hostname: Option<&str>) -> InitConfig {
+    check_with(state, hostname, None)
+}
+
+fn check_with(state: &str, hostname: Option<&str>, container: Option<&str>) -> InitConfig {
     let mut args = vec!["user-data", state];
     args.extend(hostname);
+    args.extend(container);
     InitConfig::with_agent().service(Service::checker("check-user-data", &args, Restart::Never))
 }
 
@@ -116,6 +121,45 @@ fn a_clock_before_the_build_is_set_forward() -> Result<()> {
     })?;
     vm.wait_for_line("the clock says 2001-01-01", TO_AGENT_READY)?;
     vm.expect_check("clock-plausible", TO_CHECK)?;
+    power_off(&mut vm)?;
+    Ok(())
+}
+
+/// The whole first-boot story on a real disk: an image preloaded by
+/// husk-image (no import, no network), a config drive naming it, and the
+/// container running at first boot, with the hostname set.
+#[test]
+fn user_data_starts_a_preloaded_container_at_first_boot() -> Result<()> {
+    let dir = qemu_tests::TestDir::new("user_data_preloaded")?;
+    let archive = dir.path().join("busybox-oci.tar");
+    std::fs::write(
+        &archive,
+        husk_testkit::oci_archive("husk.test/busybox:1", &[husk_testkit::busybox_layer()]),
+    )
+    .map_err(|e| Error::io("writing the image archive", e))?;
+    let drive = config_drive(
+        dir.path(),
+        "hostname = \"first-boot\"\n\n[[containers]]\nname = \"web\"\n\
+         image = \"husk.test/busybox:1\"\ncmd = [\"sh\", \"-c\", \"echo up; exec sleep 100000\"]\n\
+         restart = \"always\"\n",
+    )?;
+    let config = check_with("applied", Some("first-boot"), Some("web"));
+    let disk = qemu_tests::GuestDisk::builder()
+        .init_config(config.to_toml())
+        .checker()
+        .preload(&archive)
+        .build(dir.path())?;
+    let mut vm = qemu_tests::Vm::builder(dir)
+        .ovmf(
+            qemu_tests::guest_disk::OVMF_CODE,
+            qemu_tests::guest_disk::OVMF_VARS,
+        )
+        .drive(&disk.raw, "raw")
+        .drive(&drive, "raw")
+        .launch()?;
+    vm.wait_for_line("unpacked preloaded layer", TO_UEFI_AGENT_READY)?;
+    vm.expect_check("user-data", TO_UEFI_AGENT_READY)?;
+    std::thread::sleep(std::time::Duration::from_secs(3));
     power_off(&mut vm)?;
     Ok(())
 }

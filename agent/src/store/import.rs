@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 
 use super::archive;
-use super::blobs::StagedBlob;
+use super::blobs::{BlobWriter, StagedBlob};
+use super::compression::decompress;
 use super::digest::Digest;
+use super::digest::HashingReader;
 use super::error::{IoContext, Result, StoreError};
 use super::index::{ImageId, ImageRecord, index_path, normalise_name};
 use super::layout::{self, FoundImage};
-use super::unpack::{UnpackOptions, unpack_layer};
+use super::unpack::{LayerError, UnpackError, UnpackOptions, unpack_layer};
 use super::{ImageSummary, Store};
 
 /// An image checked and ready to be committed.
@@ -41,14 +43,23 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
         plans.push(plan(&staged, image)?);
     }
 
-    // Unpack the layers the store does not have yet, each once.
+    // Unpack the layers the store does not have yet, each once (or, when
+    // unpacking is deferred, verify them and keep their blobs).
     let mut new_layers: Vec<(Digest, PathBuf)> = Vec::new();
+    let mut deferred: Vec<(Digest, StagedBlob)> = Vec::new();
     for plan in &plans {
         for (&blob_digest, diff_id) in plan.layer_blobs.iter().zip(&plan.record.layers) {
-            if store.layer_dir(diff_id).exists() || new_layers.iter().any(|(d, _)| d == diff_id) {
+            if store.layer_dir(diff_id).exists()
+                || new_layers.iter().any(|(d, _)| d == diff_id)
+                || deferred.iter().any(|(d, _)| *d == blob_digest)
+            {
                 continue;
             }
             let blob = staged.blob(&blob_digest, || format!("layer of {}", plan.record.id))?;
+            if store.options.defer_unpack {
+                deferred.push((blob_digest, verify_layer(staging.path(), blob, diff_id)?));
+                continue;
+            }
             let dir = staging.path().join(format!("layer-{}", diff_id.hex()));
             fs::create_dir(&dir).at(&dir)?;
             let options = UnpackOptions {
@@ -71,7 +82,7 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
     }
 
     let mut added = Added::default();
-    match commit(store, &staging, &plans, new_layers, &mut added) {
+    match commit(store, &staging, &plans, new_layers, deferred, &mut added) {
         Ok(()) => Ok(plans
             .iter()
             .map(|p| ImageSummary::from(&p.record))
@@ -196,12 +207,18 @@ fn commit(
     staging: &tempfile::TempDir,
     plans: &[Plan],
     new_layers: Vec<(Digest, PathBuf)>,
+    deferred: Vec<(Digest, StagedBlob)>,
     added: &mut Added,
 ) -> Result<()> {
     for (diff_id, dir) in new_layers {
         let target = store.layer_dir(&diff_id);
         fs::rename(&dir, &target).at(&target)?;
         added.layers.push(target);
+    }
+    for (digest, blob) in deferred {
+        if store.blobs.commit(blob, &digest)? {
+            added.blobs.push(digest);
+        }
     }
     for plan in plans {
         for (bytes, digest) in [
@@ -227,4 +244,33 @@ fn commit(
     index.save(&index_path(&store.root))?;
     store.index = index;
     Ok(())
+}
+
+/// Deferred unpacking: checks that the layer's uncompressed content is
+/// its diff_id, and returns a copy of the blob to keep until the machine
+/// unpacks it ([`super::Store::complete_layers`]).
+fn verify_layer(staging: &Path, blob: &StagedBlob, diff_id: &Digest) -> Result<StagedBlob> {
+    let bad = |source: std::io::Error| StoreError::Unpack {
+        layer: blob.digest,
+        source: LayerError {
+            entry: "<layer>".into(),
+            error: UnpackError::Io {
+                op: "decompressing",
+                source,
+            },
+        },
+    };
+    let mut tar = HashingReader::new(decompress(blob.open()?).map_err(bad)?);
+    std::io::copy(&mut tar, &mut std::io::sink()).map_err(bad)?;
+    let (actual, _) = tar.finish().map_err(bad)?;
+    if actual != *diff_id {
+        return Err(StoreError::DiffIdMismatch {
+            layer: blob.digest,
+            expected: *diff_id,
+            actual,
+        });
+    }
+    let mut copy = BlobWriter::new_in(staging)?;
+    std::io::copy(&mut blob.open()?, &mut copy).at(blob.path())?;
+    copy.finish()
 }

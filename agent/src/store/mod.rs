@@ -52,6 +52,12 @@ pub const DEFAULT_ROOT: &str = husk_common::paths::STATE_DIR;
 pub struct StoreOptions {
     /// Let images carry character and block device nodes.
     pub allow_devices: bool,
+    /// Import without unpacking layers: verify each layer against its
+    /// diff_id and keep its blob; the store that opens it next without
+    /// this option unpacks it ([`Store::complete_layers`]). For
+    /// `husk-image build --preload`, which runs unprivileged and cannot
+    /// write whiteouts, opaque xattrs or ownership.
+    pub defer_unpack: bool,
 }
 
 /// What `image ls` shows of an image.
@@ -140,7 +146,78 @@ impl Store {
             _lock: lock,
         };
         store.clean_tmp()?;
+        if !options.defer_unpack {
+            store.complete_layers();
+        }
         Ok(store)
+    }
+
+    /// Unpacks the layers an unprivileged build left as blobs (see
+    /// [`StoreOptions::defer_unpack`]), verifying each against its
+    /// diff_id. A layer that fails is logged and left missing: its image
+    /// then cannot run (and says why), the rest of the store is intact.
+    pub fn complete_layers(&self) {
+        for record in self.index.images() {
+            for (i, diff_id) in record.layers.iter().enumerate() {
+                if self.layer_dir(diff_id).exists() {
+                    continue;
+                }
+                match self.complete_layer(record, i, diff_id) {
+                    Ok(blob) => log::info!(
+                        "image {}: unpacked preloaded layer {diff_id} (blob {blob})",
+                        record.id
+                    ),
+                    Err(e) => log::error!("image {}: layer {diff_id}: {e}", record.id),
+                }
+            }
+        }
+    }
+
+    fn complete_layer(&self, record: &ImageRecord, i: usize, diff_id: &Digest) -> Result<Digest> {
+        let manifest = self.blobs.read(&record.manifest)?;
+        let manifest = oci_spec::image::ImageManifest::from_reader(&manifest[..]).map_err(|e| {
+            StoreError::BadConfig {
+                config: record.manifest,
+                reason: e.to_string(),
+            }
+        })?;
+        let blob: Digest = manifest
+            .layers()
+            .get(i)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("layer {i} of manifest {}", record.manifest))
+            })?
+            .digest()
+            .as_ref()
+            .parse()?;
+        let path = self.blobs.path(&blob);
+        let file = File::open(&path).at(&path)?;
+        let staging = tempfile::Builder::new()
+            .prefix("layer-")
+            .tempdir_in(self.tmp_dir())
+            .at(self.tmp_dir())?;
+        let dir = staging.path().join("layer");
+        fs::create_dir(&dir).at(&dir)?;
+        let options = UnpackOptions {
+            allow_devices: self.options.allow_devices,
+        };
+        let actual =
+            unpack::unpack_layer(file, &dir, options).map_err(|source| StoreError::Unpack {
+                layer: blob,
+                source,
+            })?;
+        if actual != *diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: blob,
+                expected: *diff_id,
+                actual,
+            });
+        }
+        let target = self.layer_dir(diff_id);
+        fs::rename(&dir, &target).at(&target)?;
+        // Unpacked, the compressed copy is not kept (as for imports).
+        let _ = self.blobs.remove(&blob);
+        Ok(blob)
     }
 
     pub fn root(&self) -> &Path {
@@ -259,12 +336,24 @@ impl Store {
     /// The image's layer directories, base layer first. (overlayfs's
     /// `lowerdir=` lists the top-most first: reverse them for it.)
     pub fn layer_paths(&self, id: &ImageId) -> Result<Vec<PathBuf>> {
-        Ok(self
-            .record(id)?
-            .layers
-            .iter()
-            .map(|d| self.layer_dir(d))
-            .collect())
+        let record = self.record(id)?;
+        let mut paths = Vec::with_capacity(record.layers.len());
+        for diff_id in &record.layers {
+            let dir = self.layer_dir(diff_id);
+            if !dir.is_dir() {
+                return Err(StoreError::Io {
+                    path: dir,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!(
+                            "layer {diff_id} of image {id} is not unpacked (see the agent's log)"
+                        ),
+                    ),
+                });
+            }
+            paths.push(dir);
+        }
+        Ok(paths)
     }
 
     /// The image's OCI config (entrypoint, env, working dir, user…).

@@ -1,6 +1,7 @@
-//! `user-data STATE [HOSTNAME]`: the agent's first-boot configuration
-//! ended in STATE (`applied`, `rejected`, `none`), and with HOSTNAME the
-//! kernel's hostname is that.
+//! `user-data STATE [HOSTNAME [CONTAINER]]`: the agent's first-boot
+//! configuration ended in STATE (`applied`, `rejected`, `none`); with
+//! HOSTNAME the kernel's hostname is that; with CONTAINER that container
+//! is running (started by the user-data).
 
 use std::thread;
 use std::time::{Duration, Instant};

@@ -308,6 +308,7 @@ fn device_nodes_when_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let options = StoreOptions {
         allow_devices: true,
+        ..StoreOptions::default()
     };
     let mut store = Store::open_with(dir.path().join("store"), options).unwrap();
     let id = store

@@ -3,6 +3,7 @@
 //! write them. Tests that need root (whiteouts, devices, ownership) say so
 //! and skip when not run as root.
 
+mod deferred;
 mod import;
 mod lifecycle;
 mod malicious;
