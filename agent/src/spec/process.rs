@@ -109,13 +109,18 @@ pub fn environment(
     Ok(env)
 }
 
-/// Docker's default capabilities (moby's `caps.DefaultCapabilities`).
-pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
+/// Docker's default capabilities (moby's `caps.DefaultCapabilities`),
+/// less CAP_MKNOD: Docker can grant it because a device cgroup (a BPF
+/// filter on cgroup v2) stops the nodes a container makes from being
+/// opened; Husk loads no such filter yet, and a root in a container with
+/// CAP_MKNOD could otherwise make and open the host's disks. Images keep
+/// their device nodes only when the store allows them, and the overlay
+/// root is mounted nodev.
+pub const DEFAULT_CAPABILITIES: [Capability; 13] = [
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
-    Capability::Mknod,
     Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,
