@@ -238,6 +238,13 @@ repository = "https://updates.example/husk"
     }
 
     #[test]
+    fn the_readme_example_is_valid() {
+        let doc = UserData::parse(include_str!("../../../examples/user-data.toml")).unwrap();
+        assert_eq!(doc.hostname.as_deref(), Some("web-1"));
+        assert_eq!(doc.containers[0].name, "web");
+    }
+
+    #[test]
     fn mistakes_name_their_place() {
         let cases = [
             ("hostname = 5\n", "line 1, column 12"),
