@@ -70,6 +70,9 @@ pub struct System {
     /// `/run/husk/user-data.json`, or `{"state":"unknown"}`.
     #[serde(default)]
     pub user_data: serde_json::Value,
+    /// `/run/husk/net.json`: links, addresses, leases.
+    #[serde(default)]
+    pub network: serde_json::Value,
 }
 
 /// The health answer: the agent is up and serving.
@@ -97,6 +100,7 @@ pub fn router() -> Router {
 pub fn router_with(config: &ApiConfig) -> Router {
     let data_status = Arc::new(config.data_status.clone());
     let user_data_status = Arc::new(config.user_data_status.clone());
+    let net_status = Arc::new(config.user_data_status.with_file_name("net.json"));
     Router::new()
         .route(HEALTH_PATH, get(|| async { Json(Health::ok()) }))
         .route(
@@ -106,6 +110,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 Json(System {
                     data: crate::system::data_status(&data_status),
                     user_data: crate::userdata::status_value(&user_data_status),
+                    network: crate::userdata::status_value(&net_status),
                 })
             }),
         )

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod containers;
 pub mod logger;
+pub mod net;
 pub mod runtime;
 pub mod server;
 pub mod spec;

@@ -120,6 +120,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = husk_common::notify::notify_ready() {
         log::warn!("cannot notify readiness: {e}");
     }
+    if !args.no_machine_setup {
+        let mut net = husk_agent::net::NetConfig::new(&args.run_dir);
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        match husk_agent::net::cmdline::parse(&cmdline) {
+            Ok(first_link) => net.first_link = first_link,
+            Err(e) => log::error!("kernel command line: {e}; using DHCP"),
+        }
+        husk_agent::net::start(net);
+    }
     // First-boot configuration, while the API already serves.
     if !args.no_machine_setup {
         tokio::spawn(async move {

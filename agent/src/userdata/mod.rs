@@ -185,7 +185,9 @@ async fn discover(config: &UserDataConfig) -> Option<Found> {
             Err(e) => log::warn!("config drive {}: {e}", device.display()),
         }
     }
-    if let Some(address) = &config.imds {
+    if let Some(address) = &config.imds
+        && network_up(&config.run.join("net.json"), NETWORK_WAIT).await
+    {
         match source::from_imds(address, config.imds_timeout).await {
             Ok(Some(text)) => {
                 return Some(Found {
@@ -194,7 +196,7 @@ async fn discover(config: &UserDataConfig) -> Option<Found> {
                 });
             }
             Ok(None) => log::info!("metadata service {address}: no user-data"),
-            Err(e) => log::debug!("metadata service {address}: {e}"),
+            Err(e) => log::info!("metadata service {address}: {e}"),
         }
     }
     let cmdline = std::fs::read_to_string(&config.cmdline).unwrap_or_default();
@@ -202,6 +204,35 @@ async fn discover(config: &UserDataConfig) -> Option<Found> {
         source: "kernel command line".into(),
         text,
     })
+}
+
+/// How long the metadata service waits for a first DHCP lease.
+const NETWORK_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether an interface has an address (waiting up to `limit` while one
+/// is still asking DHCP). No interface at all: false at once.
+async fn network_up(state_file: &Path, limit: Duration) -> bool {
+    let start = tokio::time::Instant::now();
+    loop {
+        let state = std::fs::read(state_file)
+            .ok()
+            .and_then(|d| serde_json::from_slice::<crate::net::NetState>(&d).ok());
+        if let Some(state) = &state
+            && state
+                .interfaces
+                .values()
+                .any(|i| i.state == "bound" || i.state == "static")
+        {
+            return true;
+        }
+        let has_links = state.is_some_and(|s| !s.interfaces.is_empty());
+        // The network module lists links within moments of the start.
+        let settling = start.elapsed() < Duration::from_secs(2);
+        if (!has_links && !settling) || start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// What does not survive a reboot: the hostname, the name servers.

@@ -10,6 +10,7 @@ mod containers;
 mod data;
 mod modules;
 mod mounts;
+mod net;
 mod orphans;
 mod procfs;
 mod reboot;
@@ -45,6 +46,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("container-reboot", reboot::run),
     ("user-data", userdata::run),
     ("clock-plausible", userdata::clock),
+    ("net", net::run),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;
