@@ -120,6 +120,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Err(e) = husk_common::notify::notify_ready() {
         log::warn!("cannot notify readiness: {e}");
     }
+    let mut network = None;
     if !args.no_machine_setup {
         let mut net = husk_agent::net::NetConfig::new(&args.run_dir);
         let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
@@ -127,12 +128,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Ok(first_link) => net.first_link = first_link,
             Err(e) => log::error!("kernel command line: {e}; using DHCP"),
         }
-        husk_agent::net::start(net);
+        network = Some(husk_agent::net::start(net));
     }
     // First-boot configuration, while the API already serves.
     if !args.no_machine_setup {
         tokio::spawn(async move {
-            husk_agent::userdata::run(&user_data, &containers).await;
+            husk_agent::userdata::run(&user_data, &containers, network.as_ref()).await;
         });
     }
     // Containers keep running when the agent stops (their shims outlive

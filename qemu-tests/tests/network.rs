@@ -116,3 +116,43 @@ fn user_data_from_the_metadata_service() -> Result<()> {
     power_off(&mut vm)?;
     Ok(())
 }
+
+/// Standard base64, for `husk.userdata=`.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_static_address_from_user_data_replaces_dhcp() -> Result<()> {
+    let port = serve(|_| "user-data static".into());
+    let user_data = "[network]\ndns = [\"10.0.2.3\"]\n\n[[network.interfaces]]\n\
+                     address = \"10.0.2.88/24\"\ngateway = \"10.0.2.2\"\n";
+    let image = GuestImage::builder()
+        .init_config(net_check("static", "10.0.2.2", port, "user-data static").to_toml());
+    let mut vm = boot_direct("static_user_data", image, |b| {
+        b.user_net()
+            .cmdline(&format!("husk.userdata={}", base64(user_data.as_bytes())))
+    })?;
+    vm.wait_for_line("10.0.2.88/24 (static, user-data)", TO_AGENT_READY)?;
+    vm.expect_check("net", TO_AGENT_READY)?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    power_off(&mut vm)?;
+    Ok(())
+}

@@ -105,16 +105,49 @@ impl Shared {
 /// How often new links are looked for (a NIC hot-plugged later).
 const RESCAN: Duration = Duration::from_secs(5);
 
+/// A static address asked for later (user-data): for the link named, or
+/// the first Ethernet link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticRequest {
+    pub link: Option<String>,
+    pub config: StaticConfig,
+}
+
+/// The running network, to change its configuration.
+#[derive(Clone)]
+pub struct Network {
+    requests: Arc<Mutex<Vec<StaticRequest>>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl Network {
+    /// Replaces DHCP by a static address (user-data's
+    /// `[[network.interfaces]]`); applied within moments.
+    pub fn set_static(&self, request: StaticRequest) {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        self.wake.notify_one();
+    }
+}
+
 /// Configures the network and keeps it configured, in the background.
-pub fn start(config: NetConfig) {
+pub fn start(config: NetConfig) -> Network {
+    let network = Network {
+        requests: Arc::new(Mutex::new(Vec::new())),
+        wake: Arc::new(tokio::sync::Notify::new()),
+    };
+    let control = network.clone();
     tokio::spawn(async move {
-        if let Err(e) = run(config).await {
+        if let Err(e) = run(config, control).await {
             log::error!("net: {e}");
         }
     });
+    network
 }
 
-async fn run(config: NetConfig) -> std::io::Result<()> {
+async fn run(config: NetConfig, control: Network) -> std::io::Result<()> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
     tokio::spawn(connection);
     if let Some(dir) = config.state_file.parent() {
@@ -125,6 +158,8 @@ async fn run(config: NetConfig) -> std::io::Result<()> {
         config: Arc::new(config),
     };
     let mut managed: Vec<u32> = Vec::new();
+    // The DHCP client of each link, to stop when a static address comes.
+    let mut dhcp: Vec<(link::Link, tokio::task::JoinHandle<()>)> = Vec::new();
     let mut first = true;
     loop {
         match link::list(&handle).await {
@@ -161,17 +196,50 @@ async fn run(config: NetConfig) -> std::io::Result<()> {
                     };
                     first = false;
                     match static_config {
-                        Some(s) => apply_static(&handle, &l, &s, &shared).await,
+                        Some(s) => {
+                            apply_static(&handle, &l, &s, &shared, "kernel command line").await
+                        }
                         None => {
                             log::info!("net: {}: up, asking DHCP", l.name);
-                            tokio::spawn(client::run(handle.clone(), l, shared.clone()));
+                            let task = tokio::spawn(client::run(
+                                handle.clone(),
+                                l.clone(),
+                                shared.clone(),
+                            ));
+                            dhcp.push((l, task));
                         }
                     }
                 }
             }
             Err(e) => log::warn!("net: listing links: {e}"),
         }
-        tokio::time::sleep(RESCAN).await;
+        let requests: Vec<StaticRequest> = std::mem::take(
+            &mut *control
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for request in requests {
+            let position = match &request.link {
+                Some(name) => dhcp.iter().position(|(l, _)| &l.name == name),
+                None => (!dhcp.is_empty()).then_some(0),
+            };
+            let Some(position) = position else {
+                log::error!(
+                    "net: static address for {}: no such link under DHCP",
+                    request.link.as_deref().unwrap_or("the first link")
+                );
+                continue;
+            };
+            let (l, task) = dhcp.remove(position);
+            task.abort();
+            let _ = link::flush_addresses(&handle, l.index).await;
+            apply_static(&handle, &l, &request.config, &shared, "user-data").await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(RESCAN) => {}
+            _ = control.wake.notified() => {}
+        }
     }
 }
 
@@ -180,6 +248,7 @@ async fn apply_static(
     l: &link::Link,
     s: &StaticConfig,
     shared: &Shared,
+    from: &str,
 ) {
     let result = async {
         link::add_address(handle, l.index, s.address, s.prefix).await?;
@@ -193,7 +262,7 @@ async fn apply_static(
     match result {
         Ok(()) => {
             log::info!(
-                "net: {}: {}/{} (static, kernel command line)",
+                "net: {}: {}/{} (static, {from})",
                 l.name,
                 s.address,
                 s.prefix

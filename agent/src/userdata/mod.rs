@@ -85,12 +85,16 @@ pub struct Status {
 
 /// Finds, validates and applies the user-data; writes and returns the
 /// status. Never fails: every problem is in the status and the log.
-pub async fn run(config: &UserDataConfig, manager: &Manager) -> Status {
+pub async fn run(
+    config: &UserDataConfig,
+    manager: &Manager,
+    network: Option<&crate::net::Network>,
+) -> Status {
     let status = if let Ok(text) = source::read_limited(&config.persisted()) {
         match UserData::parse(&text) {
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
-                apply_every_boot(config, &doc, &mut status);
+                apply_every_boot(config, &doc, network, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -109,7 +113,7 @@ pub async fn run(config: &UserDataConfig, manager: &Manager) -> Status {
                 Err(e) => rejected(&found.source, &e),
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
-                    apply_every_boot(config, &doc, &mut status);
+                    apply_every_boot(config, &doc, network, &mut status);
                     apply_first_boot(manager, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),
@@ -236,11 +240,50 @@ async fn network_up(state_file: &Path, limit: Duration) -> bool {
 }
 
 /// What does not survive a reboot: the hostname, the name servers.
-fn apply_every_boot(config: &UserDataConfig, doc: &UserData, status: &mut Status) {
+fn apply_every_boot(
+    config: &UserDataConfig,
+    doc: &UserData,
+    network: Option<&crate::net::Network>,
+    status: &mut Status,
+) {
     if let Some(hostname) = &doc.hostname
         && let Err(e) = rustix::system::sethostname(hostname.as_bytes())
     {
         status.warnings.push(format!("hostname {hostname}: {e}"));
+    }
+    if let (Some(settings), Some(net)) = (&doc.network, network) {
+        for iface in &settings.interfaces {
+            // Validated with the document: the address parses.
+            let Ok((std::net::IpAddr::V4(address), prefix)) = schema::parse_cidr(&iface.address)
+            else {
+                status.warnings.push(format!(
+                    "{}: only IPv4 static addresses are applied",
+                    iface.address
+                ));
+                continue;
+            };
+            let gateway = match iface.gateway {
+                Some(std::net::IpAddr::V4(g)) => Some(g),
+                _ => None,
+            };
+            let dns = settings
+                .dns
+                .iter()
+                .filter_map(|d| match d {
+                    std::net::IpAddr::V4(v4) => Some(*v4),
+                    std::net::IpAddr::V6(_) => None,
+                })
+                .collect();
+            net.set_static(crate::net::StaticRequest {
+                link: iface.name.clone(),
+                config: crate::net::StaticConfig {
+                    address,
+                    prefix,
+                    gateway,
+                    dns,
+                },
+            });
+        }
     }
     if let Some(network) = &doc.network
         && !network.dns.is_empty()
