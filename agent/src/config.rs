@@ -75,18 +75,21 @@ impl AgentConfig {
     }
 }
 
-/// toml's message with the line and column of the mistake.
+/// toml's message with the line and column of the mistake (`L:C: …`).
 fn locate(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message();
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("{line}:{column}: {message}")
-        }
-        None => message.to_string(),
+    match position(text, error) {
+        Some((line, column)) => format!("{line}:{column}: {}", error.message()),
+        None => error.message().to_string(),
     }
+}
+
+/// Where in `text` toml found its mistake: (line, column), from 1.
+pub(crate) fn position(text: &str, error: &toml::de::Error) -> Option<(usize, usize)> {
+    let span = error.span()?;
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    Some((line, column))
 }
 
 #[cfg(test)]

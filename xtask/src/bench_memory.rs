@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use qemu_tests::artifacts::Artifacts;
 
-const IN_NAMESPACE: &str = "HUSK_BENCH_MEMORY_IN_NS";
 const IMAGE: &str = "bench.husk/busybox:1";
 /// containerd plus one containerd-shim-runc-v2 per container: the figure
 /// users compare with (shim RSS is commonly 8–12 MB; not measured here,
@@ -22,25 +21,8 @@ const IMAGE: &str = "bench.husk/busybox:1";
 const CONTAINERD_SHIM_MIB: f64 = 10.0;
 
 pub fn run(containers: usize) -> Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("xtask: bench memory needs root (namespaces, mounts, cgroups): skipped");
-        return Ok(());
-    }
-    if std::env::var_os(IN_NAMESPACE).is_none() {
-        // Build first, outside the namespace, so cargo's output is not
-        // mixed with the figures.
-        Artifacts::get()?;
-        let status = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
-            .arg(std::env::current_exe()?)
-            .args(["bench", "memory", "--containers", &containers.to_string()])
-            .env(IN_NAMESPACE, "1")
-            .status()
-            .context("running unshare (util-linux)")?;
-        if !status.success() {
-            bail!("the memory benchmark failed ({status})");
-        }
+    let count = containers.to_string();
+    if !crate::cgroup_ns::enter("memory", &["bench", "memory", "--containers", &count])? {
         return Ok(());
     }
     let artifacts = Artifacts::get()?;

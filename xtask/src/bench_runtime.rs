@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use qemu_tests::artifacts::Artifacts;
 
-const IN_NAMESPACE: &str = "HUSK_BENCH_RUNTIME_IN_NS";
 const WARM_UP: usize = 10;
 
 struct Runtime {
@@ -29,23 +28,8 @@ struct Runtime {
 }
 
 pub fn run(runs: usize) -> Result<()> {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("xtask: bench runtime needs root (namespaces, mounts, cgroups): skipped");
-        return Ok(());
-    }
-    if std::env::var_os(IN_NAMESPACE).is_none() {
-        Artifacts::get()?;
-        let status = Command::new("unshare")
-            .args(["-m", "--propagation", "private", "sh", "-c"])
-            .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
-            .arg(std::env::current_exe()?)
-            .args(["bench", "runtime", "--runs", &runs.to_string()])
-            .env(IN_NAMESPACE, "1")
-            .status()
-            .context("running unshare (util-linux)")?;
-        if !status.success() {
-            bail!("the runtime benchmark failed ({status})");
-        }
+    let count = runs.to_string();
+    if !crate::cgroup_ns::enter("runtime", &["bench", "runtime", "--runs", &count])? {
         return Ok(());
     }
     let artifacts = Artifacts::get()?;

@@ -5,6 +5,7 @@ mod bench;
 mod bench_memory;
 mod bench_runtime;
 mod boot;
+mod cgroup_ns;
 mod prereqs;
 mod steps;
 mod test;

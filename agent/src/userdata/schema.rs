@@ -183,15 +183,9 @@ pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
 
 /// toml's message with the line and column of the mistake.
 fn locate(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message();
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {message}")
-        }
-        None => message.to_string(),
+    match crate::config::position(text, error) {
+        Some((line, column)) => format!("line {line}, column {column}: {}", error.message()),
+        None => error.message().to_string(),
     }
 }
 
