@@ -163,6 +163,13 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
     tree.add("/bin", 0o777, EntryKind::Symlink("usr/bin".into()))?;
     tree.add("/sbin", 0o777, EntryKind::Symlink("usr/bin".into()))?;
     tree.add("/lib", 0o777, EntryKind::Symlink("usr/lib".into()))?;
+    // The root is read-only: the agent writes the name servers (DHCP,
+    // user-data) under /run.
+    tree.add(
+        "/etc/resolv.conf",
+        0o777,
+        EntryKind::Symlink("/run/husk/resolv.conf".into()),
+    )?;
 
     report.binaries_bytes += tree.add_host_file(&spec.init, "/init", 0o755)?;
     report.binaries_bytes +=
@@ -280,6 +287,7 @@ mod tests {
             " usr/bin/huskctl\n",
             " usr/sbin/e2fsck\n",
             " etc/husk/init.toml\n",
+            " etc/resolv.conf -> /run/husk/resolv.conf\n",
             "/modules.dep\n",
             "/modules.alias\n",
             "/virtio_net.ko\n",

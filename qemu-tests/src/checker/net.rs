@@ -34,7 +34,8 @@ pub fn run(args: &[String]) -> Outcome {
         thread::sleep(Duration::from_millis(250));
     };
     say("net", &net.to_string());
-    let resolv = std::fs::read_to_string("/run/husk/resolv.conf").unwrap_or_default();
+    // Through the image's /etc/resolv.conf link to /run/husk/resolv.conf.
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     say("net", &format!("resolv.conf: {}", resolv.trim()));
     let address = format!("{host}:{port}");
     let mut stream = TcpStream::connect(&address).map_err(|e| format!("connect {address}: {e}"))?;
