@@ -107,7 +107,7 @@ fn user_data_from_the_kernel_command_line() -> Result<()> {
 
 #[test]
 fn a_clock_before_the_build_is_set_forward() -> Result<()> {
-    // The checker runs after the agent is ready, i.e. after the check.
+    // The checker polls until the agent has looked at the clock.
     let config = InitConfig::with_agent()
         .service(Service::checker(
             "check-health",
