@@ -127,6 +127,19 @@ pub fn ensure() -> Result<()> {
     run_apt(&["update", "-q"])?;
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&packages);
+    // QEMU's packages must all be of one version: a qemu-utils newer than
+    // the archive's qemu-system-x86 (a backport, as some machine images
+    // ship) makes apt refuse the whole install. Align it on the version
+    // apt would install for qemu-system-x86.
+    let aligned = packages
+        .contains(&"qemu-system-x86")
+        .then(qemu_utils_alignment)
+        .flatten();
+    if let Some(pin) = &aligned {
+        eprintln!("xtask: installing {pin} to match qemu-system-x86's version");
+        install.push("--allow-downgrades");
+        install.push(pin);
+    }
     run_apt(&install)?;
     let still: Vec<&str> = PREREQS
         .iter()
@@ -140,6 +153,34 @@ pub fn ensure() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `qemu-utils=<version>` when the installed qemu-utils differs from the
+/// qemu-system-x86 apt would install; `None` when they agree or either
+/// is unknown.
+fn qemu_utils_alignment() -> Option<String> {
+    let installed = Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "qemu-utils"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())?;
+    let policy = Command::new("apt-cache")
+        .args(["policy", "qemu-system-x86"])
+        .output()
+        .ok()?;
+    let candidate = candidate_version(&String::from_utf8_lossy(&policy.stdout))?;
+    (!installed.is_empty() && installed != candidate).then(|| format!("qemu-utils={candidate}"))
+}
+
+/// The `Candidate:` line of `apt-cache policy` output.
+fn candidate_version(policy: &str) -> Option<String> {
+    policy
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Candidate:"))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && *v != "(none)")
+        .map(str::to_owned)
 }
 
 fn run_apt(args: &[&str]) -> Result<()> {
@@ -159,4 +200,20 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_is_read_from_apt_cache_policy() {
+        let policy = "qemu-system-x86:\n  Installed: (none)\n  Candidate: 1:7.2+dfsg-7+deb12u18+b3\n  Version table:\n";
+        assert_eq!(
+            candidate_version(policy).as_deref(),
+            Some("1:7.2+dfsg-7+deb12u18+b3")
+        );
+        assert_eq!(candidate_version("x:\n  Candidate: (none)\n"), None);
+        assert_eq!(candidate_version(""), None);
+    }
 }

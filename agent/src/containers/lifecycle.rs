@@ -110,6 +110,7 @@ impl Manager {
             },
             pid_file: paths.shim_pid(),
             exit_file: paths.exit(),
+            shim_log: paths.shim_log(),
         };
         write_json(&paths.shim_config(), &shim).at(&paths.shim_config())?;
         let output = tokio::process::Command::new(&config.agent_exe)

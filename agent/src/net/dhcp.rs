@@ -113,16 +113,6 @@ pub fn request(xid: u32, mac: &[u8; 6], address: Ipv4Addr, server: Option<Ipv4Ad
     }
 }
 
-pub fn release(xid: u32, mac: &[u8; 6], lease: &Lease) -> Vec<u8> {
-    request_packet(
-        xid,
-        mac,
-        MessageType::Release,
-        lease.address,
-        &[(OPT_SERVER_ID, &lease.server.octets())],
-    )
-}
-
 /// A server's answer to our `xid`: (type, message).
 pub fn parse_reply(data: &[u8], xid: u32) -> Option<(MessageType, Message)> {
     let msg = Message::decode(&mut Decoder::new(data)).ok()?;

@@ -66,6 +66,8 @@ pub struct Interface {
 pub(crate) struct Shared {
     state: Arc<Mutex<NetState>>,
     config: Arc<NetConfig>,
+    /// Name servers the user-data names: they win over the leases'.
+    dns_override: Arc<Mutex<Option<Vec<Ipv4Addr>>>>,
 }
 
 impl Shared {
@@ -75,16 +77,21 @@ impl Shared {
         self.write(&state);
     }
 
+    /// The name servers a lease or a static address brings; the
+    /// user-data's override wins. The one writer of resolv.conf.
     pub fn set_dns(&self, servers: &[Ipv4Addr]) {
-        if servers.is_empty() {
+        let chosen = self
+            .dns_override
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| servers.to_vec());
+        if chosen.is_empty() {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.dns = servers.iter().map(|s| s.to_string()).collect();
-        let text: String = servers
-            .iter()
-            .map(|s| format!("nameserver {s}\n"))
-            .collect();
+        state.dns = chosen.iter().map(|s| s.to_string()).collect();
+        let text: String = chosen.iter().map(|s| format!("nameserver {s}\n")).collect();
         if let Err(e) =
             husk_common::atomic::write_atomic(&self.config.resolv_conf, text.as_bytes(), 0o644)
         {
@@ -118,6 +125,7 @@ pub struct StaticRequest {
 pub struct Network {
     requests: Arc<Mutex<Vec<StaticRequest>>>,
     wake: Arc<tokio::sync::Notify>,
+    shared: Shared,
 }
 
 impl Network {
@@ -130,6 +138,38 @@ impl Network {
             .push(request);
         self.wake.notify_one();
     }
+
+    /// Name servers from user-data, replacing those of the leases.
+    pub fn set_dns(&self, servers: Vec<Ipv4Addr>) {
+        *self
+            .shared
+            .dns_override
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(servers.clone());
+        self.shared.set_dns(&servers);
+    }
+
+    /// Whether a link has an address (a lease, or a static one).
+    pub fn configured(&self) -> bool {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .interfaces
+            .values()
+            .any(|i| i.state == "bound" || i.state == "static")
+    }
+
+    /// Whether any link is managed (none: no NIC at all).
+    pub fn has_links(&self) -> bool {
+        !self
+            .shared
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .interfaces
+            .is_empty()
+    }
 }
 
 /// Configures the network and keeps it configured, in the background.
@@ -137,26 +177,28 @@ pub fn start(config: NetConfig) -> Network {
     let network = Network {
         requests: Arc::new(Mutex::new(Vec::new())),
         wake: Arc::new(tokio::sync::Notify::new()),
+        shared: Shared {
+            state: Arc::new(Mutex::new(NetState::default())),
+            config: Arc::new(config),
+            dns_override: Arc::new(Mutex::new(None)),
+        },
     };
     let control = network.clone();
     tokio::spawn(async move {
-        if let Err(e) = run(config, control).await {
+        if let Err(e) = run(control).await {
             log::error!("net: {e}");
         }
     });
     network
 }
 
-async fn run(config: NetConfig, control: Network) -> std::io::Result<()> {
+async fn run(control: Network) -> std::io::Result<()> {
     let (connection, handle, _) = rtnetlink::new_connection()?;
     tokio::spawn(connection);
-    if let Some(dir) = config.state_file.parent() {
+    let shared = control.shared.clone();
+    if let Some(dir) = shared.config.state_file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let shared = Shared {
-        state: Arc::new(Mutex::new(NetState::default())),
-        config: Arc::new(config),
-    };
     let mut managed: Vec<u32> = Vec::new();
     // The DHCP client of each link, to stop when a static address comes.
     let mut dhcp: Vec<(link::Link, tokio::task::JoinHandle<()>)> = Vec::new();

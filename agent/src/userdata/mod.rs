@@ -100,7 +100,7 @@ pub async fn run(
             Err(e) => rejected("data partition", &e),
         }
     } else {
-        match discover(config).await {
+        match discover(config, network).await {
             None => Status {
                 state: "none".into(),
                 ..Status::default()
@@ -176,7 +176,7 @@ fn rejected(source: &str, error: &UserDataError) -> Status {
 }
 
 /// The sources in order; the first that has a document wins.
-async fn discover(config: &UserDataConfig) -> Option<Found> {
+async fn discover(config: &UserDataConfig, network: Option<&crate::net::Network>) -> Option<Found> {
     for (device, fstype) in source::config_drives(&config.sys_block, &config.dev) {
         let mount_point = config.run.join("config-drive");
         match source::read_config_drive(&device, fstype, &mount_point) {
@@ -189,8 +189,8 @@ async fn discover(config: &UserDataConfig) -> Option<Found> {
             Err(e) => log::warn!("config drive {}: {e}", device.display()),
         }
     }
-    if let Some(address) = &config.imds
-        && network_up(&config.run.join("net.json"), NETWORK_WAIT).await
+    if let (Some(address), Some(network)) = (&config.imds, network)
+        && network_up(network, NETWORK_WAIT).await
     {
         match source::from_imds(address, config.imds_timeout).await {
             Ok(Some(text)) => {
@@ -213,26 +213,17 @@ async fn discover(config: &UserDataConfig) -> Option<Found> {
 /// How long the metadata service waits for a first DHCP lease.
 const NETWORK_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether an interface has an address (waiting up to `limit` while one
-/// is still asking DHCP). No interface at all: false at once.
-async fn network_up(state_file: &Path, limit: Duration) -> bool {
+/// Whether a link has an address, waiting up to `limit` while one is
+/// still asking DHCP. No link at all (after a moment for the network to
+/// list them): false.
+async fn network_up(network: &crate::net::Network, limit: Duration) -> bool {
     let start = tokio::time::Instant::now();
     loop {
-        let state = std::fs::read(state_file)
-            .ok()
-            .and_then(|d| serde_json::from_slice::<crate::net::NetState>(&d).ok());
-        if let Some(state) = &state
-            && state
-                .interfaces
-                .values()
-                .any(|i| i.state == "bound" || i.state == "static")
-        {
+        if network.configured() {
             return true;
         }
-        let has_links = state.is_some_and(|s| !s.interfaces.is_empty());
-        // The network module lists links within moments of the start.
         let settling = start.elapsed() < Duration::from_secs(2);
-        if (!has_links && !settling) || start.elapsed() >= limit {
+        if (!network.has_links() && !settling) || start.elapsed() >= limit {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -266,14 +257,7 @@ fn apply_every_boot(
                 Some(std::net::IpAddr::V4(g)) => Some(g),
                 _ => None,
             };
-            let dns = settings
-                .dns
-                .iter()
-                .filter_map(|d| match d {
-                    std::net::IpAddr::V4(v4) => Some(*v4),
-                    std::net::IpAddr::V6(_) => None,
-                })
-                .collect();
+            let dns = ipv4_only(&settings.dns);
             net.set_static(crate::net::StaticRequest {
                 link: iface.name.clone(),
                 config: crate::net::StaticConfig {
@@ -285,22 +269,40 @@ fn apply_every_boot(
             });
         }
     }
-    if let Some(network) = &doc.network
-        && !network.dns.is_empty()
+    if let Some(settings) = &doc.network
+        && !settings.dns.is_empty()
     {
-        let text: String = network
-            .dns
-            .iter()
-            .map(|ip| format!("nameserver {ip}\n"))
-            .collect();
-        if let Err(e) =
-            husk_common::atomic::write_atomic(&config.resolv_conf(), text.as_bytes(), 0o644)
-        {
-            status
-                .warnings
-                .push(format!("{}: {e}", config.resolv_conf().display()));
+        let v4 = ipv4_only(&settings.dns);
+        match network {
+            // The network module writes resolv.conf, this list winning
+            // over the leases'.
+            Some(net) => net.set_dns(v4),
+            None => {
+                let text: String = settings
+                    .dns
+                    .iter()
+                    .map(|ip| format!("nameserver {ip}\n"))
+                    .collect();
+                if let Err(e) =
+                    husk_common::atomic::write_atomic(&config.resolv_conf(), text.as_bytes(), 0o644)
+                {
+                    status
+                        .warnings
+                        .push(format!("{}: {e}", config.resolv_conf().display()));
+                }
+            }
         }
     }
+}
+
+/// The IPv4 ones of `ips` (the network module is IPv4 only so far).
+fn ipv4_only(ips: &[std::net::IpAddr]) -> Vec<std::net::Ipv4Addr> {
+    ips.iter()
+        .filter_map(|ip| match ip {
+            std::net::IpAddr::V4(v4) => Some(*v4),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 /// What is done once: the containers are made and started; from then on

@@ -26,6 +26,8 @@ pub struct ShimConfig {
     pub log: LogConfig,
     pub pid_file: PathBuf,
     pub exit_file: PathBuf,
+    /// The shim's own diagnostics (its stderr once detached).
+    pub shim_log: PathBuf,
 }
 
 /// The container's root filesystem: the image's layers, read-only, under

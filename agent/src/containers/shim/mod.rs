@@ -173,11 +173,10 @@ fn redirect_stdio(config: &ShimConfig) -> io::Result<()> {
         .open("/dev/null")?;
     rustix::stdio::dup2_stdin(&null)?;
     rustix::stdio::dup2_stdout(&null)?;
-    let shim_log = config.pid_file.with_file_name("shim.log");
     let log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&shim_log)
+        .open(&config.shim_log)
         .unwrap_or(null);
     rustix::stdio::dup2_stderr(&log)?;
     Ok(())
