@@ -3,6 +3,7 @@
 mod containers;
 mod error;
 mod images;
+mod update;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use self::images::{
     IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList, ImageStore,
     ImportRequest, RemoveResponse, encode_reference, image_path,
 };
+pub use self::update::{UPDATE_APPLY_PATH, UPDATE_CHECK_PATH, UPDATE_PATH, UPDATE_ROLLBACK_PATH};
 
 /// Request bodies are small JSON documents (an archive is named by its
 /// path, never sent); anything larger is refused before it is read.
@@ -43,6 +45,8 @@ pub struct ApiConfig {
     pub containers: Manager,
     /// The user-data outcome (`/run/husk/user-data.json`).
     pub user_data_status: PathBuf,
+    /// The update agent.
+    pub updater: crate::update::Updater,
 }
 
 impl Default for ApiConfig {
@@ -58,6 +62,9 @@ impl Default for ApiConfig {
             images,
             containers,
             user_data_status: PathBuf::from(husk_common::paths::RUN_DIR).join("user-data.json"),
+            updater: crate::update::Updater::detached(
+                PathBuf::from(husk_common::paths::STATE_DIR).join("update"),
+            ),
         }
     }
 }
@@ -116,6 +123,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
         )
         .merge(images::routes(config.containers.clone()).with_state(config.images.clone()))
         .merge(containers::routes().with_state(config.containers.clone()))
+        .merge(update::routes().with_state(config.updater.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

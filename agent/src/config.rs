@@ -17,6 +17,7 @@ pub const DEFAULT_PATH: &str = "/etc/husk/agent.toml";
 pub struct AgentConfig {
     pub security: SecurityPolicy,
     pub logs: LogSettings,
+    pub update: crate::update::UpdateSettings,
 }
 
 /// Per container: Docker's json-file `max-size` and `max-file`.
@@ -71,6 +72,7 @@ impl AgentConfig {
         if config.logs.max_files == 0 || config.logs.max_size < 4096 {
             return Err("logs: max_files must be at least 1 and max_size at least 4096".into());
         }
+        config.update.validate()?;
         Ok(config)
     }
 }

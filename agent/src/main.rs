@@ -81,6 +81,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// The update agent: on a Husk machine with the ESP mounted and the
+/// running version from os-release; otherwise detached (status only).
+fn updater(args: &Args, config: &AgentConfig) -> husk_agent::update::Updater {
+    use husk_agent::update::{Updater, UpdaterConfig, fault, mount, running_version};
+    let state_dir = args.root.join("update");
+    if args.no_machine_setup {
+        return Updater::detached(state_dir);
+    }
+    fault::configure_from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    let esp = mount::mount_esp();
+    if let Err(e) = &esp {
+        log::warn!("update: {e}: updates are off");
+    }
+    let running = running_version(std::path::Path::new("/etc/os-release"));
+    log::info!(
+        "update: running version {}",
+        running.as_deref().unwrap_or("unknown")
+    );
+    Updater::new(UpdaterConfig {
+        settings: config.update.clone(),
+        state_dir,
+        esp,
+        running_version: running,
+        may_reboot: true,
+    })
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
@@ -109,11 +136,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         containers.restore().await;
     }
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
+    let updater = updater(&args, &config);
     let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
         data_status: args.data_status.clone(),
         images,
         containers: containers.clone(),
         user_data_status: user_data.status_file(),
+        updater: updater.clone(),
     });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
@@ -130,10 +159,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         network = Some(husk_agent::net::start(net));
     }
-    // First-boot configuration, while the API already serves.
+    // First-boot configuration, while the API already serves; then the
+    // judgement of this boot (user-data may start the containers it
+    // waits for), and the periodic update checks.
     if !args.no_machine_setup {
+        let updater = updater.clone();
         tokio::spawn(async move {
-            husk_agent::userdata::run(&user_data, &containers, network.as_ref()).await;
+            husk_agent::userdata::run(&user_data, &containers, network.as_ref(), &updater).await;
+            updater.assess_boot(&containers).await;
+            updater.run_background().await;
         });
     }
     // Containers keep running when the agent stops (their shims outlive

@@ -507,6 +507,10 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
     spec.modules = config.modules.clone();
     spec.init_config = init_config;
     spec.extra_files = args.extra_files.clone();
+    spec.os_release = Some(format!(
+        "{}HUSK_BUILD_EPOCH={epoch}\n",
+        uki::os_release(&config.version)
+    ));
     spec.source_date_epoch = epoch;
     spec.zstd_level = config.zstd_level;
     let initramfs_path = out.join("initramfs.img");

@@ -36,6 +36,9 @@ pub struct InitramfsSpec {
     /// A static e2fsck, installed as `/usr/sbin/e2fsck`: init checks the
     /// data partition with it before mounting.
     pub e2fsck: Option<PathBuf>,
+    /// Contents of `/etc/os-release`: the OS version the agent reports
+    /// and updates from, and the build time its clock check uses.
+    pub os_release: Option<String>,
     /// More files: host source, absolute guest path, mode.
     pub extra_files: Vec<(PathBuf, String, u32)>,
     /// Timestamp of every entry (`SOURCE_DATE_EPOCH`).
@@ -55,6 +58,7 @@ impl InitramfsSpec {
             modules: Vec::new(),
             init_config: None,
             e2fsck: None,
+            os_release: None,
             extra_files: Vec::new(),
             source_date_epoch: 0,
             zstd_level: DEFAULT_ZSTD_LEVEL,
@@ -186,6 +190,14 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
         0o644,
         EntryKind::File(config.as_bytes().to_vec()),
     )?;
+
+    if let Some(os_release) = &spec.os_release {
+        tree.add(
+            "/etc/os-release",
+            0o644,
+            EntryKind::File(os_release.as_bytes().to_vec()),
+        )?;
+    }
 
     let selection = kmod::select(&spec.modules_dir, &spec.modules, kmod::DEFAULT_MODULES)?;
     let modules_root = format!("{}/{}", husk_common::paths::MODULES_DIR, selection.release);

@@ -18,6 +18,8 @@ pub mod kmod;
 pub mod preload;
 pub mod progress;
 pub mod qcow2;
+pub mod release;
+pub mod release_cli;
 pub mod sparse;
 pub mod tools;
 pub mod uki;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use husk_image::build::{self, BuildArgs};
-use husk_image::{initramfs, kernel};
+use husk_image::{initramfs, kernel, release_cli};
 
 /// Builds Husk images, unprivileged and reproducibly.
 ///
@@ -23,6 +23,9 @@ enum Command {
     /// Build the initramfs only: husk-init as /init, the agent, the kernel
     /// modules the image needs (with their dependencies) and init.toml.
     Initramfs(InitramfsArgs),
+    Keygen(release_cli::KeygenArgs),
+    RepoInit(release_cli::RepoInitArgs),
+    Release(release_cli::ReleaseArgs),
 }
 
 #[derive(clap::Args)]
@@ -74,6 +77,9 @@ fn main() -> ExitCode {
                 ExitCode::from(error.exit_code())
             }
         },
+        Command::Keygen(args) => report(release_cli::keygen(&args)),
+        Command::RepoInit(args) => report(release_cli::repo_init(&args)),
+        Command::Release(args) => report(release_cli::release(&args)),
         Command::Initramfs(args) => match build_initramfs(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
@@ -81,6 +87,16 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn report(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("husk-image: error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

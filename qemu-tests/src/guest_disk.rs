@@ -27,6 +27,7 @@ pub struct GuestDisk {
     version: String,
     extra_files: Vec<(PathBuf, String, u32)>,
     preload: Vec<PathBuf>,
+    cmdline_extra: Option<String>,
 }
 
 /// A built disk.
@@ -36,6 +37,8 @@ pub struct DiskImage {
     pub raw: PathBuf,
     /// The OS version on the ESP (`EFI/Linux/husk-<version>+3.efi`).
     pub version: String,
+    /// The UKI alone (`husk-<version>.efi`), to release as an update.
+    pub uki: PathBuf,
 }
 
 impl DiskImage {
@@ -81,7 +84,20 @@ impl GuestDisk {
             version: TEST_VERSION.to_owned(),
             extra_files: Vec::new(),
             preload: Vec::new(),
+            cmdline_extra: None,
         }
+    }
+
+    /// The OS version (default [`TEST_VERSION`]).
+    pub fn version(mut self, version: &str) -> Self {
+        self.version = version.to_owned();
+        self
+    }
+
+    /// Words added to the kernel command line built into the UKI.
+    pub fn cmdline(mut self, extra: &str) -> Self {
+        self.cmdline_extra = Some(extra.to_owned());
+        self
     }
 
     /// Puts an image archive in the data partition's store
@@ -128,6 +144,12 @@ impl GuestDisk {
              [initramfs]\nzstd_level = 3\n",
             self.version, self.data_mib
         );
+        if let Some(extra) = &self.cmdline_extra {
+            let base = husk_image::config::Config::built_in()
+                .map_err(|e| Error::Build(e.to_string()))?
+                .cmdline;
+            config.insert_str(0, &format!("cmdline = \"{base} {extra}\"\n"));
+        }
         if let Some(init_toml) = &self.init_config {
             let init_path = dir.join("init.toml");
             std::fs::write(&init_path, init_toml).map_err(|e| Error::io("writing init.toml", e))?;
@@ -149,6 +171,7 @@ impl GuestDisk {
             .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
         Ok(DiskImage {
             raw: out.join("disk.raw"),
+            uki: out.join(format!("husk-{}.efi", self.version)),
             version: self.version,
         })
     }

@@ -4,6 +4,8 @@
 mod containers;
 #[path = "huskctl/table.rs"]
 mod table;
+#[path = "huskctl/update.rs"]
+mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +42,9 @@ enum Command {
     /// Manage the machine's images.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Signed A/B OS updates: check, apply, status, rollback.
+    #[command(subcommand)]
+    Update(update::UpdateCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
 }
@@ -92,6 +97,7 @@ fn main() -> ExitCode {
                 }
             }),
             Command::Image(command) => image(&client, command).await,
+            Command::Update(command) => update::run(&client, command).await,
             Command::Container(command) => {
                 return containers::run(&client, command).await;
             }

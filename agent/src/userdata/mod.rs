@@ -85,16 +85,38 @@ pub struct Status {
 
 /// Finds, validates and applies the user-data; writes and returns the
 /// status. Never fails: every problem is in the status and the log.
+/// User-data's `[update]` overrides the image's repository, channel and
+/// window.
+fn apply_update_settings(updater: &crate::update::Updater, doc: &UserData, status: &mut Status) {
+    let Some(update) = &doc.update else {
+        return;
+    };
+    let mut settings = updater.settings();
+    settings.repository = Some(update.repository.clone());
+    if let Some(channel) = &update.channel {
+        settings.channel = channel.clone();
+    }
+    if let Some(window) = &update.apply_window {
+        settings.apply_window = Some(window.clone());
+    }
+    match settings.validate() {
+        Ok(()) => updater.set_settings(settings),
+        Err(e) => status.warnings.push(e),
+    }
+}
+
 pub async fn run(
     config: &UserDataConfig,
     manager: &Manager,
     network: Option<&crate::net::Network>,
+    updater: &crate::update::Updater,
 ) -> Status {
     let status = if let Ok(text) = source::read_limited(&config.persisted()) {
         match UserData::parse(&text) {
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
                 apply_every_boot(config, &doc, network, &mut status);
+                apply_update_settings(updater, &doc, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -114,6 +136,7 @@ pub async fn run(
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
                     apply_every_boot(config, &doc, network, &mut status);
+                    apply_update_settings(updater, &doc, &mut status);
                     apply_first_boot(manager, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),

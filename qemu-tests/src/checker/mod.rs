@@ -14,6 +14,7 @@ mod net;
 mod orphans;
 mod procfs;
 mod reboot;
+mod update;
 mod userdata;
 
 pub use containers::BUSYBOX_GUEST_PATH;
@@ -47,6 +48,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("user-data", userdata::run),
     ("clock-plausible", userdata::clock),
     ("net", net::run),
+    ("update-apply", update::apply),
+    ("update-status", update::status),
 ];
 
 /// Helper processes the scenarios start by re-executing this binary;

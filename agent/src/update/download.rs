@@ -1,0 +1,162 @@
+//! Downloading a UKI onto the data partition: into `<name>.part`, resumed
+//! from where an earlier attempt (or boot) stopped, with HTTP ranges; the
+//! length is capped at the signed size and the SHA-256 checked over the
+//! whole file before it is renamed to its final name.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::repo::{UkiTarget, hex};
+use super::{UpdateError, fault};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Downloads `target` as `dir/<file_name>`; returns its path. A complete,
+/// verified file already there is reused.
+pub async fn fetch(
+    target: &UkiTarget,
+    dir: &Path,
+    file_name: &str,
+) -> Result<PathBuf, UpdateError> {
+    let io_err =
+        |path: &Path, e: std::io::Error| UpdateError::Io(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+    let done = dir.join(file_name);
+    if done.is_file() && verify(&done, target).is_ok() {
+        return Ok(done);
+    }
+    let part = dir.join(format!("{file_name}.part"));
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&part)
+        .map_err(|e| io_err(&part, e))?;
+    let mut have = file.metadata().map_err(|e| io_err(&part, e))?.len();
+    if have > target.size {
+        file.set_len(0).map_err(|e| io_err(&part, e))?;
+        have = 0;
+    }
+    if have > 0 {
+        log::info!(
+            "update: resuming the download at {have} of {} bytes",
+            target.size
+        );
+    }
+    if have < target.size {
+        match target.url.scheme() {
+            "file" => copy_file(target, &mut file, have).await?,
+            _ => {
+                let response = crate::http_get::get(&target.url, have, TIMEOUT)
+                    .await
+                    .map_err(|e| UpdateError::Download(format!("{}: {e}", target.url)))?;
+                match response.status {
+                    206 => {}
+                    200 => {
+                        // The server ignored the range: start over.
+                        file.set_len(0).map_err(|e| io_err(&part, e))?;
+                        have = 0;
+                    }
+                    status => {
+                        return Err(UpdateError::Download(format!(
+                            "{}: HTTP {status}",
+                            target.url
+                        )));
+                    }
+                }
+                let mut stream = response.into_stream();
+                let mut halfway_passed = have * 2 >= target.size;
+                while let Some(chunk) = stream.next().await {
+                    let chunk =
+                        chunk.map_err(|e| UpdateError::Download(format!("{}: {e}", target.url)))?;
+                    if have + chunk.len() as u64 > target.size {
+                        return Err(refuse_length(&part, target));
+                    }
+                    file.write_all(&chunk).map_err(|e| io_err(&part, e))?;
+                    have += chunk.len() as u64;
+                    if !halfway_passed && have * 2 >= target.size {
+                        halfway_passed = true;
+                        file.sync_data().map_err(|e| io_err(&part, e))?;
+                        fault::point("download").await;
+                    }
+                }
+            }
+        }
+    }
+    file.sync_all().map_err(|e| io_err(&part, e))?;
+    drop(file);
+    if let Err(e) = verify(&part, target) {
+        // A wrong file must not be resumed from.
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    std::fs::rename(&part, &done).map_err(|e| io_err(&done, e))?;
+    Ok(done)
+}
+
+fn refuse_length(part: &Path, target: &UkiTarget) -> UpdateError {
+    let _ = std::fs::remove_file(part);
+    UpdateError::Refused(format!(
+        "{}: longer than the signed {} bytes",
+        target.url, target.size
+    ))
+}
+
+async fn copy_file(
+    target: &UkiTarget,
+    out: &mut std::fs::File,
+    from: u64,
+) -> Result<(), UpdateError> {
+    let path = target
+        .url
+        .to_file_path()
+        .map_err(|()| UpdateError::Download(format!("{}: not a path", target.url)))?;
+    let err = |e: std::io::Error| UpdateError::Download(format!("{}: {e}", path.display()));
+    let mut source = std::fs::File::open(&path).map_err(err)?;
+    source.seek(SeekFrom::Start(from)).map_err(err)?;
+    let mut limited = source.take(target.size - from + 1);
+    let copied = std::io::copy(&mut limited, out).map_err(err)?;
+    if from + copied > target.size {
+        return Err(UpdateError::Refused(format!(
+            "{}: longer than the signed {} bytes",
+            target.url, target.size
+        )));
+    }
+    Ok(())
+}
+
+/// The file's length and SHA-256 against the signed ones.
+pub fn verify(path: &Path, target: &UkiTarget) -> Result<(), UpdateError> {
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| UpdateError::Io(format!("{}: {e}", path.display())))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut length = 0u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| UpdateError::Io(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            break;
+        }
+        length += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    if length != target.size {
+        return Err(UpdateError::Refused(format!(
+            "{}: {length} bytes, the signed size is {}",
+            target.url, target.size
+        )));
+    }
+    let digest = hex(&hasher.finalize());
+    if digest != target.sha256 {
+        return Err(UpdateError::Refused(format!(
+            "{}: SHA-256 {digest} does not match the signed {}",
+            target.url, target.sha256
+        )));
+    }
+    Ok(())
+}

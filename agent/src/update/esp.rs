@@ -1,0 +1,240 @@
+//! Husk's boot entries on the EFI system partition, `EFI/Linux/`: listing
+//! them, installing a new UKI atomically, blessing the booted one, and
+//! pruning. Every change is a rename in one directory followed by an
+//! fsync of that directory, so a power cut leaves either the old name or
+//! the new one.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use husk_release::entry::{DEFAULT_TRIES, ENTRY_DIR};
+use husk_release::{BootEntry, Tries, compare_versions};
+
+use super::fault;
+
+/// Suffix of a UKI being written; never a boot entry (systemd-boot only
+/// reads `*.efi`).
+const PARTIAL_SUFFIX: &str = ".efi.partial";
+
+/// The entries directory of a mounted ESP.
+#[derive(Debug, Clone)]
+pub struct Esp {
+    dir: PathBuf,
+}
+
+impl Esp {
+    /// The ESP mounted at `root`.
+    pub fn at(root: &Path) -> Self {
+        Self {
+            dir: root.join(ENTRY_DIR),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Husk's entries, newest version first (systemd-boot's order before
+    /// it moves exhausted entries last).
+    pub fn entries(&self) -> io::Result<Vec<BootEntry>> {
+        let mut entries: Vec<BootEntry> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| BootEntry::parse(e.file_name().to_str()?))
+            .collect();
+        entries.sort_by(|a, b| compare_versions(&b.version, &a.version));
+        Ok(entries)
+    }
+
+    /// The entry of `version`, whatever its counter.
+    pub fn find(&self, version: &str) -> io::Result<Option<BootEntry>> {
+        Ok(self.entries()?.into_iter().find(|e| e.version == version))
+    }
+
+    /// What systemd-boot boots next: the newest entry with tries left or
+    /// blessed, else the newest exhausted one.
+    pub fn next_boot(&self) -> io::Result<Option<BootEntry>> {
+        let entries = self.entries()?;
+        Ok(entries
+            .iter()
+            .find(|e| !e.exhausted())
+            .or_else(|| entries.first())
+            .cloned())
+    }
+
+    fn rename(&self, from: &BootEntry, to: &BootEntry) -> io::Result<()> {
+        if from == to {
+            return Ok(());
+        }
+        fs::rename(
+            self.dir.join(from.file_name()),
+            self.dir.join(to.file_name()),
+        )?;
+        sync_dir(&self.dir)
+    }
+
+    /// Blesses `version`'s entry (drops its counter). `false` when it
+    /// was blessed already.
+    pub fn bless(&self, version: &str) -> io::Result<bool> {
+        let entry = self.find(version)?.ok_or_else(|| not_found(version))?;
+        if entry.tries.is_none() {
+            return Ok(false);
+        }
+        self.rename(&entry, &BootEntry::blessed(version))?;
+        Ok(true)
+    }
+
+    /// Takes `version` out of the boot order: its tries are spent, so
+    /// systemd-boot boots it only when nothing else is left.
+    pub fn retire(&self, version: &str) -> io::Result<()> {
+        let entry = self.find(version)?.ok_or_else(|| not_found(version))?;
+        let done = entry.tries.map_or(0, |t| t.done);
+        let retired = BootEntry {
+            version: version.to_owned(),
+            tries: Some(Tries { left: 0, done }),
+        };
+        self.rename(&entry, &retired)
+    }
+
+    /// Installs `uki` as `version`'s entry with a fresh counter: written
+    /// as a partial file, synced, renamed into place, the directory
+    /// synced. A previous entry of the same version is replaced.
+    pub async fn install(&self, version: &str, uki: &Path) -> io::Result<BootEntry> {
+        let partial = self.dir.join(format!("husk-{version}{PARTIAL_SUFFIX}"));
+        let mut source = File::open(uki)?;
+        let total = source.metadata()?.len();
+        let mut out = File::create(&partial)?;
+        let mut buffer = vec![0u8; 1 << 20];
+        let mut written = 0u64;
+        let mut halfway_passed = false;
+        loop {
+            let n = source.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buffer[..n])?;
+            written += n as u64;
+            if !halfway_passed && written * 2 >= total {
+                halfway_passed = true;
+                fault::point("esp-write").await;
+            }
+        }
+        out.sync_all()?;
+        drop(out);
+        let entry = BootEntry::fresh(version, DEFAULT_TRIES);
+        if let Some(old) = self.find(version)? {
+            fs::remove_file(self.dir.join(old.file_name()))?;
+        }
+        fault::point("rename").await;
+        fs::rename(&partial, self.dir.join(entry.file_name()))?;
+        fault::point("renamed").await;
+        sync_dir(&self.dir)?;
+        Ok(entry)
+    }
+
+    /// Removes every entry but `keep`'s, and partial files. Returns the
+    /// names removed.
+    pub fn prune(&self, keep: &[&str]) -> io::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for entry in fs::read_dir(&self.dir)?.filter_map(|e| e.ok()) {
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let stale = name.ends_with(PARTIAL_SUFFIX)
+                || BootEntry::parse(&name).is_some_and(|e| !keep.contains(&e.version.as_str()));
+            if stale {
+                fs::remove_file(entry.path())?;
+                removed.push(name);
+            }
+        }
+        if !removed.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+fn not_found(version: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("no boot entry for version {version}"),
+    )
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esp() -> (tempfile::TempDir, Esp) {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join(ENTRY_DIR)).unwrap();
+        let esp = Esp::at(root.path());
+        (root, esp)
+    }
+
+    fn names(esp: &Esp) -> Vec<String> {
+        esp.entries()
+            .unwrap()
+            .iter()
+            .map(BootEntry::file_name)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn install_bless_retire_prune() {
+        let (root, esp) = esp();
+        fs::write(esp.dir().join("husk-1.0.efi"), b"v1").unwrap();
+        fs::write(esp.dir().join("husk-0.9+0-3.efi"), b"v0").unwrap();
+        fs::write(esp.dir().join("husk-1.1.efi.partial"), b"half").unwrap();
+        fs::write(esp.dir().join("other.efi"), b"not ours").unwrap();
+        let uki = root.path().join("uki");
+        fs::write(&uki, vec![7u8; 3 << 20]).unwrap();
+
+        let entry = esp.install("1.1", &uki).await.unwrap();
+        assert_eq!(entry.file_name(), "husk-1.1+3.efi");
+        assert_eq!(
+            fs::read(esp.dir().join("husk-1.1+3.efi")).unwrap(),
+            vec![7u8; 3 << 20]
+        );
+        assert_eq!(
+            names(&esp),
+            ["husk-1.1+3.efi", "husk-1.0.efi", "husk-0.9+0-3.efi"]
+        );
+        assert_eq!(esp.next_boot().unwrap().unwrap().version, "1.1");
+
+        // systemd-boot counts a try; the booted version blesses itself.
+        fs::rename(
+            esp.dir().join("husk-1.1+3.efi"),
+            esp.dir().join("husk-1.1+2-1.efi"),
+        )
+        .unwrap();
+        assert!(esp.bless("1.1").unwrap());
+        assert!(!esp.bless("1.1").unwrap());
+        assert!(esp.dir().join("husk-1.1.efi").is_file());
+
+        assert_eq!(
+            esp.prune(&["1.1", "1.0"]).unwrap().len(),
+            1,
+            "only 0.9 goes (the partial file was consumed by install)"
+        );
+        assert!(esp.dir().join("other.efi").is_file(), "not Husk's");
+
+        esp.retire("1.1").unwrap();
+        assert_eq!(names(&esp), ["husk-1.1+0.efi", "husk-1.0.efi"]);
+        assert_eq!(esp.next_boot().unwrap().unwrap().version, "1.0");
+        assert!(esp.bless("2.0").is_err());
+    }
+
+    #[test]
+    fn partial_files_are_pruned() {
+        let (_root, esp) = esp();
+        fs::write(esp.dir().join("husk-1.0.efi"), b"v1").unwrap();
+        fs::write(esp.dir().join("husk-1.1.efi.partial"), b"half").unwrap();
+        assert_eq!(esp.prune(&["1.0"]).unwrap(), ["husk-1.1.efi.partial"]);
+        assert_eq!(names(&esp), ["husk-1.0.efi"]);
+    }
+}

@@ -1,0 +1,36 @@
+//! Fault points for the QEMU tests that cut power in the middle of an
+//! update: `husk.update_fault=<point>` on the kernel command line makes
+//! the agent announce the point on the console and stop there, so the
+//! test can kill the machine at exactly that moment. Without it (every
+//! real machine) a point does nothing.
+//!
+//! Points: `download` (half the UKI downloaded), `esp-write` (half the UKI
+//! written on the ESP), `rename` (written and synced, before the rename),
+//! `renamed` (after the rename, before the directory is synced).
+
+use std::sync::OnceLock;
+
+static POINT: OnceLock<Option<String>> = OnceLock::new();
+
+/// The console line a test waits for.
+pub const MARKER: &str = "update: fault point reached:";
+
+/// Reads the fault point from a kernel command line.
+pub fn configure_from_cmdline(cmdline: &str) {
+    let point = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("husk.update_fault="))
+        .map(str::to_owned);
+    if let Some(point) = &point {
+        log::warn!("update: fault injection armed at {point:?} (a test machine)");
+    }
+    let _ = POINT.set(point);
+}
+
+/// Stops here forever when `name` is the armed point.
+pub async fn point(name: &str) {
+    if POINT.get().and_then(Option::as_deref) == Some(name) {
+        log::warn!("{MARKER} {name}");
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,162 @@
+//! The update repository, through TUF: root of trust pinned in the image,
+//! signatures and thresholds, expiry, version rollback (the last trusted
+//! metadata is kept in a datastore on the data partition), lengths and
+//! hashes; then the release manifest, and where a release's UKI is.
+
+use std::path::Path;
+
+use husk_release::{MANIFEST_TARGET, Manifest, Release};
+use tough::{IntoVec, Repository, RepositoryLoader, TargetName};
+use url::Url;
+
+use super::UpdateError;
+use super::transport::RepoTransport;
+
+/// The largest manifest accepted.
+const MAX_MANIFEST: u64 = 1 << 20;
+
+/// A verified view of the repository.
+#[derive(Debug)]
+pub struct Repo {
+    repository: Repository,
+    targets_base: Url,
+}
+
+/// Where a release's UKI is, and what it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UkiTarget {
+    pub url: Url,
+    pub size: u64,
+    pub sha256: String,
+}
+
+fn base_url(repository: &str) -> Result<Url, UpdateError> {
+    let mut text = repository.to_owned();
+    if !text.ends_with('/') {
+        text.push('/');
+    }
+    Url::parse(&text)
+        .map_err(|e| UpdateError::Config(format!("update.repository {repository:?}: {e}")))
+}
+
+impl Repo {
+    /// Loads and verifies the repository's metadata, trusting `root`.
+    pub async fn load(
+        repository: &str,
+        root: &Path,
+        datastore: &Path,
+    ) -> Result<Self, UpdateError> {
+        let root_bytes = std::fs::read(root).map_err(|e| {
+            UpdateError::Config(format!("the pinned root metadata {}: {e}", root.display()))
+        })?;
+        let base = base_url(repository)?;
+        let join = |sub: &str| {
+            base.join(sub)
+                .map_err(|e| UpdateError::Config(format!("update.repository: {e}")))
+        };
+        let (metadata_base, targets_base) = (join("metadata/")?, join("targets/")?);
+        std::fs::create_dir_all(datastore)
+            .map_err(|e| UpdateError::Io(format!("{}: {e}", datastore.display())))?;
+        let repository = RepositoryLoader::new(&root_bytes, metadata_base, targets_base.clone())
+            .transport(RepoTransport)
+            .datastore(datastore)
+            .load()
+            .await
+            .map_err(|e| UpdateError::Refused(describe(&e)))?;
+        Ok(Self {
+            repository,
+            targets_base,
+        })
+    }
+
+    /// The release manifest (verified by TUF: length and hash).
+    pub async fn manifest(&self) -> Result<Manifest, UpdateError> {
+        let name =
+            TargetName::new(MANIFEST_TARGET).map_err(|e| UpdateError::Refused(e.to_string()))?;
+        let target = self
+            .repository
+            .targets()
+            .signed
+            .targets
+            .get(&name)
+            .ok_or_else(|| UpdateError::Refused("the repository has no manifest.json".into()))?;
+        if target.length > MAX_MANIFEST {
+            return Err(UpdateError::Refused(format!(
+                "manifest.json is {} bytes (at most {MAX_MANIFEST})",
+                target.length
+            )));
+        }
+        let stream = self
+            .repository
+            .read_target(&name)
+            .await
+            .map_err(|e| UpdateError::Refused(describe(&e)))?
+            .ok_or_else(|| UpdateError::Refused("the repository has no manifest.json".into()))?;
+        let bytes = stream
+            .into_vec()
+            .await
+            .map_err(|e| UpdateError::Refused(describe(&e)))?;
+        Manifest::parse(&bytes).map_err(|e| UpdateError::Refused(e.to_string()))
+    }
+
+    /// Where `release`'s UKI is; its length and digest as the signed
+    /// targets metadata gives them, which the manifest must agree with.
+    pub fn uki(&self, release: &Release) -> Result<UkiTarget, UpdateError> {
+        let name =
+            TargetName::new(&release.target).map_err(|e| UpdateError::Refused(e.to_string()))?;
+        let target = self
+            .repository
+            .targets()
+            .signed
+            .targets
+            .get(&name)
+            .ok_or_else(|| {
+                UpdateError::Refused(format!(
+                    "release {}: target {} is not in the signed targets",
+                    release.version, release.target
+                ))
+            })?;
+        let sha256 = hex(&target.hashes.sha256);
+        if sha256 != release.sha256.to_ascii_lowercase() || target.length != release.size {
+            return Err(UpdateError::Refused(format!(
+                "release {}: the manifest's digest or size disagrees with the signed targets",
+                release.version
+            )));
+        }
+        // Consistent snapshots name targets `<sha256>.<name>`.
+        let file = if self.repository.root().signed.consistent_snapshot {
+            format!("{sha256}.{}", release.target)
+        } else {
+            release.target.clone()
+        };
+        let url = self
+            .targets_base
+            .join(&file)
+            .map_err(|e| UpdateError::Refused(format!("target {file}: {e}")))?;
+        Ok(UkiTarget {
+            url,
+            size: target.length,
+            sha256,
+        })
+    }
+}
+
+/// tough's error with its causes, which carry the useful part
+/// ("signature threshold not met", "expired", "version rollback").
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,532 @@
+//! Signed A/B updates end to end, booted through OVMF and systemd-boot:
+//! the test builds a v1 disk and v2 UKIs with husk-image, signs them into
+//! a TUF repository with `husk_image::release`, and serves it over HTTP
+//! (with ranges) on the host, which the guest reaches through slirp at
+//! 10.0.2.2. The guest drives `huskctl update` through husk-check.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+use husk_image::release::{self, NewRelease, RepoInit};
+use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS};
+use qemu_tests::log_lines::{AGENT_READY, REBOOT};
+use qemu_tests::{DiskImage, GuestDisk, InitConfig, Restart, Result, Service, TestDir, Vm};
+
+/// A whole update cycle: several UEFI boots under TCG.
+const TO_UPDATE: Duration = Duration::from_secs(300);
+
+/// Serves the files under a directory the test may switch, with
+/// `Range: bytes=N-`; returns the port.
+struct RepoServer {
+    root: Arc<Mutex<PathBuf>>,
+    port: u16,
+}
+
+impl RepoServer {
+    fn start(root: &Path) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the repository server");
+        let port = listener.local_addr().unwrap().port();
+        let root = Arc::new(Mutex::new(root.to_owned()));
+        let shared = Arc::clone(&root);
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let root = shared.lock().unwrap().clone();
+                thread::spawn(move || serve_one(stream, &root));
+            }
+        });
+        Self { root, port }
+    }
+
+    fn switch(&self, root: &Path) {
+        *self.root.lock().unwrap() = root.to_owned();
+    }
+
+    fn url(&self) -> String {
+        format!("http://10.0.2.2:{}/", self.port)
+    }
+}
+
+fn serve_one(mut stream: std::net::TcpStream, root: &Path) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut from = 0u64;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some(range) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            from = range.trim().trim_end_matches('-').parse().unwrap_or(0);
+        }
+    }
+    let path = request_line.split(' ').nth(1).unwrap_or("/");
+    let file = root.join(path.trim_start_matches('/'));
+    let Some(mut f) = (file.is_file() && !path.contains(".."))
+        .then(|| std::fs::File::open(&file).ok())
+        .flatten()
+    else {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        return;
+    };
+    let len = f.metadata().unwrap().len();
+    let from = from.min(len);
+    let head = if from > 0 {
+        format!(
+            "HTTP/1.1 206 Partial Content\r\ncontent-range: bytes {from}-{}/{len}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            len.saturating_sub(1),
+            len - from
+        )
+    } else {
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n")
+    };
+    let _ = stream.write_all(head.as_bytes());
+    let _ = f.seek(SeekFrom::Start(from));
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 || stream.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+}
+
+/// Keys and a fresh repository in `dir/repo`: one key per role.
+struct Repo {
+    dir: PathBuf,
+    keys: Vec<PathBuf>,
+}
+
+impl Repo {
+    fn create(dir: &Path) -> Self {
+        let keys: Vec<PathBuf> = ["root", "targets", "snapshot", "timestamp"]
+            .iter()
+            .map(|role| {
+                let path = dir.join(format!("{role}.key"));
+                release::keygen(&path).expect("keygen");
+                path
+            })
+            .collect();
+        let repo = dir.join("repo");
+        let in_a_year = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+        let in_a_week = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 7);
+        release::repo_init(
+            &RepoInit {
+                repo: repo.clone(),
+                keys: [
+                    vec![keys[0].clone()],
+                    vec![keys[1].clone()],
+                    vec![keys[2].clone()],
+                    vec![keys[3].clone()],
+                ],
+                thresholds: [1; 4],
+                expires: in_a_year,
+            },
+            in_a_week,
+        )
+        .expect("repo-init");
+        Self { dir: repo, keys }
+    }
+
+    fn release(&self, uki: &Path, expires_in_hours: i64) {
+        release::release(&NewRelease {
+            repo: self.dir.clone(),
+            uki: uki.to_owned(),
+            channel: "stable".into(),
+            min_version: None,
+            keys: self.keys[1..].to_vec(),
+            expires: jiff::Timestamp::now() + jiff::SignedDuration::from_hours(expires_in_hours),
+        })
+        .expect("release");
+    }
+
+    fn root_json(&self) -> PathBuf {
+        self.dir.join("root.json")
+    }
+}
+
+/// agent.toml for the test machines.
+fn agent_toml(dir: &Path, name: &str, repository: &str, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[update]\nrepository = \"{repository}\"\ncheck_interval_secs = 0\n\
+             assessment_timeout_secs = 20\n{extra}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A disk of `version` with the repository configured and `checker`
+/// (scenario and arguments) run at boot.
+fn disk(
+    dir: &Path,
+    name: &str,
+    version: &str,
+    agent_toml: &Path,
+    root_json: &Path,
+    checker: &[&str],
+    cmdline: Option<&str>,
+) -> Result<DiskImage> {
+    let build_dir = dir.join(name);
+    std::fs::create_dir_all(&build_dir).unwrap();
+    let (scenario, args) = checker.split_first().unwrap();
+    let config = InitConfig::with_agent().service(Service::checker(
+        &format!("check-{scenario}"),
+        &[&[*scenario], args].concat(),
+        Restart::Never,
+    ));
+    let mut builder = GuestDisk::builder()
+        .version(version)
+        .checker()
+        .init_config(config.to_toml())
+        .file(agent_toml, "/etc/husk/agent.toml", 0o644)
+        .file(root_json, "/etc/husk/update/root.json", 0o644);
+    if let Some(extra) = cmdline {
+        builder = builder.cmdline(extra);
+    }
+    builder.build(&build_dir)
+}
+
+fn boot(dir: TestDir, disk: &DiskImage) -> Result<Vm> {
+    Vm::builder(dir)
+        .ovmf(OVMF_CODE, OVMF_VARS)
+        .drive(&disk.raw, "raw")
+        .user_net()
+        .launch()
+}
+
+#[test]
+fn v1_to_v2_is_applied_and_blessed() -> Result<()> {
+    let dir = TestDir::new("update_v1_v2")?;
+    let repo = Repo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let config = agent_toml(dir.path(), "agent", &server.url(), "");
+    let v2 = disk(
+        dir.path(),
+        "v2",
+        "2.0.0",
+        &config,
+        &repo.root_json(),
+        &["update-status", "running:    2.0.0", "assessment: blessed"],
+        None,
+    )?;
+    repo.release(&v2.uki, 24);
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &config,
+        &repo.root_json(),
+        &["update-apply"],
+        None,
+    )?;
+
+    let mut vm = boot(dir, &v1)?;
+    vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
+    vm.wait_for_line("update-apply: check: update available: 2.0.0", TO_UPDATE)?;
+    let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(
+        applied.contains("2.0.0 installed; rebooting into it"),
+        "{applied}"
+    );
+    let started = std::time::Instant::now();
+    vm.wait_for_line(REBOOT, TO_SHUTDOWN_LINE)?;
+    vm.wait_for_line("update: running version 2.0.0", TO_UEFI_AGENT_READY)?;
+    vm.wait_for_line(AGENT_READY, TO_UEFI_AGENT_READY)?;
+    eprintln!("reboot into v2 to agent ready: {:?}", started.elapsed());
+    vm.wait_for_line("2.0.0 passed its boot assessment and is blessed", TO_UPDATE)?;
+    vm.expect_check("update-status", TO_UPDATE)?;
+    vm.wait_for_line_from_start("husk-2.0.0.efi", TO_CHECK)?;
+    vm.wait_for_line_from_start("husk-1.0.0.efi", TO_CHECK)?;
+    power_off(&mut vm)
+}
+
+#[test]
+fn a_v2_that_never_becomes_healthy_rolls_back() -> Result<()> {
+    let dir = TestDir::new("update_rollback")?;
+    let repo = Repo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let good = agent_toml(dir.path(), "agent", &server.url(), "");
+    // Port 9 (discard) is closed on the guest: the check never passes.
+    let failing = agent_toml(
+        dir.path(),
+        "failing",
+        &server.url(),
+        "[[update.health_checks]]\nname = \"web\"\nhttp = \"http://127.0.0.1:9/healthz\"\n",
+    );
+    let failing = {
+        // A short assessment: three tries of it under TCG.
+        let text = std::fs::read_to_string(&failing).unwrap().replace(
+            "assessment_timeout_secs = 20",
+            "assessment_timeout_secs = 4",
+        );
+        std::fs::write(&failing, text).unwrap();
+        failing
+    };
+    let v2 = disk(
+        dir.path(),
+        "v2",
+        "2.0.0",
+        &failing,
+        &repo.root_json(),
+        &["sleep"],
+        None,
+    )?;
+    repo.release(&v2.uki, 24);
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &good,
+        &repo.root_json(),
+        &["update-apply"],
+        None,
+    )?;
+
+    let mut vm = boot(dir, &v1)?;
+    let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(applied.contains("2.0.0 installed"), "{applied}");
+    for try_number in 1..=3 {
+        vm.wait_for_line("update: running version 2.0.0", TO_UEFI_AGENT_READY)?;
+        let failed = vm.wait_for_line("2.0.0 failed its boot assessment", TO_UPDATE)?;
+        assert!(
+            failed.contains("health check \"web\""),
+            "try {try_number}: {failed}"
+        );
+    }
+    vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
+    let rolled_back = vm.wait_for_line("rolled back from 2.0.0 to 1.0.0", TO_CHECK)?;
+    assert!(
+        rolled_back.contains("3 tries spent") && rolled_back.contains("health check \"web\""),
+        "{rolled_back}"
+    );
+    // v1's checker asks again: the failed version is not applied again,
+    // and the status tells what happened.
+    let again = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(again.contains("failed on this machine before"), "{again}");
+    vm.wait_for_line("rollback:   2.0.0 -> 1.0.0", TO_CHECK)?;
+    power_off(&mut vm)
+}
+
+/// Boots v1 against a repository prepared by `spoil`, runs
+/// `update-apply`, and expects the refusal to name `expected`, with v1
+/// still the boot entry.
+fn refused(
+    name: &str,
+    version: &str,
+    spoil: impl FnOnce(&Repo, &Path),
+    expected: &str,
+) -> Result<()> {
+    let dir = TestDir::new(name)?;
+    let repo = Repo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let config = agent_toml(dir.path(), "agent", &server.url(), "");
+    let v2 = disk(
+        dir.path(),
+        "v2",
+        version,
+        &config,
+        &repo.root_json(),
+        &["sleep"],
+        None,
+    )?;
+    spoil(&repo, &v2.uki);
+    server.switch(&repo.dir);
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &config,
+        &repo.root_json(),
+        &["update-apply"],
+        None,
+    )?;
+    let mut vm = boot(dir, &v1)?;
+    vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
+    let refusal = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(
+        refusal.contains(expected),
+        "expected {expected:?} in: {refusal}"
+    );
+    vm.wait_for_line("next boot:  1.0.0", TO_CHECK)?;
+    vm.expect_check("update-apply", TO_CHECK)
+        .expect_err("the apply must fail");
+    power_off(&mut vm)
+}
+
+#[test]
+fn a_tampered_uki_is_refused() -> Result<()> {
+    refused(
+        "update_tampered",
+        "2.0.0",
+        |repo, uki| {
+            repo.release(uki, 24);
+            let target = std::fs::read_dir(repo.dir.join("targets"))
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().ends_with("husk-2.0.0.efi"))
+                .unwrap()
+                .path();
+            let mut bytes = std::fs::read(&target).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            std::fs::remove_file(&target).unwrap();
+            std::fs::write(&target, bytes).unwrap();
+        },
+        "does not match the signed",
+    )
+}
+
+#[test]
+fn a_bad_signature_is_refused() -> Result<()> {
+    refused(
+        "update_bad_signature",
+        "2.0.0",
+        |repo, uki| {
+            repo.release(uki, 24);
+            // Flip one hex digit of the timestamp's signature.
+            let path = repo.dir.join("metadata/timestamp.json");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let at = text.find("\"sig\"").unwrap() + "\"sig\": \"".len() + 4;
+            let mut bytes = text.into_bytes();
+            bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+            std::fs::write(&path, bytes).unwrap();
+        },
+        "Failed to verify timestamp metadata",
+    )
+}
+
+#[test]
+fn expired_metadata_is_refused() -> Result<()> {
+    refused(
+        "update_expired",
+        "2.0.0",
+        |repo, uki| repo.release(uki, -1),
+        "metadata is expired",
+    )
+}
+
+#[test]
+fn a_downgrade_is_refused() -> Result<()> {
+    // The repository's only release is older than the running version;
+    // asking for it by name is refused without force.
+    let dir = TestDir::new("update_downgrade")?;
+    let repo = Repo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let config = agent_toml(dir.path(), "agent", &server.url(), "");
+    let v0 = disk(
+        dir.path(),
+        "v0",
+        "0.9.0",
+        &config,
+        &repo.root_json(),
+        &["sleep"],
+        None,
+    )?;
+    repo.release(&v0.uki, 24);
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &config,
+        &repo.root_json(),
+        &["update-apply", "--version", "0.9.0"],
+        None,
+    )?;
+    let mut vm = boot(dir, &v1)?;
+    vm.wait_for_line(
+        "update-apply: check: up to date (1.0.0)",
+        TO_UEFI_AGENT_READY,
+    )?;
+    let refusal = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(
+        refusal.contains("0.9.0 is older than the running 1.0.0"),
+        "{refusal}"
+    );
+    vm.wait_for_line("next boot:  1.0.0", TO_CHECK)?;
+    power_off(&mut vm)
+}
+
+/// Cuts power at `point` of an apply, then boots the same disk again:
+/// a good version comes up with its data partition clean.
+fn power_cut(point: &str, acceptable: &[&str]) -> Result<()> {
+    let name = format!("update_cut_{}", point.replace('-', "_"));
+    let dir = TestDir::new(&name)?;
+    let repo = Repo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let config = agent_toml(dir.path(), "agent", &server.url(), "");
+    let v2 = disk(
+        dir.path(),
+        "v2",
+        "2.0.0",
+        &config,
+        &repo.root_json(),
+        &["sleep"],
+        None,
+    )?;
+    repo.release(&v2.uki, 24);
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &config,
+        &repo.root_json(),
+        &["update-apply"],
+        Some(&format!("husk.update_fault={point}")),
+    )?;
+    // The disk lives in `dir`, which outlives both machines.
+    let first = TestDir::new(&format!("{name}_first"))?;
+    let second = TestDir::new(&format!("{name}_again"))?;
+    let mut vm = boot(first, &v1)?;
+    vm.wait_for_line(&format!("update: fault point reached: {point}"), TO_UPDATE)?;
+    vm.kill();
+    drop(vm);
+
+    let mut vm = boot(second, &v1)?;
+    let running = vm.wait_for_line("update: running version", TO_UEFI_AGENT_READY)?;
+    assert!(
+        acceptable
+            .iter()
+            .any(|v| running.ends_with(&format!("running version {v}"))),
+        "after a power cut at {point}: {running}"
+    );
+    // The journal may need replaying after the cut; nothing worse.
+    let fsck = vm.wait_for_line_from_start("data: e2fsck /dev/", TO_CHECK)?;
+    assert!(
+        fsck.contains("clean in") || fsck.contains("errors corrected"),
+        "{fsck}"
+    );
+    vm.wait_for_line_from_start(AGENT_READY, TO_CHECK)?;
+    power_off(&mut vm)
+}
+
+#[test]
+fn power_cut_during_the_download() -> Result<()> {
+    power_cut("download", &["1.0.0"])
+}
+
+#[test]
+fn power_cut_during_the_esp_write() -> Result<()> {
+    power_cut("esp-write", &["1.0.0"])
+}
+
+#[test]
+fn power_cut_around_the_rename() -> Result<()> {
+    // Before the directory is synced the rename may or may not be on
+    // disk: either version is a good one.
+    power_cut("renamed", &["1.0.0", "2.0.0"])
+}
