@@ -59,7 +59,9 @@ impl Updater {
             self.set_assessment("not on trial (no boot entry of the running version)");
             return;
         };
-        if !entry.on_trial() {
+        // systemd-boot counted this boot before starting it: on the last
+        // try the entry already reads `+0-N`. Any counter means on trial.
+        if entry.tries.is_none() {
             self.set_assessment("blessed");
             self.update_state(|s| {
                 if s.pending.as_ref().is_some_and(|p| p.version == running) {

@@ -124,8 +124,10 @@ pub struct EntryStatus {
 
 impl EntryStatus {
     fn of(entry: &BootEntry, running: Option<&str>) -> Self {
+        let running = running == Some(entry.version.as_str());
         let state = match entry.tries {
             None => "blessed".to_owned(),
+            Some(t) if t.left == 0 && running => "on trial (last try)".to_owned(),
             Some(t) if t.left == 0 => "failed (tries spent)".to_owned(),
             Some(t) => format!("on trial ({} tries left)", t.left),
         };
@@ -133,7 +135,7 @@ impl EntryStatus {
             file: entry.file_name(),
             version: entry.version.clone(),
             state,
-            running: running == Some(entry.version.as_str()),
+            running,
         }
     }
 }
