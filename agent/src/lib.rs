@@ -7,7 +7,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod containers;
-pub mod http_get;
+pub mod http_client;
 pub mod logger;
 pub mod net;
 pub mod runtime;

@@ -21,6 +21,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use husk_release::BootEntry;
 use sha2::{Digest, Sha256};
 
 /// Debian's systemd-boot (package [`SYSTEMD_BOOT_PACKAGE`]).
@@ -101,9 +102,10 @@ pub enum EspError {
 /// The file name of a UKI under `EFI/Linux/`.
 pub fn uki_file_name(version: &str, tries: Option<u32>) -> String {
     match tries {
-        Some(n) => format!("husk-{version}+{n}.efi"),
-        None => format!("husk-{version}.efi"),
+        Some(n) => BootEntry::fresh(version, n),
+        None => BootEntry::blessed(version),
     }
+    .file_name()
 }
 
 /// The volume id (serial number) for a seed.
@@ -157,15 +159,7 @@ fn fat_date_time(epoch: u64) -> fatfs::DateTime {
 }
 
 fn check_version(version: &str) -> Result<(), EspError> {
-    let ok = !version.is_empty()
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '^' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EspError::BadVersion(version.to_owned()))
-    }
+    husk_release::check_version(version).map_err(|_| EspError::BadVersion(version.to_owned()))
 }
 
 /// What an ESP build wrote.

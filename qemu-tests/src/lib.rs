@@ -36,6 +36,7 @@ pub mod qmp;
 pub mod serial;
 mod slots;
 pub mod test_dir;
+pub mod update_repo;
 pub mod vm;
 pub mod vm_builder;
 

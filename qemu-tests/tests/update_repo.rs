@@ -6,17 +6,20 @@
 
 use std::path::{Path, PathBuf};
 
-use husk_agent::update::download;
 use husk_agent::update::repo::Repo;
-use husk_image::release::{self, NewRelease, RepoInit};
-use husk_image::uki;
+use husk_agent::update::{UpdateError, download};
+use husk_image::{release, uki};
 use husk_release::manifest::Offer;
+use qemu_tests::update_repo::TestRepo;
 
 /// A UKI of `version` around the real systemd stub and a fake kernel.
 fn uki(dir: &Path, version: &str) -> PathBuf {
     let stub = std::fs::read(uki::DEFAULT_STUB).expect("systemd-boot-efi's stub");
     let osrel = uki::os_release(version);
-    let linux = vec![0x90u8; 64 * 1024];
+    // Enough of a bzImage for the UKI writer: "MZ" and the boot header.
+    let mut linux = vec![0x90u8; 64 * 1024];
+    linux[..2].copy_from_slice(b"MZ");
+    linux[0x202..0x206].copy_from_slice(b"HdrS");
     let image = uki::assemble(
         &stub,
         &uki::UkiSections {
@@ -33,147 +36,83 @@ fn uki(dir: &Path, version: &str) -> PathBuf {
     path
 }
 
-fn hours(n: i64) -> jiff::Timestamp {
-    jiff::Timestamp::now() + jiff::SignedDuration::from_hours(n)
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    keys: Vec<PathBuf>,
+    dir: tempfile::TempDir,
+    repo: TestRepo,
     client: PathBuf,
-    base: String,
 }
 
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let keys: Vec<PathBuf> = ["root", "targets", "snapshot", "timestamp"]
-            .iter()
-            .map(|r| {
-                let p = dir.path().join(format!("{r}.key"));
-                release::keygen(&p).unwrap();
-                p
-            })
-            .collect();
-        let repo = dir.path().join("repo");
-        release::repo_init(
-            &RepoInit {
-                repo: repo.clone(),
-                keys: [
-                    vec![keys[0].clone()],
-                    vec![keys[1].clone()],
-                    vec![keys[2].clone()],
-                    vec![keys[3].clone()],
-                ],
-                thresholds: [1; 4],
-                expires: hours(24 * 365),
-            },
-            hours(24),
-        )
-        .unwrap();
-        let base = format!("file://{}/", repo.display());
+        let repo = TestRepo::create(dir.path());
         Self {
             client: dir.path().join("client"),
-            _dir: dir,
+            dir,
             repo,
-            keys,
-            base,
         }
     }
 
-    fn release(&self, version: &str, expires: jiff::Timestamp) {
-        let uki = uki(self.repo.parent().unwrap(), version);
-        release::release(&NewRelease {
-            repo: self.repo.clone(),
-            uki,
-            channel: "stable".into(),
-            min_version: None,
-            keys: self.keys[1..].to_vec(),
-            expires,
-        })
-        .unwrap();
+    /// Releases a UKI of `version` whose metadata expires in `hours`.
+    fn release(&self, version: &str, hours: i64) -> Result<(), release::ReleaseError> {
+        self.repo.release(&uki(self.dir.path(), version), hours)
     }
 
-    fn load(&self) -> Result<Repo, husk_agent::update::UpdateError> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(Repo::load(
-                &self.base,
-                &self.repo.join("root.json"),
-                &self.client.join("tuf"),
-            ))
+    /// The agent's view, with its datastore kept across loads.
+    fn load(&self) -> Result<Repo, UpdateError> {
+        let base = format!("file://{}/", self.repo.dir.display());
+        block_on(Repo::load(
+            &base,
+            &self.repo.root_json(),
+            &self.client.join("tuf"),
+        ))
     }
 
-    fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
+    fn download(&self, repo: &Repo, version: &str) -> Result<PathBuf, UpdateError> {
+        let manifest = block_on(repo.manifest())?;
+        let release = manifest.find("stable", version).expect("released");
+        let target = repo.uki(release)?;
+        block_on(download::fetch(
+            &target,
+            &self.client.join("download"),
+            &format!("husk-{version}.efi"),
+        ))
     }
 }
 
 #[test]
 fn a_release_is_verified_and_downloaded() {
     let fx = Fixture::new();
-    fx.release("2.0.0", hours(24));
+    fx.release("2.0.0", 24).unwrap();
     let repo = fx.load().unwrap();
-    let manifest = fx.block_on(repo.manifest()).unwrap();
-    let Offer::Update(release) = manifest.offer("stable", "1.0.0") else {
-        panic!("no offer: {manifest:?}");
-    };
-    let target = repo.uki(release).unwrap();
-    let path = fx
-        .block_on(download::fetch(
-            &target,
-            &fx.client.join("download"),
-            "husk-2.0.0.efi",
-        ))
-        .unwrap();
-    assert_eq!(
-        release::uki_version(&std::fs::read(path).unwrap()).unwrap(),
-        "2.0.0"
+    let manifest = block_on(repo.manifest()).unwrap();
+    assert!(
+        matches!(manifest.offer("stable", "1.0.0"), Offer::Update(r) if r.version == "2.0.0"),
+        "{manifest:?}"
     );
-    // Releasing the same version again is refused.
-    let again = release::release(&NewRelease {
-        repo: fx.repo.clone(),
-        uki: fx.repo.parent().unwrap().join("husk-2.0.0.efi"),
-        channel: "stable".into(),
-        min_version: None,
-        keys: fx.keys[1..].to_vec(),
-        expires: hours(24),
-    });
-    assert!(again.unwrap_err().to_string().contains("already released"));
+    let path = fx.download(&repo, "2.0.0").unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(release::uki_version(&bytes).unwrap(), "2.0.0");
+    // The same version cannot be released twice.
+    let again = fx.release("2.0.0", 24).unwrap_err();
+    assert!(again.to_string().contains("already released"), "{again}");
 }
 
 #[test]
 fn a_tampered_target_is_refused() {
     let fx = Fixture::new();
-    fx.release("2.0.0", hours(24));
-    let target_file = std::fs::read_dir(fx.repo.join("targets"))
-        .unwrap()
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().ends_with("husk-2.0.0.efi"))
-        .unwrap()
-        .path();
-    let mut bytes = std::fs::read(&target_file).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::remove_file(&target_file).unwrap();
-    std::fs::write(&target_file, &bytes).unwrap();
+    fx.release("2.0.0", 24).unwrap();
+    fx.repo.tamper_with("husk-2.0.0.efi");
     let repo = fx.load().unwrap();
-    let manifest = fx.block_on(repo.manifest()).unwrap();
-    let target = repo.uki(&manifest.releases[0]).unwrap();
-    let error = fx
-        .block_on(download::fetch(
-            &target,
-            &fx.client.join("download"),
-            "husk-2.0.0.efi",
-        ))
-        .unwrap_err();
+    let error = fx.download(&repo, "2.0.0").unwrap_err();
     assert!(
         error.to_string().contains("does not match the signed"),
         "{error}"
@@ -185,20 +124,18 @@ fn a_tampered_target_is_refused() {
 }
 
 #[test]
-fn expired_metadata_and_bad_signatures_are_refused() {
+fn expired_metadata_is_refused() {
     let fx = Fixture::new();
-    fx.release("2.0.0", hours(-1));
+    fx.release("2.0.0", -1).unwrap();
     let error = fx.load().unwrap_err();
     assert!(error.to_string().contains("expired"), "{error}");
+}
 
+#[test]
+fn a_bad_signature_is_refused() {
     let fx = Fixture::new();
-    fx.release("2.0.0", hours(24));
-    let path = fx.repo.join("metadata/timestamp.json");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let at = text.find("\"sig\"").unwrap() + "\"sig\": \"".len() + 2;
-    let mut bytes = text.into_bytes();
-    bytes[at] = if bytes[at] == b'a' { b'b' } else { b'a' };
-    std::fs::write(&path, bytes).unwrap();
+    fx.release("2.0.0", 24).unwrap();
+    fx.repo.spoil_timestamp_signature();
     let error = fx.load().unwrap_err();
     assert!(
         error.to_string().contains("Failed to verify timestamp"),
@@ -209,15 +146,15 @@ fn expired_metadata_and_bad_signatures_are_refused() {
 #[test]
 fn a_rolled_back_repository_is_refused() {
     let fx = Fixture::new();
-    fx.release("2.0.0", hours(24));
-    let old = fx.repo.parent().unwrap().join("old-metadata");
-    copy_dir(&fx.repo.join("metadata"), &old);
-    fx.release("2.1.0", hours(24));
+    fx.release("2.0.0", 24).unwrap();
+    let old = fx.dir.path().join("old-metadata");
+    copy_dir(&fx.repo.dir.join("metadata"), &old);
+    fx.release("2.1.0", 24).unwrap();
     fx.load().unwrap();
-    // An attacker (or a stale mirror) serves the previous timestamp.
+    // A stale mirror (or an attacker) serves the previous timestamp.
     std::fs::copy(
         old.join("timestamp.json"),
-        fx.repo.join("metadata/timestamp.json"),
+        fx.repo.dir.join("metadata/timestamp.json"),
     )
     .unwrap();
     let error = fx.load().unwrap_err();
@@ -225,6 +162,20 @@ fn a_rolled_back_repository_is_refused() {
         error.to_string().to_lowercase().contains("version"),
         "{error}"
     );
+}
+
+#[test]
+fn an_interrupted_download_resumes() {
+    let fx = Fixture::new();
+    fx.release("2.0.0", 24).unwrap();
+    let repo = fx.load().unwrap();
+    let whole = std::fs::read(fx.repo.target_file("husk-2.0.0.efi")).unwrap();
+    let part = fx.client.join("download/husk-2.0.0.efi.part");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, &whole[..whole.len() / 3]).unwrap();
+    let path = fx.download(&repo, "2.0.0").unwrap();
+    assert_eq!(std::fs::read(path).unwrap(), whole);
+    assert!(!part.exists());
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -251,7 +251,7 @@ pub async fn unhealthy(containers: &Manager, checks: &[HealthCheck]) -> Option<S
 
 async fn http_check(check: &HealthCheck) -> Result<(), String> {
     let url = url::Url::parse(&check.http).map_err(|e| e.to_string())?;
-    let response = crate::http_get::get(&url, 0, CHECK_TIMEOUT)
+    let response = crate::http_client::get(&url, 0, CHECK_TIMEOUT)
         .await
         .map_err(|e| e.to_string())?;
     if (200..300).contains(&response.status) {

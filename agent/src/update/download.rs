@@ -50,7 +50,7 @@ pub async fn fetch(
         match target.url.scheme() {
             "file" => copy_file(target, &mut file, have).await?,
             _ => {
-                let response = crate::http_get::get(&target.url, have, TIMEOUT)
+                let response = crate::http_client::get(&target.url, have, TIMEOUT)
                     .await
                     .map_err(|e| UpdateError::Download(format!("{}: {e}", target.url)))?;
                 match response.status {

@@ -66,11 +66,9 @@ impl Esp {
         if from == to {
             return Ok(());
         }
-        fs::rename(
-            self.dir.join(from.file_name()),
-            self.dir.join(to.file_name()),
-        )?;
-        sync_dir(&self.dir)
+        let to = self.dir.join(to.file_name());
+        fs::rename(self.dir.join(from.file_name()), &to)?;
+        sync_renamed(&to, &self.dir)
     }
 
     /// Blesses `version`'s entry (drops its counter). `false` when it
@@ -126,9 +124,10 @@ impl Esp {
             fs::remove_file(self.dir.join(old.file_name()))?;
         }
         fault::point("rename").await;
-        fs::rename(&partial, self.dir.join(entry.file_name()))?;
+        let path = self.dir.join(entry.file_name());
+        fs::rename(&partial, &path)?;
         fault::point("renamed").await;
-        sync_dir(&self.dir)?;
+        sync_renamed(&path, &self.dir)?;
         Ok(entry)
     }
 
@@ -163,6 +162,17 @@ fn not_found(version: &str) -> io::Error {
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Makes a rename durable on FAT. vfat's rename writes the new directory
+/// entry with no start cluster and size 0 and leaves those to the file's
+/// inode writeback: syncing only the directory leaves, after a power
+/// cut, an empty file under the new name and the UKI's clusters lost
+/// (the boot loader then finds no entry at all). Syncing the file writes
+/// its entry; then the directory. (The ESP is also mounted `dirsync`.)
+fn sync_renamed(file: &Path, dir: &Path) -> io::Result<()> {
+    File::open(file)?.sync_all()?;
+    sync_dir(dir)
 }
 
 #[cfg(test)]

@@ -356,8 +356,15 @@ impl Updater {
         let downloads = self.inner.state_dir.join("download");
         let file_name = format!("husk-{}.efi", release.version);
         let uki = download::fetch(&target, &downloads, &file_name).await?;
-        // Room on the ESP first: only the running version stays.
+        // Room on the ESP first: only the running version stays. A
+        // machine not booted from its ESP (rescue medium, direct kernel)
+        // would be left with nothing to boot: refused.
         let io = |e: std::io::Error| UpdateError::Io(format!("ESP {}: {e}", esp.dir().display()));
+        if esp.find(&running).map_err(io)?.is_none() {
+            return Err(UpdateError::Refused(format!(
+                "the running version {running} has no boot entry on the ESP: not booted from it"
+            )));
+        }
         let removed = esp.prune(&[running.as_str()]).map_err(io)?;
         if !removed.is_empty() {
             log::info!("update: removed {} from the ESP", removed.join(", "));

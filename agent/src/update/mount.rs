@@ -47,7 +47,9 @@ pub fn find_esp(class_block: &Path) -> Option<String> {
 }
 
 /// Mounts the ESP (vfat) at [`ESP_MOUNT`], unless something is mounted
-/// there already. Files are root's only: the ESP holds the OS.
+/// there already. Files are root's only: the ESP holds the OS. `dirsync`:
+/// vfat then writes a renamed file's directory entry at once (see
+/// `esp::sync_renamed`).
 pub fn mount_esp() -> Result<PathBuf, String> {
     let target = PathBuf::from(ESP_MOUNT);
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
@@ -67,7 +69,8 @@ pub fn mount_esp() -> Result<PathBuf, String> {
         "vfat",
         rustix::mount::MountFlags::NOSUID
             | rustix::mount::MountFlags::NODEV
-            | rustix::mount::MountFlags::NOEXEC,
+            | rustix::mount::MountFlags::NOEXEC
+            | rustix::mount::MountFlags::DIRSYNC,
         c"umask=0077,shortname=mixed,flush",
     )
     .map_err(|e| format!("mounting {source} on {ESP_MOUNT}: {e}"))?;

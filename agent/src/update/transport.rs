@@ -1,4 +1,4 @@
-//! tough's transport over [`crate::http_get`] (http://) and the file
+//! tough's transport over [`crate::http_client`] (http://) and the file
 //! system (file://). TUF authenticates what comes through it.
 
 use std::time::Duration;
@@ -19,9 +19,11 @@ impl Transport for RepoTransport {
         match url.scheme() {
             "file" => FilesystemTransport.fetch(url).await,
             "http" => {
-                let response = crate::http_get::get(&url, 0, TIMEOUT).await.map_err(|e| {
-                    TransportError::new_with_cause(TransportErrorKind::Other, &url, e)
-                })?;
+                let response = crate::http_client::get(&url, 0, TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        TransportError::new_with_cause(TransportErrorKind::Other, &url, e)
+                    })?;
                 match response.status {
                     200 => {}
                     // TUF looks for root N+1 until one is missing.

@@ -205,35 +205,10 @@ async fn http(
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> io::Result<(u16, String)> {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(address).await?;
-        let (mut sender, connection) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(io::Error::other)?;
-        tokio::spawn(connection);
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, address);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Empty::<Bytes>::new())
-            .map_err(io::Error::other)?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(io::Error::other)?;
-        let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_SIZE as usize)
-            .collect()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?
-            .to_bytes();
+        let response = crate::http_client::request(address, method, path, headers, timeout).await?;
+        let status = response.status;
+        let body = response.bytes(MAX_SIZE as usize).await?;
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     };
     tokio::time::timeout(timeout, exchange)

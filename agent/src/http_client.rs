@@ -1,6 +1,7 @@
-//! A small HTTP/1.1 GET client over plain TCP, for the update repository
-//! (whose contents TUF authenticates, so the channel need not), resumable
-//! downloads and health checks. One connection per request.
+//! A small HTTP/1.1 client over plain TCP, one connection per request:
+//! for the update repository (whose contents TUF authenticates, so the
+//! channel need not), resumable downloads, health checks and the EC2
+//! metadata service.
 
 use std::io;
 use std::time::Duration;
@@ -95,19 +96,37 @@ pub async fn get(url: &Url, from: u64, timeout: Duration) -> io::Result<Response
         Some(q) => format!("{}?{q}", url.path()),
         None => url.path().to_owned(),
     };
+    let range = format!("bytes={from}-");
+    let headers: &[(&str, &str)] = if from > 0 {
+        &[("range", range.as_str())]
+    } else {
+        &[]
+    };
+    request(&address, "GET", &path, headers, timeout).await
+}
+
+/// One request without a body to `address` (`host:port`). The timeout
+/// bounds connecting and the response head, not the body.
+pub async fn request(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> io::Result<Response> {
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(&address).await?;
+        let stream = tokio::net::TcpStream::connect(address).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
                 .map_err(io::Error::other)?;
         tokio::spawn(connection);
         let mut request = hyper::Request::builder()
-            .method("GET")
+            .method(method)
             .uri(path)
-            .header(hyper::header::HOST, &address);
-        if from > 0 {
-            request = request.header(hyper::header::RANGE, format!("bytes={from}-"));
+            .header(hyper::header::HOST, address);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let request = request
             .body(Empty::<Bytes>::new())
