@@ -15,7 +15,8 @@ use crate::event_loop::Init;
 use crate::signals::Signals;
 use crate::supervisor::Supervisor;
 use crate::{
-    config, data_partition, logger, modules, mounts, power_button, shutdown, switch_root, sys,
+    boot_count, config, data_partition, logger, modules, mounts, power_button, shutdown,
+    switch_root, sys,
 };
 
 /// Runs PID 1. Never returns.
@@ -77,6 +78,15 @@ pub fn run() -> ! {
         log::warn!("hostname {}: {e}", config.hostname);
     }
     modules::coldplug(&config.modules);
+    // After coldplug (the efivarfs module).
+    let trial = if boot_count::mount_efivarfs() {
+        boot_count::trial_entry(Path::new(boot_count::EFIVARS))
+    } else {
+        None
+    };
+    if let Some(entry) = &trial {
+        log::info!("boot: trial boot of {entry} (boot counting)");
+    }
     // After coldplug (the disk driver), before the services (the agent
     // keeps its state there).
     data_partition::setup();
@@ -87,6 +97,7 @@ pub fn run() -> ! {
     };
     let supervisor = Supervisor::new(&config.services, Path::new(paths::NOTIFY_DIR));
     let mut init = Init::new(signals, supervisor, buttons, started);
+    init.set_trial(trial);
     match init.run() {
         Ok(action) => shutdown::run(&mut init, action, config.shutdown_timeout()),
         Err(e) => {

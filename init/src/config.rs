@@ -48,6 +48,21 @@ pub struct ServiceConfig {
     pub notify: bool,
     #[serde(default, deserialize_with = "env")]
     pub env: Vec<String>,
+    /// What a crash loop of this service means for the machine.
+    #[serde(default)]
+    pub on_crash_loop: OnCrashLoop,
+}
+
+/// After a service gave up (crash loop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnCrashLoop {
+    /// The machine stays up without it.
+    #[default]
+    Stay,
+    /// On a trial boot (systemd-boot's boot counting), reboot so the
+    /// boot loader spends a try; otherwise stay.
+    RebootOnTrial,
 }
 
 impl ServiceConfig {
@@ -97,20 +112,22 @@ fn default_timeout() -> u64 {
     10
 }
 
-/// Containers (overlay), the power button (evdev), and the filesystems
+/// Containers (overlay), the power button (evdev), the filesystems
 /// config drives use (FAT and ISO 9660, NoCloud's `cidata`): the agent
-/// mounts those at first boot and there is no modprobe to load them then.
+/// mounts those at first boot and there is no modprobe to load them then;
+/// and efivarfs, where systemd-boot says whether this boot is on trial.
 fn default_modules() -> Vec<String> {
     DEFAULT_MODULES.iter().map(|m| (*m).into()).collect()
 }
 
-const DEFAULT_MODULES: [&str; 6] = [
+const DEFAULT_MODULES: [&str; 7] = [
     "overlay",
     "evdev",
     "vfat",
     "nls_cp437",
     "nls_ascii",
     "isofs",
+    "efivarfs",
 ];
 
 fn default_services() -> heapless::Vec<ServiceConfig, MAX_SERVICES> {
@@ -122,6 +139,7 @@ fn default_services() -> heapless::Vec<ServiceConfig, MAX_SERVICES> {
         restart: Restart::Always,
         notify: true,
         env: Vec::new(),
+        on_crash_loop: OnCrashLoop::RebootOnTrial,
     };
     let mut v = heapless::Vec::new();
     let _ = v.push(agent);
@@ -331,13 +349,14 @@ mod tests {
         let text = r#"
 hostname = "husk"
 shutdown_timeout_secs = 10   # grace between SIGTERM and SIGKILL
-modules = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs"]  # always loaded, besides coldplug
+modules = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs", "efivarfs"]  # always loaded, besides coldplug
 
 [[service]]
 name = "husk-agent"
 command = ["/usr/bin/husk-agent"]
 restart = "always"           # always | on-failure | never
 notify = true                # readiness is READY=1 on $NOTIFY_SOCKET
+on_crash_loop = "reboot-on-trial"  # stay | reboot-on-trial
 "#;
         let c = parse(PATH, text).unwrap();
         assert_eq!(c, Config::default());

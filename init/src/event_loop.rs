@@ -59,6 +59,8 @@ pub struct Init {
     agent_ready: bool,
     shutdown: Option<PowerAction>,
     children_left: bool,
+    /// The boot entry on trial (systemd-boot's boot counting), if any.
+    trial: Option<crate::boot_count::EntryPath>,
 }
 
 impl Init {
@@ -76,7 +78,14 @@ impl Init {
             agent_ready: false,
             shutdown: None,
             children_left: true,
+            trial: None,
         }
+    }
+
+    /// This boot is a trial of `entry`: a critical service's crash loop
+    /// reboots it.
+    pub fn set_trial(&mut self, entry: Option<crate::boot_count::EntryPath>) {
+        self.trial = entry;
     }
 
     /// Starts the services and runs until a shutdown is requested.
@@ -89,6 +98,7 @@ impl Init {
                 .map(|t| t.saturating_duration_since(Instant::now()));
             self.pump(timeout)?;
             self.supervisor.run_timers(Instant::now());
+            self.judge_trial();
             if let Some(action) = self.shutdown.take() {
                 return Ok(action);
             }
@@ -191,6 +201,23 @@ impl Init {
     /// False once waitpid reported that init has no children at all.
     pub fn children_left(&self) -> bool {
         self.children_left
+    }
+
+    /// On a trial boot, a critical service that gave up means the new
+    /// version is bad: reboot, and let the boot loader count the try.
+    fn judge_trial(&mut self) {
+        let Some(entry) = &self.trial else {
+            return;
+        };
+        if self.shutdown.is_some() {
+            return;
+        }
+        if let Some(name) = self.supervisor.crash_looped_critical() {
+            log::error!(
+                "boot: {name} crash-loops on a trial boot of {entry}: rebooting to spend the try"
+            );
+            self.request_shutdown(PowerAction::Reboot);
+        }
     }
 
     fn request_shutdown(&mut self, action: PowerAction) {

@@ -26,6 +26,7 @@
 )]
 
 pub mod boot;
+pub mod boot_count;
 pub mod config;
 pub mod ctl;
 pub mod data_partition;

@@ -248,6 +248,18 @@ impl Supervisor {
         true
     }
 
+    /// A service that gave up and whose crash loop should reboot a trial
+    /// boot (`on_crash_loop = "reboot-on-trial"`).
+    pub fn crash_looped_critical(&self) -> Option<&str> {
+        self.services
+            .iter()
+            .find(|s| {
+                s.state == State::GaveUp
+                    && s.config.on_crash_loop == crate::config::OnCrashLoop::RebootOnTrial
+            })
+            .map(Service::name)
+    }
+
     /// The descriptors to poll.
     pub fn sources(&self) -> impl Iterator<Item = (Source, BorrowedFd<'_>)> {
         self.services.iter().enumerate().flat_map(|(i, s)| {
@@ -462,6 +474,14 @@ mod tests {
     fn exits_follow_the_policy_and_give_up_on_crash_loops() {
         let mut cfg = config("crash", &["/bin/false"], false);
         cfg.restart = Restart::OnFailure;
+        let mut critical = cfg.clone();
+        critical.on_crash_loop = crate::config::OnCrashLoop::RebootOnTrial;
+        for (cfg, critical) in [(cfg, false), (critical, true)] {
+            crash_loop(cfg, critical);
+        }
+    }
+
+    fn crash_loop(cfg: ServiceConfig, critical: bool) {
         let dir = tempfile::tempdir().unwrap();
         let mut sup = Supervisor::new(&[cfg], dir.path());
         let t0 = Instant::now();
@@ -480,6 +500,7 @@ mod tests {
             }
         }
         assert_eq!(sup.services()[0].state, State::GaveUp);
+        assert_eq!(sup.crash_looped_critical().is_some(), critical);
         assert!(sup.next_timer().is_none());
         assert!(!sup.on_exit(12345678, ExitKind::Status(0), now));
     }

@@ -32,6 +32,20 @@ pub fn write_file(path: &str, contents: &str) -> io::Result<()> {
 }
 
 /// Reads a small text file, refusing anything larger than `cap` bytes.
+/// The bytes of a small file, refused past `cap`.
+pub fn read_capped_bytes(path: &std::path::Path, cap: u64) -> io::Result<Vec<u8>> {
+    let f = File::open(path)?;
+    let mut bytes = Vec::new();
+    f.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {cap} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
 pub fn read_capped(path: &std::path::Path, cap: u64) -> io::Result<String> {
     let f = File::open(path)?;
     let mut text = String::new();

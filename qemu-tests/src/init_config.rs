@@ -24,6 +24,9 @@ pub struct Service {
     pub command: Vec<String>,
     pub restart: Restart,
     pub notify: bool,
+    /// `reboot-on-trial` for the agent, as in the product.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_crash_loop: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -42,6 +45,7 @@ impl Service {
             command: vec![husk_common::paths::AGENT_BIN.to_owned()],
             restart: Restart::Always,
             notify: true,
+            on_crash_loop: Some("reboot-on-trial".to_owned()),
         }
     }
 
@@ -54,6 +58,7 @@ impl Service {
             command,
             restart,
             notify: false,
+            on_crash_loop: None,
         }
     }
 }

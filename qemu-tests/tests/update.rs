@@ -268,6 +268,53 @@ fn a_v2_that_never_becomes_healthy_rolls_back() -> Result<()> {
     power_off(&mut vm)
 }
 
+#[test]
+fn a_v2_whose_agent_crash_loops_rolls_back() -> Result<()> {
+    // v2's agent.toml is invalid: its agent exits at once, every time.
+    // husk-init gives up on it and, the boot being a trial, reboots.
+    let dir = TestDir::new("update_crash_loop")?;
+    let repo = TestRepo::create(dir.path());
+    let server = RepoServer::start(&repo.dir);
+    let good = agent_toml(dir.path(), "agent", &server.url(), "");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, "[logs]\nmax_files = 0\n").unwrap();
+    let v2 = disk(
+        dir.path(),
+        "v2",
+        "2.0.0",
+        &broken,
+        &repo.root_json(),
+        &["sleep"],
+        None,
+    )?;
+    repo.release(&v2.uki, 24).expect("release");
+    let v1 = disk(
+        dir.path(),
+        "v1",
+        "1.0.0",
+        &good,
+        &repo.root_json(),
+        &["update-apply"],
+        None,
+    )?;
+
+    let mut vm = boot(dir, &v1)?;
+    let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
+    assert!(applied.contains("2.0.0 installed"), "{applied}");
+    for try_number in 1..=3 {
+        let trial = vm.wait_for_line("boot: trial boot of", TO_UEFI_AGENT_READY)?;
+        assert!(trial.contains("husk-2.0.0+"), "try {try_number}: {trial}");
+        vm.wait_for_line("husk-agent crash-loops on a trial boot", TO_UPDATE)?;
+    }
+    vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
+    let rolled_back = vm.wait_for_line("rolled back from 2.0.0 to 1.0.0", TO_CHECK)?;
+    assert!(
+        rolled_back.contains("without reaching its assessment"),
+        "{rolled_back}"
+    );
+    power_off(&mut vm)
+}
+
 /// Boots v1 against a repository prepared by `spoil`, runs
 /// `update-apply`, and expects the refusal to name `expected`, with v1
 /// still the boot entry.
