@@ -150,10 +150,6 @@ impl Updater {
                 ),
             }
         };
-        log::warn!(
-            "update: rolled back from {} to {running}: {reason}",
-            failed.version
-        );
         self.update_state(|s| {
             s.last_rollback = Some(Rollback {
                 from_version: failed.version.clone(),
