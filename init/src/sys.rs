@@ -31,7 +31,6 @@ pub fn write_file(path: &str, contents: &str) -> io::Result<()> {
     }
 }
 
-/// Reads a small text file, refusing anything larger than `cap` bytes.
 /// The bytes of a small file, refused past `cap`.
 pub fn read_capped_bytes(path: &std::path::Path, cap: u64) -> io::Result<Vec<u8>> {
     let f = File::open(path)?;
@@ -46,17 +45,10 @@ pub fn read_capped_bytes(path: &std::path::Path, cap: u64) -> io::Result<Vec<u8>
     Ok(bytes)
 }
 
+/// Reads a small text file, refusing anything larger than `cap` bytes.
 pub fn read_capped(path: &std::path::Path, cap: u64) -> io::Result<String> {
-    let f = File::open(path)?;
-    let mut text = String::new();
-    f.take(cap.saturating_add(1)).read_to_string(&mut text)?;
-    if text.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {cap} bytes"),
-        ));
-    }
-    Ok(text)
+    String::from_utf8(read_capped_bytes(path, cap)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Makes Ctrl-Alt-Del send SIGINT to PID 1 instead of rebooting at once.

@@ -8,8 +8,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
@@ -22,10 +21,9 @@ use qemu_tests::{DiskImage, GuestDisk, InitConfig, Restart, Result, Service, Tes
 /// A whole update cycle: several UEFI boots under TCG.
 const TO_UPDATE: Duration = Duration::from_secs(300);
 
-/// Serves the files under a directory the test may switch, with
-/// `Range: bytes=N-`; returns the port.
+/// Serves the files under a directory over HTTP, with
+/// `Range: bytes=N-`, for as long as the test runs.
 struct RepoServer {
-    root: Arc<Mutex<PathBuf>>,
     port: u16,
 }
 
@@ -33,21 +31,17 @@ impl RepoServer {
     fn start(root: &Path) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the repository server");
         let port = listener.local_addr().unwrap().port();
-        let root = Arc::new(Mutex::new(root.to_owned()));
-        let shared = Arc::clone(&root);
+        let root = root.to_owned();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let root = shared.lock().unwrap().clone();
+                let root = root.clone();
                 thread::spawn(move || serve_one(stream, &root));
             }
         });
-        Self { root, port }
+        Self { port }
     }
 
-    fn switch(&self, root: &Path) {
-        *self.root.lock().unwrap() = root.to_owned();
-    }
-
+    /// The repository as the guest reaches it (slirp's host address).
     fn url(&self) -> String {
         format!("http://10.0.2.2:{}/", self.port)
     }
@@ -102,86 +96,117 @@ fn serve_one(mut stream: std::net::TcpStream, root: &Path) {
     }
 }
 
-/// agent.toml for the test machines.
-fn agent_toml(dir: &Path, name: &str, repository: &str, extra: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[update]\nrepository = \"{repository}\"\ncheck_interval_secs = 0\n\
-             assessment_timeout_secs = 20\n{extra}"
-        ),
-    )
-    .unwrap();
-    path
+/// A test's signed repository, served over HTTP, and the machines built
+/// against it. Dropping it removes the disks and stops nothing else.
+struct Setup {
+    name: String,
+    dir: TestDir,
+    repo: TestRepo,
+    server: RepoServer,
 }
 
-/// A disk of `version` with the repository configured and `checker`
-/// (scenario and arguments) run at boot.
-fn disk(
-    dir: &Path,
-    name: &str,
-    version: &str,
-    agent_toml: &Path,
-    root_json: &Path,
-    checker: &[&str],
-    cmdline: Option<&str>,
-) -> Result<DiskImage> {
-    let build_dir = dir.join(name);
-    std::fs::create_dir_all(&build_dir).unwrap();
-    let (scenario, args) = checker.split_first().unwrap();
-    let config = InitConfig::with_agent().service(Service::checker(
-        &format!("check-{scenario}"),
-        &[&[*scenario], args].concat(),
-        Restart::Never,
-    ));
-    let mut builder = GuestDisk::builder()
-        .version(version)
-        .checker()
-        .init_config(config.to_toml())
-        .file(agent_toml, "/etc/husk/agent.toml", 0o644)
-        .file(root_json, "/etc/husk/update/root.json", 0o644);
-    if let Some(extra) = cmdline {
-        builder = builder.cmdline(extra);
+/// How a test disk's agent is configured, beyond the repository.
+#[derive(Clone, Copy)]
+enum Agent<'a> {
+    /// The update settings and nothing else.
+    Plain,
+    /// With this appended to agent.toml.
+    Extra(&'a str),
+    /// This whole (broken) agent.toml.
+    Broken(&'a str),
+}
+
+impl Setup {
+    fn new(name: &str) -> Result<Self> {
+        let dir = TestDir::new(name)?;
+        let repo = TestRepo::create(dir.path());
+        let server = RepoServer::start(&repo.dir);
+        Ok(Self {
+            name: name.to_owned(),
+            dir,
+            repo,
+            server,
+        })
     }
-    builder.build(&build_dir)
-}
 
-fn boot(dir: TestDir, disk: &DiskImage) -> Result<Vm> {
-    Vm::builder(dir)
-        .ovmf(OVMF_CODE, OVMF_VARS)
-        .drive(&disk.raw, "raw")
-        .user_net()
-        .launch()
+    /// Boots `disk` through OVMF with slirp networking; the machine's
+    /// files (serial log, firmware variables) in a directory of its own.
+    fn boot(&self, disk: &DiskImage) -> Result<Vm> {
+        Vm::builder(TestDir::new(&format!("{}_vm", self.name))?)
+            .ovmf(OVMF_CODE, OVMF_VARS)
+            .drive(&disk.raw, "raw")
+            .user_net()
+            .launch()
+    }
+
+    /// A disk of `version` whose agent uses the repository and whose
+    /// `checker` (scenario and arguments) runs at boot.
+    fn disk(
+        &self,
+        version: &str,
+        agent: Agent<'_>,
+        checker: &[&str],
+        cmdline: Option<&str>,
+    ) -> Result<DiskImage> {
+        let build_dir = self.dir.path().join(version);
+        std::fs::create_dir_all(&build_dir).unwrap();
+        let agent_toml = build_dir.join("agent.toml");
+        let settings = format!(
+            "[update]\nrepository = \"{}\"\ncheck_interval_secs = 0\n\
+             assessment_timeout_secs = 20\n",
+            self.server.url()
+        );
+        let text = match agent {
+            Agent::Plain => settings,
+            Agent::Extra(extra) => settings + extra,
+            Agent::Broken(text) => text.to_owned(),
+        };
+        std::fs::write(&agent_toml, text).unwrap();
+        let (scenario, args) = checker.split_first().unwrap();
+        let config = InitConfig::with_agent().service(Service::checker(
+            &format!("check-{scenario}"),
+            &[&[*scenario], args].concat(),
+            Restart::Never,
+        ));
+        let mut builder = GuestDisk::builder()
+            .version(version)
+            .checker()
+            .init_config(config.to_toml())
+            .file(&agent_toml, "/etc/husk/agent.toml", 0o644)
+            .file(self.repo.root_json(), "/etc/husk/update/root.json", 0o644);
+        if let Some(extra) = cmdline {
+            builder = builder.cmdline(extra);
+        }
+        builder.build(&build_dir)
+    }
+
+    /// Builds a disk of `version` and signs its UKI into the repository.
+    fn release(&self, version: &str, agent: Agent<'_>) -> Result<()> {
+        let disk = self.disk(version, agent, &["sleep"], None)?;
+        self.repo.release(&disk.uki, 24).expect("release");
+        Ok(())
+    }
+
+    /// The v1 machine: 1.0.0 running `update-apply ARGS` at boot.
+    fn v1(&self, apply_args: &[&str], cmdline: Option<&str>) -> Result<DiskImage> {
+        let checker = [&["update-apply"], apply_args].concat();
+        self.disk("1.0.0", Agent::Plain, &checker, cmdline)
+    }
 }
 
 #[test]
 fn v1_to_v2_is_applied_and_blessed() -> Result<()> {
-    let dir = TestDir::new("update_v1_v2")?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let config = agent_toml(dir.path(), "agent", &server.url(), "");
-    let v2 = disk(
-        dir.path(),
-        "v2",
+    let setup = Setup::new("update_v1_v2")?;
+    let v2 = setup.disk(
         "2.0.0",
-        &config,
-        &repo.root_json(),
+        Agent::Plain,
         &["update-status", "running:    2.0.0", "assessment: blessed"],
         None,
     )?;
-    repo.release(&v2.uki, 24).expect("release");
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &config,
-        &repo.root_json(),
-        &["update-apply"],
-        None,
-    )?;
+    setup.repo.release(&v2.uki, 24).expect("release");
+    let v1 = setup.v1(&[], None)?;
 
-    let mut vm = boot(dir, &v1)?;
+    let mut vm = setup.boot(&v1)?;
     vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
     vm.wait_for_line("update-apply: check: update available: 2.0.0", TO_UPDATE)?;
     let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
@@ -203,47 +228,17 @@ fn v1_to_v2_is_applied_and_blessed() -> Result<()> {
 
 #[test]
 fn a_v2_that_never_becomes_healthy_rolls_back() -> Result<()> {
-    let dir = TestDir::new("update_rollback")?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let good = agent_toml(dir.path(), "agent", &server.url(), "");
+    let setup = Setup::new("update_rollback")?;
     // Port 9 (discard) is closed on the guest: the check never passes.
-    let failing = agent_toml(
-        dir.path(),
-        "failing",
-        &server.url(),
-        "[[update.health_checks]]\nname = \"web\"\nhttp = \"http://127.0.0.1:9/healthz\"\n",
-    );
-    let failing = {
-        // A short assessment: three tries of it under TCG.
-        let text = std::fs::read_to_string(&failing).unwrap().replace(
-            "assessment_timeout_secs = 20",
-            "assessment_timeout_secs = 4",
-        );
-        std::fs::write(&failing, text).unwrap();
-        failing
-    };
-    let v2 = disk(
-        dir.path(),
-        "v2",
+    // A short assessment: three tries of it under TCG.
+    setup.release(
         "2.0.0",
-        &failing,
-        &repo.root_json(),
-        &["sleep"],
-        None,
+        Agent::Extra(
+            "assessment_timeout_secs = 4\n\
+             [[update.health_checks]]\nname = \"web\"\nhttp = \"http://127.0.0.1:9/healthz\"\n",
+        ),
     )?;
-    repo.release(&v2.uki, 24).expect("release");
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &good,
-        &repo.root_json(),
-        &["update-apply"],
-        None,
-    )?;
-
-    let mut vm = boot(dir, &v1)?;
+    let mut vm = setup.boot(&setup.v1(&[], None)?)?;
     let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
     assert!(applied.contains("2.0.0 installed"), "{applied}");
     for try_number in 1..=3 {
@@ -272,33 +267,9 @@ fn a_v2_that_never_becomes_healthy_rolls_back() -> Result<()> {
 fn a_v2_whose_agent_crash_loops_rolls_back() -> Result<()> {
     // v2's agent.toml is invalid: its agent exits at once, every time.
     // husk-init gives up on it and, the boot being a trial, reboots.
-    let dir = TestDir::new("update_crash_loop")?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let good = agent_toml(dir.path(), "agent", &server.url(), "");
-    let broken = dir.path().join("broken.toml");
-    std::fs::write(&broken, "[logs]\nmax_files = 0\n").unwrap();
-    let v2 = disk(
-        dir.path(),
-        "v2",
-        "2.0.0",
-        &broken,
-        &repo.root_json(),
-        &["sleep"],
-        None,
-    )?;
-    repo.release(&v2.uki, 24).expect("release");
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &good,
-        &repo.root_json(),
-        &["update-apply"],
-        None,
-    )?;
-
-    let mut vm = boot(dir, &v1)?;
+    let setup = Setup::new("update_crash_loop")?;
+    setup.release("2.0.0", Agent::Broken("[logs]\nmax_files = 0\n"))?;
+    let mut vm = setup.boot(&setup.v1(&[], None)?)?;
     let applied = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
     assert!(applied.contains("2.0.0 installed"), "{applied}");
     for try_number in 1..=3 {
@@ -315,40 +286,18 @@ fn a_v2_whose_agent_crash_loops_rolls_back() -> Result<()> {
     power_off(&mut vm)
 }
 
-/// Boots v1 against a repository prepared by `spoil`, runs
-/// `update-apply`, and expects the refusal to name `expected`, with v1
-/// still the boot entry.
+/// Boots v1 (running `update-apply ARGS`) against a repository prepared
+/// by `prepare`, and expects the refusal to name `expected`, with v1
+/// still the next boot.
 fn refused(
     name: &str,
-    version: &str,
-    spoil: impl FnOnce(&TestRepo, &Path),
+    apply_args: &[&str],
+    prepare: impl FnOnce(&Setup) -> Result<()>,
     expected: &str,
 ) -> Result<()> {
-    let dir = TestDir::new(name)?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let config = agent_toml(dir.path(), "agent", &server.url(), "");
-    let v2 = disk(
-        dir.path(),
-        "v2",
-        version,
-        &config,
-        &repo.root_json(),
-        &["sleep"],
-        None,
-    )?;
-    spoil(&repo, &v2.uki);
-    server.switch(&repo.dir);
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &config,
-        &repo.root_json(),
-        &["update-apply"],
-        None,
-    )?;
-    let mut vm = boot(dir, &v1)?;
+    let setup = Setup::new(name)?;
+    prepare(&setup)?;
+    let mut vm = setup.boot(&setup.v1(apply_args, None)?)?;
     vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
     let refusal = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
     assert!(
@@ -365,10 +314,11 @@ fn refused(
 fn a_tampered_uki_is_refused() -> Result<()> {
     refused(
         "update_tampered",
-        "2.0.0",
-        |repo, uki| {
-            repo.release(uki, 24).expect("release");
-            repo.tamper_with("husk-2.0.0.efi");
+        &[],
+        |setup| {
+            setup.release("2.0.0", Agent::Plain)?;
+            setup.repo.tamper_with("husk-2.0.0.efi");
+            Ok(())
         },
         "does not match the signed",
     )
@@ -378,10 +328,11 @@ fn a_tampered_uki_is_refused() -> Result<()> {
 fn a_bad_signature_is_refused() -> Result<()> {
     refused(
         "update_bad_signature",
-        "2.0.0",
-        |repo, uki| {
-            repo.release(uki, 24).expect("release");
-            repo.spoil_timestamp_signature();
+        &[],
+        |setup| {
+            setup.release("2.0.0", Agent::Plain)?;
+            setup.repo.spoil_timestamp_signature();
+            Ok(())
         },
         "Failed to verify timestamp metadata",
     )
@@ -391,89 +342,40 @@ fn a_bad_signature_is_refused() -> Result<()> {
 fn expired_metadata_is_refused() -> Result<()> {
     refused(
         "update_expired",
-        "2.0.0",
-        |repo, uki| repo.release(uki, -1).expect("release"),
+        &[],
+        |setup| {
+            let v2 = setup.disk("2.0.0", Agent::Plain, &["sleep"], None)?;
+            setup.repo.release(&v2.uki, -1).expect("release");
+            Ok(())
+        },
         "metadata is expired",
     )
 }
 
 #[test]
 fn a_downgrade_is_refused() -> Result<()> {
-    // The repository's only release is older than the running version;
-    // asking for it by name is refused without force.
-    let dir = TestDir::new("update_downgrade")?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let config = agent_toml(dir.path(), "agent", &server.url(), "");
-    let v0 = disk(
-        dir.path(),
-        "v0",
-        "0.9.0",
-        &config,
-        &repo.root_json(),
-        &["sleep"],
-        None,
-    )?;
-    repo.release(&v0.uki, 24).expect("release");
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &config,
-        &repo.root_json(),
-        &["update-apply", "--version", "0.9.0"],
-        None,
-    )?;
-    let mut vm = boot(dir, &v1)?;
-    vm.wait_for_line(
-        "update-apply: check: up to date (1.0.0)",
-        TO_UEFI_AGENT_READY,
-    )?;
-    let refusal = vm.wait_for_line("update-apply: apply:", TO_UPDATE)?;
-    assert!(
-        refusal.contains("0.9.0 is older than the running 1.0.0"),
-        "{refusal}"
-    );
-    vm.wait_for_line("next boot:  1.0.0", TO_CHECK)?;
-    power_off(&mut vm)
+    // The repository's only release is older than the running version:
+    // not offered, and refused when asked for by name without force.
+    refused(
+        "update_downgrade",
+        &["--version", "0.9.0"],
+        |setup| setup.release("0.9.0", Agent::Plain),
+        "0.9.0 is older than the running 1.0.0",
+    )
 }
 
 /// Cuts power at `point` of an apply, then boots the same disk again:
 /// a good version comes up with its data partition clean.
 fn power_cut(point: &str, acceptable: &[&str]) -> Result<()> {
-    let name = format!("update_cut_{}", point.replace('-', "_"));
-    let dir = TestDir::new(&name)?;
-    let repo = TestRepo::create(dir.path());
-    let server = RepoServer::start(&repo.dir);
-    let config = agent_toml(dir.path(), "agent", &server.url(), "");
-    let v2 = disk(
-        dir.path(),
-        "v2",
-        "2.0.0",
-        &config,
-        &repo.root_json(),
-        &["sleep"],
-        None,
-    )?;
-    repo.release(&v2.uki, 24).expect("release");
-    let v1 = disk(
-        dir.path(),
-        "v1",
-        "1.0.0",
-        &config,
-        &repo.root_json(),
-        &["update-apply"],
-        Some(&format!("husk.update_fault={point}")),
-    )?;
-    // The disk lives in `dir`, which outlives both machines.
-    let first = TestDir::new(&format!("{name}_first"))?;
-    let second = TestDir::new(&format!("{name}_again"))?;
-    let mut vm = boot(first, &v1)?;
+    let setup = Setup::new(&format!("update_cut_{}", point.replace('-', "_")))?;
+    setup.release("2.0.0", Agent::Plain)?;
+    let v1 = setup.v1(&[], Some(&format!("husk.update_fault={point}")))?;
+    let mut vm = setup.boot(&v1)?;
     vm.wait_for_line(&format!("update: fault point reached: {point}"), TO_UPDATE)?;
     vm.kill();
     drop(vm);
 
-    let mut vm = boot(second, &v1)?;
+    let mut vm = setup.boot(&v1)?;
     let running = vm.wait_for_line("update: running version", TO_UEFI_AGENT_READY)?;
     assert!(
         acceptable

@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use husk_release::{MANIFEST_TARGET, Manifest, Release};
+use tough::schema::Target;
 use tough::{IntoVec, Repository, RepositoryLoader, TargetName};
 use url::Url;
 
@@ -69,17 +70,24 @@ impl Repo {
         })
     }
 
-    /// The release manifest (verified by TUF: length and hash).
-    pub async fn manifest(&self) -> Result<Manifest, UpdateError> {
-        let name =
-            TargetName::new(MANIFEST_TARGET).map_err(|e| UpdateError::Refused(e.to_string()))?;
+    /// The signed targets metadata's entry for `name`.
+    fn signed_target(&self, name: &str) -> Result<(TargetName, &Target), UpdateError> {
+        let name = TargetName::new(name).map_err(|e| UpdateError::Refused(e.to_string()))?;
         let target = self
             .repository
             .targets()
             .signed
             .targets
             .get(&name)
-            .ok_or_else(|| UpdateError::Refused("the repository has no manifest.json".into()))?;
+            .ok_or_else(|| {
+                UpdateError::Refused(format!("{} is not in the signed targets", name.raw()))
+            })?;
+        Ok((name, target))
+    }
+
+    /// The release manifest (verified by TUF: length and hash).
+    pub async fn manifest(&self) -> Result<Manifest, UpdateError> {
+        let (name, target) = self.signed_target(MANIFEST_TARGET)?;
         if target.length > MAX_MANIFEST {
             return Err(UpdateError::Refused(format!(
                 "manifest.json is {} bytes (at most {MAX_MANIFEST})",
@@ -102,20 +110,12 @@ impl Repo {
     /// Where `release`'s UKI is; its length and digest as the signed
     /// targets metadata gives them, which the manifest must agree with.
     pub fn uki(&self, release: &Release) -> Result<UkiTarget, UpdateError> {
-        let name =
-            TargetName::new(&release.target).map_err(|e| UpdateError::Refused(e.to_string()))?;
-        let target = self
-            .repository
-            .targets()
-            .signed
-            .targets
-            .get(&name)
-            .ok_or_else(|| {
-                UpdateError::Refused(format!(
-                    "release {}: target {} is not in the signed targets",
-                    release.version, release.target
-                ))
-            })?;
+        let (_, target) = self.signed_target(&release.target).map_err(|e| match e {
+            UpdateError::Refused(why) => {
+                UpdateError::Refused(format!("release {}: {why}", release.version))
+            }
+            other => other,
+        })?;
         let sha256 = hex(&target.hashes.sha256);
         if sha256 != release.sha256.to_ascii_lowercase() || target.length != release.size {
             return Err(UpdateError::Refused(format!(
