@@ -152,8 +152,7 @@ impl Setup {
         std::fs::create_dir_all(&build_dir).unwrap();
         let agent_toml = build_dir.join("agent.toml");
         let settings = format!(
-            "[update]\nrepository = \"{}\"\ncheck_interval_secs = 0\n\
-             assessment_timeout_secs = 20\n",
+            "[update]\nrepository = \"{}\"\ncheck_interval_secs = 0\n",
             self.server.url()
         );
         let text = match agent {
