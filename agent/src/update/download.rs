@@ -26,7 +26,7 @@ pub async fn fetch(
         |path: &Path, e: std::io::Error| UpdateError::Io(format!("{}: {e}", path.display()));
     std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
     let done = dir.join(file_name);
-    if done.is_file() && verify(&done, target).is_ok() {
+    if done.is_file() && verify_off_thread(&done, target).await.is_ok() {
         return Ok(done);
     }
     let part = dir.join(format!("{file_name}.part"));
@@ -88,7 +88,7 @@ pub async fn fetch(
     }
     file.sync_all().map_err(|e| io_err(&part, e))?;
     drop(file);
-    if let Err(e) = verify(&part, target) {
+    if let Err(e) = verify_off_thread(&part, target).await {
         // A wrong file must not be resumed from.
         let _ = std::fs::remove_file(&part);
         return Err(e);
@@ -126,6 +126,15 @@ async fn copy_file(
         )));
     }
     Ok(())
+}
+
+/// [`verify`] on a blocking thread: hashing a UKI takes a moment the
+/// agent's one async thread owes to the API.
+async fn verify_off_thread(path: &Path, target: &UkiTarget) -> Result<(), UpdateError> {
+    let (path, target) = (path.to_owned(), target.clone());
+    tokio::task::spawn_blocking(move || verify(&path, &target))
+        .await
+        .map_err(|e| UpdateError::Io(format!("verifying the download: {e}")))?
 }
 
 /// The file's length and SHA-256 against the signed ones.
