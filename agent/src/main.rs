@@ -83,13 +83,13 @@ fn main() -> ExitCode {
 
 /// The update agent: on a Husk machine with the ESP mounted and the
 /// running version from os-release; otherwise detached (status only).
-fn updater(args: &Args, config: &AgentConfig) -> husk_agent::update::Updater {
+fn updater(args: &Args, config: &AgentConfig, cmdline: &str) -> husk_agent::update::Updater {
     use husk_agent::update::{Updater, UpdaterConfig, fault, mount, running_version};
     let state_dir = args.root.join("update");
     if args.no_machine_setup {
         return Updater::detached(state_dir);
     }
-    fault::configure_from_cmdline(&std::fs::read_to_string("/proc/cmdline").unwrap_or_default());
+    fault::configure_from_cmdline(cmdline);
     let esp = mount::mount_esp();
     if let Err(e) = &esp {
         log::warn!("update: {e}: updates are off");
@@ -112,6 +112,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut interrupt = signal(SignalKind::interrupt())?;
     let config = AgentConfig::load(&args.config)?;
+    // The kernel command line: the network's and the updater's settings.
+    let cmdline = if args.no_machine_setup {
+        String::new()
+    } else {
+        std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+    };
     if !args.no_machine_setup {
         husk_agent::clock::ensure_plausible(
             std::path::Path::new("/etc/os-release"),
@@ -136,7 +142,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         containers.restore().await;
     }
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
-    let updater = updater(&args, &config);
+    let updater = updater(&args, &config, &cmdline);
     let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
         data_status: args.data_status.clone(),
         images,
@@ -152,7 +158,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut network = None;
     if !args.no_machine_setup {
         let mut net = husk_agent::net::NetConfig::new(&args.run_dir);
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
         match husk_agent::net::cmdline::parse(&cmdline) {
             Ok(first_link) => net.first_link = first_link,
             Err(e) => log::error!("kernel command line: {e}; using DHCP"),

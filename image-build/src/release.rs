@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::Ed25519KeyPair;
-use husk_release::{MANIFEST_TARGET, Manifest, Release, check_version};
+use husk_release::{
+    MANIFEST_TARGET, Manifest, Release, check_version, hex, version_from_os_release,
+};
 use sha2::{Digest, Sha256};
 use tough::editor::RepositoryEditor;
 use tough::editor::signed::{PathExists, SignedRole};
@@ -250,14 +252,7 @@ pub fn uki_version(image: &[u8]) -> Result<String, ReleaseError> {
         .find(|s| s.name == ".osrel")
         .and_then(|s| s.data(image))
         .ok_or_else(|| ReleaseError::Invalid("the UKI has no .osrel section".into()))?;
-    let text = String::from_utf8_lossy(osrel);
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-    };
-    let version = field("IMAGE_VERSION")
-        .or_else(|| field("VERSION_ID"))
+    let version = version_from_os_release(&String::from_utf8_lossy(osrel))
         .ok_or_else(|| ReleaseError::Invalid("the UKI's os-release has no version".into()))?;
     check_version(&version).map_err(ReleaseError::Invalid)?;
     Ok(version)
@@ -419,8 +414,4 @@ fn publish(
             .map_err(sign_err)?;
         Ok(())
     })
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

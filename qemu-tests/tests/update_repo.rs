@@ -159,7 +159,9 @@ fn a_rolled_back_repository_is_refused() {
     .unwrap();
     let error = fx.load().unwrap_err();
     assert!(
-        error.to_string().to_lowercase().contains("version"),
+        error.to_string().contains(
+            "Found version 2 of timestamp metadata when we had previously fetched version 3"
+        ),
         "{error}"
     );
 }

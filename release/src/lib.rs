@@ -8,5 +8,5 @@ pub mod manifest;
 pub mod version;
 
 pub use entry::{BootEntry, Tries};
-pub use manifest::{MANIFEST_TARGET, Manifest, Release};
-pub use version::{check_version, compare_versions};
+pub use manifest::{MANIFEST_TARGET, Manifest, Release, hex};
+pub use version::{check_version, compare_versions, version_from_os_release};

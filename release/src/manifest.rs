@@ -43,6 +43,11 @@ pub enum ManifestError {
     Release { index: usize, message: String },
 }
 
+/// Lower-case hex, as manifests and TUF metadata write digests.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What the manifest offers a machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Offer<'a> {

@@ -21,6 +21,19 @@ pub fn check_version(version: &str) -> Result<(), String> {
     }
 }
 
+/// The OS version an os-release text declares: `IMAGE_VERSION`, else
+/// `VERSION_ID` (quotes removed). The agent reads its own from
+/// /etc/os-release, the image builder a UKI's from its `.osrel`.
+pub fn version_from_os_release(text: &str) -> Option<String> {
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .map(|v| v.trim().trim_matches('"').to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    field("IMAGE_VERSION").or_else(|| field("VERSION_ID"))
+}
+
 /// Compares two versions as systemd does (`strverscmp_improved`, the
 /// order of the Boot Loader Specification): runs of digits compare as
 /// numbers, letters as text; `~` sorts before anything (a pre-release,
@@ -145,6 +158,17 @@ mod tests {
     fn letters_sort_below_numbers() {
         lt("1.a", "1.1");
         lt("1.0a", "1.0b");
+    }
+
+    #[test]
+    fn version_from_os_release_prefers_image_version() {
+        let text = "NAME=Husk\nVERSION_ID=\"1.2\"\nIMAGE_VERSION=\"1.2.3\"\n";
+        assert_eq!(version_from_os_release(text).as_deref(), Some("1.2.3"));
+        assert_eq!(
+            version_from_os_release("VERSION_ID=2\n").as_deref(),
+            Some("2")
+        );
+        assert_eq!(version_from_os_release("VERSION_ID=\"\"\nNAME=x\n"), None);
     }
 
     #[test]

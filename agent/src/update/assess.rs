@@ -77,9 +77,10 @@ impl Updater {
             "update: {running} is on trial ({} tries left); assessing for up to {deadline:?}",
             entry.tries.map_or(0, |t| t.left)
         );
-        match tokio::time::timeout(deadline, until_healthy(containers, &settings.health_checks))
-            .await
-        {
+        // What was wrong at the last look: the reason if time runs out.
+        let mut last = String::from("no check finished before the deadline");
+        let healthy = until_healthy(containers, &settings.health_checks, &mut last);
+        match tokio::time::timeout(deadline, healthy).await {
             Ok(()) => match esp.bless(&running) {
                 Ok(_) => {
                     self.set_assessment("blessed");
@@ -96,8 +97,7 @@ impl Updater {
                 }
             },
             Err(_) => {
-                let reason = unhealthy_reason(containers, &settings.health_checks).await;
-                let reason = format!("not healthy within {deadline:?}: {reason}");
+                let reason = format!("not healthy within {deadline:?}: {last}");
                 self.set_assessment(format!("failed: {reason}"));
                 self.update_state(|s| {
                     s.failures.push(Failure {
@@ -205,19 +205,12 @@ fn minute_of_day() -> u32 {
     ((secs % 86_400) / 60) as u32
 }
 
-async fn until_healthy(containers: &Manager, checks: &[HealthCheck]) {
-    loop {
-        if unhealthy(containers, checks).await.is_none() {
-            return;
-        }
+/// Checks until all is well, keeping the latest reason in `last`.
+async fn until_healthy(containers: &Manager, checks: &[HealthCheck], last: &mut String) {
+    while let Some(reason) = unhealthy(containers, checks).await {
+        *last = reason;
         tokio::time::sleep(RETRY).await;
     }
-}
-
-async fn unhealthy_reason(containers: &Manager, checks: &[HealthCheck]) -> String {
-    unhealthy(containers, checks)
-        .await
-        .unwrap_or_else(|| "healthy only after the deadline".into())
 }
 
 /// What is not healthy yet, or `None`.

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use husk_release::hex;
 use sha2::{Digest, Sha256};
 
-use super::repo::{UkiTarget, hex};
+use super::repo::UkiTarget;
 use super::{UpdateError, fault};
 
 const TIMEOUT: Duration = Duration::from_secs(30);

@@ -524,14 +524,7 @@ fn choose(
 /// The OS version in an os-release file (`IMAGE_VERSION`, else
 /// `VERSION_ID`).
 pub fn running_version(os_release: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(os_release).ok()?;
-    let field = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .map(|v| v.trim().trim_matches('"').to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    field("IMAGE_VERSION").or_else(|| field("VERSION_ID"))
+    husk_release::version_from_os_release(&std::fs::read_to_string(os_release).ok()?)
 }
 
 #[cfg(test)]

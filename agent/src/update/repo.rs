@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use husk_release::{MANIFEST_TARGET, Manifest, Release};
+use husk_release::{MANIFEST_TARGET, Manifest, Release, hex};
 use tough::schema::Target;
 use tough::{IntoVec, Repository, RepositoryLoader, TargetName};
 use url::Url;
@@ -155,8 +155,4 @@ fn describe(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

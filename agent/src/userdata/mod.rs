@@ -85,26 +85,6 @@ pub struct Status {
 
 /// Finds, validates and applies the user-data; writes and returns the
 /// status. Never fails: every problem is in the status and the log.
-/// User-data's `[update]` overrides the image's repository, channel and
-/// window.
-fn apply_update_settings(updater: &crate::update::Updater, doc: &UserData, status: &mut Status) {
-    let Some(update) = &doc.update else {
-        return;
-    };
-    let mut settings = updater.settings();
-    settings.repository = Some(update.repository.clone());
-    if let Some(channel) = &update.channel {
-        settings.channel = channel.clone();
-    }
-    if let Some(window) = &update.apply_window {
-        settings.apply_window = Some(window.clone());
-    }
-    match settings.validate() {
-        Ok(()) => updater.set_settings(settings),
-        Err(e) => status.warnings.push(e),
-    }
-}
-
 pub async fn run(
     config: &UserDataConfig,
     manager: &Manager,
@@ -115,8 +95,7 @@ pub async fn run(
         match UserData::parse(&text) {
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
-                apply_every_boot(config, &doc, network, &mut status);
-                apply_update_settings(updater, &doc, &mut status);
+                apply_every_boot(config, &doc, network, updater, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -135,8 +114,7 @@ pub async fn run(
                 Err(e) => rejected(&found.source, &e),
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
-                    apply_every_boot(config, &doc, network, &mut status);
-                    apply_update_settings(updater, &doc, &mut status);
+                    apply_every_boot(config, &doc, network, updater, &mut status);
                     apply_first_boot(manager, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),
@@ -253,13 +231,36 @@ async fn network_up(network: &crate::net::Network, limit: Duration) -> bool {
     }
 }
 
-/// What does not survive a reboot: the hostname, the name servers.
+/// User-data's `[update]` overrides the image's repository, channel and
+/// window.
+fn apply_update_settings(updater: &crate::update::Updater, doc: &UserData, status: &mut Status) {
+    let Some(update) = &doc.update else {
+        return;
+    };
+    let mut settings = updater.settings();
+    settings.repository = Some(update.repository.clone());
+    if let Some(channel) = &update.channel {
+        settings.channel = channel.clone();
+    }
+    if let Some(window) = &update.apply_window {
+        settings.apply_window = Some(window.clone());
+    }
+    match settings.validate() {
+        Ok(()) => updater.set_settings(settings),
+        Err(e) => status.warnings.push(e),
+    }
+}
+
+/// What does not survive a reboot: the hostname, the name servers, the
+/// update settings.
 fn apply_every_boot(
     config: &UserDataConfig,
     doc: &UserData,
     network: Option<&crate::net::Network>,
+    updater: &crate::update::Updater,
     status: &mut Status,
 ) {
+    apply_update_settings(updater, doc, status);
     if let Some(hostname) = &doc.hostname
         && let Err(e) = rustix::system::sethostname(hostname.as_bytes())
     {
