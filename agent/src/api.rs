@@ -1,4 +1,5 @@
-//! The HTTP/JSON API served on the agent's unix socket (docs/API.md).
+//! The HTTP/JSON API served on the agent's unix socket (docs/API.md): the
+//! routes over husk-api's types, each answered by the piece that owns it.
 
 mod containers;
 mod error;
@@ -11,28 +12,12 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::{Json, Router, routing::get};
-use serde::{Deserialize, Serialize};
+use husk_api::{HEALTH_PATH, Health, MAX_BODY_BYTES, SYSTEM_PATH, System};
 
 use crate::containers::{Layout, Manager, ManagerConfig};
 
-pub use self::containers::{
-    CONTAINERS_PATH, ContainerList, RemovedContainer, WaitResponse, container_path,
-};
-pub use self::error::{ApiError, ErrorBody};
-pub use self::images::{
-    IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList, ImageStore,
-    ImportRequest, RemoveResponse, encode_reference, image_path,
-};
-pub use self::update::{UPDATE_APPLY_PATH, UPDATE_CHECK_PATH, UPDATE_PATH, UPDATE_ROLLBACK_PATH};
-
-/// Request bodies are small JSON documents (an archive is named by its
-/// path, never sent); anything larger is refused before it is read.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// `GET /v1/health`.
-pub const HEALTH_PATH: &str = "/v1/health";
-/// `GET /v1/system`: the machine's state (the data partition).
-pub const SYSTEM_PATH: &str = "/v1/system";
+pub use self::error::ApiError;
+use crate::images::ImageStore;
 
 /// Where the API finds what it reports.
 #[derive(Debug, Clone)]
@@ -69,32 +54,11 @@ impl Default for ApiConfig {
     }
 }
 
-/// The `GET /v1/system` answer. `data` is init's data.json as it is, or
-/// `{"state":"unknown"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct System {
-    pub data: serde_json::Value,
-    /// `/run/husk/user-data.json`, or `{"state":"unknown"}`.
-    #[serde(default)]
-    pub user_data: serde_json::Value,
-    /// `/run/husk/net.json`: links, addresses, leases.
-    #[serde(default)]
-    pub network: serde_json::Value,
-}
-
-/// The health answer: the agent is up and serving.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Health {
-    pub status: String,
-    pub version: String,
-}
-
-impl Health {
-    fn ok() -> Self {
-        Self {
-            status: "ok".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-        }
+/// The health answer: this agent's version.
+fn health() -> Health {
+    Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
     }
 }
 
@@ -109,7 +73,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
     let user_data_status = Arc::new(config.user_data_status.clone());
     let net_status = Arc::new(config.user_data_status.with_file_name("net.json"));
     Router::new()
-        .route(HEALTH_PATH, get(|| async { Json(Health::ok()) }))
+        .route(HEALTH_PATH, get(|| async { Json(health()) }))
         .route(
             SYSTEM_PATH,
             get(move || async move {

@@ -1,19 +1,22 @@
-//! husk-agent: the daemon husk-init supervises on every Husk machine, and
-//! the client library huskctl uses. This agent serves its health
-//! endpoint; the container runtime and the update agent build on it.
+//! husk-agent: the daemon husk-init supervises on every Husk machine. It
+//! composes the domain crates — husk-store (images), husk-runtime (OCI
+//! runtime, `husk-agent oci`), husk-api (the contract it serves) — with
+//! what only a running machine has: the API server, the container
+//! manager and its shims, the OCI spec builder (Docker's defaults), the
+//! update agent, the network, user-data and the clock.
+//!
+//! Clients never link this crate: they speak husk-api.
 
 pub mod api;
-pub mod client;
 pub mod clock;
 pub mod config;
 pub mod containers;
 pub mod http_client;
+pub mod images;
 pub mod logger;
 pub mod net;
-pub mod runtime;
 pub mod server;
 pub mod spec;
-pub mod store;
 pub mod system;
 pub mod update;
 pub mod userdata;

@@ -2,9 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use husk_agent::api::{ApiConfig, ImageStore};
+use husk_agent::api::ApiConfig;
 use husk_agent::config::AgentConfig;
 use husk_agent::containers::{Layout, Manager, ManagerConfig};
+use husk_agent::images::ImageStore;
 use husk_agent::server::ApiSocket;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -43,7 +44,7 @@ struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// The embedded OCI runtime (runc's command line).
-    Oci(husk_agent::runtime::cli::OciArgs),
+    Oci(husk_runtime::cli::OciArgs),
     /// A container's shim (started by the agent, one per container).
     #[command(hide = true)]
     Shim {
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     // The runtime and the shim run single-threaded, before any async
     // runtime exists.
     match args.command.take() {
-        Some(Command::Oci(oci)) => return husk_agent::runtime::cli::main(oci),
+        Some(Command::Oci(oci)) => return husk_runtime::cli::main(oci),
         Some(Command::Shim { config }) => return husk_agent::containers::shim::main(&config),
         None => {}
     }

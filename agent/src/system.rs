@@ -22,44 +22,11 @@ pub fn data_status(path: &Path) -> Value {
     }
 }
 
-/// One line for people: what `huskctl status` prints and the agent logs.
-pub fn describe_data(data: &Value) -> String {
-    let field = |name: &str| data.get(name).and_then(Value::as_str).unwrap_or("?");
-    match field("state") {
-        "mounted" => {
-            let mib = data.get("size_bytes").and_then(Value::as_u64).unwrap_or(0) >> 20;
-            let grown = if data.get("grown").and_then(Value::as_bool) == Some(true) {
-                ", grown this boot"
-            } else {
-                ""
-            };
-            format!(
-                "mounted {} on {} ({mib} MiB, fsck {}{grown})",
-                field("device"),
-                husk_common::paths::STATE_DIR,
-                field("fsck")
-            )
-        }
-        "absent" => format!(
-            "absent (no {} partition; {} is a tmpfs)",
-            husk_common::paths::DATA_PARTITION_NAME,
-            husk_common::paths::STATE_DIR
-        ),
-        "failed" => format!(
-            "FAILED {}: {} ({} is a tmpfs; the partition was left untouched)",
-            field("device"),
-            field("error"),
-            husk_common::paths::STATE_DIR
-        ),
-        other => format!("{other} ({})", field("error")),
-    }
-}
-
 /// Logs the data partition's state at startup; a failure is an error
 /// the operator must see.
 pub fn log_data_status(path: &Path) {
     let data = data_status(path);
-    let line = describe_data(&data);
+    let line = husk_api::describe_data(&data);
     match data.get("state").and_then(Value::as_str) {
         Some("failed") => log::error!("data partition {line}"),
         Some("mounted") | Some("absent") => log::info!("data partition {line}"),
@@ -86,12 +53,12 @@ mod tests {
         let data = data_status(&path);
         assert_eq!(data["device"], "/dev/vda2");
         assert_eq!(
-            describe_data(&data),
+            husk_api::describe_data(&data),
             "FAILED /dev/vda2: e2fsck: exit status 4 (/var/lib/husk is a tmpfs; the partition was left untouched)"
         );
         let mounted = json!({"state":"mounted","device":"/dev/vda2","error":null,"fsck":"clean","grown":true,"size_bytes":2u64<<30});
         assert_eq!(
-            describe_data(&mounted),
+            husk_api::describe_data(&mounted),
             "mounted /dev/vda2 on /var/lib/husk (2048 MiB, fsck clean, grown this boot)"
         );
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use husk_agent::containers::{ContainerInfo, Stats, Status};
+use husk_api::containers::{ContainerInfo, Stats, Status};
 use serde_json::Value;
 
 use common::{Agent, enter_cgroup2_namespace, eventually};
@@ -404,7 +404,7 @@ fn bad_requests_are_refused_clearly() {
 }
 
 fn raw_get(m: &Machine, path: &str) -> String {
-    let client = husk_agent::client::Client::new(&m.agent().socket);
+    let client = husk_api::Client::new(&m.agent().socket);
     let value: Value = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -415,7 +415,7 @@ fn raw_get(m: &Machine, path: &str) -> String {
 }
 
 fn raw_status(m: &Machine, method: &str, path: &str, body: &str) -> u16 {
-    let client = husk_agent::client::Client::new(&m.agent().socket);
+    let client = husk_api::Client::new(&m.agent().socket);
     let method = hyper::Method::from_bytes(method.as_bytes()).unwrap();
     let body = (!body.is_empty()).then(|| body.as_bytes().to_vec());
     let result = tokio::runtime::Builder::new_current_thread()
@@ -424,7 +424,7 @@ fn raw_status(m: &Machine, method: &str, path: &str, body: &str) -> u16 {
         .unwrap()
         .block_on(client.request::<Value>(method, path, body));
     match result {
-        Err(husk_agent::client::ClientError::Status { status, .. }) => status,
+        Err(husk_api::ClientError::Status { status, .. }) => status,
         Ok(_) => 200,
         Err(e) => panic!("{e}"),
     }

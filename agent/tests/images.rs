@@ -6,8 +6,8 @@ mod common;
 
 use std::process::Command;
 
-use husk_agent::api::{IMAGES_IMPORT_PATH, IMAGES_PATH, ImportRequest};
-use husk_agent::client::{Client, ClientError};
+use husk_api::images::{IMAGES_IMPORT_PATH, IMAGES_PATH, ImportRequest};
+use husk_api::{Client, ClientError};
 use hyper::Method;
 use serde_json::Value;
 
@@ -51,7 +51,7 @@ fn import_list_inspect_remove_and_bad_requests() {
     .unwrap();
 
     // huskctl makes the relative path absolute before sending it.
-    let out = Command::new(env!("CARGO_BIN_EXE_huskctl"))
+    let out = Command::new(common::huskctl_bin())
         .current_dir(dir.path())
         .arg("--socket")
         .arg(&agent.socket)

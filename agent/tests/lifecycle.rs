@@ -1,12 +1,13 @@
 //! The agent as init runs it: started with a NOTIFY_SOCKET, it announces
 //! readiness only once its API answers, and SIGTERM stops it cleanly.
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use husk_agent::api::{HEALTH_PATH, Health};
-use husk_agent::client::Client;
+use husk_api::{Client, HEALTH_PATH, Health};
 
 #[test]
 fn ready_then_healthy_then_clean_exit_on_sigterm() {
@@ -52,12 +53,12 @@ fn ready_then_healthy_then_clean_exit_on_sigterm() {
     assert!(
         matches!(
             missing,
-            Err(husk_agent::client::ClientError::Status { status: 404, .. })
+            Err(husk_api::ClientError::Status { status: 404, .. })
         ),
         "{missing:?}"
     );
 
-    let huskctl = Command::new(env!("CARGO_BIN_EXE_huskctl"))
+    let huskctl = Command::new(common::huskctl_bin())
         .arg("--socket")
         .arg(&api_path)
         .arg("health")
@@ -75,7 +76,7 @@ fn ready_then_healthy_then_clean_exit_on_sigterm() {
     );
     assert!(!api_path.exists(), "the socket file is removed on exit");
 
-    let down = Command::new(env!("CARGO_BIN_EXE_huskctl"))
+    let down = Command::new(common::huskctl_bin())
         .arg("--socket")
         .arg(&api_path)
         .arg("health")

@@ -4,8 +4,7 @@
 mod common;
 
 use common::Agent;
-use husk_agent::api::{SYSTEM_PATH, System};
-use husk_agent::client::Client;
+use husk_api::{Client, SYSTEM_PATH, System};
 
 const FAILED: &str = r#"{"state":"failed","device":"/dev/vda2","error":"e2fsck: exit status 4 (errors left uncorrected; run e2fsck by hand)","fsck":"failed","grown":false,"size_bytes":0}"#;
 

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use husk_agent::store::{Store, StoreOptions};
+use husk_store::{Store, StoreOptions};
 
 /// Room the filesystem needs besides the files (journal, inode tables,
 /// directories), and for the first boot's unpacking of the layers.

@@ -124,3 +124,10 @@ impl<T> IoContext<T> for io::Result<T> {
         self.map_err(|source| Error::io(context(), source))
     }
 }
+
+impl From<husk_binaries::Error> for Error {
+    fn from(e: husk_binaries::Error) -> Self {
+        let husk_binaries::Error::Build(message) = e;
+        Error::Build(message)
+    }
+}

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use husk_image::build::BuildArgs;
 
-use crate::artifacts::Artifacts;
 use crate::error::{Error, Result};
 use crate::guest_image::CHECKER_GUEST_PATH;
 use crate::host::Kernel;
+use husk_binaries::Artifacts;
 
 /// Debian's OVMF (package ovmf), 4 MiB flash layout.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";

@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use husk_image::initramfs::{self, InitramfsSpec};
 
-use crate::artifacts::Artifacts;
 use crate::error::{Error, Result};
 use crate::host::Kernel;
+use husk_binaries::Artifacts;
 
 /// Where test images carry `husk-check`.
 pub const CHECKER_GUEST_PATH: &str = "/usr/bin/husk-check";

@@ -22,7 +22,6 @@
 //! | `HUSK_ARTIFACTS` | directory of prebuilt static binaries (else built once) |
 //! | `HUSK_KERNEL`, `HUSK_MODULES` | kernel image and its modules directory |
 
-pub mod artifacts;
 pub mod checker;
 pub mod deadline;
 pub mod error;
@@ -40,12 +39,12 @@ pub mod update_repo;
 pub mod vm;
 pub mod vm_builder;
 
-pub use artifacts::Artifacts;
 pub use deadline::scaled;
 pub use error::{Error, Result};
 pub use guest_disk::{DiskImage, GuestDisk};
 pub use guest_image::GuestImage;
 pub use host::Kernel;
+pub use husk_binaries::Artifacts;
 pub use init_config::{InitConfig, Restart, Service};
 pub use qmp::Qmp;
 pub use serial::{Found, SerialCursor};

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use qemu_tests::artifacts::Artifacts;
+use husk_binaries::Artifacts;
 
 const IMAGE: &str = "bench.husk/busybox:1";
 /// containerd plus one containerd-shim-runc-v2 per container: the figure
@@ -26,7 +26,7 @@ pub fn run(containers: usize) -> Result<()> {
         return Ok(());
     }
     let artifacts = Artifacts::get()?;
-    let dir = qemu_tests::artifacts::workspace_root().join("target/husk/bench-memory");
+    let dir = husk_binaries::workspace_root().join("target/husk/bench-memory");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let mut machine = Machine::start(artifacts, &dir)?;

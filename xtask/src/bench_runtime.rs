@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use qemu_tests::artifacts::Artifacts;
+use husk_binaries::Artifacts;
 
 const WARM_UP: usize = 10;
 
@@ -33,7 +33,7 @@ pub fn run(runs: usize) -> Result<()> {
         return Ok(());
     }
     let artifacts = Artifacts::get()?;
-    let dir = qemu_tests::artifacts::workspace_root().join("target/husk/bench-runtime");
+    let dir = husk_binaries::workspace_root().join("target/husk/bench-runtime");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let bundle = make_bundle(&dir)?;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use qemu_tests::artifacts::{Artifacts, workspace_root};
+use husk_binaries::{Artifacts, workspace_root};
 use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS, build_args};
 use qemu_tests::log_lines::{AGENT_READY, INIT_STARTING, MODULES_LOADED, POWER_OFF};
 use qemu_tests::{GuestImage, Kernel, TestDir, Vm, VmBuilder};

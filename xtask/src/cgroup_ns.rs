@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use qemu_tests::artifacts::Artifacts;
+use husk_binaries::Artifacts;
 
 const IN_NAMESPACE: &str = "HUSK_BENCH_IN_CGROUP2_NS";
 

@@ -11,7 +11,7 @@ pub fn cargo(args: &[&str]) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .args(args)
-        .current_dir(qemu_tests::artifacts::workspace_root());
+        .current_dir(husk_binaries::workspace_root());
     command
 }
 

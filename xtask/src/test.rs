@@ -2,7 +2,7 @@
 //! fastest: formatting, lints, then the unit tests and the QEMU boots.
 
 use anyhow::{Result, anyhow};
-use qemu_tests::artifacts::{ARTIFACTS_ENV, Artifacts, workspace_root};
+use husk_binaries::{ARTIFACTS_ENV, Artifacts, workspace_root};
 
 use crate::steps::{cargo, step};
 

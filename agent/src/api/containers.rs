@@ -11,43 +11,15 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use husk_api::containers::{
+    CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, LogOptions, RemovedContainer,
+    RunOptions, Stats, Stream, WaitResponse,
+};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use crate::containers::{
-    ContainerInfo, ExecRequest, LogOptions, Manager, ManagerError, Stats, Stream,
-};
-use crate::spec::RunOptions;
-
-/// `GET` (list) and `POST` (create).
-pub const CONTAINERS_PATH: &str = "/v1/containers";
-
-/// `/v1/containers/{name}` and its actions (`start`, `stop`, …).
-pub fn container_path(name: &str, action: Option<&str>) -> String {
-    match action {
-        Some(action) => format!("{CONTAINERS_PATH}/{name}/{action}"),
-        None => format!("{CONTAINERS_PATH}/{name}"),
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ContainerList {
-    pub containers: Vec<ContainerInfo>,
-}
-
-/// `POST …/wait`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WaitResponse {
-    /// None when the container never ran or its end is unknown.
-    pub exit_code: Option<i32>,
-}
-
-/// `DELETE …`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemovedContainer {
-    pub removed: String,
-}
+use crate::containers::{Manager, ManagerError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,7 +130,7 @@ async fn kill(
     let signal = match query.signal.as_deref() {
         None => libc::SIGKILL,
         Some(s) => {
-            crate::runtime::signal::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?
+            husk_runtime::signal::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?
         }
     };
     Ok(Json(manager.kill(&name, signal).await?))

@@ -1,151 +1,69 @@
 //! `/v1/images`: the image store over HTTP (docs/API.md). The store is
-//! synchronous and holds a lock file, so the agent opens it once and every
-//! request borrows it on a blocking thread.
+//! synchronous and holds a lock file, so the agent opens it once
+//! ([`ImageStore`]) and every request borrows it on a blocking thread.
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use oci_spec::image::ImageConfiguration;
-use serde::{Deserialize, Serialize};
+use husk_api::images::{
+    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
+    ImageSummary, ImportRequest, RemoveResponse,
+};
+use husk_store::{ImageId, Removed, Store};
 
 use super::error::ApiError;
 use crate::containers::Manager;
-use crate::store::{GcReport, ImageId, ImageSummary, Removed, Store};
+use crate::images::ImageStore;
 
-/// `GET` (list).
-pub const IMAGES_PATH: &str = "/v1/images";
-/// `POST` `{"path": "/abs/archive.tar"}`.
-pub const IMAGES_IMPORT_PATH: &str = "/v1/images/import";
-/// `POST`: remove unused layers and blobs.
-pub const IMAGES_GC_PATH: &str = "/v1/images/gc";
-
-/// `GET` / `DELETE` `/v1/images/{reference}` (the reference may contain
-/// slashes: `registry.example/team/app:1`).
-pub fn image_path(reference: &str) -> String {
-    format!("{IMAGES_PATH}/{}", encode_reference(reference))
+/// Runs `f` with the store on a blocking thread; 503 when there is no
+/// store.
+async fn with_store<T: Send + 'static>(
+    images: &ImageStore,
+    f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = images.shared().map_err(|reason| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the image store is unavailable: {reason}"),
+        )
+    })?;
+    tokio::task::spawn_blocking(move || {
+        // A panic cannot leave the store half-changed: its operations
+        // replace the in-memory index only once committed on disk.
+        let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut store)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("image store task failed: {e}")))?
 }
-
-/// The image store as the API holds it: open, or the reason it is not.
-#[derive(Debug, Clone)]
-pub struct ImageStore(Result<Arc<Mutex<Store>>, Arc<str>>);
-
-impl Default for ImageStore {
-    fn default() -> Self {
-        Self::unavailable("no image store is configured")
+/// The store's summary as the API shows it.
+fn summary(image: husk_store::ImageSummary) -> ImageSummary {
+    ImageSummary {
+        id: image.id.to_string(),
+        names: image.names,
+        manifest: image.manifest.to_string(),
+        layers: image.layers,
+        size: image.size,
+        os: image.os,
+        architecture: image.architecture,
+        created: image.created,
     }
 }
 
-impl ImageStore {
-    /// Opens the store at `root` on a blocking thread; a failure is kept
-    /// and answered as 503 by the image endpoints.
-    pub async fn open(root: PathBuf) -> Self {
-        let opened = tokio::task::spawn_blocking(move || Store::open(&root))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        match opened {
-            Ok(store) => Self::from_store(store),
-            Err(e) => Self::unavailable(e),
-        }
-    }
-
-    pub fn from_store(store: Store) -> Self {
-        Self(Ok(Arc::new(Mutex::new(store))))
-    }
-
-    pub fn unavailable(reason: impl Into<String>) -> Self {
-        Self(Err(reason.into().into()))
-    }
-
-    /// The open store, for the container manager (which resolves images
-    /// and reserves them under the same lock).
-    pub(crate) fn shared(&self) -> Result<Arc<Mutex<Store>>, String> {
-        match &self.0 {
-            Ok(store) => Ok(Arc::clone(store)),
-            Err(reason) => Err(reason.to_string()),
-        }
-    }
-
-    /// Why the store is not available, if it is not.
-    pub fn error(&self) -> Option<&str> {
-        self.0.as_ref().err().map(|e| &**e)
-    }
-
-    /// Runs `f` with the store on a blocking thread.
-    async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = match &self.0 {
-            Ok(store) => Arc::clone(store),
-            Err(reason) => {
-                return Err(ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the image store is unavailable: {reason}"),
-                ));
-            }
-        };
-        tokio::task::spawn_blocking(move || {
-            // A panic cannot leave the store half-changed: its operations
-            // replace the in-memory index only once committed on disk.
-            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-            f(&mut store)
-        })
-        .await
-        .map_err(|e| ApiError::internal(format!("image store task failed: {e}")))?
-    }
-}
-
-/// `POST /v1/images/import`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// An OCI layout or `docker save` archive on the machine, absolute.
-    pub path: PathBuf,
-}
-
-/// The answer of import and list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageList {
-    pub images: Vec<ImageSummary>,
-}
-
-/// `GET /v1/images/{reference}`: the summary and the image's OCI config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ImageDetails {
-    #[serde(flatten)]
-    pub summary: ImageSummary,
-    pub config: ImageConfiguration,
-}
-
-/// `DELETE /v1/images/{reference}`: one of the two is set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoveResponse {
-    /// The name removed when the image had other names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub untagged: Option<String>,
-    /// The image removed (its layers go at the next gc).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deleted: Option<ImageId>,
-}
-
-impl From<Removed> for RemoveResponse {
-    fn from(removed: Removed) -> Self {
-        match removed {
-            Removed::Untagged(name) => Self {
-                untagged: Some(name),
-                deleted: None,
-            },
-            Removed::Deleted(id) => Self {
-                untagged: None,
-                deleted: Some(id),
-            },
-        }
+fn removed(removed: &Removed) -> RemoveResponse {
+    match removed {
+        Removed::Untagged(name) => RemoveResponse {
+            untagged: Some(name.clone()),
+            deleted: None,
+        },
+        Removed::Deleted(id) => RemoveResponse {
+            untagged: None,
+            deleted: Some(id.to_string()),
+        },
     }
 }
 
@@ -174,13 +92,12 @@ async fn import(
             path.display()
         )));
     }
-    let imported = images
-        .with(move |store| {
-            store
-                .import(&path)
-                .map_err(|e| ApiError::from_store(&e, Some(&path)))
-        })
-        .await?;
+    let imported = with_store(&images, move |store| {
+        store
+            .import(&path)
+            .map_err(|e| ApiError::from_store(&e, Some(&path)))
+    })
+    .await?;
     for image in &imported {
         log::info!(
             "imported image {} ({})",
@@ -192,11 +109,13 @@ async fn import(
             }
         );
     }
-    Ok((StatusCode::CREATED, Json(ImageList { images: imported })))
+    let images = imported.into_iter().map(summary).collect();
+    Ok((StatusCode::CREATED, Json(ImageList { images })))
 }
 
 async fn list(State(images): State<ImageStore>) -> Result<Json<ImageList>, ApiError> {
-    let images = images.with(|store| Ok(store.list())).await?;
+    let images = with_store(&images, |store| Ok(store.list())).await?;
+    let images = images.into_iter().map(summary).collect();
     Ok(Json(ImageList { images }))
 }
 
@@ -205,14 +124,18 @@ async fn inspect(
     reference: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Json<ImageDetails>, ApiError> {
     let UrlPath(reference) = reference?;
-    let details = images
-        .with(move |store| {
-            let to_api = |e| ApiError::from_store(&e, None);
-            let summary = store.get(&reference).map_err(to_api)?;
-            let config = store.image_config(&summary.id).map_err(to_api)?;
-            Ok(ImageDetails { summary, config })
+    let details = with_store(&images, move |store| {
+        let to_api = |e| ApiError::from_store(&e, None);
+        let found = store.get(&reference).map_err(to_api)?;
+        let config = store.image_config(&found.id).map_err(to_api)?;
+        let config = serde_json::to_value(config)
+            .map_err(|e| ApiError::internal(format!("image config: {e}")))?;
+        Ok(ImageDetails {
+            summary: summary(found),
+            config,
         })
-        .await?;
+    })
+    .await?;
     Ok(Json(details))
 }
 
@@ -222,61 +145,37 @@ async fn remove(
     containers: Manager,
 ) -> Result<Json<RemoveResponse>, ApiError> {
     let UrlPath(reference) = reference?;
-    let removed = images
-        .with(move |store| {
-            // Under the store's lock, which container creation also
-            // holds while it resolves its image: no race between the two.
-            let used = containers.images_in_use();
-            let in_use = |id: &ImageId| used.contains(id);
-            store
-                .remove(&reference, in_use)
-                .map_err(|e| ApiError::from_store(&e, None))
-        })
-        .await?;
+    let removed = with_store(&images, move |store| {
+        // Under the store's lock, which container creation also
+        // holds while it resolves its image: no race between the two.
+        let used = containers.images_in_use();
+        let in_use = |id: &ImageId| used.contains(id);
+        store
+            .remove(&reference, in_use)
+            .map_err(|e| ApiError::from_store(&e, None))
+    })
+    .await?;
     match &removed {
         Removed::Untagged(name) => log::info!("untagged image {name}"),
         Removed::Deleted(id) => log::info!("deleted image {id}"),
     }
-    Ok(Json(removed.into()))
+    Ok(Json(self::removed(&removed)))
 }
 
 async fn gc(State(images): State<ImageStore>) -> Result<Json<GcReport>, ApiError> {
-    let report = images
-        .with(|store| store.gc().map_err(|e| ApiError::from_store(&e, None)))
-        .await?;
+    let freed = with_store(&images, |store| {
+        store.gc().map_err(|e| ApiError::from_store(&e, None))
+    })
+    .await?;
     log::info!(
         "image gc: removed {} layers and {} blobs",
-        report.layers.len(),
-        report.blobs.len()
+        freed.layers.len(),
+        freed.blobs.len()
     );
-    Ok(Json(report))
-}
-
-/// The reference in a path, for clients: slashes kept (the route takes
-/// them), everything that would break the URL percent-encoded.
-pub fn encode_reference(reference: &str) -> String {
-    let mut out = String::with_capacity(reference.len());
-    for b in reference.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn references_keep_slashes_and_escape_the_rest() {
-        assert_eq!(
-            image_path("registry.example:5000/team/app:1.2"),
-            "/v1/images/registry.example:5000/team/app:1.2"
-        );
-        assert_eq!(image_path("app@sha256:ab"), "/v1/images/app@sha256:ab");
-        assert_eq!(image_path("a b?#%"), "/v1/images/a%20b%3F%23%25");
-    }
+    let names =
+        |digests: Vec<husk_store::Digest>| digests.iter().map(ToString::to_string).collect();
+    Ok(Json(GcReport {
+        layers: names(freed.layers),
+        blobs: names(freed.blobs),
+    }))
 }

@@ -7,18 +7,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use super::error::ApiError;
-use crate::update::{
-    ApplyRequest, RollbackRequest, UpdateError, UpdateOutcome, UpdateStatus, Updater,
+use crate::update::{UpdateError, Updater};
+use husk_api::update::{
+    ApplyRequest, RollbackRequest, UPDATE_APPLY_PATH, UPDATE_CHECK_PATH, UPDATE_PATH,
+    UPDATE_ROLLBACK_PATH, UpdateOutcome, UpdateStatus,
 };
-
-/// `GET`: versions, boot entries, assessment, history.
-pub const UPDATE_PATH: &str = "/v1/update";
-/// `POST`: is there a newer release?
-pub const UPDATE_CHECK_PATH: &str = "/v1/update/check";
-/// `POST` [`ApplyRequest`].
-pub const UPDATE_APPLY_PATH: &str = "/v1/update/apply";
-/// `POST` [`RollbackRequest`].
-pub const UPDATE_ROLLBACK_PATH: &str = "/v1/update/rollback";
 
 pub fn routes() -> Router<Updater> {
     Router::new()

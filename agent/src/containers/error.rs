@@ -1,7 +1,7 @@
 //! What the container manager answers when it cannot do what was asked.
 
 use crate::spec::SpecError;
-use crate::store::StoreError;
+use husk_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManagerError {

@@ -7,62 +7,21 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
 use super::error::{ManagerError, Result};
 use super::info::Status;
 use super::lifecycle::cgroup_dir;
-use super::logs::{Follower, LineSplitter, LogEntry, Stream, files_oldest_first, read_lines};
+use super::logs::{Follower, LineSplitter, files_oldest_first, read_lines};
 use super::manager::Manager;
-use super::stats::{self, Stats};
+use super::stats;
 use super::time::rfc3339;
 use crate::spec::{read_rootfs_file, resolve_user};
+use husk_api::containers::{ExecExit, ExecRequest, LogEntry, LogOptions, Stats, Stream};
 
 /// How often `logs -f` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
-
-/// `logs`' options.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LogOptions {
-    /// Keep streaming until the container stops.
-    pub follow: bool,
-    /// Only the last N lines of what is stored.
-    pub tail: Option<usize>,
-    /// Only this stream (both when None).
-    pub stream: Option<Stream>,
-}
-
-/// `POST /v1/containers/{name}/exec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExecRequest {
-    pub cmd: Vec<String>,
-    /// `KEY=VALUE`, over the container's environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub env: Vec<String>,
-    /// `uid[:gid]` or `name[:group]` from the container's /etc/passwd.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub workdir: Option<String>,
-}
-
-/// The last line of an exec's stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecExit {
-    pub exit_code: i32,
-}
-
-/// One line of a stream, as a client reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Frame {
-    Log(LogEntry),
-    Exit(ExecExit),
-}
 
 fn line(mut text: String) -> Vec<u8> {
     text.push('\n');

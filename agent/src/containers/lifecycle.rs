@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use super::error::{IoContext, ManagerError, Result};
 use super::info::{ContainerInfo, Status};
+use super::logs::LogConfig;
 use super::manager::{Manager, Slot};
 use super::restart::{HEALTHY_RUN, delay, should_restart};
-use super::shim::{ExitStatus, LogConfig, Overlay, ShimConfig, ShimPid, read_json, write_json};
+use super::shim::{ExitStatus, Overlay, ShimConfig, ShimPid, read_json, write_json};
 use super::time::now_ms;
-use crate::runtime::{Container, cgroups};
+use husk_runtime::{Container, cgroups};
 
 /// After SIGKILL, how long the manager waits for the shim to report.
 const KILL_WAIT: Duration = Duration::from_secs(10);
@@ -441,7 +442,7 @@ fn stop_signal(slot: &Slot) -> i32 {
         .record
         .stop_signal
         .as_deref()
-        .and_then(|s| crate::runtime::signal::parse(s).ok())
+        .and_then(|s| husk_runtime::signal::parse(s).ok())
         .unwrap_or(libc::SIGTERM)
 }
 

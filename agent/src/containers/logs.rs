@@ -10,10 +10,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use husk_api::containers::{LogEntry, Stream};
 use serde::{Deserialize, Serialize};
 
 use super::paths::rotated;
-use super::shim::LogConfig;
 use super::time::rfc3339;
 
 /// Docker splits lines longer than this into several entries, so one
@@ -22,21 +22,15 @@ pub const MAX_LINE: usize = 16 * 1024;
 pub const DEFAULT_MAX_SIZE: u64 = 10 * 1024 * 1024;
 pub const DEFAULT_MAX_FILES: u32 = 3;
 
-/// Which of the container's outputs a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
-
-/// One log line as stored and as the API streams it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LogEntry {
-    /// The text, with its newline unless the line was split or cut short.
-    pub log: String,
-    pub stream: Stream,
-    pub time: String,
+/// Where the container's output goes and how much of it is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    /// Rotate when the current file would grow past this many bytes.
+    pub max_size: u64,
+    /// Files kept, the current one included (Docker's `max-file`).
+    pub max_files: u32,
 }
 
 /// The shim's side: appends entries and rotates.

@@ -20,9 +20,9 @@ use super::paths::{ContainerPaths, Layout};
 use super::record::ContainerRecord;
 use super::shim::ShimPid;
 use super::time::now_ms;
-use crate::api::ImageStore;
+use crate::images::ImageStore;
 use crate::spec::{RestartPolicy, RunOptions, SecurityPolicy, build_spec_reading, check_name};
-use crate::store::{ImageId, Store};
+use husk_store::{ImageId, Store};
 
 /// How the manager runs containers.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ impl Slot {
 
     pub fn info(&self) -> ContainerInfo {
         let s = self.state.borrow();
-        ContainerInfo::new(&s.record, s.status, s.init_pid)
+        super::info::info(&s.record, s.status, s.init_pid)
     }
 
     /// Changes the state and writes the record. A record that cannot be
@@ -348,7 +348,7 @@ impl Manager {
         let shim = super::shim::read_json::<ShimPid>(&paths.shim_pid()).ok();
         if let Some(shim) = shim.filter(|s| s.alive()) {
             let slot = self.insert(paths, record, Status::Running);
-            let init_pid = crate::runtime::Container::load(&self.runtime_root(), &name)
+            let init_pid = husk_runtime::Container::load(&self.runtime_root(), &name)
                 .ok()
                 .map(|c| c.pid());
             slot.update(|s| {

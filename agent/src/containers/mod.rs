@@ -26,8 +26,5 @@ pub mod time;
 
 pub use self::error::ManagerError;
 pub use self::info::{ContainerInfo, Status};
-pub use self::io::{ExecExit, ExecRequest, Frame, LogOptions};
-pub use self::logs::{LogEntry, Stream};
 pub use self::manager::{Manager, ManagerConfig};
 pub use self::paths::Layout;
-pub use self::stats::Stats;

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::spec::{RestartPolicy, RunOptions};
-use crate::store::ImageId;
+use husk_store::ImageId;
 
 /// Refuse records from a future format instead of misreading them.
 const VERSION: u32 = 1;
@@ -103,7 +103,7 @@ impl ContainerRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Digest;
+    use husk_store::Digest;
 
     #[test]
     fn round_trips_and_refuses_other_versions() {

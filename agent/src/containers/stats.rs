@@ -2,23 +2,7 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-/// One sample. Limits are None when unlimited ("max").
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub memory_bytes: u64,
-    pub memory_limit: Option<u64>,
-    /// Total CPU time used, in microseconds (`cpu.stat` usage_usec).
-    pub cpu_usec: u64,
-    /// The `cpu.max` quota as CPUs (1.5 = one and a half).
-    pub cpu_limit: Option<f64>,
-    pub pids: u64,
-    pub pids_limit: Option<u64>,
-    pub oom_kills: u64,
-    /// Milliseconds since the epoch, to compute rates between samples.
-    pub time_ms: u64,
-}
+pub use husk_api::containers::Stats;
 
 /// Reads the cgroup `dir`; None when it does not exist (not running).
 pub fn read(dir: &Path) -> Option<Stats> {

@@ -2,13 +2,11 @@
 //! (`config.json`): what containerd's `oci.WithDefaultSpec` and Docker's
 //! `daemon/oci_linux.go` produce, as data and small functions. Nothing
 //! here touches the system besides reading the image's /etc/passwd and
-//! /etc/group; the runtime (`crate::runtime`) applies the spec.
+//! /etc/group; the runtime (`husk_runtime`) applies the spec.
 
 mod linux;
-mod options;
 mod policy;
 mod process;
-mod restart;
 mod seccomp;
 mod user;
 
@@ -23,14 +21,15 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Linux, Process, Root, Spec, User};
 
 pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS};
-pub use self::options::{NetworkMode, RunOptions, UserNamespace};
 pub use self::policy::SecurityPolicy;
 pub use self::process::{
     ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, NOFILE_LIMIT, merge_env,
 };
-pub use self::restart::{ParseRestartPolicyError, RestartPolicy};
 pub use self::seccomp::{SeccompProfileError, default_profile as default_seccomp_profile};
 pub use self::user::{ResolvedUser, UserError, read_rootfs_file, resolve_user};
+pub use husk_api::containers::{
+    NetworkMode, ParseRestartPolicyError, RestartPolicy, RunOptions, UserNamespace,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {

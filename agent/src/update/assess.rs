@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use husk_release::compare_versions;
 
-use super::state::{Failure, Rollback, now};
+use super::state::{Failure, Rollback, StateFile, now};
 use super::{HealthCheck, Updater};
 use crate::containers::{Manager, Status};
 use crate::spec::RestartPolicy;

@@ -7,10 +7,13 @@
 //! Points: `download` (half the UKI downloaded), `esp-write` (half the UKI
 //! written on the ESP), `rename` (written and synced, before the rename),
 //! `renamed` (after the rename, before the directory is synced).
+//!
+//! Only builds with the `fault-injection` feature (the test images') have
+//! them; in a product build the points compile to nothing and the command
+//! line word is ignored with a warning.
 
-use std::sync::OnceLock;
-
-static POINT: OnceLock<Option<String>> = OnceLock::new();
+#[cfg(feature = "fault-injection")]
+static POINT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
 
 /// The console line a test waits for.
 pub const MARKER: &str = "update: fault point reached:";
@@ -21,16 +24,42 @@ pub fn configure_from_cmdline(cmdline: &str) {
         .split_whitespace()
         .find_map(|w| w.strip_prefix("husk.update_fault="))
         .map(str::to_owned);
-    if let Some(point) = &point {
-        log::warn!("update: fault injection armed at {point:?} (a test machine)");
+    #[cfg(feature = "fault-injection")]
+    {
+        if let Some(point) = &point {
+            log::warn!("update: fault injection armed at {point:?} (a test machine)");
+        }
+        let _ = POINT.set(point);
     }
-    let _ = POINT.set(point);
+    #[cfg(not(feature = "fault-injection"))]
+    if let Some(point) = point {
+        log::warn!("update: husk.update_fault={point} ignored: this build has no fault points");
+    }
+}
+
+/// Whether `name` is the armed point (announced on the console).
+fn reached(name: &str) -> bool {
+    #[cfg(feature = "fault-injection")]
+    if POINT.get().and_then(Option::as_deref) == Some(name) {
+        log::warn!("{MARKER} {name}");
+        return true;
+    }
+    let _ = name;
+    false
 }
 
 /// Stops here forever when `name` is the armed point.
 pub async fn point(name: &str) {
-    if POINT.get().and_then(Option::as_deref) == Some(name) {
-        log::warn!("{MARKER} {name}");
+    if reached(name) {
         std::future::pending::<()>().await;
+    }
+}
+
+/// [`point`] for code on a blocking thread: parks it forever.
+pub fn point_blocking(name: &str) {
+    if reached(name) {
+        loop {
+            std::thread::park();
+        }
     }
 }

@@ -23,13 +23,15 @@ use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use husk_api::update::{
+    ApplyRequest, EntryStatus, RollbackRequest, UpdateOutcome, UpdateState, UpdateStatus,
+};
 use husk_release::manifest::Offer;
 use husk_release::{BootEntry, Release, compare_versions};
-use serde::{Deserialize, Serialize};
 
 pub use self::esp::Esp;
 pub use self::settings::{HealthCheck, UpdateSettings};
-use self::state::{Pending, UpdateState, now};
+use self::state::{Pending, StateFile, now};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum UpdateError {
@@ -65,78 +67,20 @@ pub struct UpdaterConfig {
     pub may_reboot: bool,
 }
 
-/// `POST /v1/update/apply`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApplyRequest {
-    /// A version of the channel; default: the newest.
-    pub version: Option<String>,
-    /// Allow a downgrade, or a release whose minimum version is newer
-    /// than the running one.
-    pub force: bool,
-    /// Stage it only: the next reboot boots it.
-    pub no_reboot: bool,
-}
-
-/// `POST /v1/update/rollback`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RollbackRequest {
-    pub no_reboot: bool,
-}
-
-/// The answer of check, apply and rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateOutcome {
-    pub running_version: Option<String>,
-    /// The version checked out, applied, or rolled back to.
-    pub version: Option<String>,
-    pub message: String,
-    pub rebooting: bool,
-}
-
-/// `GET /v1/update`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UpdateStatus {
-    pub running_version: Option<String>,
-    pub repository: Option<String>,
-    pub channel: String,
-    /// Husk's entries on the ESP, newest first.
-    pub entries: Vec<EntryStatus>,
-    /// The version systemd-boot boots next.
-    pub next_boot: Option<String>,
-    /// This boot's assessment: `blessed`, `assessing`, `failed: …`, or
-    /// `not on trial`.
-    pub assessment: String,
-    #[serde(default)]
-    pub esp_error: Option<String>,
-    pub state: UpdateState,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EntryStatus {
-    pub file: String,
-    pub version: String,
-    /// `blessed`, `on trial (N tries left)`, `failed (tries spent)`.
-    pub state: String,
-    pub running: bool,
-}
-
-impl EntryStatus {
-    fn of(entry: &BootEntry, running: Option<&str>) -> Self {
-        let running = running == Some(entry.version.as_str());
-        let state = match entry.tries {
-            None => "blessed".to_owned(),
-            Some(t) if t.left == 0 && running => "on trial (last try)".to_owned(),
-            Some(t) if t.left == 0 => "failed (tries spent)".to_owned(),
-            Some(t) => format!("on trial ({} tries left)", t.left),
-        };
-        Self {
-            file: entry.file_name(),
-            version: entry.version.clone(),
-            state,
-            running,
-        }
+/// How `update status` shows a boot entry.
+fn entry_status(entry: &BootEntry, running: Option<&str>) -> EntryStatus {
+    let running = running == Some(entry.version.as_str());
+    let state = match entry.tries {
+        None => "blessed".to_owned(),
+        Some(t) if t.left == 0 && running => "on trial (last try)".to_owned(),
+        Some(t) if t.left == 0 => "failed (tries spent)".to_owned(),
+        Some(t) => format!("on trial ({} tries left)", t.left),
+    };
+    EntryStatus {
+        file: entry.file_name(),
+        version: entry.version.clone(),
+        state,
+        running,
     }
 }
 
@@ -232,10 +176,7 @@ impl Updater {
         let (entries, next_boot, esp_error) =
             match self.esp().map(|esp| (esp.entries(), esp.next_boot())) {
                 Ok((Ok(entries), next)) => (
-                    entries
-                        .iter()
-                        .map(|e| EntryStatus::of(e, running))
-                        .collect(),
+                    entries.iter().map(|e| entry_status(e, running)).collect(),
                     next.ok().flatten().map(|e| e.version),
                     None,
                 ),
@@ -365,11 +306,21 @@ impl Updater {
                 "the running version {running} has no boot entry on the ESP: not booted from it"
             )));
         }
-        let removed = esp.prune(&[running.as_str()]).map_err(io)?;
-        if !removed.is_empty() {
-            log::info!("update: removed {} from the ESP", removed.join(", "));
-        }
-        let entry = esp.install(&release.version, &uki).await.map_err(io)?;
+        // Prune and copy on a blocking thread: vfat fsyncs of a 20 MB
+        // file would stall every API request on the agent's one thread.
+        let version = release.version.clone();
+        let (esp_dir, source) = (esp.clone(), uki.clone());
+        let keep = running.clone();
+        let entry = tokio::task::spawn_blocking(move || {
+            let removed = esp_dir.prune(&[keep.as_str()])?;
+            if !removed.is_empty() {
+                log::info!("update: removed {} from the ESP", removed.join(", "));
+            }
+            esp_dir.install(&version, &source)
+        })
+        .await
+        .map_err(|e| UpdateError::Io(format!("the ESP task failed: {e}")))?
+        .map_err(io)?;
         let _ = std::fs::remove_file(&uki);
         let rebooting = self.inner.may_reboot && !request.no_reboot;
         self.update_state(|s| {

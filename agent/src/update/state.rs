@@ -5,78 +5,35 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+pub use husk_api::update::{Check, Event, Failure, Pending, Rollback, UpdateState};
 
 use crate::containers::time::{now_ms, rfc3339_ms};
 
 /// History kept: enough for an operator to see what happened lately.
 const MAX_EVENTS: usize = 32;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct UpdateState {
-    /// Applied and waiting for its first good boot.
-    pub pending: Option<Pending>,
-    /// Versions whose boot was judged bad, newest last.
-    pub failures: Vec<Failure>,
-    /// A rollback the operator asked for: from this version.
-    pub rollback_requested_from: Option<String>,
-    /// The last rollback seen at boot, for `update status`.
-    pub last_rollback: Option<Rollback>,
-    pub last_check: Option<Check>,
-    pub events: Vec<Event>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pending {
-    pub version: String,
-    pub from_version: String,
-    pub applied_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    pub version: String,
-    pub reason: String,
-    pub at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rollback {
-    /// The version that was left.
-    pub from_version: String,
-    /// The version running instead.
-    pub to_version: String,
-    /// Why: the failed assessment's reason, or the operator's request.
-    pub reason: String,
-    pub at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub at: String,
-    /// `up to date`, `update available: 2.0`, or the error.
-    pub outcome: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Event {
-    pub at: String,
-    pub message: String,
-}
-
 pub fn now() -> String {
     rfc3339_ms(now_ms())
 }
 
-impl UpdateState {
-    pub fn path(dir: &Path) -> PathBuf {
+/// The state as the updater keeps it: in `state.json` (its type is the
+/// API's, which reports it whole).
+pub trait StateFile: Sized {
+    fn path(dir: &Path) -> PathBuf;
+    /// The saved state; a missing file is a fresh state, a corrupt one is
+    /// renamed to `state.json.corrupt` and logged.
+    fn load(dir: &Path) -> Self;
+    fn save(&self, dir: &Path) -> std::io::Result<()>;
+    /// Records and logs an event.
+    fn event(&mut self, message: String);
+}
+
+impl StateFile for UpdateState {
+    fn path(dir: &Path) -> PathBuf {
         dir.join("state.json")
     }
 
-    /// The saved state; a missing file is a fresh state, a corrupt one is
-    /// renamed to `state.json.corrupt` and logged.
-    pub fn load(dir: &Path) -> Self {
+    fn load(dir: &Path) -> Self {
         let path = Self::path(dir);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
@@ -92,24 +49,19 @@ impl UpdateState {
         }
     }
 
-    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+    fn save(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
         let mut text = serde_json::to_vec_pretty(self).unwrap_or_default();
         text.push(b'\n');
         husk_common::atomic::write_atomic(&Self::path(dir), &text, 0o644)
     }
 
-    /// Records and logs an event.
-    pub fn event(&mut self, message: String) {
+    fn event(&mut self, message: String) {
         log::info!("update: {message}");
         self.events.push(Event { at: now(), message });
         if self.events.len() > MAX_EVENTS {
             self.events.remove(0);
         }
-    }
-
-    pub fn failure_of(&self, version: &str) -> Option<&Failure> {
-        self.failures.iter().rev().find(|f| f.version == version)
     }
 }
 

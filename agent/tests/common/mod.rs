@@ -7,7 +7,33 @@ use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// huskctl, the operator's CLI, from its own crate: beside the agent in
+/// cargo's output directory, built there first when missing (cargo makes
+/// binaries only for their own package's tests).
+pub fn huskctl_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let agent = Path::new(env!("CARGO_BIN_EXE_husk-agent"));
+        let bin = agent.with_file_name("huskctl");
+        let profile = agent.parent().and_then(Path::file_name);
+        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        build.args(["build", "-p", "huskctl", "--bin", "huskctl"]);
+        if profile.is_some_and(|p| p == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build -p huskctl");
+        assert!(status.success(), "cargo build -p huskctl: {status}");
+        assert!(
+            bin.is_file(),
+            "{} is not there after the build",
+            bin.display()
+        );
+        bin
+    })
+}
 
 /// An agent on a temporary socket and image store, killed on drop.
 pub struct Agent {
@@ -46,7 +72,7 @@ impl Agent {
     }
 
     pub fn huskctl(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_huskctl"))
+        Command::new(huskctl_bin())
             .arg("--socket")
             .arg(&self.socket)
             .args(args)

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::state::proc_stat;
+use husk_runtime::state::proc_stat;
 
 /// `shim.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,7 +23,7 @@ pub struct ShimConfig {
     pub overlay: Overlay,
     /// The container's cgroup directory (for the OOM count).
     pub cgroup: PathBuf,
-    pub log: LogConfig,
+    pub log: crate::containers::logs::LogConfig,
     pub pid_file: PathBuf,
     pub exit_file: PathBuf,
     /// The shim's own diagnostics (its stderr once detached).
@@ -46,17 +46,6 @@ pub struct Overlay {
     pub work: PathBuf,
     /// The mount point, `<bundle>/rootfs`.
     pub target: PathBuf,
-}
-
-/// Where the container's output goes and how much of it is kept.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    pub path: PathBuf,
-    /// Rotate when the current file would grow past this many bytes.
-    pub max_size: u64,
-    /// Files kept, the current one included (Docker's `max-file`).
-    pub max_files: u32,
 }
 
 /// `shim.pid`: the pid with its start time, so a recycled pid is never

@@ -26,12 +26,10 @@ use std::process::ExitCode;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
-pub use self::config::{
-    ExitStatus, LogConfig, Overlay, ShimConfig, ShimPid, read_json, write_json,
-};
+pub use self::config::{ExitStatus, Overlay, ShimConfig, ShimPid, read_json, write_json};
 
 use super::sys::{self, Forked};
-use crate::runtime::{Container, CreateOptions};
+use husk_runtime::{Container, CreateOptions};
 
 /// The subcommand's entry point.
 pub fn main(config_path: &Path) -> ExitCode {

@@ -8,7 +8,9 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, WaitOptions, pidfd_open, waitpid};
 
 use super::ShimConfig;
-use crate::containers::logs::{LineSplitter, LogWriter, Stream};
+use husk_api::containers::Stream;
+
+use crate::containers::logs::{LineSplitter, LogWriter};
 
 /// After the init exits, how long output still in the pipes is read.
 const DRAIN: Duration = Duration::from_secs(2);

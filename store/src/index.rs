@@ -2,7 +2,6 @@
 //! manifest and layers. Written atomically: a temporary file, fsync, rename,
 //! fsync of the directory — the rename is what commits an import.
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,25 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
+pub use super::digest::ImageId;
 use super::error::{IoContext, Result, StoreError};
-
-/// An image's id: the digest of its config (as Docker's image ids are), so
-/// the same image imported from an OCI or a docker archive is one image.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ImageId(pub Digest);
-
-impl fmt::Display for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl fmt::Debug for ImageId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// One stored image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 
 use super::*;
-use crate::store::{ImageId, Store, StoreOptions};
+use crate::{ImageId, Store, StoreOptions};
 
 fn busybox_layer() -> Option<Vec<u8>> {
     let Ok(busybox) = fs::read("/bin/busybox") else {

@@ -1,29 +1,29 @@
-// (a crate root: its modules would sit beside it, where Cargo takes
-// every file for a binary)
-#[path = "huskctl/containers.rs"]
+//! huskctl: controls a Husk machine through its agent's API. It speaks
+//! husk-api over the agent's unix socket and knows nothing else of the
+//! agent: no store, no runtime, no daemon code. It ships in the release
+//! bundle beside husk-image, not in the image (nothing inside a Husk
+//! machine has a shell to run it).
+
 mod containers;
-#[path = "huskctl/table.rs"]
 mod table;
-#[path = "huskctl/update.rs"]
 mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use husk_agent::api::{
-    HEALTH_PATH, Health, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
-    ImportRequest, RemoveResponse, SYSTEM_PATH, System, image_path,
+use husk_api::images::{
+    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
+    ImportRequest, RemoveResponse, image_path,
 };
-use husk_agent::client::{Client, ClientError};
-use husk_agent::store::GcReport;
+use husk_api::{Client, ClientError, HEALTH_PATH, Health, SYSTEM_PATH, System};
 
 /// Controls a Husk machine through its agent.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     /// The agent's API socket.
-    #[arg(long, global = true, default_value = husk_common::paths::AGENT_SOCKET)]
+    #[arg(long, global = true, default_value = husk_api::DEFAULT_SOCKET)]
     socket: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -93,7 +93,7 @@ fn main() -> ExitCode {
                 if json {
                     println!("{}", serde_json::json!({ "data": s.data }));
                 } else {
-                    println!("data: {}", husk_agent::system::describe_data(&s.data));
+                    println!("data: {}", husk_api::describe_data(&s.data));
                 }
             }),
             Command::Image(command) => image(&client, command).await,

@@ -1,6 +1,6 @@
 //! `huskctl image ls`'s table, as `docker image ls` prints it.
 
-use husk_agent::store::ImageSummary;
+use husk_api::images::ImageSummary;
 
 /// `registry/app:1` → (`registry/app`, `1`); a digest reference has no tag.
 pub fn split_name(name: &str) -> (&str, &str) {

@@ -4,13 +4,12 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use husk_agent::api::{
-    CONTAINERS_PATH, ContainerList, RemovedContainer, WaitResponse, container_path,
+use husk_api::containers::{
+    CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, Frame, LogEntry, NetworkMode,
+    RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream, WaitResponse,
+    container_path,
 };
-use husk_agent::client::{Client, ClientError};
-use husk_agent::containers::{ContainerInfo, ExecRequest, Frame, LogEntry, Stats, Status, Stream};
-use husk_agent::spec::{NetworkMode, RestartPolicy, RunOptions};
-use hyper::Method;
+use husk_api::{Client, ClientError, Method};
 
 use crate::table;
 
@@ -215,7 +214,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
                 let path = format!(
                     "{}?signal={}",
                     container_path(&name, Some("kill")),
-                    husk_agent::api::encode_reference(&signal)
+                    husk_api::encode_path_segment(&signal)
                 );
                 let _: ContainerInfo = client.post_empty(&path).await?;
                 println!("{name}");
@@ -230,7 +229,7 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
         }
         ContainerCommand::Ps { all } => {
             let list: ContainerList = client.get(CONTAINERS_PATH).await?;
-            let now = husk_agent::containers::time::now_ms();
+            let now = now_ms();
             let shown: Vec<_> = list
                 .containers
                 .into_iter()
@@ -401,6 +400,14 @@ fn print_entry(entry: &LogEntry) {
 }
 
 /// `docker ps`'s table.
+/// Milliseconds since the epoch: container ages are computed here, from
+/// the agent's `*_ms` fields.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn ps_table(containers: &[ContainerInfo], now_ms: u64) -> String {
     let ago = |ms: u64| table::ago((now_ms.saturating_sub(ms) / 1000) as i64);
     let mut out = format!(

@@ -4,8 +4,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use super::digest::{Digest, DigestError};
-use super::index::ImageId;
+use super::digest::{Digest, DigestError, ImageId};
 use super::unpack::LayerError;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

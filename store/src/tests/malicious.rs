@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::store::{Store, StoreError};
+use crate::{Store, StoreError};
 
 /// A name no test run on this machine has used, for files that must not
 /// appear on the host.

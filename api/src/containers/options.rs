@@ -59,7 +59,7 @@ pub struct RunOptions {
     #[serde(default)]
     pub network: NetworkMode,
     /// All capabilities, no seccomp, no masked paths (if the agent's
-    /// [`SecurityPolicy`](super::SecurityPolicy) allows it).
+    /// security policy allows it).
     #[serde(default)]
     pub privileged: bool,
     /// Run in a user namespace: container ids 0..size are host ids

@@ -4,7 +4,7 @@
 use std::fs;
 
 use super::*;
-use crate::store::{Store, StoreOptions};
+use crate::{Store, StoreOptions};
 
 fn image() -> TestImage {
     let layer = Layer::default()

@@ -16,6 +16,11 @@
 //! against its diff_id, which is what containers use (as containers/storage
 //! does). The store is synchronous; the agent calls it from a blocking
 //! thread.
+//!
+//! This crate owns the bytes of images on disk and nothing else: it knows
+//! no HTTP, no API types, no containers and no runtime. The agent serves
+//! it, husk-image fills it at build time (`defer_unpack`), and the
+//! registry client belongs here when it comes.
 
 pub mod archive;
 pub mod blobs;
@@ -44,9 +49,6 @@ pub use self::unpack::UnpackOptions;
 use self::blobs::Blobs;
 use self::error::IoContext;
 use self::index::{Index, index_path};
-
-/// Where the agent keeps its store unless told otherwise (`--root`).
-pub const DEFAULT_ROOT: &str = husk_common::paths::STATE_DIR;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StoreOptions {

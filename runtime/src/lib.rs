@@ -11,6 +11,10 @@
 //! The runtime forks with a raw clone3: call it from a single-threaded
 //! process (the agent daemon runs `husk-agent oci` as a child, as
 //! containerd runs runc).
+//!
+//! It owns one bundle's life and nothing more: no async runtime, no HTTP,
+//! no image store, no container manager, no Docker defaults (those are the
+//! agent's spec builder). [`cli`] is `husk-agent oci`'s command line.
 
 pub mod bundle;
 pub mod caps;

@@ -4,7 +4,7 @@ use std::fs;
 use std::path::Path;
 
 use super::*;
-use crate::store::{ImageId, Removed, Store, StoreError};
+use crate::{ImageId, Removed, Store, StoreError};
 
 fn simple(name: &str, content: &[u8]) -> TestImage {
     let layer = Layer::default().file(name, content, 0o644).tar();

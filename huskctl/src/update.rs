@@ -1,9 +1,11 @@
 //! `huskctl update check | apply | status | rollback`.
 
 use clap::Subcommand;
-use husk_agent::api::{UPDATE_APPLY_PATH, UPDATE_CHECK_PATH, UPDATE_PATH, UPDATE_ROLLBACK_PATH};
-use husk_agent::client::{Client, ClientError};
-use husk_agent::update::{ApplyRequest, RollbackRequest, UpdateOutcome, UpdateStatus};
+use husk_api::update::{
+    ApplyRequest, RollbackRequest, UPDATE_APPLY_PATH, UPDATE_CHECK_PATH, UPDATE_PATH,
+    UPDATE_ROLLBACK_PATH, UpdateOutcome, UpdateStatus,
+};
+use husk_api::{Client, ClientError};
 
 #[derive(Subcommand)]
 pub enum UpdateCommand {

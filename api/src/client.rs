@@ -1,9 +1,10 @@
-//! A client for the agent's API over its unix socket (used by huskctl).
+//! A client for the agent's API over its unix socket: huskctl's, and any
+//! Rust program's that drives a Husk machine.
 
 use std::path::{Path, PathBuf};
 
 use http_body_util::{BodyExt, Full};
-use hyper::Method;
+pub use hyper::Method;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
@@ -36,7 +37,7 @@ impl ClientError {
     /// The agent's `error` message of a non-2xx answer.
     pub fn agent_message(&self) -> Option<String> {
         match self {
-            Self::Status { body, .. } => serde_json::from_str::<crate::api::ErrorBody>(body)
+            Self::Status { body, .. } => serde_json::from_str::<crate::ErrorBody>(body)
                 .ok()
                 .map(|b| b.error),
             _ => None,
@@ -45,7 +46,7 @@ impl ClientError {
 }
 
 fn describe_status(status: u16, body: &str) -> String {
-    match serde_json::from_str::<crate::api::ErrorBody>(body) {
+    match serde_json::from_str::<crate::ErrorBody>(body) {
         Ok(b) => format!("{} (HTTP {status})", b.error),
         Err(_) => format!("the agent answered {status}: {body}"),
     }
