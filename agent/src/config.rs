@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::containers::logs::{DEFAULT_MAX_FILES, DEFAULT_MAX_SIZE};
-use crate::spec::SecurityPolicy;
+use husk_spec::SecurityPolicy;
 
 pub const DEFAULT_PATH: &str = "/etc/husk/agent.toml";
 

@@ -2,8 +2,8 @@
 //! composes the domain crates — husk-store (images), husk-runtime (OCI
 //! runtime, `husk-agent oci`), husk-api (the contract it serves) — with
 //! what only a running machine has: the API server, the container
-//! manager and its shims, the OCI spec builder (Docker's defaults), the
-//! update agent, the network, user-data and the clock.
+//! manager and its shims (over husk-spec, Docker's defaults), the update
+//! agent, the network, user-data and the clock.
 //!
 //! Clients never link this crate: they speak husk-api.
 
@@ -16,7 +16,6 @@ pub mod images;
 pub mod logger;
 pub mod net;
 pub mod server;
-pub mod spec;
 pub mod system;
 pub mod update;
 pub mod userdata;

@@ -7,6 +7,7 @@ use husk_agent::config::AgentConfig;
 use husk_agent::containers::{Layout, Manager, ManagerConfig};
 use husk_agent::images::ImageStore;
 use husk_agent::server::ApiSocket;
+use husk_common::boot::BootFacts;
 use tokio::signal::unix::{SignalKind, signal};
 
 /// After SIGTERM, how long open requests may take.
@@ -22,6 +23,9 @@ struct Args {
     /// husk-init's data partition status (served as GET /v1/system).
     #[arg(long, value_name = "PATH", default_value = husk_common::paths::DATA_STATUS)]
     data_status: PathBuf,
+    /// What husk-init learnt at boot: trial boot, boot disk, ESP.
+    #[arg(long, value_name = "PATH", default_value = husk_common::paths::BOOT_FACTS)]
+    boot_facts: PathBuf,
     /// The persistent state: the image store (images.json, blobs/,
     /// layers/) and the containers (containers/).
     #[arg(long, value_name = "DIR", default_value = husk_common::paths::STATE_DIR)]
@@ -82,6 +86,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// What husk-init published about this boot; None (logged) without it.
+fn boot_facts(path: &std::path::Path) -> Option<BootFacts> {
+    match BootFacts::read(path) {
+        Ok(facts) => Some(facts),
+        Err(e) if e.is_missing() => {
+            log::warn!("{e}: not started by husk-init?");
+            None
+        }
+        Err(e) => {
+            log::error!("{e}");
+            None
+        }
+    }
+}
+
 /// The update agent: on a Husk machine with the ESP mounted and the
 /// running version from os-release; otherwise detached (status only).
 fn updater(args: &Args, config: &AgentConfig, cmdline: &str) -> husk_agent::update::Updater {
@@ -91,7 +110,11 @@ fn updater(args: &Args, config: &AgentConfig, cmdline: &str) -> husk_agent::upda
         return Updater::detached(state_dir);
     }
     fault::configure_from_cmdline(cmdline);
-    let esp = mount::mount_esp();
+    let facts = boot_facts(&args.boot_facts);
+    let esp = match &facts {
+        Some(facts) => mount::mount_esp(facts.esp.as_deref()),
+        None => Err("no boot facts".to_owned()),
+    };
     if let Err(e) = &esp {
         log::warn!("update: {e}: updates are off");
     }
@@ -106,6 +129,7 @@ fn updater(args: &Args, config: &AgentConfig, cmdline: &str) -> husk_agent::upda
         esp,
         running_version: running,
         may_reboot: true,
+        trial: facts.map(|f| f.trial),
     })
 }
 

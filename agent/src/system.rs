@@ -3,22 +3,23 @@
 
 use std::path::Path;
 
+use husk_common::boot::DataPartition;
 use serde_json::{Value, json};
 
-/// The data partition's status file, or `{"state":"unknown"}` (with the
-/// reason) when it is missing or unreadable: an agent started outside
-/// husk-init, or an init that predates the file.
+/// The data partition's status file (husk-common's [`DataPartition`], as
+/// init writes it), or `{"state":"unknown"}` with the reason when it is
+/// missing or not that: an agent started outside husk-init, or a file
+/// that is not init's.
 pub fn data_status(path: &Path) -> Value {
+    let unknown =
+        |why: String| json!({"state": "unknown", "error": format!("{}: {why}", path.display())});
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) => {
-            return json!({"state": "unknown", "error": format!("{}: {e}", path.display())});
-        }
+        Err(e) => return unknown(e.to_string()),
     };
-    match serde_json::from_str::<Value>(&text) {
-        Ok(value) if value.get("state").is_some_and(Value::is_string) => value,
-        Ok(_) => json!({"state": "unknown", "error": format!("{}: no \"state\"", path.display())}),
-        Err(e) => json!({"state": "unknown", "error": format!("{}: {e}", path.display())}),
+    match serde_json::from_str::<DataPartition>(&text) {
+        Ok(data) => serde_json::to_value(data).unwrap_or_else(|e| unknown(e.to_string())),
+        Err(e) => unknown(e.to_string()),
     }
 }
 

@@ -2,5 +2,6 @@
 //! talk. Kept tiny and dependency-light because PID 1 links it.
 
 pub mod atomic;
+pub mod boot;
 pub mod notify;
 pub mod paths;

@@ -17,8 +17,16 @@ pub const MODULES_DIR: &str = "/usr/lib/modules";
 /// The GPT partition name (and ext4 label) of the data partition, which
 /// husk-init mounts on [`STATE_DIR`].
 pub const DATA_PARTITION_NAME: &str = "husk-data";
+/// The GPT partition name of the EFI system partition, which holds the
+/// boot loader and the UKIs (the update agent writes there).
+pub const ESP_PARTITION_NAME: &str = "esp";
 /// What became of the data partition at boot (JSON, written by husk-init,
-/// served by the agent as `GET /v1/system`).
+/// served by the agent as `GET /v1/system`). The same object is `data`
+/// in [`BOOT_FACTS`].
 pub const DATA_STATUS: &str = "/run/husk/data.json";
+/// What husk-init learnt about this boot: trial or not, the boot disk,
+/// the ESP, the data partition's outcome (JSON, [`crate::boot::BootFacts`]),
+/// written once before the services start.
+pub const BOOT_FACTS: &str = "/run/husk/boot.json";
 /// The static e2fsck husk-image puts in the initramfs.
 pub const E2FSCK: &str = "/usr/sbin/e2fsck";

@@ -1,8 +1,8 @@
 //! PID 1's life, in the order docs/ARCHITECTURE.md gives: early mounts
 //! and logging, leaving the initramfs, the remaining mounts and a
-//! read-only "/", configuration, modules, services, the event loop,
-//! shutdown. Nothing here may end the process: every failure is logged
-//! and the boot goes on with less.
+//! read-only "/", configuration, modules, the data partition, the boot
+//! facts, services, the event loop, shutdown. Nothing here may end the
+//! process: every failure is logged and the boot goes on with less.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -15,8 +15,8 @@ use crate::event_loop::Init;
 use crate::signals::Signals;
 use crate::supervisor::Supervisor;
 use crate::{
-    boot_count, config, data_partition, logger, modules, mounts, power_button, shutdown,
-    switch_root, sys,
+    boot_count, boot_facts, config, data_partition, logger, modules, mounts, power_button,
+    shutdown, switch_root, sys,
 };
 
 /// Runs PID 1. Never returns.
@@ -79,7 +79,8 @@ pub fn run() -> ! {
     }
     modules::coldplug(&config.modules);
     // After coldplug (the efivarfs module).
-    let trial = if boot_count::mount_efivarfs() {
+    let efi = boot_count::mount_efivarfs();
+    let trial = if efi {
         boot_count::trial_entry(Path::new(boot_count::EFIVARS))
     } else {
         None
@@ -89,7 +90,13 @@ pub fn run() -> ! {
     }
     // After coldplug (the disk driver), before the services (the agent
     // keeps its state there).
-    data_partition::setup();
+    let data = data_partition::setup();
+    // Published once, before the services, for the agent; not kept.
+    boot_facts::publish(
+        &boot_facts::gather(Path::new("/sys/class/block"), efi, trial.as_deref(), data),
+        Path::new(paths::DATA_STATUS),
+        Path::new(paths::BOOT_FACTS),
+    );
     let buttons = power_button::open_all();
 
     let Some(signals) = signals else {

@@ -27,6 +27,7 @@
 
 pub mod boot;
 pub mod boot_count;
+pub mod boot_facts;
 pub mod config;
 pub mod ctl;
 pub mod data_partition;

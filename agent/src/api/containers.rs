@@ -49,7 +49,7 @@ impl From<ManagerError> for ApiError {
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::StartFailed { .. } => StatusCode::BAD_REQUEST,
             E::Image(e) => return ApiError::from_store(e, None),
-            E::Spec(crate::spec::SpecError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            E::Spec(husk_spec::SpecError::Forbidden(_)) => StatusCode::FORBIDDEN,
             E::Spec(_) => StatusCode::BAD_REQUEST,
             E::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,

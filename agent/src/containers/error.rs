@@ -1,6 +1,6 @@
 //! What the container manager answers when it cannot do what was asked.
 
-use crate::spec::SpecError;
+use husk_spec::SpecError;
 use husk_store::StoreError;
 
 #[derive(Debug, thiserror::Error)]

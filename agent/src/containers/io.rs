@@ -17,8 +17,8 @@ use super::logs::{Follower, LineSplitter, files_oldest_first, read_lines};
 use super::manager::Manager;
 use super::stats;
 use super::time::rfc3339;
-use crate::spec::{read_rootfs_file, resolve_user};
 use husk_api::containers::{ExecExit, ExecRequest, LogEntry, LogOptions, Stats, Stream};
+use husk_spec::{read_rootfs_file, resolve_user};
 
 /// How often `logs -f` looks for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FileType;
 
-use crate::spec::read_rootfs_file;
+use husk_spec::read_rootfs_file;
 
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 

@@ -21,7 +21,7 @@ use super::record::ContainerRecord;
 use super::shim::ShimPid;
 use super::time::now_ms;
 use crate::images::ImageStore;
-use crate::spec::{RestartPolicy, RunOptions, SecurityPolicy, build_spec_reading, check_name};
+use husk_spec::{RestartPolicy, RunOptions, SecurityPolicy, build_spec_reading, check_name};
 use husk_store::{ImageId, Store};
 
 /// How the manager runs containers.

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{RestartPolicy, RunOptions};
+use husk_spec::{RestartPolicy, RunOptions};
 use husk_store::ImageId;
 
 /// Refuse records from a future format instead of misreading them.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::spec::RestartPolicy;
+use husk_spec::RestartPolicy;
 
 /// The first delay; it doubles after each quick exit.
 pub const FIRST_DELAY: Duration = Duration::from_millis(100);

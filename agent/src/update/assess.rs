@@ -1,6 +1,8 @@
 //! After boot: was the last update rolled back, and is this boot good?
 //!
-//! A version on trial (its entry still has a `+N` counter) proves itself:
+//! A version on trial (systemd-boot started an entry with a `+N` counter
+//! and said so in `LoaderBootCountPath`, which husk-init publishes in
+//! boot.json) proves itself:
 //! the agent serves, every container with an `always`/`unless-stopped`
 //! policy runs, and every configured health check answers 2xx, all within
 //! `assessment_timeout_secs`. Then its entry is blessed. Otherwise the
@@ -16,7 +18,7 @@ use husk_release::compare_versions;
 use super::state::{Failure, Rollback, StateFile, now};
 use super::{HealthCheck, Updater};
 use crate::containers::{Manager, Status};
-use crate::spec::RestartPolicy;
+use husk_spec::RestartPolicy;
 
 /// Between two rounds of checks.
 const RETRY: Duration = Duration::from_secs(2);
@@ -54,14 +56,15 @@ impl Updater {
             }
         };
         self.note_rollback(&running, &entries);
-        let Some(entry) = entries.iter().find(|e| e.version == running) else {
-            // Booted from something else (a rescue medium, a direct kernel).
-            self.set_assessment("not on trial (no boot entry of the running version)");
+        let Some(trial) = &self.inner.trial else {
+            self.set_assessment("unknown: no boot facts from husk-init");
             return;
         };
-        // systemd-boot counted this boot before starting it: on the last
-        // try the entry already reads `+0-N`. Any counter means on trial.
-        if entry.tries.is_none() {
+        if !trial.efi {
+            self.set_assessment("not on trial (not started by systemd-boot)");
+            return;
+        }
+        if !trial.on_trial {
             self.set_assessment("blessed");
             self.update_state(|s| {
                 if s.pending.as_ref().is_some_and(|p| p.version == running) {
@@ -70,12 +73,21 @@ impl Updater {
             });
             return;
         }
+        // systemd-boot counted this boot before starting it: on the last
+        // try the entry already reads `+0-N`.
+        let entry = trial.entry_name().and_then(husk_release::BootEntry::parse);
+        let tries_left = entry.as_ref().and_then(|e| e.tries).map_or(0, |t| t.left);
+        if let Some(other) = entry.as_ref().filter(|e| e.version != running) {
+            log::warn!(
+                "update: the boot loader's trial entry {} is not the running version {running}",
+                other.file_name()
+            );
+        }
         self.set_assessment("assessing");
         let settings = self.settings();
         let deadline = Duration::from_secs(settings.assessment_timeout_secs);
         log::info!(
-            "update: {running} is on trial ({} tries left); assessing for up to {deadline:?}",
-            entry.tries.map_or(0, |t| t.left)
+            "update: {running} is on trial ({tries_left} tries left); assessing for up to {deadline:?}"
         );
         // What was wrong at the last look: the reason if time runs out.
         let mut last = String::from("no check finished before the deadline");

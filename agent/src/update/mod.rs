@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub use husk_api::update::{
     ApplyRequest, EntryStatus, RollbackRequest, UpdateOutcome, UpdateState, UpdateStatus,
 };
+use husk_common::boot::Trial;
 use husk_release::manifest::Offer;
 use husk_release::{BootEntry, Release, compare_versions};
 
@@ -65,6 +66,9 @@ pub struct UpdaterConfig {
     pub running_version: Option<String>,
     /// Whether the updater may reboot the machine (PID 1 is husk-init).
     pub may_reboot: bool,
+    /// Whether systemd-boot started this boot on trial, as husk-init read
+    /// it (boot.json); None when there are no boot facts.
+    pub trial: Option<Trial>,
 }
 
 /// How `update status` shows a boot entry.
@@ -97,6 +101,7 @@ struct Inner {
     esp: Result<Esp, String>,
     running: Option<String>,
     may_reboot: bool,
+    trial: Option<Trial>,
     state: Mutex<UpdateState>,
     assessment: Mutex<String>,
     /// One check, apply or rollback at a time.
@@ -117,6 +122,7 @@ impl Updater {
                 state_dir: config.state_dir,
                 running: config.running_version,
                 may_reboot: config.may_reboot,
+                trial: config.trial,
                 state: Mutex::new(state),
                 assessment: Mutex::new("not on trial".into()),
                 busy: tokio::sync::Mutex::new(()),
@@ -132,6 +138,7 @@ impl Updater {
             esp: Err("not a Husk machine".into()),
             running_version: None,
             may_reboot: false,
+            trial: None,
         })
     }
 

@@ -25,7 +25,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{RestartPolicy, RunOptions, check_name};
+use husk_spec::{RestartPolicy, RunOptions, check_name};
 
 /// The whole document. Unknown keys are errors: a misspelt key must not
 /// be silently ignored on a machine nobody logs in to.

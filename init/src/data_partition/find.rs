@@ -88,6 +88,14 @@ pub fn find(class_block: &Path, partname: &str) -> Vec<Partition> {
         .collect()
 }
 
+/// The partitions named `partname` on `disk` (`vda`), in name order:
+/// the ESP of the data partition's disk.
+pub fn on_disk(class_block: &Path, partname: &str, disk: &str) -> Vec<Partition> {
+    let mut found = find(class_block, partname);
+    found.retain(|p| p.disk == disk);
+    found
+}
+
 /// Whether any real disk exists: a block device that is not a partition
 /// and has a device behind it (loop, ram and zram devices have none).
 pub fn any_disk(class_block: &Path) -> bool {
@@ -126,10 +134,51 @@ pub fn wait_for(
     }
 }
 
+/// Fake sysfs trees for tests (here and in [`crate::boot_facts`]).
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::path::{Path, PathBuf};
+
+    /// Adds the disk `disk` with partitions `(number, GPT name)` to the
+    /// sysfs under `root`, as the kernel lays it out (the partitions'
+    /// directories inside the disk's, `class/block/*` links to them);
+    /// returns `class/block`.
+    pub fn disk(root: &Path, disk: &str, parts: &[(u32, &str)]) -> PathBuf {
+        let dir = root.join(format!(
+            "devices/pci0000:00/0000:00:04.0/{disk}/block/{disk}"
+        ));
+        let class = root.join("class/block");
+        fs::create_dir_all(&class).unwrap();
+        fs::create_dir_all(dir.join("device")).unwrap();
+        fs::write(
+            dir.join("uevent"),
+            format!("DEVNAME={disk}\nDEVTYPE=disk\n"),
+        )
+        .unwrap();
+        symlink(&dir, class.join(disk)).unwrap();
+        for &(n, name) in parts {
+            let part = dir.join(format!("{disk}{n}"));
+            fs::create_dir_all(&part).unwrap();
+            fs::write(
+                part.join("uevent"),
+                format!("DEVNAME={disk}{n}\nDEVTYPE=partition\nPARTN={n}\nPARTNAME={name}\n"),
+            )
+            .unwrap();
+            fs::write(part.join("partition"), format!("{n}\n")).unwrap();
+            let start = 2048 + u64::from(n - 1) * 524_288;
+            fs::write(part.join("start"), format!("{start}\n")).unwrap();
+            fs::write(part.join("size"), "2097152\n").unwrap();
+            symlink(&part, class.join(format!("{disk}{n}"))).unwrap();
+        }
+        class
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
 
     #[test]
     fn uevents_parse() {
@@ -145,26 +194,7 @@ mod tests {
 
     /// A sysfs with a disk `vda` holding `vda1` (esp) and `vda2`.
     fn fake_sysfs(root: &Path, data_name: &str) -> std::path::PathBuf {
-        let disk = root.join("devices/pci0000:00/0000:00:04.0/virtio2/block/vda");
-        let class = root.join("class/block");
-        fs::create_dir_all(&class).unwrap();
-        fs::create_dir_all(disk.join("device")).unwrap();
-        fs::write(disk.join("uevent"), "DEVNAME=vda\nDEVTYPE=disk\n").unwrap();
-        symlink(&disk, class.join("vda")).unwrap();
-        for (n, name, start) in [(1, "esp", 2048), (2, data_name, 526336)] {
-            let part = disk.join(format!("vda{n}"));
-            fs::create_dir_all(&part).unwrap();
-            fs::write(
-                part.join("uevent"),
-                format!("DEVNAME=vda{n}\nDEVTYPE=partition\nPARTN={n}\nPARTNAME={name}\n"),
-            )
-            .unwrap();
-            fs::write(part.join("partition"), format!("{n}\n")).unwrap();
-            fs::write(part.join("start"), format!("{start}\n")).unwrap();
-            fs::write(part.join("size"), "2097152\n").unwrap();
-            symlink(&part, class.join(format!("vda{n}"))).unwrap();
-        }
-        class
+        fake::disk(root, "vda", &[(1, "esp"), (2, data_name)])
     }
 
     #[test]
@@ -184,6 +214,20 @@ mod tests {
         assert!(find(&class, "nope").is_empty());
         assert!(any_disk(&class));
         assert!(find(&dir.path().join("missing"), "husk-data").is_empty());
+    }
+
+    #[test]
+    fn partitions_of_one_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        fake::disk(dir.path(), "sda", &[(1, "esp")]);
+        let class = fake_sysfs(dir.path(), "husk-data");
+        assert_eq!(find(&class, "esp").len(), 2);
+        let esp = on_disk(&class, "esp", "vda");
+        assert_eq!(esp.len(), 1);
+        assert_eq!((esp[0].name.as_str(), esp[0].number), ("vda1", 1));
+        assert_eq!(on_disk(&class, "esp", "sda")[0].name, "sda1");
+        assert!(on_disk(&class, "esp", "vdb").is_empty());
+        assert!(on_disk(&class, "husk-data", "sda").is_empty());
     }
 
     #[test]

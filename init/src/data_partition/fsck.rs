@@ -5,9 +5,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use husk_common::boot::Fsck;
+
 use crate::sys;
 
-/// What the check concluded, as the status file names it.
+/// What the check concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Clean,
@@ -23,12 +25,13 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn as_str(self) -> &'static str {
+    /// As data.json and boot.json give it.
+    pub fn fsck(self) -> Fsck {
         match self {
-            Verdict::Clean => "clean",
-            Verdict::Corrected { .. } => "corrected",
-            Verdict::Failed => "failed",
-            Verdict::Skipped => "skipped",
+            Verdict::Clean => Fsck::Clean,
+            Verdict::Corrected { .. } => Fsck::Corrected,
+            Verdict::Failed => Fsck::Failed,
+            Verdict::Skipped => Fsck::Skipped,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! checked with e2fsck, mounted on /var/lib/husk, and its filesystem
 //! grown online. It is never formatted: a partition that fails its check
 //! or its mount is left as it was, /var/lib/husk becomes a tmpfs so the
-//! agent still runs, and the failure is written to /run/husk/data.json
+//! agent still runs, and the failure goes into the boot facts
+//! ([`crate::boot_facts`]: /run/husk/data.json and /run/husk/boot.json)
 //! for the agent to report.
 //!
 //! Log lines (docs/ARCHITECTURE.md, log contract):
@@ -16,16 +17,15 @@ pub mod ext4;
 pub mod find;
 pub mod fsck;
 pub mod grow;
-pub mod status;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use husk_common::boot::{DataPartition, DataState};
 use husk_common::paths;
 use rustix::mount::MountFlags;
 
 use crate::sys;
-use status::{State, Status};
 
 /// How long to wait for the disk to show up.
 const DEADLINE: Duration = Duration::from_secs(5);
@@ -35,9 +35,17 @@ const MIB: u64 = 1 << 20;
 /// Not noexec: container layers live on it.
 const DATA_FLAGS: MountFlags = MountFlags::NOSUID.union(MountFlags::NODEV);
 
-/// Finds, grows, checks and mounts the data partition, then writes the
-/// status file. Never fails: the outcome is in the status.
-pub fn setup() -> Status {
+/// What [`setup`] did, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub status: DataPartition,
+    /// The partition's disk (`vda`), when there is a partition.
+    pub disk: Option<String>,
+}
+
+/// Finds, grows, checks and mounts the data partition. Never fails: the
+/// outcome is in the status, which the caller publishes.
+pub fn setup() -> Outcome {
     let started = Instant::now();
     // Firmware (UEFI) booted us from a disk, so one is coming; a direct
     // kernel boot may have none.
@@ -49,7 +57,7 @@ pub fn setup() -> Status {
         DEADLINE,
         POLL,
     );
-    let status = match found.split_first() {
+    match found.split_first() {
         None => {
             log::info!(
                 "data: no {} partition; {} is a tmpfs",
@@ -57,7 +65,10 @@ pub fn setup() -> Status {
                 paths::STATE_DIR
             );
             mount_tmpfs("tmpfs");
-            Status::absent()
+            Outcome {
+                status: DataPartition::absent(),
+                disk: None,
+            }
         }
         Some((part, others)) => {
             for other in others {
@@ -74,7 +85,7 @@ pub fn setup() -> Status {
                 started.elapsed().as_millis()
             );
             let status = bring_up(part);
-            if status.state == State::Failed {
+            if status.state == DataState::Failed {
                 log::error!(
                     "data: FAILED {}: {}; {} is a tmpfs",
                     status.device.as_deref().unwrap_or("?"),
@@ -83,13 +94,12 @@ pub fn setup() -> Status {
                 );
                 mount_tmpfs("husk-data-failed");
             }
-            status
+            Outcome {
+                status,
+                disk: Some(part.disk.clone()),
+            }
         }
-    };
-    if let Err(e) = status::write(Path::new(paths::DATA_STATUS), &status) {
-        log::error!("data: writing {}: {e}", paths::DATA_STATUS);
     }
-    status
 }
 
 /// /var/lib/husk as a tmpfs, named after why (`source` shows in
@@ -111,10 +121,10 @@ fn mib(bytes: u64) -> u64 {
 }
 
 /// Grow, check, mount, grow the filesystem.
-fn bring_up(part: &find::Partition) -> Status {
+fn bring_up(part: &find::Partition) -> DataPartition {
     let device = format!("/dev/{}", part.name);
-    let mut status = Status {
-        state: State::Failed,
+    let mut status = DataPartition {
+        state: DataState::Failed,
         device: Some(device.clone()),
         error: None,
         fsck: None,
@@ -142,7 +152,7 @@ fn bring_up(part: &find::Partition) -> Status {
 
     // 2. The check.
     let check = fsck::run(Path::new(paths::E2FSCK), Path::new(&device));
-    status.fsck = Some(check.verdict.as_str());
+    status.fsck = Some(check.verdict.fsck());
     for line in &check.output {
         log::info!("data: e2fsck: {line}");
     }
@@ -177,7 +187,7 @@ fn bring_up(part: &find::Partition) -> Status {
         status.error = Some(format!("mount ext4 on {}: {e}", paths::STATE_DIR));
         return status;
     }
-    status.state = State::Mounted;
+    status.state = DataState::Mounted;
     status.size_bytes = sb.bytes();
     log::info!(
         "data: mounted {device} at {} ({} MiB)",

@@ -10,7 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use husk_agent::spec::{RunOptions, SecurityPolicy, build_spec};
+use husk_spec::{RunOptions, SecurityPolicy, build_spec};
 
 use super::{Outcome, say};
 

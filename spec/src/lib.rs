@@ -2,7 +2,12 @@
 //! (`config.json`): what containerd's `oci.WithDefaultSpec` and Docker's
 //! `daemon/oci_linux.go` produce, as data and small functions. Nothing
 //! here touches the system besides reading the image's /etc/passwd and
-//! /etc/group; the runtime (`husk_runtime`) applies the spec.
+//! /etc/group; the runtime (husk-runtime) applies the spec.
+//!
+//! It knows the user's request (husk-api's `RunOptions`), the image's OCI
+//! config and the operator's [`SecurityPolicy`], and nothing of where the
+//! image lives, how the container is run or who asked: the agent's
+//! container manager calls it, and so does the QEMU tests' guest checker.
 
 mod linux;
 mod policy;
