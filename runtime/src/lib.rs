@@ -6,7 +6,8 @@
 //! directory), [`bundle`] (loading and checking config.json),
 //! [`process`] (the init: clone and setup sequence), [`namespaces`],
 //! [`rootfs`], [`cgroups`], [`caps`], [`seccomp`], and [`sys`], the one
-//! module with raw system calls.
+//! module with raw system calls. The rootfs setup reaches the kernel
+//! through [`syscall::Syscall`], so its logic is unit-tested without root.
 //!
 //! The runtime forks with a raw clone3: call it from a single-threaded
 //! process (the agent daemon runs `husk-agent oci` as a child, as
@@ -29,6 +30,7 @@ pub mod seccomp;
 pub mod signal;
 pub mod state;
 mod sys;
+pub mod syscall;
 
 use std::fs;
 use std::io::Write;

@@ -36,6 +36,7 @@ use super::namespaces::{self, Plan};
 use super::rootfs::{self, RootfsContext};
 use super::seccomp::Programs;
 use super::sys;
+use super::syscall::Linux;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -213,7 +214,9 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     }
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
     rootfs::ensure_dir(config.rootfs, process.cwd())?;
+    let kernel = Linux;
     rootfs::prepare(&RootfsContext {
+        sys: &kernel,
         spec,
         rootfs: config.rootfs,
         bundle: config.bundle,
@@ -226,8 +229,8 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         new_cgroup_ns: config.plan.new_cgroup,
         cgroup_dir: config.cgroup.map(|c| c.dir.as_path()),
     })?;
-    rootfs::pivot(config.rootfs)?;
-    rootfs::finish(spec)?;
+    rootfs::pivot(&kernel, config.rootfs)?;
+    rootfs::finish(&kernel, spec, Path::new("/"))?;
     set_rlimits(process)?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();

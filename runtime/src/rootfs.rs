@@ -12,11 +12,12 @@ use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
 use super::error::{Result, RuntimeError, Step};
-use super::sys;
+use super::syscall::Syscall;
 
 /// What the init knows when it prepares the rootfs.
-#[derive(Debug)]
 pub struct RootfsContext<'a> {
+    /// The kernel, or a test's recorder.
+    pub sys: &'a dyn Syscall,
     pub spec: &'a Spec,
     pub rootfs: &'a Path,
     pub bundle: &'a Path,
@@ -176,9 +177,12 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
             )));
         }
     };
-    sys::propagation(Path::new("/"), root_flags).step(|| "making / rslave")?;
+    ctx.sys
+        .propagation(Path::new("/"), root_flags)
+        .step(|| "making / rslave")?;
     // pivot_root needs the new root to be a mount point.
-    sys::bind(ctx.rootfs, ctx.rootfs, true)
+    ctx.sys
+        .bind(ctx.rootfs, ctx.rootfs, true)
         .step(|| format!("binding the rootfs {} onto itself", ctx.rootfs.display()))?;
     for m in ctx.spec.mounts().iter().flatten() {
         mount_one(ctx, m)?;
@@ -205,11 +209,12 @@ fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
             ctx.bundle.join(source)
         };
         make_target(&dest, source.is_dir())?;
-        sys::bind(&source, &dest, options.recursive)
+        ctx.sys
+            .bind(&source, &dest, options.recursive)
             .step(|| format!("binding {} on {shown}", source.display()))?;
         let wanted = options.flags - MountFlags::BIND;
         if !wanted.is_empty() {
-            remount_bind(&dest, wanted, options.clear)
+            remount_bind(ctx.sys, &dest, wanted, options.clear)
                 .step(|| format!("remounting {shown} ({:?})", wanted))?;
         }
     } else {
@@ -220,7 +225,9 @@ fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| typ.clone());
         let data = cstring(&options.data.join(","));
-        let result = sys::mount(&source, &dest, &typ, options.flags, Some(&data));
+        let result = ctx
+            .sys
+            .mount(&source, &dest, &typ, options.flags, Some(&data));
         match result {
             // sysfs and mqueue cannot be mounted fresh in a user namespace
             // without its own network / ipc namespace: bind the host's
@@ -235,16 +242,18 @@ fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
                 } else {
                     "/dev/mqueue"
                 };
-                sys::bind(Path::new(host), &dest, true)
+                ctx.sys
+                    .bind(Path::new(host), &dest, true)
                     .step(|| format!("binding {host} on {shown}"))?;
-                remount_bind(&dest, options.flags, options.clear)
+                remount_bind(ctx.sys, &dest, options.flags, options.clear)
                     .step(|| format!("remounting {shown}"))?;
             }
             other => other.step(|| format!("mounting {typ} on {shown}"))?,
         }
     }
     if !options.propagation.is_empty() {
-        sys::propagation(&dest, options.propagation)
+        ctx.sys
+            .propagation(&dest, options.propagation)
             .step(|| format!("setting propagation of {shown}"))?;
     }
     Ok(())
@@ -255,23 +264,32 @@ fn mount_cgroup(ctx: &RootfsContext, dest: &Path, options: &Options, shown: &str
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 shows the container's
         // cgroup as the root (what runc does with nsdelegate semantics).
-        sys::mount("cgroup2", dest, "cgroup2", options.flags, None)
+        ctx.sys
+            .mount("cgroup2", dest, "cgroup2", options.flags, None)
             .step(|| format!("mounting cgroup2 on {shown}"))
     } else {
         let Some(dir) = ctx.cgroup_dir else {
             return Ok(());
         };
-        sys::bind(dir, dest, false).step(|| format!("binding {} on {shown}", dir.display()))?;
-        remount_bind(dest, options.flags, options.clear).step(|| format!("remounting {shown}"))
+        ctx.sys
+            .bind(dir, dest, false)
+            .step(|| format!("binding {} on {shown}", dir.display()))?;
+        remount_bind(ctx.sys, dest, options.flags, options.clear)
+            .step(|| format!("remounting {shown}"))
     }
 }
 
 /// Remounts a bind mount with new flags, keeping the flags the kernel locks
 /// in a user namespace (nosuid, nodev, noexec, atime) unless cleared.
-fn remount_bind(dest: &Path, flags: MountFlags, clear: MountFlags) -> std::io::Result<()> {
-    let current = sys::mount_flags_of(dest)? - MountFlags::RDONLY;
+fn remount_bind(
+    sys: &dyn Syscall,
+    dest: &Path,
+    flags: MountFlags,
+    clear: MountFlags,
+) -> std::io::Result<()> {
+    let current = sys.mount_flags_of(dest)? - MountFlags::RDONLY;
     let flags = ((current - clear) | flags) | MountFlags::BIND;
-    sys::remount(dest, flags, c"")
+    sys.remount(dest, flags, c"")
 }
 
 /// Creates a mount target: a directory, or an empty file for a file bind.
@@ -354,15 +372,20 @@ fn create_devices(ctx: &RootfsContext) -> Result<()> {
         if ctx.in_user_ns {
             // mknod is refused in a user namespace: bind the host's node.
             make_target(&dest, false)?;
-            sys::bind(&d.path, &dest, false).step(|| format!("binding device {shown}"))?;
+            ctx.sys
+                .bind(&d.path, &dest, false)
+                .step(|| format!("binding device {shown}"))?;
         } else {
             let _ = fs::remove_file(&dest);
             let dev = rustix::fs::makedev(d.major, d.minor);
-            sys::mknod(&dest, d.kind, d.mode, dev).step(|| format!("creating device {shown}"))?;
+            ctx.sys
+                .mknod(&dest, d.kind, d.mode, dev)
+                .step(|| format!("creating device {shown}"))?;
             // mknod obeys the umask: set the mode the spec asked for.
             fs::set_permissions(&dest, fs::Permissions::from_mode(d.mode))
                 .step(|| format!("chmod {shown}"))?;
-            std::os::unix::fs::chown(&dest, Some(d.uid), Some(d.gid))
+            ctx.sys
+                .chown(&dest, d.uid, d.gid)
                 .step(|| format!("chown {shown}"))?;
         }
     }
@@ -390,24 +413,27 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
 /// Step 2: pivot_root(".", ".") then detach the old root, as runc does: no
 /// put_old directory is needed and the old root is gone from the
 /// namespace before the container runs.
-pub fn pivot(rootfs: &Path) -> Result<()> {
+pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     std::env::set_current_dir(rootfs).step(|| format!("chdir {}", rootfs.display()))?;
-    sys::pivot_root(Path::new("."), Path::new(".")).step(|| "pivot_root")?;
+    sys.pivot_root(Path::new("."), Path::new("."))
+        .step(|| "pivot_root")?;
     // The old root is stacked on "."; make it rslave so detaching it cannot
     // propagate an unmount to the host.
-    sys::propagation(
+    sys.propagation(
         Path::new("."),
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
     )
     .step(|| "making the old root rslave")?;
-    sys::unmount_detach(Path::new(".")).step(|| "detaching the old root")?;
+    sys.unmount_detach(Path::new("."))
+        .step(|| "detaching the old root")?;
     std::env::set_current_dir("/").step(|| "chdir /")?;
     Ok(())
 }
 
-/// Step 3 (inside the new root): propagation, sysctls, read-only and
-/// masked paths, then the read-only root.
-pub fn finish(spec: &Spec) -> Result<()> {
+/// Step 3 (inside the new root, `root`: "/" after the pivot): propagation,
+/// sysctls, read-only and masked paths, then the read-only root.
+pub fn finish(sys: &dyn Syscall, spec: &Spec, root: &Path) -> Result<()> {
+    let inside = |p: &str| root.join(p.trim_start_matches('/'));
     let linux = spec.linux().as_ref();
     let propagation = linux
         .and_then(|l| l.rootfs_propagation().clone())
@@ -415,26 +441,28 @@ pub fn finish(spec: &Spec) -> Result<()> {
     if let Some(p @ ("shared" | "rshared" | "unbindable" | "runbindable")) =
         Some(propagation.as_str())
     {
-        sys::propagation(
-            Path::new("/"),
+        sys.propagation(
+            root,
             propagation_flags(p).unwrap_or(MountPropagationFlags::empty()),
         )
         .step(|| format!("setting rootfsPropagation {p}"))?;
     }
     for (key, value) in linux.and_then(|l| l.sysctl().clone()).unwrap_or_default() {
-        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        let path = inside("/proc/sys").join(key.replace('.', "/"));
         fs::write(&path, &value).step(|| format!("setting sysctl {key}={value}"))?;
     }
     for p in linux
         .and_then(|l| l.readonly_paths().clone())
         .unwrap_or_default()
     {
-        let path = Path::new(&p);
-        match sys::bind(path, path, true) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            other => other.step(|| format!("binding readonly path {p}"))?,
+        let path = &inside(&p);
+        if !path.exists() {
+            continue;
         }
+        sys.bind(path, path, true)
+            .step(|| format!("binding readonly path {p}"))?;
         remount_bind(
+            sys,
             path,
             MountFlags::RDONLY | MountFlags::REC,
             MountFlags::empty(),
@@ -445,18 +473,18 @@ pub fn finish(spec: &Spec) -> Result<()> {
         .and_then(|l| l.masked_paths().clone())
         .unwrap_or_default()
     {
-        let path = Path::new(&p);
+        let path = &inside(&p);
         let result = match fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Ok(meta) if meta.is_dir() => {
-                sys::mount("tmpfs", path, "tmpfs", MountFlags::RDONLY, None)
+                sys.mount("tmpfs", path, "tmpfs", MountFlags::RDONLY, None)
             }
-            _ => sys::bind(Path::new("/dev/null"), path, false),
+            _ => sys.bind(&inside("/dev/null"), path, false),
         };
         result.step(|| format!("masking {p}"))?;
     }
     if spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        remount_bind(Path::new("/"), MountFlags::RDONLY, MountFlags::empty())
+        remount_bind(sys, root, MountFlags::RDONLY, MountFlags::empty())
             .step(|| "remounting / read-only")?;
     }
     Ok(())
@@ -470,7 +498,252 @@ pub fn ensure_dir(rootfs: &Path, dir: &Path) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use oci_spec::runtime::{LinuxBuilder, MountBuilder, RootBuilder, SpecBuilder};
+    use rustix::fs::FileType;
+
     use super::*;
+    use crate::syscall::{Call, Recorder};
+
+    fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(dest)
+            .typ(typ)
+            .source(source)
+            .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    fn spec_with(mounts: Vec<Mount>) -> Spec {
+        SpecBuilder::default().mounts(mounts).build().unwrap()
+    }
+
+    fn context<'a>(sys: &'a Recorder, spec: &'a Spec, rootfs: &'a Path) -> RootfsContext<'a> {
+        RootfsContext {
+            sys,
+            spec,
+            rootfs,
+            bundle: rootfs,
+            in_user_ns: false,
+            new_cgroup_ns: true,
+            cgroup_dir: None,
+        }
+    }
+
+    fn targets(calls: &[Call]) -> Vec<PathBuf> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount { target, .. } | Call::Bind { target, .. } => Some(target.clone()),
+                Call::Mknod { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn prepare_isolates_binds_mounts_in_order_then_makes_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path();
+        let spec = spec_with(vec![
+            mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+            mount(
+                "/dev",
+                "tmpfs",
+                "tmpfs",
+                &["nosuid", "strictatime", "mode=755"],
+            ),
+            mount("/sys/fs/cgroup", "cgroup", "cgroup", &["ro", "nosuid"]),
+        ]);
+        let sys = Recorder::default();
+        prepare(&context(&sys, &spec, rootfs)).unwrap();
+        let calls = sys.calls();
+        // Nothing mounted inside may propagate to the host: / goes rslave
+        // first, then the rootfs becomes a mount point for pivot_root.
+        assert_eq!(
+            calls[0],
+            Call::Propagation {
+                target: "/".into(),
+                flags: MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
+            }
+        );
+        assert_eq!(
+            calls[1],
+            Call::Bind {
+                source: rootfs.into(),
+                target: rootfs.into(),
+                recursive: true,
+            }
+        );
+        assert_eq!(
+            calls[2],
+            Call::Mount {
+                source: "proc".into(),
+                target: rootfs.join("proc"),
+                fstype: "proc".into(),
+                flags: MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
+                data: String::new(),
+            }
+        );
+        assert_eq!(
+            calls[3],
+            Call::Mount {
+                source: "tmpfs".into(),
+                target: rootfs.join("dev"),
+                fstype: "tmpfs".into(),
+                flags: MountFlags::NOSUID | MountFlags::STRICTATIME,
+                data: "mode=755".into(),
+            }
+        );
+        // Its own cgroup namespace: a fresh cgroup2, read-only as asked.
+        assert_eq!(
+            calls[4],
+            Call::Mount {
+                source: "cgroup2".into(),
+                target: rootfs.join("sys/fs/cgroup"),
+                fstype: "cgroup2".into(),
+                flags: MountFlags::RDONLY | MountFlags::NOSUID,
+                data: String::new(),
+            }
+        );
+        let nodes: Vec<(PathBuf, u64)> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mknod {
+                    path, kind, dev, ..
+                } if *kind == FileType::CharacterDevice => Some((path.clone(), *dev)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(nodes.len(), DEFAULT_DEVICES.len(), "{calls:#?}");
+        assert!(nodes.contains(&(rootfs.join("dev/null"), rustix::fs::makedev(1, 3))));
+        assert!(calls.contains(&Call::Chown(rootfs.join("dev/tty"), 0, 0)));
+        assert_eq!(
+            fs::read_link(rootfs.join("dev/fd")).unwrap(),
+            Path::new("/proc/self/fd")
+        );
+        assert!(targets(&calls).iter().all(|t| t.starts_with(rootfs)));
+    }
+
+    #[test]
+    fn destinations_behind_the_images_symlinks_stay_in_the_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("data")).unwrap();
+        // A hostile image: absolute and climbing links at several depths.
+        symlink("/../../../../etc", rootfs.join("proc")).unwrap();
+        symlink("../../../../../../tmp", rootfs.join("data/up")).unwrap();
+        let spec = spec_with(vec![
+            mount("/proc", "proc", "proc", &[]),
+            mount("/data/up/x", "tmpfs", "tmpfs", &[]),
+            mount("/data/bound", "bind", "/var/empty", &["rbind"]),
+        ]);
+        let sys = Recorder::default();
+        prepare(&context(&sys, &spec, &rootfs)).unwrap();
+        let calls = sys.calls();
+        let targets = targets(&calls);
+        assert!(targets.contains(&rootfs.join("etc")), "{calls:#?}");
+        assert!(targets.contains(&rootfs.join("tmp/x")), "{calls:#?}");
+        assert!(targets.iter().all(|t| t.starts_with(&rootfs)), "{calls:#?}");
+        assert!(!dir.path().join("etc").exists() && !dir.path().join("tmp").exists());
+    }
+
+    #[test]
+    fn in_a_user_namespace_sysfs_and_devices_come_from_the_host() {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path();
+        let spec = spec_with(vec![mount("/sys", "sysfs", "sysfs", &["ro", "nosuid"])]);
+        let sys = Recorder {
+            refuse_fstypes: vec!["sysfs"],
+            mounted_with: MountFlags::NODEV | MountFlags::NOEXEC,
+            ..Recorder::default()
+        };
+        let mut ctx = context(&sys, &spec, rootfs);
+        ctx.in_user_ns = true;
+        prepare(&ctx).unwrap();
+        let calls = sys.calls();
+        assert!(calls.contains(&Call::Bind {
+            source: "/sys".into(),
+            target: rootfs.join("sys"),
+            recursive: true,
+        }));
+        // The flags the kernel locks in a user namespace are kept.
+        assert!(calls.contains(&Call::Remount {
+            target: rootfs.join("sys"),
+            flags: MountFlags::RDONLY
+                | MountFlags::NOSUID
+                | MountFlags::NODEV
+                | MountFlags::NOEXEC
+                | MountFlags::BIND,
+        }));
+        assert!(calls.contains(&Call::Bind {
+            source: "/dev/null".into(),
+            target: rootfs.join("dev/null"),
+            recursive: false,
+        }));
+        assert!(
+            !calls.iter().any(|c| matches!(c, Call::Mknod { .. })),
+            "{calls:#?}"
+        );
+    }
+
+    #[test]
+    fn finish_write_protects_and_masks_inside_the_new_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["proc/sys", "proc/acpi", "dev"] {
+            fs::create_dir_all(root.join(d)).unwrap();
+        }
+        fs::write(root.join("proc/kcore"), b"").unwrap();
+        let linux = LinuxBuilder::default()
+            .readonly_paths(vec!["/proc/sys".to_string()])
+            .masked_paths(vec!["/proc/kcore".to_string(), "/proc/acpi".to_string()])
+            .build()
+            .unwrap();
+        let spec = SpecBuilder::default()
+            .linux(linux)
+            .root(
+                RootBuilder::default()
+                    .path("rootfs")
+                    .readonly(true)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let sys = Recorder::default();
+        finish(&sys, &spec, root).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::Bind {
+                    source: root.join("proc/sys"),
+                    target: root.join("proc/sys"),
+                    recursive: true,
+                },
+                Call::Remount {
+                    target: root.join("proc/sys"),
+                    flags: MountFlags::RDONLY | MountFlags::REC | MountFlags::BIND,
+                },
+                Call::Bind {
+                    source: root.join("dev/null"),
+                    target: root.join("proc/kcore"),
+                    recursive: false,
+                },
+                Call::Mount {
+                    source: "tmpfs".into(),
+                    target: root.join("proc/acpi"),
+                    fstype: "tmpfs".into(),
+                    flags: MountFlags::RDONLY,
+                    data: String::new(),
+                },
+                Call::Remount {
+                    target: root.into(),
+                    flags: MountFlags::RDONLY | MountFlags::BIND,
+                },
+            ]
+        );
+    }
 
     #[test]
     fn symlinks_stay_inside_the_root() {

@@ -1,0 +1,223 @@
+//! The seam between the rootfs logic and the kernel, as youki's
+//! `Syscall` trait is: every mount, pivot and device node the runtime
+//! makes goes through [`Syscall`], so the order, targets and flags of
+//! what it mounts can be unit-tested without root ([`Recorder`]), and
+//! [`Linux`] is the thin real thing over [`super::sys`].
+//!
+//! Ordinary file operations (mkdir, symlink, chmod of a node just made)
+//! stay direct: a test can do them in a temporary directory.
+
+use std::ffi::CStr;
+use std::io;
+use std::path::Path;
+
+use rustix::fs::FileType;
+use rustix::mount::{MountFlags, MountPropagationFlags};
+
+use super::sys;
+
+/// What the rootfs setup asks of the kernel.
+pub trait Syscall {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: Option<&CStr>,
+    ) -> io::Result<()>;
+    fn bind(&self, source: &Path, target: &Path, recursive: bool) -> io::Result<()>;
+    fn remount(&self, target: &Path, flags: MountFlags, data: &CStr) -> io::Result<()>;
+    fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()>;
+    fn unmount_detach(&self, target: &Path) -> io::Result<()>;
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// The flags `path` is mounted with (a bind remount keeps the locked
+    /// ones).
+    fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags>;
+    fn mknod(&self, path: &Path, kind: FileType, mode: u32, dev: u64) -> io::Result<()>;
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
+}
+
+/// The kernel.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Linux;
+
+impl Syscall for Linux {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: MountFlags,
+        data: Option<&CStr>,
+    ) -> io::Result<()> {
+        sys::mount(source, target, fstype, flags, data)
+    }
+    fn bind(&self, source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
+        sys::bind(source, target, recursive)
+    }
+    fn remount(&self, target: &Path, flags: MountFlags, data: &CStr) -> io::Result<()> {
+        sys::remount(target, flags, data)
+    }
+    fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
+        sys::propagation(target, flags)
+    }
+    fn unmount_detach(&self, target: &Path) -> io::Result<()> {
+        sys::unmount_detach(target)
+    }
+    fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+        sys::pivot_root(new_root, put_old)
+    }
+    fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags> {
+        sys::mount_flags_of(path)
+    }
+    fn mknod(&self, path: &Path, kind: FileType, mode: u32, dev: u64) -> io::Result<()> {
+        sys::mknod(path, kind, mode, dev)
+    }
+    fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+}
+
+#[cfg(test)]
+pub use self::recorder::{Call, Recorder};
+
+#[cfg(test)]
+mod recorder {
+    use std::cell::RefCell;
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// One call, as the kernel would have received it.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Call {
+        Mount {
+            source: String,
+            target: PathBuf,
+            fstype: String,
+            flags: MountFlags,
+            data: String,
+        },
+        Bind {
+            source: PathBuf,
+            target: PathBuf,
+            recursive: bool,
+        },
+        Remount {
+            target: PathBuf,
+            flags: MountFlags,
+        },
+        Propagation {
+            target: PathBuf,
+            flags: MountPropagationFlags,
+        },
+        UnmountDetach(PathBuf),
+        PivotRoot(PathBuf, PathBuf),
+        Mknod {
+            path: PathBuf,
+            kind: FileType,
+            mode: u32,
+            dev: u64,
+        },
+        Chown(PathBuf, u32, u32),
+    }
+
+    /// Records every call and answers as a kernel that accepts them all,
+    /// except the fstypes told to fail with EPERM (as sysfs does in a user
+    /// namespace without its own network namespace).
+    #[derive(Debug)]
+    pub struct Recorder {
+        pub calls: RefCell<Vec<Call>>,
+        pub refuse_fstypes: Vec<&'static str>,
+        /// What `mount_flags_of` reports for every path.
+        pub mounted_with: MountFlags,
+    }
+
+    impl Default for Recorder {
+        fn default() -> Self {
+            Self {
+                calls: RefCell::default(),
+                refuse_fstypes: Vec::new(),
+                mounted_with: MountFlags::empty(),
+            }
+        }
+    }
+
+    impl Recorder {
+        pub fn calls(&self) -> Vec<Call> {
+            self.calls.borrow().clone()
+        }
+
+        fn record(&self, call: Call) -> io::Result<()> {
+            self.calls.borrow_mut().push(call);
+            Ok(())
+        }
+    }
+
+    impl Syscall for Recorder {
+        fn mount(
+            &self,
+            source: &str,
+            target: &Path,
+            fstype: &str,
+            flags: MountFlags,
+            data: Option<&CStr>,
+        ) -> io::Result<()> {
+            if self.refuse_fstypes.contains(&fstype) {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            self.record(Call::Mount {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                fstype: fstype.to_owned(),
+                flags,
+                data: data
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            })
+        }
+        fn bind(&self, source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
+            self.record(Call::Bind {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                recursive,
+            })
+        }
+        fn remount(&self, target: &Path, flags: MountFlags, _data: &CStr) -> io::Result<()> {
+            self.record(Call::Remount {
+                target: target.to_owned(),
+                flags,
+            })
+        }
+        fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
+            self.record(Call::Propagation {
+                target: target.to_owned(),
+                flags,
+            })
+        }
+        fn unmount_detach(&self, target: &Path) -> io::Result<()> {
+            self.record(Call::UnmountDetach(target.to_owned()))
+        }
+        fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
+            self.record(Call::PivotRoot(new_root.to_owned(), put_old.to_owned()))
+        }
+        fn mount_flags_of(&self, _path: &Path) -> io::Result<MountFlags> {
+            Ok(self.mounted_with)
+        }
+        fn mknod(&self, path: &Path, kind: FileType, mode: u32, dev: u64) -> io::Result<()> {
+            // A plain file stands for the node, so chmod and chown after
+            // it find something.
+            std::fs::write(path, b"")?;
+            self.record(Call::Mknod {
+                path: path.to_owned(),
+                kind,
+                mode,
+                dev,
+            })
+        }
+        fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+            self.record(Call::Chown(path.to_owned(), uid, gid))
+        }
+    }
+}
