@@ -86,7 +86,15 @@ impl Artifacts {
     pub fn build(workspace: &Path) -> Result<Artifacts> {
         let built = static_build(
             workspace,
-            &["husk-init", "husk-agent", "huskctl", "qemu-tests"],
+            // The product's packages, so both builds resolve the same
+            // dependency features and share every crate but the agent.
+            &[
+                "husk-init",
+                "husk-agent",
+                "huskctl",
+                "husk-image",
+                "husk-check",
+            ],
             &["husk-agent/fault-injection"],
         )?;
         let dir = target_dir(workspace).join("husk-test-binaries");

@@ -1,8 +1,9 @@
 //! `husk-image build`: every image from one command, unprivileged and
 //! reproducibly. The pipeline:
 //!
-//! 1. the initramfs (`initramfs.img`): husk-init, the agent, huskctl, the
-//!    kernel modules the image needs, init.toml;
+//! 1. the initramfs (`initramfs.img`): husk-init, the agent, e2fsck, the
+//!    kernel modules the image needs, init.toml, and what the user adds
+//!    (agent.toml, the update root, extra files);
 //! 2. the UKI (`husk-<version>.efi`, the update payload): systemd's stub
 //!    with the kernel, the initramfs, the command line and os-release;
 //! 3. the ESP (temporary): FAT32 with systemd-boot and the UKI as
@@ -27,17 +28,22 @@ use anyhow::{Context, anyhow};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, Config, Format};
+use crate::config::{
+    self, AGENT_CONFIG_GUEST, Config, ConfigError, ExtraFile, Format, Given, Origin,
+    UPDATE_ROOT_GUEST,
+};
+use crate::elf::{self, Linking};
 use crate::progress::{Progress, seconds};
 use crate::{esp, ext4, gpt, initramfs, kernel, qcow2, uki, vhd};
 
 const EXAMPLE: &str = "\
-Example (in CI, with a release bundle of husk-image, husk-init, husk-agent
-and huskctl in one directory and Debian's linux-image-cloud-amd64 and
-systemd-boot-efi installed):
+Example (in CI, with the release bundle of `cargo xtask dist` -- husk-image,
+husk-init, husk-agent, huskctl in one directory -- and Debian's
+linux-image-cloud-amd64, systemd-boot-efi and e2fsck-static installed):
 
   SOURCE_DATE_EPOCH=$(git log -1 --format=%ct) \\
-    ./husk-image build --config image.toml --out dist/
+    ./husk-image build --config image.toml --out dist/ \\
+    --agent-config agent.toml --update-root repo/root.json
 
 writes dist/initramfs.img, dist/husk-<version>.efi, dist/disk.raw,
 dist/disk.qcow2, dist/disk.vhd and dist/manifest.json.
@@ -64,17 +70,24 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "print_config")]
     pub out: Option<PathBuf>,
     /// husk-init, statically linked, installed as /init. [default:
-    /// husk-init next to the husk-image executable]
+    /// husk-init next to the husk-image executable, as in the release
+    /// bundle of `cargo xtask dist`]
     #[arg(long, value_name = "PATH")]
     pub init: Option<PathBuf>,
     /// husk-agent, statically linked. [default: husk-agent next to the
     /// husk-image executable]
     #[arg(long, value_name = "PATH")]
     pub agent: Option<PathBuf>,
-    /// huskctl, statically linked. [default: huskctl next to the
-    /// husk-image executable]
-    #[arg(long, value_name = "PATH")]
-    pub huskctl: Option<PathBuf>,
+    /// The agent's configuration, installed as /etc/husk/agent.toml
+    /// ([security], [logs], [update]); overrides image.toml's
+    /// agent_config. [default: none, the agent's defaults]
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
+    /// The update repository's root.json (from `husk-image repo-init`),
+    /// pinned as /etc/husk/update/root.json; overrides image.toml's
+    /// update_root. Without it the machine cannot verify updates.
+    #[arg(long, value_name = "FILE")]
+    pub update_root: Option<PathBuf>,
     /// The kernel (an x86 bzImage named vmlinuz-<release>). [default: the
     /// newest /boot/vmlinuz-*-cloud-amd64, from Debian's
     /// linux-image-cloud-amd64]
@@ -104,10 +117,11 @@ pub struct BuildArgs {
     /// privileges this build does not have).
     #[arg(long, value_name = "ARCHIVE")]
     pub preload: Vec<PathBuf>,
-    /// More files for the initramfs (host source, guest path, mode): the
-    /// QEMU tests add their guest-side checker this way. Not a flag.
-    #[arg(skip)]
-    pub extra_files: Vec<(PathBuf, String, u32)>,
+    /// Another file for the image: HOST (on this machine) installed at
+    /// GUEST (an absolute path) with MODE (octal, default 0644), after
+    /// image.toml's [[extra_files]]. Repeatable.
+    #[arg(long = "extra-file", value_name = "HOST:GUEST[:MODE]")]
+    pub extra_files: Vec<ExtraFile>,
 }
 
 /// Why a build stopped: the two exit statuses.
@@ -149,7 +163,6 @@ fn failed(e: impl Into<anyhow::Error>) -> BuildError {
 pub struct Inputs {
     pub init: PathBuf,
     pub agent: PathBuf,
-    pub huskctl: PathBuf,
     pub kernel: PathBuf,
     pub modules: PathBuf,
     pub stub: PathBuf,
@@ -188,9 +201,16 @@ impl Inputs {
                 .map(|()| path)
             }
         };
+        // Named as the user gave it: a flag, or the default beside us
+        // (target/release/husk-image finds target/release/husk-init).
+        let label = |given: &Option<PathBuf>, flag: &str, name: &str| match given {
+            Some(_) => format!("--{flag}"),
+            None => format!("{name} (beside husk-image; or pass --{flag})"),
+        };
         let init = binary(&args.init, "husk-init", "init")?;
+        need_static(&init, &label(&args.init, "init", "husk-init"))?;
         let agent = binary(&args.agent, "husk-agent", "agent")?;
-        let huskctl = binary(&args.huskctl, "huskctl", "huskctl")?;
+        need_static(&agent, &label(&args.agent, "agent", "husk-agent"))?;
 
         let kernel = match &args.kernel {
             Some(path) => {
@@ -276,13 +296,34 @@ impl Inputs {
         Ok(Inputs {
             init,
             agent,
-            huskctl,
             kernel,
             modules,
             stub,
             systemd_boot,
             e2fsck,
         })
+    }
+}
+
+/// How to get the static binaries an image needs, for errors.
+const STATIC_FIX: &str = "use the release bundle's binaries (`cargo xtask dist` writes them to \
+     target/dist/, beside its husk-image), or build them with \
+     `RUSTFLAGS='-C target-feature=+crt-static' cargo build --release \
+     --target x86_64-unknown-linux-gnu` (target/x86_64-unknown-linux-gnu/release/)";
+
+/// Refuses a binary the kernel cannot start from the initramfs: one that
+/// needs a program interpreter (PT_INTERP), or no x86-64 executable at
+/// all. A plain `cargo build --release` makes exactly such a husk-init,
+/// and the kernel's only word about it is "No working init found".
+pub fn need_static(path: &Path, flag: &str) -> Result<(), BuildError> {
+    match elf::linking(path) {
+        Ok(Linking::Static) => Ok(()),
+        Ok(Linking::Dynamic { interpreter }) => Err(failed(anyhow!(
+            "{flag} {}: dynamically linked (needs {interpreter}), but the image has no \
+             shared libraries and the kernel cannot start it: {STATIC_FIX}",
+            path.display()
+        ))),
+        Err(e) => Err(failed(anyhow!("{flag} {e}: {STATIC_FIX}"))),
     }
 }
 
@@ -452,6 +493,117 @@ fn describe(out: &Path, files: &[String]) -> anyhow::Result<(Vec<Artifact>, Vec<
     })
 }
 
+/// Paths the image itself fills, and what sets each: an extra file there
+/// would silently replace it.
+const OWN_PATHS: [(&str, &str); 7] = [
+    ("/init", "--init"),
+    (husk_common::paths::AGENT_BIN, "--agent"),
+    (husk_common::paths::E2FSCK, "--e2fsck"),
+    (husk_common::paths::INIT_CONFIG, "image.toml's init_config"),
+    ("/etc/os-release", "image.toml's version"),
+    (
+        AGENT_CONFIG_GUEST,
+        "--agent-config or image.toml's agent_config",
+    ),
+    (
+        UPDATE_ROOT_GUEST,
+        "--update-root or image.toml's update_root",
+    ),
+];
+
+/// The files the user adds to the image — agent.toml, the update root,
+/// extra files, from image.toml and the flags (which win) — each read
+/// and checked now, so a mistake fails the build, not the machine.
+fn image_files(
+    args: &BuildArgs,
+    config: &Config,
+) -> Result<Vec<(PathBuf, String, u32)>, ConfigError> {
+    let flag = |path: &Option<PathBuf>, name: &str| {
+        path.as_ref().map(|p| Given {
+            value: p.clone(),
+            origin: Origin::flag(name),
+        })
+    };
+    let read = |given: &Given<PathBuf>| {
+        fs::read(&given.value).map_err(|e| {
+            given.origin.error(format!(
+                "{}: cannot read: {e} (paths in image.toml are relative to its directory)",
+                given.value.display()
+            ))
+        })
+    };
+    let mut files = Vec::new();
+
+    let agent_config = flag(&args.agent_config, "--agent-config").or(config.agent_config.clone());
+    if let Some(given) = agent_config {
+        let text = read(&given)?;
+        check_agent_config(&given.value, &text)?;
+        files.push((given.value, AGENT_CONFIG_GUEST.to_owned(), 0o644));
+    }
+    let update_root = flag(&args.update_root, "--update-root").or(config.update_root.clone());
+    if let Some(given) = update_root {
+        let bytes = read(&given)?;
+        check_update_root(&bytes).map_err(|e| {
+            given
+                .origin
+                .error(format!("{}: {e}", given.value.display()))
+        })?;
+        files.push((given.value, UPDATE_ROOT_GUEST.to_owned(), 0o644));
+    }
+
+    let flags = args.extra_files.iter().map(|f| Given {
+        value: f.clone(),
+        origin: Origin::flag("--extra-file"),
+    });
+    let extra: Vec<Given<ExtraFile>> = config.extra_files.iter().cloned().chain(flags).collect();
+    for (i, Given { value, origin }) in extra.iter().enumerate() {
+        match fs::metadata(&value.host) {
+            Ok(meta) if meta.is_file() => {}
+            Ok(_) => return Err(origin.error(format!("{}: not a file", value.host.display()))),
+            Err(e) => {
+                return Err(origin.error(format!(
+                    "{}: {e} (paths in image.toml are relative to its directory)",
+                    value.host.display()
+                )));
+            }
+        }
+        let guest = &value.guest;
+        if let Some((_, owner)) = OWN_PATHS.iter().find(|(path, _)| path == guest) {
+            return Err(origin.error(format!("{guest} is the image's own: set it with {owner}")));
+        }
+        if let Some(first) = extra[..i].iter().find(|f| f.value.guest == *guest) {
+            return Err(origin.error(format!("{guest} is already given by {}", first.origin)));
+        }
+        files.push((value.host.clone(), guest.clone(), value.mode));
+    }
+    Ok(files)
+}
+
+/// agent.toml's TOML syntax. Its meaning (known sections and keys, valid
+/// values) is the agent's to judge at boot: husk-image does not link the
+/// agent, and an invalid file keeps the agent from starting, so at least
+/// a syntax error fails the build instead.
+pub fn check_agent_config(path: &Path, bytes: &[u8]) -> Result<(), ConfigError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| ConfigError {
+        file: path.display().to_string(),
+        position: None,
+        field: None,
+        message: format!("not UTF-8 text: {e}"),
+    })?;
+    config::check_toml(path, text)
+}
+
+/// root.json must be TUF root metadata, as `husk-image repo-init` writes
+/// it (parsed with tough, as the agent parses it). Its signatures are
+/// the agent's to check, against itself.
+pub fn check_update_root(bytes: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<tough::schema::Signed<tough::schema::Root>>(bytes)
+        .map(|_| ())
+        .map_err(|e| {
+            format!("not TUF root metadata (repo/root.json of `husk-image repo-init`): {e}")
+        })
+}
+
 /// Runs `husk-image build`.
 pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
     let started = Instant::now();
@@ -469,11 +621,12 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
                     path.display()
                 ))
             })?;
-            config::check_init_config(path, &text).map_err(usage)?;
+            config::check_toml(path, &text).map_err(usage)?;
             Some(text)
         }
         None => None,
     };
+    let extra_files = image_files(args, &config).map_err(usage)?;
     let out = args
         .out
         .as_deref()
@@ -502,11 +655,10 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
         inputs.agent.clone(),
         inputs.modules.clone(),
     );
-    spec.huskctl = Some(inputs.huskctl.clone());
     spec.e2fsck = Some(inputs.e2fsck.clone());
     spec.modules = config.modules.clone();
     spec.init_config = init_config;
-    spec.extra_files = args.extra_files.clone();
+    spec.extra_files = extra_files;
     spec.os_release = Some(format!(
         "{}HUSK_BUILD_EPOCH={epoch}\n",
         uki::os_release(&config.version)
@@ -684,7 +836,7 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
         kernel_bytes: linux.len() as u64,
         initramfs: report,
         zstd_level: config.zstd_level,
-        binaries: 4,
+        binaries: 3,
         steps,
         total: started.elapsed(),
     })

@@ -56,6 +56,132 @@ pub struct Config {
     /// The init.toml to install (absolute, or relative to the current
     /// directory); `None`: the built-in one.
     pub init_config: Option<PathBuf>,
+    /// The agent.toml to install as [`AGENT_CONFIG_GUEST`].
+    pub agent_config: Option<Given<PathBuf>>,
+    /// The update repository's root.json to pin as [`UPDATE_ROOT_GUEST`].
+    pub update_root: Option<Given<PathBuf>>,
+    /// More files for the initramfs, in file order.
+    pub extra_files: Vec<Given<ExtraFile>>,
+}
+
+/// Where the agent reads its configuration (husk-agent's
+/// `config::DEFAULT_PATH`; husk-image must not link the agent, so the
+/// QEMU tests, which see both, check the two agree).
+pub const AGENT_CONFIG_GUEST: &str = "/etc/husk/agent.toml";
+/// Where the agent finds the pinned TUF root (husk-agent's
+/// `update::settings::DEFAULT_ROOT`).
+pub const UPDATE_ROOT_GUEST: &str = "/etc/husk/update/root.json";
+/// An extra file's mode when none is given.
+pub const DEFAULT_FILE_MODE: u32 = 0o644;
+
+/// Where a value was given: a field of a file, or a flag. Errors about
+/// the value (a file that cannot be read, or is invalid) start with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub position: Option<(usize, usize)>,
+    /// The field (`agent_config`, `extra_files[0].host`) or the flag.
+    pub field: String,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": {}", self.field)
+    }
+}
+
+impl Origin {
+    /// A command-line flag.
+    pub fn flag(flag: &str) -> Origin {
+        Origin {
+            file: "command line".into(),
+            position: None,
+            field: flag.to_owned(),
+        }
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.clone(),
+            position: self.position,
+            field: Some(self.field.clone()),
+            message: message.into(),
+        }
+    }
+}
+
+/// A value with where it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Given<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+/// A host file copied into the initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraFile {
+    /// On the build host.
+    pub host: PathBuf,
+    /// Absolute, in the image.
+    pub guest: String,
+    pub mode: u32,
+}
+
+/// Why `guest` cannot be a path in the image, if it cannot.
+pub fn check_guest_path(guest: &str) -> Result<(), String> {
+    let ok = guest.strip_prefix('/').is_some_and(|p| {
+        !p.is_empty() && !p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{guest:?}: the path in the image must be absolute, without empty, . or .. components"
+        ))
+    }
+}
+
+fn check_mode(mode: i64) -> Result<u32, String> {
+    u32::try_from(mode)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{mode}: a mode is at most 0o7777"))
+}
+
+/// `--extra-file HOST:GUEST[:MODE]`: split from the right, so the host
+/// path may hold colons; the guest path starts with `/`, the mode is
+/// octal (`644`, `0755`, `0o600`).
+impl std::str::FromStr for ExtraFile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<ExtraFile, String> {
+        let usage = || format!("{text:?}: use HOST:GUEST[:MODE], e.g. motd:/etc/motd:0644");
+        let (rest, last) = text.rsplit_once(':').ok_or_else(usage)?;
+        let (host, guest, mode) = if last.starts_with('/') {
+            (rest, last, DEFAULT_FILE_MODE)
+        } else {
+            let (host, guest) = rest.rsplit_once(':').ok_or_else(usage)?;
+            let digits = last.strip_prefix("0o").unwrap_or(last);
+            let mode = u32::from_str_radix(digits, 8)
+                .ok()
+                .filter(|m| !digits.is_empty() && *m <= 0o7777)
+                .ok_or_else(|| format!("{text:?}: {last:?} is not an octal mode (e.g. 0644)"))?;
+            (host, guest, mode)
+        };
+        if host.is_empty() {
+            return Err(usage());
+        }
+        check_guest_path(guest)?;
+        Ok(ExtraFile {
+            host: PathBuf::from(host),
+            guest: guest.to_owned(),
+            mode,
+        })
+    }
 }
 
 /// A configuration error: the file, where in it, which field, what.
@@ -93,10 +219,21 @@ struct FileConfig {
     seed: Option<Spanned<String>>,
     formats: Option<Spanned<Vec<Spanned<Format>>>>,
     init_config: Option<Spanned<String>>,
+    agent_config: Option<Spanned<String>>,
+    update_root: Option<Spanned<String>>,
+    extra_files: Option<Vec<ExtraFileSection>>,
     esp: Option<SizeSection>,
     data: Option<SizeSection>,
     disk: Option<SizeSection>,
     initramfs: Option<InitramfsSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraFileSection {
+    host: Spanned<String>,
+    guest: Spanned<String>,
+    mode: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +256,35 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
+    fn origin(&self, span: std::ops::Range<usize>, field: String) -> Origin {
+        Origin {
+            file: self.name.to_owned(),
+            position: Some(line_column(self.text, span.start)),
+            field,
+        }
+    }
+
+    /// A path field of the user's file, relative to `base` (the file's
+    /// directory).
+    fn path(
+        &self,
+        value: Option<Spanned<String>>,
+        field: &str,
+        base: &Path,
+    ) -> Result<Option<Given<PathBuf>>, ConfigError> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let origin = self.origin(value.span(), field.to_owned());
+        if value.get_ref().is_empty() {
+            return Err(origin.error("must not be empty"));
+        }
+        Ok(Some(Given {
+            value: base.join(value.get_ref()),
+            origin,
+        }))
+    }
+
     fn error(
         &self,
         span: Option<std::ops::Range<usize>>,
@@ -443,6 +609,36 @@ impl Config {
             _ => None,
         };
 
+        // Paths only the user's file gives (the built-in one has none),
+        // relative to that file.
+        let base = user
+            .and_then(|(path, _)| path.parent())
+            .unwrap_or(Path::new(""));
+        let agent_config = us.path(u.agent_config, "agent_config", base)?;
+        let update_root = us.path(u.update_root, "update_root", base)?;
+        let mut extra_files = Vec::new();
+        for (i, entry) in u.extra_files.unwrap_or_default().into_iter().enumerate() {
+            let field = |name: &str| format!("extra_files[{i}].{name}");
+            let host = us
+                .path(Some(entry.host), &field("host"), base)?
+                .expect("given");
+            let guest_origin = us.origin(entry.guest.span(), field("guest"));
+            check_guest_path(entry.guest.get_ref()).map_err(|e| guest_origin.error(e))?;
+            let mode = match entry.mode {
+                Some(mode) => check_mode(*mode.get_ref())
+                    .map_err(|e| us.origin(mode.span(), field("mode")).error(e))?,
+                None => DEFAULT_FILE_MODE,
+            };
+            extra_files.push(Given {
+                value: ExtraFile {
+                    host: host.value,
+                    guest: entry.guest.into_inner(),
+                    mode,
+                },
+                origin: host.origin,
+            });
+        }
+
         Ok(Config {
             version,
             cmdline,
@@ -454,6 +650,9 @@ impl Config {
             modules,
             zstd_level,
             init_config,
+            agent_config,
+            update_root,
+            extra_files,
         })
     }
 
@@ -464,9 +663,10 @@ impl Config {
     }
 }
 
-/// Checks an init.toml's TOML syntax (husk-init checks its meaning at
-/// boot), so a typo fails the build rather than the boot.
-pub fn check_init_config(path: &Path, text: &str) -> Result<(), ConfigError> {
+/// Checks a file's TOML syntax (init.toml, agent.toml: husk-init and the
+/// agent check their meaning at boot), so a typo fails the build rather
+/// than the boot.
+pub fn check_toml(path: &Path, text: &str) -> Result<(), ConfigError> {
     toml::from_str::<toml::Table>(text)
         .map(|_| ())
         .map_err(|e| ConfigError {
@@ -542,6 +742,73 @@ mod tests {
         let c =
             Config::from_text(Path::new("image.toml"), "init_config = \"a/init.toml\"").unwrap();
         assert_eq!(c.init_config.unwrap(), Path::new("a/init.toml"));
+    }
+
+    #[test]
+    fn agent_config_update_root_and_extra_files_are_relative_to_the_file() {
+        let c = load(
+            "agent_config = \"agent.toml\"\nupdate_root = \"/srv/repo/root.json\"\n\
+             [[extra_files]]\nhost = \"motd\"\nguest = \"/etc/motd\"\n\
+             [[extra_files]]\nhost = \"bin/tool\"\nguest = \"/usr/bin/tool\"\nmode = 0o755\n",
+        )
+        .unwrap();
+        let agent = c.agent_config.unwrap();
+        assert_eq!(agent.value, Path::new("conf/agent.toml"));
+        // Errors about the file name the field that gave it.
+        assert_eq!(
+            agent.origin.error("cannot read").to_string(),
+            "conf/image.toml:1:16: agent_config: cannot read"
+        );
+        assert_eq!(
+            c.update_root.unwrap().value,
+            Path::new("/srv/repo/root.json")
+        );
+        let files: Vec<_> = c.extra_files.iter().map(|f| f.value.clone()).collect();
+        assert_eq!(
+            files,
+            [
+                ExtraFile {
+                    host: "conf/motd".into(),
+                    guest: "/etc/motd".into(),
+                    mode: 0o644
+                },
+                ExtraFile {
+                    host: "conf/bin/tool".into(),
+                    guest: "/usr/bin/tool".into(),
+                    mode: 0o755
+                },
+            ]
+        );
+        assert_eq!(c.extra_files[1].origin.field, "extra_files[1].host");
+        assert_eq!(c.extra_files[1].origin.position, Some((7, 8)));
+    }
+
+    #[test]
+    fn extra_file_flags_parse_host_guest_and_mode() {
+        let parse = |s: &str| s.parse::<ExtraFile>();
+        assert_eq!(
+            parse("motd:/etc/motd").unwrap(),
+            ExtraFile {
+                host: "motd".into(),
+                guest: "/etc/motd".into(),
+                mode: 0o644
+            }
+        );
+        let f = parse("a:b/tool:/usr/bin/tool:0755").unwrap();
+        assert_eq!((f.host.to_str().unwrap(), f.mode), ("a:b/tool", 0o755));
+        assert_eq!(parse("t:/x:0o600").unwrap().mode, 0o600);
+        for (bad, words) in [
+            ("motd", "HOST:GUEST"),
+            (":/etc/motd", "HOST:GUEST"),
+            ("motd:etc/motd", "HOST:GUEST"),
+            ("motd:/etc/motd:rw", "not an octal mode"),
+            ("motd:/etc/motd:99999", "not an octal mode"),
+            ("motd:/etc/../motd", "absolute"),
+            ("motd:/", "absolute"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(words), "{bad}: {e}");
+        }
     }
 
     fn assert_error(text: &str, position: (usize, usize), field: &str, words: &str) {
@@ -620,6 +887,32 @@ mod tests {
             "not a module name",
         );
         assert_error("init_config = \"\"\n", (1, 15), "init_config", "empty");
+        assert_error("agent_config = \"\"\n", (1, 16), "agent_config", "empty");
+        assert_error("update_root = 3\n", (1, 15), "update_root", "invalid type");
+        assert_error(
+            "[[extra_files]]\nhost = \"a\"\nguest = \"etc/a\"\n",
+            (3, 9),
+            "extra_files[0].guest",
+            "absolute",
+        );
+        assert_error(
+            "[[extra_files]]\nhost = \"a\"\nguest = \"/a\"\nmode = 0o17777\n",
+            (4, 8),
+            "extra_files[0].mode",
+            "at most 0o7777",
+        );
+        assert_error(
+            "[[extra_files]]\nhost = \"a\"\n",
+            (1, 1),
+            "extra_files[0]",
+            "missing field `guest`",
+        );
+        assert_error(
+            "[[extra_files]]\nhost = \"a\"\nguest = \"/a\"\nowner = 0\n",
+            (4, 1),
+            "extra_files[0].owner",
+            "unknown field",
+        );
     }
 
     #[test]
@@ -652,11 +945,10 @@ mod tests {
     }
 
     #[test]
-    fn init_config_syntax_is_checked() {
-        let e = check_init_config(Path::new("init.toml"), "hostname = \"a\"\nmodules = [\n")
-            .unwrap_err();
+    fn toml_syntax_is_checked() {
+        let e = check_toml(Path::new("init.toml"), "hostname = \"a\"\nmodules = [\n").unwrap_err();
         assert!(e.to_string().starts_with("init.toml:"), "{e}");
-        check_init_config(Path::new("x"), crate::initramfs::DEFAULT_INIT_CONFIG).unwrap();
+        check_toml(Path::new("x"), crate::initramfs::DEFAULT_INIT_CONFIG).unwrap();
     }
 
     #[test]

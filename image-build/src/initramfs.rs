@@ -1,6 +1,7 @@
 //! Builds the initramfs: a zstd-compressed cpio holding husk-init as
-//! `/init`, the agent, the kernel modules the image needs and init's
-//! configuration. The tree is assembled in memory, sorted, and written
+//! `/init`, the agent, e2fsck, the kernel modules the image needs and
+//! init's configuration — no more executables than that (huskctl is the
+//! operator's, in the release bundle: no shell in the image runs it). The tree is assembled in memory, sorted, and written
 //! with fixed ownership and timestamps, so equal inputs give equal bytes.
 
 use std::collections::BTreeMap;
@@ -25,8 +26,6 @@ pub struct InitramfsSpec {
     pub init: PathBuf,
     /// husk-agent, installed as `/usr/bin/husk-agent`.
     pub agent: PathBuf,
-    /// huskctl, installed as `/usr/bin/huskctl`.
-    pub huskctl: Option<PathBuf>,
     /// The kernel's `/lib/modules/<release>` tree.
     pub modules_dir: PathBuf,
     /// Modules to ship besides [`kmod::DEFAULT_MODULES`]; each must exist.
@@ -53,7 +52,6 @@ impl InitramfsSpec {
         Self {
             init,
             agent,
-            huskctl: None,
             modules_dir,
             modules: Vec::new(),
             init_config: None,
@@ -82,6 +80,10 @@ pub enum InitramfsError {
     Modules(#[from] ModulesError),
     #[error("guest path {0:?} must be absolute and must not contain '..'")]
     BadGuestPath(String),
+    #[error("guest path {0:?} is in the image twice")]
+    Duplicate(String),
+    #[error("guest path {path:?}: {parent:?} is not a directory")]
+    ParentNotDirectory { path: String, parent: String },
     #[error("SOURCE_DATE_EPOCH {0} does not fit the cpio format (32-bit seconds)")]
     BadEpoch(u64),
 }
@@ -113,9 +115,23 @@ impl Tree {
             .ok_or_else(|| InitramfsError::BadGuestPath(path.to_owned()))?;
         // Parents first, as directories, unless the caller made them.
         for (slash, _) in relative.match_indices('/') {
-            self.entries
+            let parent = self
+                .entries
                 .entry(relative[..slash].to_owned())
                 .or_insert((0o755, EntryKind::Directory));
+            if !matches!(parent.1, EntryKind::Directory) {
+                return Err(InitramfsError::ParentNotDirectory {
+                    path: path.to_owned(),
+                    parent: format!("/{}", &relative[..slash]),
+                });
+            }
+        }
+        // A second file at one path would silently replace the first
+        // (the agent, init.toml): only directories may be named again.
+        match self.entries.get(relative) {
+            Some((_, EntryKind::Directory)) if matches!(kind, EntryKind::Directory) => {}
+            Some(_) => return Err(InitramfsError::Duplicate(path.to_owned())),
+            None => {}
         }
         self.entries.insert(relative.to_owned(), (mode, kind));
         Ok(())
@@ -178,9 +194,6 @@ pub fn build(spec: &InitramfsSpec, out: &Path) -> Result<InitramfsReport, Initra
     report.binaries_bytes += tree.add_host_file(&spec.init, "/init", 0o755)?;
     report.binaries_bytes +=
         tree.add_host_file(&spec.agent, husk_common::paths::AGENT_BIN, 0o755)?;
-    if let Some(huskctl) = &spec.huskctl {
-        report.binaries_bytes += tree.add_host_file(huskctl, "/usr/bin/huskctl", 0o755)?;
-    }
     if let Some(e2fsck) = &spec.e2fsck {
         report.binaries_bytes += tree.add_host_file(e2fsck, husk_common::paths::E2FSCK, 0o755)?;
     }
@@ -269,7 +282,6 @@ mod tests {
         let fake_bin = dir.join("bin");
         fs::write(&fake_bin, b"\x7fELF fake").unwrap();
         let mut spec = InitramfsSpec::new(fake_bin.clone(), fake_bin.clone(), modules_dir);
-        spec.huskctl = Some(fake_bin.clone());
         spec.e2fsck = Some(fake_bin);
         spec.source_date_epoch = 1_700_000_000;
         spec.zstd_level = 3;
@@ -296,7 +308,6 @@ mod tests {
         for needed in [
             " init\n",
             " usr/bin/husk-agent\n",
-            " usr/bin/huskctl\n",
             " usr/sbin/e2fsck\n",
             " etc/husk/init.toml\n",
             " etc/resolv.conf -> /run/husk/resolv.conf\n",
@@ -331,6 +342,44 @@ mod tests {
             .push((dir.path().join("bin"), "/usr/../../etc/x".into(), 0o644));
         let err = build(&spec, &dir.path().join("out")).unwrap_err();
         assert!(matches!(err, InitramfsError::BadGuestPath(_)), "{err}");
+    }
+
+    #[test]
+    fn only_init_the_agent_and_e2fsck_are_executables() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("initramfs.img");
+        build(&spec(dir.path()), &out).unwrap();
+        let list = listing(&out);
+        let executables: Vec<&str> = list
+            .lines()
+            .filter(|l| l.starts_with("-rwx"))
+            .filter_map(|l| l.split_whitespace().last())
+            .collect();
+        assert_eq!(
+            executables,
+            ["init", "usr/bin/husk-agent", "usr/sbin/e2fsck"],
+            "huskctl is the operator's, not the image's"
+        );
+    }
+
+    #[test]
+    fn a_path_is_given_once_and_parents_are_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut twice = spec(dir.path());
+        twice
+            .extra_files
+            .push((dir.path().join("bin"), "/usr/bin/husk-agent".into(), 0o755));
+        let err = build(&twice, &dir.path().join("out")).unwrap_err();
+        assert!(matches!(err, InitramfsError::Duplicate(_)), "{err}");
+        let mut under_a_file = spec(dir.path());
+        under_a_file
+            .extra_files
+            .push((dir.path().join("bin"), "/init/x".into(), 0o644));
+        let err = build(&under_a_file, &dir.path().join("out")).unwrap_err();
+        assert!(
+            err.to_string().contains("\"/init\" is not a directory"),
+            "{err}"
+        );
     }
 
     #[test]

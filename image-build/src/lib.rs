@@ -8,6 +8,7 @@
 pub mod build;
 pub mod config;
 pub mod cpio;
+pub mod elf;
 pub mod esp;
 pub mod ext4;
 pub mod fat;

@@ -36,9 +36,6 @@ struct InitramfsArgs {
     /// husk-agent binary (statically linked).
     #[arg(long)]
     agent: PathBuf,
-    /// huskctl binary, installed as /usr/bin/huskctl.
-    #[arg(long)]
-    huskctl: Option<PathBuf>,
     /// Kernel whose modules to ship [default: the newest
     /// /boot/vmlinuz-*-cloud-amd64]; its modules come from
     /// /lib/modules/<release> unless --modules is given.
@@ -116,8 +113,10 @@ fn build_initramfs(args: InitramfsArgs) -> Result<()> {
             )
         })?,
     };
+    for (path, flag) in [(&args.init, "--init"), (&args.agent, "--agent")] {
+        build::need_static(path, flag).map_err(|e| anyhow!("{e}"))?;
+    }
     let mut spec = initramfs::InitramfsSpec::new(args.init, args.agent, modules_dir);
-    spec.huskctl = args.huskctl;
     spec.modules = args.extra_modules;
     spec.zstd_level = args.zstd_level;
     spec.source_date_epoch = husk_image::source_date_epoch().map_err(|e| anyhow!(e))?;

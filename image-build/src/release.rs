@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::num::NonZeroU64;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::rand::SystemRandom;
@@ -41,10 +41,12 @@ const ROLES: [RoleType; 4] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("{path}: {source}")]
+    // Not a `source`: the message already says it, and anyhow's `{:#}`
+    // would say it twice.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{0} exists: refusing to overwrite a key")]
     KeyExists(PathBuf),
@@ -71,9 +73,9 @@ pub enum ReleaseError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReleaseError + '_ {
-    move |source| ReleaseError::Io {
+    move |error| ReleaseError::Io {
         path: path.to_owned(),
-        source,
+        error,
     }
 }
 
@@ -90,6 +92,18 @@ pub fn keygen(out: &Path) -> Result<String, ReleaseError> {
     let rng = SystemRandom::new();
     let pkcs8 =
         Ed25519KeyPair::generate_pkcs8(&rng).map_err(|e| ReleaseError::Keygen(e.to_string()))?;
+    // `keygen --out keys/root.key` on a fresh checkout: the directory is
+    // made, private like the keys.
+    if let Some(dir) = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -99,7 +113,7 @@ pub fn keygen(out: &Path) -> Result<String, ReleaseError> {
             std::io::ErrorKind::AlreadyExists => ReleaseError::KeyExists(out.to_owned()),
             _ => ReleaseError::Io {
                 path: out.to_owned(),
-                source: e,
+                error: e,
             },
         })?;
     file.write_all(pkcs8.as_ref())

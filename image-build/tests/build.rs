@@ -16,22 +16,34 @@ fn kernel() -> PathBuf {
 }
 
 /// Small but valid inputs: the real kernel and its modules, stand-in
-/// binaries, a small disk, a custom init.toml next to the config.
+/// (static) binaries, a small disk, next to the config a custom
+/// init.toml, an agent.toml, a pinned update root and an extra file.
 fn inputs(dir: &Path) -> Vec<String> {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
-    for name in ["husk-init", "husk-agent", "huskctl"] {
-        fs::write(bin.join(name), format!("\x7fELF stand-in {name}\n")).unwrap();
+    for name in ["husk-init", "husk-agent"] {
+        let stand_in = husk_image::elf::stand_in_static(format!("stand-in {name}\n").as_bytes());
+        fs::write(bin.join(name), stand_in).unwrap();
     }
     let conf = dir.join("conf");
     fs::create_dir_all(&conf).unwrap();
     fs::write(
         conf.join("image.toml"),
         "version = \"1.2.3\"\nseed = \"test\"\ninit_config = \"init.toml\"\n\
+         agent_config = \"agent.toml\"\nupdate_root = \"root.json\"\n\
+         [[extra_files]]\nhost = \"motd\"\nguest = \"/etc/motd\"\n\
          [esp]\nsize_mib = 64\n[data]\nsize_mib = 8\n[initramfs]\nzstd_level = 3\n",
     )
     .unwrap();
     fs::write(conf.join("init.toml"), "hostname = \"reproducible\"\n").unwrap();
+    fs::write(
+        conf.join("agent.toml"),
+        "[security]\nallow_host_network = true\n",
+    )
+    .unwrap();
+    fs::write(conf.join("root.json"), ROOT_JSON).unwrap();
+    fs::write(conf.join("motd"), "welcome\n").unwrap();
+    fs::write(conf.join("tool"), "#!/bin/true\n").unwrap();
     [
         "build",
         "--config",
@@ -40,13 +52,38 @@ fn inputs(dir: &Path) -> Vec<String> {
         bin.join("husk-init").to_str().unwrap(),
         "--agent",
         bin.join("husk-agent").to_str().unwrap(),
-        "--huskctl",
-        bin.join("huskctl").to_str().unwrap(),
+        "--extra-file",
+        &format!("{}:/usr/lib/husk/tool:0750", conf.join("tool").display()),
         "--kernel",
         kernel().to_str().unwrap(),
     ]
     .map(str::to_owned)
     .to_vec()
+}
+
+/// TUF root metadata as `husk-image repo-init` writes it (one key per
+/// role), fixed so the test builds stay byte-identical.
+const ROOT_JSON: &str = include_str!("root.json");
+
+/// `(mode, path)` of every entry of a zstd cpio.
+fn cpio_entries(initramfs: &Path) -> Vec<(String, String)> {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc {} | cpio -itv --quiet",
+            initramfs.display()
+        ))
+        .output()
+        .expect("zstd and cpio: apt-get install zstd cpio");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words[0].to_owned(), words[words.len() - 1].to_owned())
+        })
+        .collect()
 }
 
 fn build(args: &[String], out: &Path) -> String {
@@ -196,4 +233,35 @@ fn two_builds_are_byte_identical_and_host_free() {
     assert_eq!(section(".initrd"), &first["initramfs.img"][..]);
     let cpio = zstd::decode_all(section(".initrd")).unwrap();
     assert!(contains(&cpio, b"hostname = \"reproducible\""));
+
+    // What image.toml and the flags add is there, with its mode; the
+    // only executables are the image's own and the user's extra one.
+    let entries = cpio_entries(&a.join("initramfs.img"));
+    let mode_of = |path: &str| {
+        entries
+            .iter()
+            .find(|(_, p)| p == path)
+            .map(|(m, _)| m.as_str())
+            .unwrap_or_else(|| panic!("{path} not in the initramfs: {entries:?}"))
+    };
+    assert_eq!(mode_of("etc/husk/agent.toml"), "-rw-r--r--");
+    assert_eq!(mode_of("etc/husk/update/root.json"), "-rw-r--r--");
+    assert_eq!(mode_of("etc/motd"), "-rw-r--r--");
+    assert_eq!(mode_of("usr/lib/husk/tool"), "-rwxr-x---");
+    assert!(contains(&cpio, b"allow_host_network = true"));
+    assert!(contains(&cpio, ROOT_JSON.as_bytes()));
+    let executables: Vec<&str> = entries
+        .iter()
+        .filter(|(m, _)| m.starts_with("-rwx"))
+        .map(|(_, p)| p.as_str())
+        .collect();
+    assert_eq!(
+        executables,
+        [
+            "init",
+            "usr/bin/husk-agent",
+            "usr/lib/husk/tool",
+            "usr/sbin/e2fsck"
+        ]
+    );
 }

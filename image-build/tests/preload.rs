@@ -16,8 +16,9 @@ fn kernel() -> PathBuf {
 fn build(dir: &Path, out: &Path, archive: &Path) -> Output {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
-    for name in ["husk-init", "husk-agent", "huskctl"] {
-        fs::write(bin.join(name), format!("\x7fELF stand-in {name}\n")).unwrap();
+    for name in ["husk-init", "husk-agent"] {
+        let stand_in = husk_image::elf::stand_in_static(format!("stand-in {name}\n").as_bytes());
+        fs::write(bin.join(name), stand_in).unwrap();
     }
     let config = dir.join("image.toml");
     fs::write(
@@ -31,9 +32,9 @@ fn build(dir: &Path, out: &Path, archive: &Path) -> Output {
         .arg("--config")
         .arg(&config)
         .args(
-            ["--init", "--agent", "--huskctl"]
+            ["--init", "--agent"]
                 .iter()
-                .zip(["husk-init", "husk-agent", "huskctl"])
+                .zip(["husk-init", "husk-agent"])
                 .flat_map(|(flag, name)| {
                     [
                         flag.to_string(),

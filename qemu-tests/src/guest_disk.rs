@@ -1,14 +1,15 @@
 //! Test disks: a whole Husk disk built by `husk-image build` (GPT, ESP
 //! with systemd-boot and the UKI, ext4 data partition), with the test's
-//! init.toml and, optionally, the guest-side checker — booted through
-//! OVMF like a cloud VM boots it.
+//! init.toml and, optionally, the guest-side checker and the huskctl it
+//! runs — booted through OVMF like a cloud VM boots it.
 
 use std::path::{Path, PathBuf};
 
 use husk_image::build::BuildArgs;
+use husk_image::config::ExtraFile;
 
 use crate::error::{Error, Result};
-use crate::guest_image::CHECKER_GUEST_PATH;
+use crate::guest_image::checker_files;
 use crate::host::Kernel;
 use husk_binaries::Artifacts;
 
@@ -26,6 +27,8 @@ pub struct GuestDisk {
     data_mib: u64,
     version: String,
     extra_files: Vec<(PathBuf, String, u32)>,
+    agent_config: Option<PathBuf>,
+    update_root: Option<PathBuf>,
     preload: Vec<PathBuf>,
     cmdline_extra: Option<String>,
 }
@@ -83,6 +86,8 @@ impl GuestDisk {
             data_mib: 64,
             version: TEST_VERSION.to_owned(),
             extra_files: Vec::new(),
+            agent_config: None,
+            update_root: None,
             preload: Vec::new(),
             cmdline_extra: None,
         }
@@ -114,13 +119,25 @@ impl GuestDisk {
         self
     }
 
+    /// The agent's configuration (`husk-image build --agent-config`).
+    pub fn agent_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent_config = Some(path.into());
+        self
+    }
+
+    /// The update root to pin (`husk-image build --update-root`).
+    pub fn update_root(mut self, path: impl Into<PathBuf>) -> Self {
+        self.update_root = Some(path.into());
+        self
+    }
+
     /// Contents of /etc/husk/init.toml (default: the product's).
     pub fn init_config(mut self, toml: impl Into<String>) -> Self {
         self.init_config = Some(toml.into());
         self
     }
 
-    /// Adds `husk-check` as /usr/bin/husk-check.
+    /// Adds `husk-check` as /usr/bin/husk-check, and huskctl.
     pub fn checker(mut self) -> Self {
         self.checker = true;
         self
@@ -158,14 +175,12 @@ impl GuestDisk {
         std::fs::write(&config_path, config).map_err(|e| Error::io("writing image.toml", e))?;
         let mut args = build_args(artifacts, kernel, out.clone());
         args.config = Some(config_path);
-        if self.checker {
-            args.extra_files.push((
-                artifacts.checker.clone(),
-                CHECKER_GUEST_PATH.to_owned(),
-                0o755,
-            ));
-        }
-        args.extra_files.extend(self.extra_files);
+        let checker = self.checker.then(|| checker_files(artifacts));
+        let files = checker.into_iter().flatten().chain(self.extra_files);
+        args.extra_files
+            .extend(files.map(|(host, guest, mode)| ExtraFile { host, guest, mode }));
+        args.agent_config = self.agent_config;
+        args.update_root = self.update_root;
         args.preload = self.preload;
         husk_image::build::run(&args)
             .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
@@ -184,9 +199,26 @@ pub fn build_args(artifacts: &Artifacts, kernel: &Kernel, out: PathBuf) -> Build
         out: Some(out),
         init: Some(artifacts.init.clone()),
         agent: Some(artifacts.agent.clone()),
-        huskctl: Some(artifacts.huskctl.clone()),
         kernel: Some(kernel.image.clone()),
         modules: Some(kernel.modules_dir.clone()),
         ..BuildArgs::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// husk-image installs agent.toml and the update root where the
+    /// agent reads them; it must not link the agent to know, so the
+    /// paths are written twice and compared here, where both are.
+    #[test]
+    fn image_paths_are_where_the_agent_reads() {
+        assert_eq!(
+            husk_image::config::AGENT_CONFIG_GUEST,
+            husk_agent::config::DEFAULT_PATH
+        );
+        assert_eq!(
+            husk_image::config::UPDATE_ROOT_GUEST,
+            husk_agent::update::settings::DEFAULT_ROOT
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Test images: the product initramfs (built by `husk_image`) plus,
-//! optionally, the guest-side checker.
+//! optionally, the guest-side checker and the huskctl it runs.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +11,26 @@ use husk_binaries::Artifacts;
 
 /// Where test images carry `husk-check`.
 pub const CHECKER_GUEST_PATH: &str = "/usr/bin/husk-check";
+/// Where test images with the checker carry huskctl: the checker drives
+/// the agent through it, as an operator would. Product images have no
+/// huskctl (nothing in them could run it); it is in the release bundle.
+pub const HUSKCTL_GUEST_PATH: &str = "/usr/bin/huskctl";
+
+/// The checker and the huskctl it runs, as extra files of a test image.
+pub fn checker_files(artifacts: &Artifacts) -> [(PathBuf, String, u32); 2] {
+    [
+        (
+            artifacts.checker.clone(),
+            CHECKER_GUEST_PATH.to_owned(),
+            0o755,
+        ),
+        (
+            artifacts.huskctl.clone(),
+            HUSKCTL_GUEST_PATH.to_owned(),
+            0o755,
+        ),
+    ]
+}
 
 /// Test images trade size for build time: level 19 (the product
 /// default) spends seconds per image on every test.
@@ -35,7 +55,7 @@ impl GuestImage {
         self
     }
 
-    /// Adds `husk-check` as [`CHECKER_GUEST_PATH`].
+    /// Adds `husk-check` as [`CHECKER_GUEST_PATH`], and huskctl.
     pub fn checker(mut self) -> Self {
         self.checker = true;
         self
@@ -66,16 +86,11 @@ impl GuestImage {
             artifacts.agent.clone(),
             kernel.modules_dir.clone(),
         );
-        spec.huskctl = Some(artifacts.huskctl.clone());
         spec.modules = self.modules;
         spec.init_config = self.init_config;
         spec.extra_files = self.extra_files;
         if self.checker {
-            spec.extra_files.push((
-                artifacts.checker.clone(),
-                CHECKER_GUEST_PATH.to_owned(),
-                0o755,
-            ));
+            spec.extra_files.extend(checker_files(artifacts));
         }
         spec.source_date_epoch = 0;
         spec.zstd_level = TEST_ZSTD_LEVEL;

@@ -8,7 +8,8 @@
 //!   `husk_image` from [`Artifacts`] and the host [`Kernel`];
 //! - [`Vm`]: QEMU itself — serial waits with deadlines
 //!   (`HUSK_TIMEOUT_SCALE`), [`Qmp`] control, killed on drop;
-//! - [`checker`]: `husk-check`, the guest side of the tests.
+//! - `husk-check` (qemu-tests/checker/, a crate of its own): the guest
+//!   side of the tests.
 //!
 //! Environment:
 //!
@@ -22,7 +23,6 @@
 //! | `HUSK_ARTIFACTS` | directory of prebuilt static binaries (else built once) |
 //! | `HUSK_KERNEL`, `HUSK_MODULES` | kernel image and its modules directory |
 
-pub mod checker;
 pub mod deadline;
 pub mod error;
 pub mod esp;

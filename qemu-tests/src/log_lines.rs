@@ -36,11 +36,5 @@ pub fn config_error_at(line: usize) -> String {
     format!("{CONFIG_ERROR}{line}:")
 }
 
-/// husk-check's success verdict (init prefixes the service name).
-pub fn check_passed(scenario: &str) -> String {
-    format!("husk-check: {scenario}: PASS")
-}
-
-pub fn check_failed(scenario: &str) -> String {
-    format!("husk-check: {scenario}: FAIL")
-}
+/// husk-check's verdicts.
+pub use husk_check::{check_failed, check_passed};

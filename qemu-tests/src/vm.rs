@@ -26,7 +26,6 @@ use crate::qmp::Qmp;
 use crate::serial::{Found, SerialCursor, SerialLog, TAIL_LINES, describe};
 use crate::slots::Slot;
 use crate::test_dir::TestDir;
-use crate::vm_builder::VmBuilder;
 
 /// A line that ends every wait early: after it nothing the test waits
 /// for can come (unless the test waits for the panic itself).
@@ -50,11 +49,7 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub fn builder(dir: TestDir) -> VmBuilder {
-        VmBuilder::new(dir)
-    }
-
-    /// Wraps a QEMU just spawned by [`VmBuilder::launch`].
+    /// Wraps a QEMU just spawned by `VmBuilder::launch`.
     pub(crate) fn started(
         child: Child,
         serial: PathBuf,
@@ -209,7 +204,7 @@ impl Vm {
     }
 
     /// Waits for QEMU to exit by itself (guest power off, or reboot with
-    /// [`VmBuilder::no_reboot`]).
+    /// `VmBuilder::no_reboot`).
     pub fn wait_for_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let timeout = scaled(timeout);
         let deadline = Instant::now() + timeout;

@@ -1,6 +1,7 @@
 //! How to start a VM: the QEMU command line and launching it.
 
 use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,6 +24,24 @@ pub const BASE_CMDLINE: &str = "console=ttyS0 panic=-1";
 
 /// How long QEMU may take to create its QMP socket.
 const QMP_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where [`VmBuilder::forward_to_host`] puts the host's servers on the
+/// guest's network (slirp's 10.0.2.0/24). Not the gateway 10.0.2.2 nor
+/// the DNS relay 10.0.2.3: slirp refuses forwards on those.
+pub const FORWARD_ADDR: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 100);
+
+/// The EC2-style metadata service, where the agent asks for user-data.
+pub const METADATA_ADDR: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(169, 254, 169, 254), 80);
+
+/// slirp forwards only addresses on the guest's own network, so a VM
+/// that has [`METADATA_ADDR`] forwarded (or shadowed) gets this one
+/// instead of slirp's default 10.0.2.0/24: all of link-local
+/// 169.254.0.0/16, so that the other metadata addresses clouds use on
+/// it (ECS's 169.254.170.2, …) are the guest's own too, where nothing
+/// answers; gateway 169.254.1.2, DNS .1.3, DHCP from .1.15 (its first
+/// and last /24 are reserved).
+const METADATA_NET: &str =
+    "net=169.254.0.0/16,host=169.254.1.2,dns=169.254.1.3,dhcpstart=169.254.1.15";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Machine {
@@ -56,6 +75,24 @@ struct Drive {
     format: String,
 }
 
+/// A guest address whose TCP connections reach a host server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Forward {
+    guest: SocketAddrV4,
+    host: SocketAddr,
+}
+
+/// The NIC on QEMU's user-mode network (slirp).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct UserNet {
+    /// Off (`restrict=on`) for every test: the guest reaches only
+    /// `forwards`. On for `cargo xtask run`.
+    internet: bool,
+    forwards: Vec<Forward>,
+    /// Where [`METADATA_ADDR`] goes; None: nowhere.
+    metadata: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Ovmf {
     code: PathBuf,
@@ -74,7 +111,7 @@ pub struct VmBuilder {
     ovmf: Option<Ovmf>,
     memory_mib: u32,
     cpus: u32,
-    user_net: bool,
+    user_net: Option<UserNet>,
     no_reboot: bool,
     machine: Machine,
     accel: Option<Accel>,
@@ -92,7 +129,7 @@ impl VmBuilder {
             ovmf: None,
             memory_mib: 512,
             cpus: 1,
-            user_net: false,
+            user_net: None,
             no_reboot: false,
             machine: Machine::default(),
             accel: None,
@@ -146,9 +183,47 @@ impl VmBuilder {
         self
     }
 
-    /// A virtio-net NIC on QEMU's user-mode network (default: no NIC).
+    /// A virtio-net NIC on QEMU's user-mode network (default: no NIC),
+    /// restricted (`restrict=on`): the guest reaches nothing but the
+    /// servers given with [`VmBuilder::forward_to_host`] and
+    /// [`VmBuilder::metadata_service`]: not the host (10.0.2.2 is no
+    /// longer its loopback), not slirp's DNS relay, not the internet, so
+    /// a boot on a cloud CI machine never asks that machine's metadata
+    /// service. slirp's DHCP still answers, without router and DNS
+    /// options (slirp leaves them out when restricted).
     pub fn user_net(mut self) -> Self {
-        self.user_net = true;
+        self.user_net.get_or_insert_with(UserNet::default);
+        self
+    }
+
+    /// The guest's TCP connections to [`FORWARD_ADDR`]`:guest_port` reach
+    /// `host`, a server the test runs (implies [`VmBuilder::user_net`]).
+    pub fn forward_to_host(mut self, guest_port: u16, host: SocketAddr) -> Self {
+        let guest = SocketAddrV4::new(FORWARD_ADDR, guest_port);
+        let net = self.user_net.get_or_insert_with(UserNet::default);
+        net.forwards.push(Forward { guest, host });
+        self
+    }
+
+    /// The guest's [`METADATA_ADDR`] reaches `host`, an IMDS server the
+    /// test or the developer runs (implies [`VmBuilder::user_net`]). The
+    /// guest's network becomes 169.254.0.0/16 (gateway 169.254.1.2, DNS
+    /// .1.3, DHCP from .1.15): slirp forwards only addresses on it.
+    pub fn metadata_service(mut self, host: SocketAddr) -> Self {
+        self.user_net.get_or_insert_with(UserNet::default).metadata = Some(host);
+        self
+    }
+
+    /// For `cargo xtask run` (implies [`VmBuilder::user_net`]): the guest
+    /// reaches the internet through the host's sockets, but not the
+    /// host's metadata service: the guest's network is the metadata one
+    /// (as with [`VmBuilder::metadata_service`]) and, unless that is
+    /// given, [`METADATA_ADDR`] is a forward that closes every connection
+    /// at once. No IPv6: slirp would carry it to the host's side as it
+    /// is, EC2's IPv6 metadata address included, and forwards are IPv4
+    /// only.
+    pub fn internet(mut self) -> Self {
+        self.user_net.get_or_insert_with(UserNet::default).internet = true;
         self
     }
 
@@ -180,7 +255,8 @@ impl VmBuilder {
     }
 
     /// QEMU's arguments (without the binary), given where the serial
-    /// log, QMP socket and variable store go.
+    /// log, QMP socket and variable store go, and the bash that carries
+    /// forwarded connections.
     /// `serial: None` puts the serial console and QEMU's monitor on the
     /// terminal (`cargo xtask run`).
     fn args(
@@ -189,6 +265,7 @@ impl VmBuilder {
         serial: Option<&Path>,
         qmp: &Path,
         vars: Option<&Path>,
+        bash: &Path,
     ) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
@@ -219,10 +296,10 @@ impl VmBuilder {
             "-qmp",
             &format!("unix:{},server=on,wait=off", qemu_escape(qmp)),
         ]);
-        if self.user_net {
+        if let Some(net) = &self.user_net {
             push(&[
                 "-netdev",
-                "user,id=n0",
+                &netdev(net, bash),
                 "-device",
                 "virtio-net-pci,netdev=n0",
             ]);
@@ -283,7 +360,13 @@ impl VmBuilder {
             None => Accel::from_env()?,
         };
         let vars = self.copy_ovmf_vars()?;
-        let args = self.args(accel, None, &self.dir.join("qmp.sock"), vars.as_deref());
+        let args = self.args(
+            accel,
+            None,
+            &self.dir.join("qmp.sock"),
+            vars.as_deref(),
+            &bash()?,
+        );
         Command::new(&qemu)
             .args(&args)
             .status()
@@ -302,7 +385,13 @@ impl VmBuilder {
         let qmp_path = self.dir.join("qmp.sock");
         let qemu_log_path = self.dir.join("qemu.log");
         let vars = self.copy_ovmf_vars()?;
-        let args = self.args(accel, Some(&serial_path), &qmp_path, vars.as_deref());
+        let args = self.args(
+            accel,
+            Some(&serial_path),
+            &qmp_path,
+            vars.as_deref(),
+            &bash()?,
+        );
         std::fs::write(self.dir.join("qemu.cmdline"), shell_words(&qemu, &args))
             .context(|| "recording the QEMU command line".to_owned())?;
 
@@ -334,6 +423,79 @@ fn qemu_escape(path: &Path) -> String {
     path.to_string_lossy().replace(',', ",,")
 }
 
+/// The `-netdev` value for `net`.
+fn netdev(net: &UserNet, bash: &Path) -> String {
+    // Open to the internet, IPv4 only (see `internet`); else only the
+    // forwards and slirp's DHCP.
+    let reach = if net.internet {
+        "ipv6=off"
+    } else {
+        "restrict=on"
+    };
+    let mut spec = vec!["user".to_owned(), "id=n0".to_owned(), reach.to_owned()];
+    // On the metadata network whenever the metadata address must be
+    // slirp's own, forwarded or shadowed: elsewhere slirp would connect
+    // the guest to whatever answers at 169.254.169.254 on the host's side.
+    let metadata_net = net.metadata.is_some() || net.internet;
+    if metadata_net {
+        spec.push(METADATA_NET.to_owned());
+    }
+    for forward in &net.forwards {
+        assert!(
+            !metadata_net,
+            "forward_to_host puts {} on 10.0.2.0/24, which metadata_service and internet replace",
+            forward.guest
+        );
+        spec.push(guestfwd(forward.guest, &connect_to(bash, forward.host)));
+    }
+    match net.metadata {
+        Some(host) => spec.push(guestfwd(METADATA_ADDR, &connect_to(bash, host))),
+        // A command that exits at once: the guest's connection is
+        // accepted and closed, and no bytes reach anything.
+        None if net.internet => spec.push(guestfwd(METADATA_ADDR, "cmd:true")),
+        None => {}
+    }
+    spec.join(",")
+}
+
+/// A `guestfwd` rule: TCP connections to `guest` go to `target`.
+fn guestfwd(guest: SocketAddrV4, target: &str) -> String {
+    format!("guestfwd=tcp:{guest}-{}", target.replace(',', ",,"))
+}
+
+/// A `cmd:` forward target connecting each guest connection to `host`.
+/// A command per connection, because QEMU's other kind of target, a
+/// character device, is one connection to the host made when QEMU
+/// starts, shared by every guest connection and never closed: HTTP's
+/// connection per request does not survive it. slirp runs the command
+/// with the guest's connection on stdin and stdout; bash's /dev/tcp
+/// opens the host side, and once the server has answered and closed,
+/// bash ends the copy the other way too and exits, so the guest sees the
+/// server's close. (A failed connect: the guest's connection closes.)
+fn connect_to(bash: &Path, host: SocketAddr) -> String {
+    let script = format!(
+        "exec 2>/dev/null 3<>/dev/tcp/{}/{} || exit 1; cat <&0 >&3 & cat <&3; kill $!",
+        host.ip(),
+        host.port()
+    );
+    // slirp splits the command line as a shell would (g_shell_parse_argv).
+    format!("cmd:'{}' -c '{script}'", bash.display())
+}
+
+/// bash from `$PATH`, which forwarded connections run through.
+fn bash() -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("bash"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| {
+            Error::Prerequisite(
+                "bash is not in $PATH (forwarded connections run through it); apt-get install bash"
+                    .into(),
+            )
+        })
+}
+
 /// The command line as a shell could re-run it (for debugging by hand).
 fn shell_words(program: &Path, args: &[String]) -> String {
     let quote = |s: &str| {
@@ -360,8 +522,22 @@ mod tests {
             Some(Path::new("/t/serial.log")),
             Path::new("/t/qmp.sock"),
             Some(Path::new("/t/VARS.fd")),
+            Path::new("/bin/bash"),
         )
     }
+
+    fn netdev_of(builder: VmBuilder) -> String {
+        let args = args_of(&builder, Accel::Tcg);
+        let at = args.iter().position(|a| a == "-netdev").expect("-netdev");
+        args[at + 1].clone()
+    }
+
+    fn builder() -> VmBuilder {
+        VmBuilder::new(TestDir::new("args").unwrap())
+    }
+
+    const BRIDGE_4321: &str = "cmd:'/bin/bash' -c 'exec 2>/dev/null 3<>/dev/tcp/127.0.0.1/4321 \
+                               || exit 1; cat <&0 >&3 & cat <&3; kill $!'";
 
     fn contains_pair(args: &[String], flag: &str, value: &str) -> bool {
         args.windows(2).any(|w| w[0] == flag && w[1] == value)
@@ -416,7 +592,7 @@ mod tests {
             "-append",
             "console=ttyS0 panic=-1 husk.debug"
         ));
-        assert!(contains_pair(&args, "-netdev", "user,id=n0"));
+        assert!(contains_pair(&args, "-netdev", "user,id=n0,restrict=on"));
         assert!(contains_pair(&args, "-device", "virtio-net-pci,netdev=n0"));
         assert!(!args.contains(&"-nic".to_owned()));
         assert!(args.contains(&"-no-reboot".to_owned()));
@@ -436,6 +612,102 @@ mod tests {
             "if=pflash,format=raw,unit=1,file=/t/VARS.fd"
         ));
         assert!(!args.contains(&"-initrd".to_owned()));
+    }
+
+    #[test]
+    fn the_user_net_is_restricted_to_the_forwards_asked_for() {
+        assert_eq!(netdev_of(builder().user_net()), "user,id=n0,restrict=on");
+        let host: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            netdev_of(builder().forward_to_host(8080, host)),
+            format!("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:8080-{BRIDGE_4321}")
+        );
+    }
+
+    #[test]
+    fn the_metadata_service_moves_the_network_to_reach_it() {
+        let host: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            netdev_of(builder().user_net().metadata_service(host)),
+            format!(
+                "user,id=n0,restrict=on,net=169.254.0.0/16,host=169.254.1.2,\
+                 dns=169.254.1.3,dhcpstart=169.254.1.15,\
+                 guestfwd=tcp:169.254.169.254:80-{BRIDGE_4321}"
+            )
+        );
+    }
+
+    #[test]
+    fn the_internet_shadows_the_hosts_metadata_service() {
+        let shadowed = "user,id=n0,ipv6=off,net=169.254.0.0/16,host=169.254.1.2,\
+                        dns=169.254.1.3,dhcpstart=169.254.1.15,guestfwd=tcp:169.254.169.254:80-";
+        assert_eq!(
+            netdev_of(builder().internet()),
+            format!("{shadowed}cmd:true")
+        );
+        let host: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            netdev_of(builder().internet().metadata_service(host)),
+            format!("{shadowed}{BRIDGE_4321}")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "forward_to_host puts 10.0.2.100:8080 on 10.0.2.0/24")]
+    fn forwards_are_not_on_the_metadata_network() {
+        let host: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        netdev_of(builder().forward_to_host(8080, host).metadata_service(host));
+    }
+
+    #[test]
+    fn commas_in_forward_targets_are_escaped() {
+        let guest = SocketAddrV4::new(FORWARD_ADDR, 80);
+        assert_eq!(
+            guestfwd(guest, "cmd:a,b"),
+            "guestfwd=tcp:10.0.2.100:80-cmd:a,,b"
+        );
+    }
+
+    /// The bridge as slirp runs it, its stdin and stdout one socket: the
+    /// request reaches the server, and the server's answer and close come
+    /// back (a guest reading to the end would otherwise hang).
+    #[test]
+    fn the_bridge_carries_a_connection_both_ways_and_closes() {
+        use std::io::{Read, Write};
+        use std::os::unix::net::UnixStream;
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0u8; 5];
+            stream.read_exact(&mut request).unwrap();
+            stream.write_all(b"answer to ").unwrap();
+            stream.write_all(&request).unwrap();
+        });
+        let (mut guest, bridge_end) = UnixStream::pair().unwrap();
+        let stdout = bridge_end.try_clone().unwrap();
+        let command = connect_to(&bash().unwrap(), host);
+        let script = command
+            .split_once(" -c '")
+            .unwrap()
+            .1
+            .trim_end_matches('\'');
+        let mut bridge = Command::new(bash().unwrap())
+            .args(["-c", script])
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(bridge_end)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(stdout)))
+            .spawn()
+            .unwrap();
+        guest.write_all(b"hello").unwrap();
+        guest
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        guest.read_to_string(&mut answer).unwrap();
+        assert_eq!(answer, "answer to hello");
+        server.join().unwrap();
+        assert!(bridge.wait().unwrap().success());
     }
 
     #[test]

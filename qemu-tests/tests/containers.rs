@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use qemu_tests::checker::{ARCHIVE_GUEST_PATH, BUSYBOX_GUEST_PATH, REBOOT_IMAGE};
+use husk_check::{ARCHIVE_GUEST_PATH, BUSYBOX_GUEST_PATH, REBOOT_IMAGE};
 use qemu_tests::log_lines::{INIT_STARTING, REBOOT};
 use qemu_tests::{GuestDisk, GuestImage, InitConfig, Result, TestDir};
 

@@ -1,13 +1,14 @@
 //! Signed A/B updates end to end, booted through OVMF and systemd-boot:
 //! the test builds a v1 disk and v2 UKIs with husk-image, signs them into
 //! a TUF repository with `husk_image::release`, and serves it over HTTP
-//! (with ranges) on the host, which the guest reaches through slirp at
-//! 10.0.2.2. The guest drives `huskctl update` through husk-check.
+//! (with ranges) on the host, which the guest reaches through a slirp
+//! forward at 10.0.2.100:8080 (and nothing else). The guest drives
+//! `huskctl update` through husk-check.
 
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::thread;
 use std::time::Duration;
@@ -16,21 +17,28 @@ use common::*;
 use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::log_lines::{AGENT_READY, REBOOT};
 use qemu_tests::update_repo::TestRepo;
-use qemu_tests::{DiskImage, GuestDisk, InitConfig, Restart, Result, Service, TestDir, Vm};
+use qemu_tests::vm_builder::FORWARD_ADDR;
+use qemu_tests::{
+    DiskImage, GuestDisk, InitConfig, Restart, Result, Service, TestDir, Vm, VmBuilder,
+};
 
 /// A whole update cycle: several UEFI boots under TCG.
 const TO_UPDATE: Duration = Duration::from_secs(300);
 
+/// The repository server's port as the guest sees it, at
+/// [`FORWARD_ADDR`]: fixed, so the disks do not depend on the host's.
+const GUEST_PORT: u16 = 8080;
+
 /// Serves the files under a directory over HTTP, with
 /// `Range: bytes=N-`, for as long as the test runs.
 struct RepoServer {
-    port: u16,
+    addr: SocketAddr,
 }
 
 impl RepoServer {
     fn start(root: &Path) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the repository server");
-        let port = listener.local_addr().unwrap().port();
+        let addr = listener.local_addr().unwrap();
         let root = root.to_owned();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -38,12 +46,12 @@ impl RepoServer {
                 thread::spawn(move || serve_one(stream, &root));
             }
         });
-        Self { port }
+        Self { addr }
     }
 
-    /// The repository as the guest reaches it (slirp's host address).
+    /// The repository as the guest reaches it, through the forward.
     fn url(&self) -> String {
-        format!("http://10.0.2.2:{}/", self.port)
+        format!("http://{FORWARD_ADDR}:{GUEST_PORT}/")
     }
 }
 
@@ -129,13 +137,14 @@ impl Setup {
         })
     }
 
-    /// Boots `disk` through OVMF with slirp networking; the machine's
-    /// files (serial log, firmware variables) in a directory of its own.
+    /// Boots `disk` through OVMF with the repository forwarded; the
+    /// machine's files (serial log, firmware variables) in a directory of
+    /// its own.
     fn boot(&self, disk: &DiskImage) -> Result<Vm> {
-        Vm::builder(TestDir::new(&format!("{}_vm", self.name))?)
+        VmBuilder::new(TestDir::new(&format!("{}_vm", self.name))?)
             .ovmf(OVMF_CODE, OVMF_VARS)
             .drive(&disk.raw, "raw")
-            .user_net()
+            .forward_to_host(GUEST_PORT, self.server.addr)
             .launch()
     }
 
@@ -171,8 +180,8 @@ impl Setup {
             .version(version)
             .checker()
             .init_config(config.to_toml())
-            .file(&agent_toml, "/etc/husk/agent.toml", 0o644)
-            .file(self.repo.root_json(), "/etc/husk/update/root.json", 0o644);
+            .agent_config(&agent_toml)
+            .update_root(self.repo.root_json());
         if let Some(extra) = cmdline {
             builder = builder.cmdline(extra);
         }
@@ -412,4 +421,208 @@ fn power_cut_around_the_rename() -> Result<()> {
     // Before the directory is synced the rename may or may not be on
     // disk: either version is a good one.
     power_cut("renamed", &["1.0.0", "2.0.0"])
+}
+
+/// The documented path, on the command line alone: the release bundle
+/// from `cargo xtask dist`, README's image build, and UPDATES.md's
+/// "Keys, images and signing" block run as written (with the bundle's
+/// husk-image for `husk-image`) for a v1 and a v2 image; the
+/// repository served over HTTP; v1 booted through OVMF with a config
+/// drive whose user-data's `[update]` names the repository and a window
+/// around now. Nothing but the bundle's product binaries is in the
+/// images (no checker, no fault points): the machine updates by itself
+/// and must end up running v2, blessed.
+#[test]
+fn the_documented_commands_update_a_machine() -> Result<()> {
+    let dir = TestDir::new("update_documented")?;
+    let work = dir.path();
+    let husk_image = release_bundle().join("husk-image");
+
+    // README: `target/dist/husk-image build --out out --preload web.tar`,
+    // in a directory of its own (its disks are large, if sparse).
+    let readme_dir = work.join("readme");
+    std::fs::create_dir_all(&readme_dir).unwrap();
+    std::fs::write(
+        readme_dir.join("web.tar"),
+        husk_testkit::oci_archive("registry.example/web:1.4", &[husk_testkit::busybox_layer()]),
+    )
+    .unwrap();
+    let readme = read_doc("README.md");
+    let line = doc_commands(&readme, "## Boot it on a cloud VM")
+        .into_iter()
+        .find(|l| l[0] == "target/dist/husk-image")
+        .expect("README's cloud section builds with the bundle's husk-image");
+    assert_eq!(line[1..], ["build", "--out", "out", "--preload", "web.tar"]);
+    run(&husk_image, &line[1..], &readme_dir);
+    for file in ["disk.raw", "disk.qcow2", "disk.vhd", "manifest.json"] {
+        assert!(readme_dir.join("out").join(file).is_file(), "no {file}");
+    }
+    std::fs::remove_dir_all(&readme_dir).unwrap();
+
+    // UPDATES.md's block. What it takes as given: image.toml (the
+    // version; small disks for the test) and agent.toml (checks every
+    // few seconds instead of six hours; the repository comes from
+    // user-data).
+    let agent_toml = "[update]\ncheck_interval_secs = 5\n";
+    std::fs::write(work.join("agent.toml"), agent_toml).unwrap();
+    let image_toml = |version: &str| {
+        format!(
+            "version = \"{version}\"\nformats = [\"raw\"]\n[esp]\nsize_mib = 64\n\
+             [data]\nsize_mib = 64\n[initramfs]\nzstd_level = 3\n"
+        )
+    };
+    let updates = read_doc("docs/UPDATES.md");
+    let block = doc_commands(&updates, "### Keys, images and signing");
+    assert!(block.len() >= 7, "{block:?}");
+    for line in &block {
+        assert_eq!(line[0], "husk-image", "{line:?}");
+        if line[1] == "build" {
+            // v1 first, kept aside; then v2, which the block releases.
+            std::fs::write(work.join("image.toml"), image_toml("1.0.0")).unwrap();
+            run(&husk_image, &line[1..], work);
+            std::fs::rename(work.join("out"), work.join("v1")).unwrap();
+            std::fs::write(work.join("image.toml"), image_toml("1.1.0")).unwrap();
+        }
+        run(&husk_image, &line[1..], work);
+    }
+    assert!(
+        block.iter().any(|l| l[1] == "release"),
+        "the block releases v2"
+    );
+
+    let server = RepoServer::start(&work.join("repo"));
+    let drive = config_drive(
+        work,
+        &format!(
+            "[update]\nrepository = \"{}\"\napply_window = \"{}\"\n",
+            server.url(),
+            window_around_now()
+        ),
+    );
+    let v1_disk = work.join("v1/disk.raw");
+    let mut vm = VmBuilder::new(TestDir::new("update_documented_vm")?)
+        .ovmf(OVMF_CODE, OVMF_VARS)
+        .drive(&v1_disk, "raw")
+        .drive(&drive, "raw")
+        .forward_to_host(GUEST_PORT, server.addr)
+        .launch()?;
+    vm.wait_for_line("update: running version 1.0.0", TO_UEFI_AGENT_READY)?;
+    vm.wait_for_line_from_start("user-data from config drive", TO_UEFI_AGENT_READY)?;
+    vm.wait_for_line("update: downloading 1.1.0", TO_UPDATE)?;
+    vm.wait_for_line(REBOOT, TO_UPDATE)?;
+    vm.wait_for_line("update: running version 1.1.0", TO_UEFI_AGENT_READY)?;
+    vm.wait_for_line("1.1.0 passed its boot assessment and is blessed", TO_UPDATE)?;
+    power_off(&mut vm)?;
+    drop(vm);
+
+    // Blessed on disk: v2's entry has lost its boot counter; v1 stays,
+    // the way back.
+    let entries = qemu_tests::esp::linux_entries(&v1_disk)?;
+    assert_eq!(entries, ["husk-1.0.0.efi", "husk-1.1.0.efi"]);
+    Ok(())
+}
+
+/// `cargo xtask dist`, as README says it; the bundle's directory.
+fn release_bundle() -> std::path::PathBuf {
+    let workspace = husk_binaries::workspace_root();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let readme = read_doc("README.md");
+    let line = doc_commands(&readme, "## Boot it on a cloud VM")
+        .into_iter()
+        .find(|l| l[0] == "cargo")
+        .expect("README's cloud section starts with cargo xtask dist");
+    assert_eq!(line, ["cargo", "xtask", "dist"]);
+    run(Path::new(&cargo), &line[1..], &workspace);
+    husk_binaries::target_dir(&workspace).join("dist")
+}
+
+fn read_doc(name: &str) -> String {
+    let path = husk_binaries::workspace_root().join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The commands of the first ```sh block after `heading`: continuation
+/// lines joined, comments dropped, each split into words.
+fn doc_commands(doc: &str, heading: &str) -> Vec<Vec<String>> {
+    let after = &doc[doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"))..];
+    let block = &after[after.find("```sh\n").expect("a sh block") + 6..];
+    let block = &block[..block.find("```").expect("the block's end")];
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap_or("").trim_end();
+        match line.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                let words: Vec<String> = current.split_whitespace().map(str::to_owned).collect();
+                if !words.is_empty() {
+                    commands.push(words);
+                }
+                current.clear();
+            }
+        }
+        current.push(' ');
+    }
+    commands
+}
+
+/// Runs `program args` in `dir`; panics with its output if it fails.
+fn run(program: &Path, args: &[String], dir: &Path) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    assert!(
+        output.status.success(),
+        "{} {} failed ({}):\n{}{}",
+        program.display(),
+        args.join(" "),
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `HH:MM-HH:MM` (UTC) from half an hour ago to two hours ahead: the
+/// guest's clock is the host's.
+fn window_around_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let now = (secs % 86_400 / 60) as i64;
+    let hhmm = |minute: i64| {
+        let m = minute.rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", hhmm(now - 30), hhmm(now + 120))
+}
+
+/// A 4 MiB FAT image labelled HUSKCFG holding `user-data`, as a cloud
+/// attaches a config drive.
+fn config_drive(dir: &Path, user_data: &str) -> std::path::PathBuf {
+    let path = dir.join("config-drive.img");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.set_len(4 << 20).unwrap();
+    fatfs::format_volume(
+        &file,
+        fatfs::FormatVolumeOptions::new().volume_label(*b"HUSKCFG    "),
+    )
+    .unwrap();
+    let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
+    let mut f = fs.root_dir().create_file("user-data").unwrap();
+    f.write_all(user_data.as_bytes()).unwrap();
+    drop(f);
+    fs.unmount().unwrap();
+    path
 }

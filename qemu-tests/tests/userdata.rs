@@ -54,7 +54,7 @@ fn user_data_from_a_config_drive_sets_the_hostname() -> Result<()> {
     let image =
         GuestImage::builder().init_config(check("applied", Some("configured-node")).to_toml());
     let initrd = image.checker().build(dir.path())?;
-    let mut vm = qemu_tests::Vm::builder(dir)
+    let mut vm = qemu_tests::VmBuilder::new(dir)
         .kernel(&qemu_tests::Kernel::get()?.image)
         .initrd(initrd)
         .drive(&drive, "raw")
@@ -78,7 +78,7 @@ fn malformed_user_data_is_rejected_and_the_machine_still_serves() -> Result<()> 
     let config = check("rejected", None).check("check-health", "agent-health");
     let image = GuestImage::builder().init_config(config.to_toml());
     let initrd = image.checker().build(dir.path())?;
-    let mut vm = qemu_tests::Vm::builder(dir)
+    let mut vm = qemu_tests::VmBuilder::new(dir)
         .kernel(&qemu_tests::Kernel::get()?.image)
         .initrd(initrd)
         .drive(&drive, "raw")
@@ -149,7 +149,7 @@ fn user_data_starts_a_preloaded_container_at_first_boot() -> Result<()> {
         .checker()
         .preload(&archive)
         .build(dir.path())?;
-    let mut vm = qemu_tests::Vm::builder(dir)
+    let mut vm = qemu_tests::VmBuilder::new(dir)
         .ovmf(
             qemu_tests::guest_disk::OVMF_CODE,
             qemu_tests::guest_disk::OVMF_VARS,

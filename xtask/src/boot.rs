@@ -2,7 +2,13 @@
 //! headless through a full cycle with timings (`run --check`, `bench`).
 //! By default through UEFI as a cloud VM boots it (OVMF → systemd-boot →
 //! UKI from disk.raw); `--direct` uses QEMU's -kernel/-initrd instead.
+//!
+//! The interactive machine reaches the internet through QEMU's user-mode
+//! network, but never the host's metadata service (a cloud machine's
+//! would hand the guest its own user-data): `--metadata URL` gives it
+//! one. The headless one, like every test's, reaches nothing.
 
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -58,10 +64,10 @@ pub fn build_default_image(direct: bool) -> Result<BootImage> {
 /// the built image stays as built.
 fn vm_for(dir: TestDir, image: &BootImage) -> Result<VmBuilder> {
     Ok(match image {
-        BootImage::Direct { kernel, initrd } => Vm::builder(dir).kernel(kernel).initrd(initrd),
+        BootImage::Direct { kernel, initrd } => VmBuilder::new(dir).kernel(kernel).initrd(initrd),
         BootImage::Uefi { disk } => {
             let overlay = overlay(disk, dir.path())?;
-            Vm::builder(dir)
+            VmBuilder::new(dir)
                 .ovmf(OVMF_CODE, OVMF_VARS)
                 .drive(overlay, "qcow2")
         }
@@ -82,14 +88,21 @@ fn overlay(base: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(overlay)
 }
 
-/// `cargo xtask run`: the serial console on this terminal.
-pub fn interactive(direct: bool) -> Result<()> {
+/// `cargo xtask run`: the serial console on this terminal. `metadata`:
+/// the URL (`http://HOST:PORT`) of an EC2-style metadata service the
+/// guest's 169.254.169.254 reaches; without it, that address reaches
+/// nothing.
+pub fn interactive(direct: bool, metadata: Option<&str>) -> Result<()> {
+    let metadata = metadata.map(metadata_server).transpose()?;
     let image = build_default_image(direct)?;
     eprintln!("xtask: booting {image:?} (Ctrl-A X quits QEMU, Ctrl-A C its monitor)");
     let dir = TestDir::new("run").map_err(|e| anyhow!("{e}"))?;
-    let status = vm_for(dir, &image)?
-        .run_interactive()
-        .map_err(|e| anyhow!("{e}"))?;
+    let mut vm = vm_for(dir, &image)?.internet();
+    if let Some(server) = metadata {
+        eprintln!("xtask: the guest's metadata service is {server}");
+        vm = vm.metadata_service(server);
+    }
+    let status = vm.run_interactive().map_err(|e| anyhow!("{e}"))?;
     if !status.success() {
         bail!("QEMU exited with {status}");
     }
@@ -112,7 +125,11 @@ pub struct BootTimings {
 pub fn boot_cycle(image: &BootImage) -> Result<BootTimings> {
     let deadline = Duration::from_secs(120);
     let dir = TestDir::new("check").map_err(|e| anyhow!("{e}"))?;
-    let mut vm = vm_for(dir, image)?.launch().map_err(|e| anyhow!("{e}"))?;
+    // A NIC as a cloud VM has, reaching nothing (a restricted one).
+    let mut vm = vm_for(dir, image)?
+        .user_net()
+        .launch()
+        .map_err(|e| anyhow!("{e}"))?;
     let seen = |vm: &mut Vm, line: &str| -> Result<(String, Duration)> {
         let found = vm
             .wait_for_line(line, deadline)
@@ -135,6 +152,26 @@ pub fn boot_cycle(image: &BootImage) -> Result<BootTimings> {
         powered_off: vm.uptime(),
         init_to_ready_ms: ms_after(&ready_line, "agent ready ").unwrap_or(0),
     })
+}
+
+/// Where `--metadata`'s `http://HOST[:PORT][/]` listens. The guest asks
+/// its own paths (`/latest/api/token`, …), so the URL has none.
+fn metadata_server(url: &str) -> Result<SocketAddr> {
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.strip_suffix('/').unwrap_or(rest))
+        .filter(|a| !a.is_empty() && !a.contains('/'))
+        .ok_or_else(|| anyhow!("--metadata {url:?}: expected http://HOST[:PORT]"))?;
+    // A port, unless the authority ends in a bracketed IPv6 address.
+    let with_port = match authority.rsplit_once(':') {
+        Some((_, port)) if !port.ends_with(']') => authority.to_owned(),
+        _ => format!("{authority}:80"),
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("--metadata {url:?}"))?
+        .next()
+        .ok_or_else(|| anyhow!("--metadata {url:?}: {with_port} has no address"))
 }
 
 /// The number in "… `marker`N ms …".
@@ -170,6 +207,30 @@ pub fn check(direct: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_urls_name_a_server() {
+        let at = |url| metadata_server(url).map_err(|e| e.to_string());
+        assert_eq!(
+            at("http://127.0.0.1:8169"),
+            Ok("127.0.0.1:8169".parse().unwrap())
+        );
+        assert_eq!(
+            at("http://127.0.0.1:8169/"),
+            Ok("127.0.0.1:8169".parse().unwrap())
+        );
+        assert_eq!(at("http://127.0.0.1"), Ok("127.0.0.1:80".parse().unwrap()));
+        assert_eq!(at("http://[::1]:8169"), Ok("[::1]:8169".parse().unwrap()));
+        assert_eq!(at("http://[::1]"), Ok("[::1]:80".parse().unwrap()));
+        for bad in [
+            "127.0.0.1:8169",
+            "https://127.0.0.1",
+            "http://127.0.0.1/latest",
+            "http://",
+        ] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_init_s_own_figure() {

@@ -1,4 +1,4 @@
-//! `cargo xtask run | test | bench`: the project's tasks, in Rust so they
+//! `cargo xtask run | test | bench | dist`: the project's tasks, in Rust so they
 //! run the same on every machine.
 
 mod bench;
@@ -6,6 +6,7 @@ mod bench_memory;
 mod bench_runtime;
 mod boot;
 mod cgroup_ns;
+mod dist;
 mod prereqs;
 mod steps;
 mod test;
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Husk's tasks: run, test, bench")]
+#[command(about = "Husk's tasks: run, test, bench, dist")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -34,9 +35,26 @@ enum Task {
         /// skipping firmware and boot loader: faster.
         #[arg(long)]
         direct: bool,
+        /// The guest's metadata service (169.254.169.254:80) is this
+        /// EC2-style server, http://HOST[:PORT]; without it the guest
+        /// reaches none, not even the host's.
+        #[arg(long, value_name = "URL", conflicts_with = "check")]
+        metadata: Option<String>,
     },
     /// Every test: fmt, clippy, unit tests and the QEMU boots.
-    Test,
+    Test {
+        /// Also write cargo's per-crate build reports
+        /// (target/cargo-timings/).
+        #[arg(long)]
+        timings: bool,
+    },
+    /// The release bundle: husk-image, huskctl, husk-init, husk-agent,
+    /// statically linked, in one directory.
+    Dist {
+        /// Where to write it [default: target/dist].
+        #[arg(long, value_name = "DIR")]
+        out: Option<std::path::PathBuf>,
+    },
     /// Benchmarks: boot milestones, container start latency against
     /// crun and runc, memory per container. All of them by default.
     Bench {
@@ -70,12 +88,15 @@ fn main() -> ExitCode {
         Task::Run {
             check: false,
             direct,
-        } => boot::interactive(direct),
+            metadata,
+        } => boot::interactive(direct, metadata.as_deref()),
         Task::Run {
             check: true,
             direct,
+            ..
         } => boot::check(direct),
-        Task::Test => test::run(),
+        Task::Test { timings } => test::run(timings),
+        Task::Dist { out } => dist::run(out),
         Task::Bench {
             what,
             boots,

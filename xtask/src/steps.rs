@@ -1,8 +1,8 @@
 //! Runs the steps of a task with the command echoed, failing on a
-//! non-zero exit with the step named.
+//! non-zero exit with the step named, and keeps how long each took.
 
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
@@ -15,17 +15,42 @@ pub fn cargo(args: &[&str]) -> Command {
     command
 }
 
-/// Runs a step, printing it and how long it took.
-pub fn step(name: &str, mut command: Command) -> Result<()> {
-    eprintln!("xtask: == {name}: {command:?}");
-    let started = Instant::now();
-    let status = command.status()?;
-    eprintln!(
-        "xtask: == {name}: {status} in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    if !status.success() {
-        bail!("{name} failed ({status})");
+/// Each step's time, in order, for the summary at the end of a task.
+#[derive(Default)]
+pub struct Timings(Vec<(String, Duration)>);
+
+impl Timings {
+    /// Runs `command` as the step `name` and records its time, failed or
+    /// not.
+    pub fn step(
+        &mut self,
+        name: &str,
+        mut command: impl std::borrow::BorrowMut<Command>,
+    ) -> Result<()> {
+        let command = command.borrow_mut();
+        eprintln!("xtask: == {name}: {command:?}");
+        let started = Instant::now();
+        let status = command.status()?;
+        let took = started.elapsed();
+        eprintln!("xtask: == {name}: {status} in {:.1} s", took.as_secs_f64());
+        self.record(name, took);
+        if !status.success() {
+            bail!("{name} failed ({status})");
+        }
+        Ok(())
     }
-    Ok(())
+
+    pub fn record(&mut self, name: &str, took: Duration) {
+        self.0.push((name.to_owned(), took));
+    }
+
+    /// The table of steps and the total.
+    pub fn print(&self) {
+        let total: Duration = self.0.iter().map(|(_, t)| *t).sum();
+        eprintln!("xtask: where the time went:");
+        for (name, took) in &self.0 {
+            eprintln!("xtask:   {:>7.1} s  {name}", took.as_secs_f64());
+        }
+        eprintln!("xtask:   {:>7.1} s  total", total.as_secs_f64());
+    }
 }

@@ -1,36 +1,61 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
-//! fastest: formatting, lints, then the unit tests and the QEMU boots.
+//! fastest: formatting, lints, the image binaries, then the tests (built,
+//! then run: the unit tests and the QEMU boots). Each step's time is
+//! printed at the end; `--timings` adds cargo's per-crate reports.
+
+use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use husk_binaries::{ARTIFACTS_ENV, Artifacts, workspace_root};
 
-use crate::steps::{cargo, step};
+use crate::steps::{Timings, cargo};
 
-pub fn run() -> Result<()> {
+pub fn run(cargo_timings: bool) -> Result<()> {
     crate::prereqs::ensure()?;
-    step("format", cargo(&["fmt", "--all", "--check"]))?;
-    step(
+    let mut timings = Timings::default();
+    let result = steps(&mut timings, cargo_timings);
+    timings.print();
+    if cargo_timings {
+        eprintln!(
+            "xtask: cargo's per-crate reports: {}",
+            workspace_root().join("target/cargo-timings").display()
+        );
+    }
+    result?;
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn steps(timings: &mut Timings, cargo_timings: bool) -> Result<()> {
+    let with_timings = |args: &[&'static str]| {
+        let mut args = args.to_vec();
+        if cargo_timings {
+            args.push("--timings");
+        }
+        args
+    };
+    timings.step("format", cargo(&["fmt", "--all", "--check"]))?;
+    timings.step(
         "clippy",
-        cargo(&[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]),
+        cargo(&with_timings(&["clippy", "--workspace", "--all-targets"]))
+            .args(["--", "-D", "warnings"]),
     )?;
     // The QEMU tests boot images made of these: build them once, up
     // front, so a build failure is reported as one and not as N boots.
+    let started = Instant::now();
     let artifacts = Artifacts::build(&workspace_root()).map_err(|e| anyhow!("{e}"))?;
+    timings.record("image binaries (static, release)", started.elapsed());
     let artifacts_dir = artifacts
         .init
         .parent()
         .unwrap_or(&artifacts.init)
         .to_owned();
+    timings.step(
+        "build tests",
+        cargo(&with_timings(&["test", "--workspace", "--no-run"])),
+    )?;
     let mut tests = cargo(&["test", "--workspace", "--no-fail-fast"]);
     tests.env(ARTIFACTS_ENV, artifacts_dir);
-    step("tests", tests)?;
-    eprintln!("xtask: all checks passed");
+    timings.step("run tests", &mut tests)?;
     Ok(())
 }

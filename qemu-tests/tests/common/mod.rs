@@ -45,7 +45,7 @@ pub fn boot_direct(
 ) -> Result<Vm> {
     let dir = TestDir::new(test)?;
     let initrd = image.checker().build(dir.path())?;
-    let builder = Vm::builder(dir)
+    let builder = VmBuilder::new(dir)
         .kernel(&Kernel::get()?.image)
         .initrd(initrd);
     customize(builder).launch()
@@ -56,7 +56,7 @@ pub const TO_UEFI_AGENT_READY: Duration = Duration::from_secs(120);
 
 /// Boots a whole disk through OVMF, as a cloud VM boots it.
 pub fn boot_disk(dir: TestDir, disk: &DiskImage) -> Result<Vm> {
-    Vm::builder(dir)
+    VmBuilder::new(dir)
         .ovmf(OVMF_CODE, OVMF_VARS)
         .drive(&disk.raw, "raw")
         .launch()

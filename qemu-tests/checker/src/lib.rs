@@ -4,6 +4,11 @@
 //! prints `husk-check: <scenario>: PASS` or `… FAIL: <why>` on stdout,
 //! which init logs to the serial console for the host to wait on.
 //! It only ever ships in test images.
+//!
+//! A crate of its own, so the static build of test images compiles what
+//! the guest side needs (husk-spec, husk-common) and not the host
+//! harness (husk-image, QEMU, disks). The harness uses its verdict lines
+//! and guest paths.
 
 mod agent;
 mod containers;
@@ -23,7 +28,16 @@ pub use reboot::{ARCHIVE_GUEST_PATH, IMAGE as REBOOT_IMAGE};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::log_lines::{check_failed, check_passed};
+/// The success verdict a scenario prints (init prefixes the service
+/// name).
+pub fn check_passed(scenario: &str) -> String {
+    format!("husk-check: {scenario}: PASS")
+}
+
+/// The failure verdict, before `: <why>`.
+pub fn check_failed(scenario: &str) -> String {
+    format!("husk-check: {scenario}: FAIL")
+}
 
 /// `Err` carries why the scenario failed.
 pub type Outcome = Result<(), String>;
@@ -48,6 +62,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("user-data", userdata::run),
     ("clock-plausible", userdata::clock),
     ("net", net::run),
+    ("net-isolated", net::isolated),
     ("update-apply", update::apply),
     ("update-status", update::status),
 ];

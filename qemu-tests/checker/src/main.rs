@@ -1,8 +1,8 @@
-//! The guest-side checker; all logic lives in `qemu_tests::checker`.
+//! The guest-side checker; all logic lives in the husk-check library.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    qemu_tests::checker::main(&args)
+    husk_check::main(&args)
 }
