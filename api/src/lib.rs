@@ -105,3 +105,27 @@ pub fn describe_data(data: &Value) -> String {
         other => format!("{other} ({})", field("error")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_partition_in_one_line() {
+        let failed = serde_json::json!({"state":"failed","device":"/dev/vda2","error":"e2fsck: exit status 4","fsck":"failed","grown":false,"size_bytes":0});
+        assert_eq!(
+            describe_data(&failed),
+            "FAILED /dev/vda2: e2fsck: exit status 4 (/var/lib/husk is a tmpfs; the partition was left untouched)"
+        );
+        let mounted = serde_json::json!({"state":"mounted","device":"/dev/vda2","error":null,"fsck":"clean","grown":true,"size_bytes":2u64<<30});
+        assert_eq!(
+            describe_data(&mounted),
+            "mounted /dev/vda2 on /var/lib/husk (2048 MiB, fsck clean, grown this boot)"
+        );
+        let unknown = serde_json::json!({"state":"unknown","error":"/run/husk/data.json: missing"});
+        assert_eq!(
+            describe_data(&unknown),
+            "unknown (/run/husk/data.json: missing)"
+        );
+    }
+}

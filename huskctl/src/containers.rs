@@ -399,7 +399,6 @@ fn print_entry(entry: &LogEntry) {
     };
 }
 
-/// `docker ps`'s table.
 /// Milliseconds since the epoch: container ages are computed here, from
 /// the agent's `*_ms` fields.
 fn now_ms() -> u64 {
@@ -408,6 +407,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// `docker ps`'s table.
 pub fn ps_table(containers: &[ContainerInfo], now_ms: u64) -> String {
     let ago = |ms: u64| table::ago((now_ms.saturating_sub(ms) / 1000) as i64);
     let mut out = format!(

@@ -6,7 +6,7 @@
 //! # fn main() -> Result<()> {
 //! let dir = TestDir::new("example")?;
 //! let initrd = GuestImage::builder().build(dir.path())?;
-//! let mut vm = Vm::builder(dir).kernel(&Kernel::get()?.image).initrd(initrd).launch()?;
+//! let mut vm = VmBuilder::new(dir).kernel(&Kernel::get()?.image).initrd(initrd).launch()?;
 //! vm.wait_for_line("husk-init: boot: agent ready", Duration::from_secs(60))?;
 //! vm.qmp().system_powerdown()?;
 //! vm.wait_for_exit(Duration::from_secs(30))?;

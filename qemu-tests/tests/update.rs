@@ -379,6 +379,9 @@ fn power_cut(point: &str, acceptable: &[&str]) -> Result<()> {
     setup.release("2.0.0", Agent::Plain)?;
     let v1 = setup.v1(&[], Some(&format!("husk.update_fault={point}")))?;
     let mut vm = setup.boot(&v1)?;
+    // Only an agent built with `fault-injection` arms it: say so at once
+    // rather than wait out the apply for a point that never comes.
+    vm.wait_for_line("update: fault injection armed", TO_UEFI_AGENT_READY)?;
     vm.wait_for_line(&format!("update: fault point reached: {point}"), TO_UPDATE)?;
     vm.kill();
     drop(vm);
@@ -474,6 +477,16 @@ fn the_documented_commands_update_a_machine() -> Result<()> {
     let updates = read_doc("docs/UPDATES.md");
     let block = doc_commands(&updates, "### Keys, images and signing");
     assert!(block.len() >= 7, "{block:?}");
+    // README's summary of it: each of its husk-image lines is one of the
+    // block's, so running the block runs them as written too.
+    for line in doc_commands(&read_doc("README.md"), "## Updates") {
+        if line[0] == "husk-image" {
+            assert!(
+                block.contains(&line),
+                "README's {line:?} is not in UPDATES.md's block"
+            );
+        }
+    }
     for line in &block {
         assert_eq!(line[0], "husk-image", "{line:?}");
         if line[1] == "build" {

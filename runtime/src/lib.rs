@@ -14,8 +14,8 @@
 //! containerd runs runc).
 //!
 //! It owns one bundle's life and nothing more: no async runtime, no HTTP,
-//! no image store, no container manager, no Docker defaults (those are the
-//! agent's spec builder). [`cli`] is `husk-agent oci`'s command line.
+//! no image store, no container manager, no Docker defaults (those are
+//! husk-spec's). [`cli`] is `husk-agent oci`'s command line.
 
 pub mod bundle;
 pub mod caps;

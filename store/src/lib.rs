@@ -39,7 +39,6 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageConfiguration;
-use serde::{Deserialize, Serialize};
 
 pub use self::digest::Digest;
 pub use self::error::{Result, StoreError};
@@ -63,7 +62,7 @@ pub struct StoreOptions {
 }
 
 /// What `image ls` shows of an image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSummary {
     pub id: ImageId,
     pub names: Vec<String>,
@@ -72,7 +71,6 @@ pub struct ImageSummary {
     pub size: u64,
     pub os: String,
     pub architecture: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
 }
 
@@ -92,7 +90,7 @@ impl From<&ImageRecord> for ImageSummary {
 }
 
 /// What `remove` did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removed {
     /// The reference was one of several names of the image: only that
     /// name is gone.
@@ -102,7 +100,7 @@ pub enum Removed {
 }
 
 /// What `gc` freed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GcReport {
     pub layers: Vec<Digest>,
     pub blobs: Vec<Digest>,

@@ -14,10 +14,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use husk_binaries::{Artifacts, workspace_root};
-use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS, build_args};
+use husk_binaries::workspace_root;
+use husk_image::build::BuildArgs;
+use husk_image::initramfs::InitramfsSpec;
+use qemu_tests::guest_disk::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::log_lines::{AGENT_READY, INIT_STARTING, MODULES_LOADED, POWER_OFF};
-use qemu_tests::{GuestImage, Kernel, TestDir, Vm, VmBuilder};
+use qemu_tests::{Kernel, TestDir, Vm, VmBuilder};
 
 /// What to boot.
 #[derive(Debug, Clone)]
@@ -33,25 +35,35 @@ fn image_dir() -> PathBuf {
     workspace_root().join("target/husk")
 }
 
-/// Builds the product binaries and the default image: the whole disk
-/// with the built-in image config, or just the initramfs.
+/// Builds the product binaries (as `cargo xtask dist` does: no test
+/// features, no checker) and the default image: the whole disk with the
+/// built-in image config, or just the initramfs.
 pub fn build_default_image(direct: bool) -> Result<BootImage> {
     crate::prereqs::ensure()?;
-    let artifacts = Artifacts::build(&workspace_root()).map_err(|e| anyhow!("{e}"))?;
+    let binaries = husk_binaries::build_product(&workspace_root()).map_err(|e| anyhow!("{e}"))?;
+    let (init, agent) = (binaries.join("husk-init"), binaries.join("husk-agent"));
     let kernel = Kernel::get().map_err(|e| anyhow!("{e}"))?;
     let dir = image_dir();
     std::fs::create_dir_all(&dir)?;
     if direct {
-        let initrd = GuestImage::builder()
-            .build_with(&artifacts, kernel, &dir)
-            .map_err(|e| anyhow!("{e}"))?;
+        let spec = InitramfsSpec::new(init, agent, kernel.modules_dir.clone());
+        let initrd = dir.join("initramfs.img");
+        husk_image::initramfs::build(&spec, &initrd)
+            .map_err(|e| anyhow!("initramfs {}: {e}", initrd.display()))?;
         return Ok(BootImage::Direct {
             kernel: kernel.image.clone(),
             initrd,
         });
     }
     let out = dir.join("image");
-    let args = build_args(&artifacts, kernel, out.clone());
+    let args = BuildArgs {
+        out: Some(out.clone()),
+        init: Some(init),
+        agent: Some(agent),
+        kernel: Some(kernel.image.clone()),
+        modules: Some(kernel.modules_dir.clone()),
+        ..BuildArgs::default()
+    };
     let summary = husk_image::build::run(&args).map_err(|e| anyhow!("husk-image build: {e}"))?;
     eprintln!("{summary}");
     Ok(BootImage::Uefi {

@@ -13,7 +13,8 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use husk_release::compare_versions;
+use husk_common::boot::Trial;
+use husk_release::{BootEntry, compare_versions};
 
 use super::state::{Failure, Rollback, StateFile, now};
 use super::{HealthCheck, Updater};
@@ -36,6 +37,49 @@ pub fn reboot_soon(reason: String) {
     });
 }
 
+/// Whether this boot must prove itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Judgement {
+    NotOnTrial(&'static str),
+    Blessed,
+    OnTrial { tries_left: u32 },
+}
+
+/// husk-init's boot facts decide when it could read the boot loader's
+/// variables: systemd-boot sets `LoaderBootCountPath` when it starts an
+/// entry that still counts tries. Without them (no facts, efivarfs not
+/// readable) the running version's entry on the ESP is the witness: a
+/// counter in its name means on trial. On the last try the entry
+/// already reads `+0-N` (systemd-boot counted this boot before it).
+fn judge(trial: Option<&Trial>, running: &str, entries: &[BootEntry]) -> Judgement {
+    let own = entries.iter().find(|e| e.version == running);
+    let tries_of = |entry: Option<&BootEntry>| entry.and_then(|e| e.tries).map_or(0, |t| t.left);
+    match trial {
+        Some(trial) if trial.efi => {
+            if !trial.on_trial {
+                return Judgement::Blessed;
+            }
+            let entry = trial.entry_name().and_then(BootEntry::parse);
+            if let Some(other) = entry.as_ref().filter(|e| e.version != running) {
+                log::warn!(
+                    "update: the boot loader's trial entry {} is not the running version {running}",
+                    other.file_name()
+                );
+            }
+            Judgement::OnTrial {
+                tries_left: tries_of(entry.as_ref().or(own)),
+            }
+        }
+        _ => match own {
+            None => Judgement::NotOnTrial("no boot entry of the running version"),
+            Some(entry) if entry.tries.is_none() => Judgement::Blessed,
+            Some(entry) => Judgement::OnTrial {
+                tries_left: tries_of(Some(entry)),
+            },
+        },
+    }
+}
+
 impl Updater {
     /// Runs once at startup on a Husk machine.
     pub async fn assess_boot(&self, containers: &Manager) {
@@ -56,33 +100,22 @@ impl Updater {
             }
         };
         self.note_rollback(&running, &entries);
-        let Some(trial) = &self.inner.trial else {
-            self.set_assessment("unknown: no boot facts from husk-init");
-            return;
+        let tries_left = match judge(self.inner.trial.as_ref(), &running, &entries) {
+            Judgement::NotOnTrial(why) => {
+                self.set_assessment(format!("not on trial ({why})"));
+                return;
+            }
+            Judgement::Blessed => {
+                self.set_assessment("blessed");
+                self.update_state(|s| {
+                    if s.pending.as_ref().is_some_and(|p| p.version == running) {
+                        s.pending = None;
+                    }
+                });
+                return;
+            }
+            Judgement::OnTrial { tries_left } => tries_left,
         };
-        if !trial.efi {
-            self.set_assessment("not on trial (not started by systemd-boot)");
-            return;
-        }
-        if !trial.on_trial {
-            self.set_assessment("blessed");
-            self.update_state(|s| {
-                if s.pending.as_ref().is_some_and(|p| p.version == running) {
-                    s.pending = None;
-                }
-            });
-            return;
-        }
-        // systemd-boot counted this boot before starting it: on the last
-        // try the entry already reads `+0-N`.
-        let entry = trial.entry_name().and_then(husk_release::BootEntry::parse);
-        let tries_left = entry.as_ref().and_then(|e| e.tries).map_or(0, |t| t.left);
-        if let Some(other) = entry.as_ref().filter(|e| e.version != running) {
-            log::warn!(
-                "update: the boot loader's trial entry {} is not the running version {running}",
-                other.file_name()
-            );
-        }
         self.set_assessment("assessing");
         let settings = self.settings();
         let deadline = Duration::from_secs(settings.assessment_timeout_secs);
@@ -259,5 +292,53 @@ async fn http_check(check: &HealthCheck) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{} answered HTTP {}", check.http, response.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(names: &[&str]) -> Vec<BootEntry> {
+        names.iter().map(|n| BootEntry::parse(n).unwrap()).collect()
+    }
+
+    #[test]
+    fn the_boot_loaders_word_decides_when_init_could_read_it() {
+        let on_esp = entries(&["husk-2.0+2-1.efi", "husk-1.0.efi"]);
+        let trial = Trial::new(true, Some("\\EFI\\Linux\\husk-2.0+2-1.efi".into()));
+        assert_eq!(
+            judge(Some(&trial), "2.0", &on_esp),
+            Judgement::OnTrial { tries_left: 2 }
+        );
+        // The last try: systemd-boot already counted it down to +0.
+        let last = Trial::new(true, Some("\\EFI\\Linux\\husk-2.0+0-3.efi".into()));
+        assert_eq!(
+            judge(Some(&last), "2.0", &entries(&["husk-2.0+0-3.efi"])),
+            Judgement::OnTrial { tries_left: 0 }
+        );
+        // No LoaderBootCountPath: a blessed entry was started, whatever
+        // the ESP's names say.
+        let blessed = Trial::new(true, None);
+        assert_eq!(judge(Some(&blessed), "2.0", &on_esp), Judgement::Blessed);
+    }
+
+    #[test]
+    fn without_the_boot_loaders_word_the_entry_name_decides() {
+        let unreadable = Trial::unknown();
+        for trial in [None, Some(&unreadable)] {
+            assert_eq!(
+                judge(trial, "2.0", &entries(&["husk-2.0+1-2.efi"])),
+                Judgement::OnTrial { tries_left: 1 }
+            );
+            assert_eq!(
+                judge(trial, "2.0", &entries(&["husk-2.0.efi"])),
+                Judgement::Blessed
+            );
+            assert_eq!(
+                judge(trial, "2.0", &entries(&["husk-1.0.efi"])),
+                Judgement::NotOnTrial("no boot entry of the running version")
+            );
+        }
     }
 }

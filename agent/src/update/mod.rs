@@ -270,7 +270,18 @@ impl Updater {
     }
 
     /// Downloads, verifies and installs a release, then reboots into it.
+    /// In a task of its own: a client that goes away (or an agent
+    /// stopping) must not cut an apply off between writing the ESP and
+    /// recording it, nor let a second apply in while the first one's ESP
+    /// copy still runs.
     pub async fn apply(&self, request: &ApplyRequest) -> Result<UpdateOutcome, UpdateError> {
+        let (updater, request) = (self.clone(), request.clone());
+        tokio::spawn(async move { updater.apply_alone(&request).await })
+            .await
+            .map_err(|e| UpdateError::Io(format!("the update task failed: {e}")))?
+    }
+
+    async fn apply_alone(&self, request: &ApplyRequest) -> Result<UpdateOutcome, UpdateError> {
         let _busy = self.inner.busy.try_lock().map_err(|_| UpdateError::Busy)?;
         let result = self.apply_inner(request).await;
         if let Err(e) = &result {
