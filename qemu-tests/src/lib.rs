@@ -23,6 +23,7 @@
 //! | `HUSK_ARTIFACTS` | directory of prebuilt static binaries (else built once) |
 //! | `HUSK_KERNEL`, `HUSK_MODULES` | kernel image and its modules directory |
 
+pub mod config_drive;
 pub mod deadline;
 pub mod error;
 pub mod esp;
@@ -39,6 +40,7 @@ pub mod update_repo;
 pub mod vm;
 pub mod vm_builder;
 
+pub use config_drive::config_drive;
 pub use deadline::scaled;
 pub use error::{Error, Result};
 pub use guest_disk::{DiskImage, GuestDisk};

@@ -504,14 +504,14 @@ fn the_documented_commands_update_a_machine() -> Result<()> {
     );
 
     let server = RepoServer::start(&work.join("repo"));
-    let drive = config_drive(
+    let drive = qemu_tests::config_drive(
         work,
         &format!(
             "[update]\nrepository = \"{}\"\napply_window = \"{}\"\n",
             server.url(),
             window_around_now()
         ),
-    );
+    )?;
     let v1_disk = work.join("v1/disk.raw");
     let mut vm = VmBuilder::new(TestDir::new("update_documented_vm")?)
         .ovmf(OVMF_CODE, OVMF_VARS)
@@ -613,29 +613,4 @@ fn window_around_now() -> String {
         format!("{:02}:{:02}", m / 60, m % 60)
     };
     format!("{}-{}", hhmm(now - 30), hhmm(now + 120))
-}
-
-/// A 4 MiB FAT image labelled HUSKCFG holding `user-data`, as a cloud
-/// attaches a config drive.
-fn config_drive(dir: &Path, user_data: &str) -> std::path::PathBuf {
-    let path = dir.join("config-drive.img");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .unwrap();
-    file.set_len(4 << 20).unwrap();
-    fatfs::format_volume(
-        &file,
-        fatfs::FormatVolumeOptions::new().volume_label(*b"HUSKCFG    "),
-    )
-    .unwrap();
-    let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).unwrap();
-    let mut f = fs.root_dir().create_file("user-data").unwrap();
-    f.write_all(user_data.as_bytes()).unwrap();
-    drop(f);
-    fs.unmount().unwrap();
-    path
 }

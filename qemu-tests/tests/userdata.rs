@@ -5,36 +5,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-
 use common::*;
-use qemu_tests::{Error, GuestImage, InitConfig, Restart, Result, Service};
-
-/// A 4 MiB FAT image labelled HUSKCFG holding `user-data`.
-fn config_drive(dir: &Path, user_data: &str) -> Result<PathBuf> {
-    let path = dir.join("config-drive.img");
-    let io = |e| Error::io("building the config drive", e);
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(io)?;
-    file.set_len(4 << 20).map_err(io)?;
-    fatfs::format_volume(
-        &file,
-        fatfs::FormatVolumeOptions::new().volume_label(*b"HUSKCFG    "),
-    )
-    .map_err(io)?;
-    let fs = fatfs::FileSystem::new(&file, fatfs::FsOptions::new()).map_err(io)?;
-    let mut f = fs.root_dir().create_file("user-data").map_err(io)?;
-    f.write_all(user_data.as_bytes()).map_err(io)?;
-    drop(f);
-    fs.unmount().map_err(io)?;
-    Ok(path)
-}
+use qemu_tests::{Error, GuestImage, InitConfig, Restart, Result, Service, config_drive};
 
 fn check(state: &str, hostname: Option<&str>) -> InitConfig {
     check_with(state, hostname, None)
