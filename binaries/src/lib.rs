@@ -84,19 +84,12 @@ impl Artifacts {
     /// They are copied out of cargo's output directory, so a product
     /// build (`cargo xtask dist`) never replaces them under a test.
     pub fn build(workspace: &Path) -> Result<Artifacts> {
-        let built = static_build(
-            workspace,
-            // The product's packages, so both builds resolve the same
-            // dependency features and share every crate but the agent.
-            &[
-                "husk-init",
-                "husk-agent",
-                "huskctl",
-                "husk-image",
-                "husk-check",
-            ],
-            &["husk-agent/fault-injection"],
-        )?;
+        // The product's packages and the checker, so both builds resolve
+        // the same dependency features and share every crate but the
+        // agent.
+        let mut packages = PRODUCT_BINARIES.to_vec();
+        packages.push("husk-check");
+        let built = static_build(workspace, &packages, &["husk-agent/fault-injection"])?;
         let dir = target_dir(workspace).join("husk-test-binaries");
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Build(format!("creating {}: {e}", dir.display())))?;
@@ -115,17 +108,14 @@ impl Artifacts {
 /// What a test image needs, by file name.
 const TEST_BINARIES: [&str; 4] = ["husk-init", "husk-agent", "huskctl", "husk-check"];
 
-/// The binaries of a release bundle: the image's and the operator's.
+/// The binaries of a release bundle: the image's and the operator's (each
+/// the one binary of the package of the same name).
 pub const PRODUCT_BINARIES: [&str; 4] = ["husk-init", "husk-agent", "huskctl", "husk-image"];
 
 /// Builds the product's binaries, statically linked and without test
 /// features, and returns the directory cargo wrote them to.
 pub fn build_product(workspace: &Path) -> Result<PathBuf> {
-    static_build(
-        workspace,
-        &["husk-init", "husk-agent", "huskctl", "husk-image"],
-        &[],
-    )
+    static_build(workspace, &PRODUCT_BINARIES, &[])
 }
 
 /// `cargo build --release --target TARGET --bins` of `packages` with
