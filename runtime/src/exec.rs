@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Process, Spec, User};
 
 use super::error::{Result, RuntimeError, Step};
-use super::process::{cstrings, find_program, set_rlimits, set_user};
+use super::process::{chdir_inside_root, cstrings, find_program, set_rlimits, set_user};
 use super::{Container, Status, caps, seccomp, sys};
 
 /// What `exec` runs, over the container's own process settings.
@@ -175,8 +175,7 @@ fn child_setup(
     if no_new_privs {
         rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
-    std::env::set_current_dir(process.cwd())
-        .step(|| format!("chdir to {}", process.cwd().display()))?;
+    chdir_inside_root(process.cwd())?;
     if no_new_privs {
         filters.apply()?;
     }

@@ -251,8 +251,7 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     if no_new_privs {
         rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
-    std::env::set_current_dir(process.cwd())
-        .step(|| format!("chdir to cwd {}", process.cwd().display()))?;
+    chdir_inside_root(process.cwd())?;
     report.write_all(b"O").step(|| "reporting to the runtime")?;
     // Wait for `start`.
     let mut fifo = fifo;
@@ -347,6 +346,31 @@ pub(super) fn set_rlimits(process: &Process) -> Result<()> {
 
 /// Supplementary groups, gid, uid; capabilities are kept across the uid
 /// change (PR_SET_KEEPCAPS) so that caps::apply can set them after.
+/// chdir to the process's cwd, which must then be inside the container's
+/// root. A cwd through a descriptor the runtime holds
+/// (`/proc/self/fd/N`, runc's CVE-2024-21626) lands on a directory
+/// outside it; the kernel's getcwd then answers a path that does not
+/// start with `/` ("(unreachable)…") or ENOENT. Refused either way, as
+/// runc and crun do.
+pub(super) fn chdir_inside_root(cwd: &Path) -> Result<()> {
+    std::env::set_current_dir(cwd).step(|| format!("chdir to cwd {}", cwd.display()))?;
+    let outside = || {
+        RuntimeError::Config(format!(
+            "the cwd {} is outside the container's root",
+            cwd.display()
+        ))
+    };
+    match rustix::process::getcwd(Vec::new()) {
+        Ok(path) if path.as_bytes().starts_with(b"/") => Ok(()),
+        Ok(_) => Err(outside()),
+        Err(rustix::io::Errno::NOENT) => Err(outside()),
+        Err(e) => Err(RuntimeError::os(
+            format!("getcwd after chdir to {}", cwd.display()),
+            e,
+        )),
+    }
+}
+
 pub(super) fn set_user(process: &Process) -> Result<()> {
     let user = process.user();
     let groups: Vec<Gid> = user

@@ -11,14 +11,14 @@ use husk_binaries::Artifacts;
 const IN_NAMESPACE: &str = "HUSK_BENCH_IN_CGROUP2_NS";
 
 /// True when the caller should measure now (inside the namespace);
-/// false when it ran in the child (or was skipped: not root).
+/// false when it ran in the child. Not root: an error, never a silent
+/// skip.
 pub fn enter(what: &str, args: &[&str]) -> Result<bool> {
     if std::env::var_os(IN_NAMESPACE).is_some() {
         return Ok(true);
     }
     if !rustix::process::geteuid().is_root() {
-        eprintln!("xtask: bench {what} needs root (namespaces, mounts, cgroups): skipped");
-        return Ok(false);
+        bail!("bench {what} needs root (namespaces, mounts, cgroups): run it with sudo");
     }
     // Build first, outside the namespace, so cargo's output is not mixed
     // with the figures.

@@ -128,24 +128,37 @@ const IN_NAMESPACE: &str = "HUSK_TEST_IN_CGROUP2_NS";
 /// For tests that run containers (this host's cgroups are v1 hybrid):
 /// re-executes the test as root in a private mount namespace with cgroup2
 /// on /sys/fs/cgroup. True when the caller should run the test body now;
-/// false when it already ran in the child (asserted) or was skipped.
+/// false when it already ran in the child (asserted). Not root: the test
+/// fails, naming why (a root-only test must never pass unrun).
 pub fn enter_cgroup2_namespace(test: &str) -> bool {
     if std::env::var_os(IN_NAMESPACE).is_some() {
         return true;
     }
-    if !rustix::process::geteuid().is_root() {
-        println!("skipping {test}: needs root (namespaces, mounts, cgroups)");
-        return false;
-    }
-    let status = Command::new("unshare")
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{test} needs root (namespaces, mounts, cgroups): run it as root, as CI does"
+    );
+    let output = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
         .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(IN_NAMESPACE, "1")
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(status.success(), "{test} failed in its mount namespace");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{test} failed in its mount namespace"
+    );
+    // `--exact` wants the test's whole path (`module::name`): a name that
+    // matches nothing would run nothing and pass.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run in its mount namespace (its whole path?)"
+    );
     false
 }
 

@@ -12,25 +12,37 @@ pub fn husk() -> PathBuf {
 }
 
 /// True when the caller should run the test body now (we are inside the
-/// namespace); false when it already ran in a child (or was skipped).
+/// namespace); false when it already ran in a child. Not root: the test
+/// fails, naming why (a root-only test must never pass unrun).
 pub fn enter(test: &str) -> bool {
     if std::env::var_os(MARKER).is_some() {
         return true;
     }
-    if !rustix::process::geteuid().is_root() {
-        println!("skipping {test}: needs root (namespaces, mounts, cgroups)");
-        return false;
-    }
-    let exe = std::env::current_exe().unwrap();
-    let status = Command::new("unshare")
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{test} needs root (namespaces, mounts, cgroups): run it as root, as CI does"
+    );
+    let output = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c"])
         .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
-        .arg(exe)
+        .arg(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(MARKER, "1")
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .unwrap();
-    assert!(status.success(), "{test} failed in its mount namespace");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    assert!(
+        output.status.success(),
+        "{test} failed in its mount namespace"
+    );
+    // `--exact` wants the test's whole path (`module::name`): a name that
+    // matches nothing would run nothing and pass.
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{test} did not run in its mount namespace (its whole path?)"
+    );
     false
 }
 
@@ -69,4 +81,34 @@ pub fn text(out: &Output) -> String {
 
 pub fn err(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A peer runtime the comparisons need (`cargo xtask test` installs
+/// crun and runc): missing, the test fails instead of comparing nothing.
+pub fn require(runtime: &str) {
+    let found = Command::new(runtime).arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "{runtime} is not installed: apt-get install {runtime} (cargo xtask test does)"
+    );
+}
+
+/// `runtime run` (crun or runc) of `bundle` with its state under `state`.
+pub fn peer_run(runtime: &str, state: &Path, bundle: &Path, id: &str) -> Output {
+    require(runtime);
+    let mut command = Command::new(runtime);
+    if runtime == "crun" {
+        // This host's cgroups are v1 in the test's namespace but for the
+        // cgroup2 mount; crun's cgroupfs manager is not what is compared.
+        command.arg("--cgroup-manager=disabled");
+    }
+    command
+        .arg("--root")
+        .arg(state)
+        .args(["run", "--bundle"])
+        .arg(bundle)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
 }

@@ -3,6 +3,7 @@
 mod bundle;
 mod exec;
 mod harness;
+mod hostile;
 
 use std::fs;
 use std::path::Path;
@@ -264,14 +265,7 @@ fn same_bundle_under_husk_crun_and_runc() {
         ("crun", vec!["--cgroup-manager=disabled", "--root"]),
         ("runc", vec!["--root"]),
     ] {
-        if std::process::Command::new(name)
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            println!("{name} not installed: not compared");
-            continue;
-        }
+        harness::require(name);
         let state = dir.path().join(name);
         let out = std::process::Command::new(name)
             .args(&args)

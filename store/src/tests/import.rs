@@ -84,9 +84,7 @@ fn oci_archive_with_busybox_runs_in_a_chroot() {
         0
     );
 
-    if skip_unless_root("chroot into the busybox layer") {
-        return;
-    }
+    require_root("chroot into the busybox layer");
     let out = Command::new("chroot")
         .arg(&paths[0])
         .args(["/bin/sh", "-c", "echo hello from $(ls /bin/sh)"])
@@ -192,9 +190,7 @@ fn a_shared_layer_is_unpacked_once_across_imports() {
 
 #[test]
 fn whiteouts_and_opaque_directories_become_overlayfs_ones() {
-    if skip_unless_root("whiteouts_and_opaque_directories_become_overlayfs_ones") {
-        return;
-    }
+    require_root("whiteouts_and_opaque_directories_become_overlayfs_ones");
     let lower = Layer::default()
         .dir("etc/", 0o755)
         .file("etc/old", b"old", 0o644)
@@ -259,9 +255,7 @@ fn whiteouts_and_opaque_directories_become_overlayfs_ones() {
 
 #[test]
 fn ownership_modes_times_and_xattrs_are_preserved() {
-    if skip_unless_root("ownership_modes_times_and_xattrs_are_preserved") {
-        return;
-    }
+    require_root("ownership_modes_times_and_xattrs_are_preserved");
     let layer = Layer::default()
         .dir("secret/", 0o700)
         .file_owned("secret/suid", b"x", 0o4755, 1000, 1001)
@@ -300,9 +294,7 @@ fn ownership_modes_times_and_xattrs_are_preserved() {
 
 #[test]
 fn device_nodes_when_allowed() {
-    if skip_unless_root("device_nodes_when_allowed") {
-        return;
-    }
+    require_root("device_nodes_when_allowed");
     let layer = Layer::default().char_device("dev/null", 1, 3).tar();
     let image = TestImage::new(None, vec![layer], Compress::None);
     let dir = tempfile::tempdir().unwrap();

@@ -21,13 +21,13 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Prints why a test is skipped and returns true when not root.
-pub fn skip_unless_root(test: &str) -> bool {
-    if is_root() {
-        return false;
-    }
-    println!("SKIPPED {test}: needs root (CAP_MKNOD / trusted.* xattrs / chown)");
-    true
+/// Fails the test, naming why, when not root: a root-only test must
+/// never pass unrun.
+pub fn require_root(test: &str) {
+    assert!(
+        is_root(),
+        "{test} needs root (CAP_MKNOD / trusted.* xattrs / chown): run it as root, as CI does"
+    );
 }
 
 /// Builds a layer tar entry by entry. Names are written raw, so tests can

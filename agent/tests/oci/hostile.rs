@@ -1,0 +1,142 @@
+//! Hostile bundles, under Husk and under crun and runc: Husk refuses
+//! everything they refuse.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::{self, enter, err, text};
+use crate::{bundle, run};
+
+/// runc's CVE-2024-21626: a cwd through a descriptor the runtime holds
+/// open while it sets the container up (`/proc/self/fd/N`) puts the
+/// container's process in a directory outside its root, from where
+/// `..` reaches the host. Every such cwd is refused, or lands inside the
+/// root.
+#[test]
+fn a_cwd_through_a_held_descriptor_is_refused() {
+    if !enter("hostile::a_cwd_through_a_held_descriptor_is_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // What the container sees of its cwd and above: on the host side of
+    // a leak, `..` climbs to the host's root, which has no /bin/busybox
+    // of the image's but does have the test's temporary directory.
+    let script = "pwd; ls -d ../../../../../../*";
+    let b = bundle::make(dir.path(), &["sh", "-c", script]);
+    let mut refused_by_husk = Vec::new();
+    for fd in 3..16 {
+        let mut config = bundle::config(&["sh", "-c", script]);
+        config["process"]["cwd"] = format!("/proc/self/fd/{fd}").into();
+        bundle::write_config(&b, &config);
+        let id = format!("cwd{fd}");
+        let (code, out, stderr) = run(&b, &dir.path().join("husk"), &id);
+        if code == 0 {
+            // Allowed only inside the root: the image's own tree.
+            assert!(out.starts_with('/'), "fd {fd}: cwd {out:?}");
+            assert!(
+                !out.contains(&dir.path().display().to_string()),
+                "fd {fd}: {out}"
+            );
+        } else {
+            refused_by_husk.push(fd);
+            assert!(
+                stderr.contains("outside the container's root") || stderr.contains("chdir to cwd"),
+                "fd {fd}: {stderr}"
+            );
+        }
+        for peer in ["crun", "runc"] {
+            let out = harness::peer_run(peer, &dir.path().join(peer), &b, &id);
+            if !out.status.success() {
+                assert!(
+                    refused_by_husk.contains(&fd),
+                    "{peer} refuses cwd /proc/self/fd/{fd} ({}), husk ran it: {}",
+                    err(&out).trim(),
+                    text(&out)
+                );
+            }
+        }
+    }
+    println!("husk refused cwd /proc/self/fd/N for N in {refused_by_husk:?}");
+}
+
+/// The same through a descriptor the caller hands over on purpose
+/// (`--preserve-fds`, as systemd's socket activation does): a host
+/// directory open as fd 3 must never become the container's cwd.
+#[test]
+fn a_preserved_host_directory_is_not_a_cwd() {
+    if !enter("hostile::a_preserved_host_directory_is_not_a_cwd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("host-secret");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("marker"), "host\n").unwrap();
+    let script = "pwd; cat marker";
+    let b = bundle::make(dir.path(), &["sh", "-c", script]);
+    let mut config = bundle::config(&["sh", "-c", script]);
+    config["process"]["cwd"] = "/proc/self/fd/3".into();
+    bundle::write_config(&b, &config);
+    // fd 3 is the host directory when the runtime starts.
+    let with_fd3 = |program: &Path, args: &[&str]| {
+        Command::new("sh")
+            .args(["-c", "exec 3<\"$1\"; shift; exec \"$@\"", "sh"])
+            .arg(&host)
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let bs = b.to_str().unwrap();
+    let state = dir.path().join("husk");
+    let husk = with_fd3(
+        &harness::husk(),
+        &[
+            "oci",
+            "--root",
+            state.to_str().unwrap(),
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            bs,
+            "fd3",
+        ],
+    );
+    assert!(
+        !text(&husk).contains("host"),
+        "husk ran in the host's directory: {}",
+        text(&husk)
+    );
+    assert!(!husk.status.success(), "{}", text(&husk));
+    assert!(
+        err(&husk).contains("outside the container's root"),
+        "{}",
+        err(&husk)
+    );
+    for peer in ["crun", "runc"] {
+        harness::require(peer);
+        let state = dir.path().join(peer);
+        let mut args = vec![];
+        if peer == "crun" {
+            args.push("--cgroup-manager=disabled");
+        }
+        args.extend([
+            "--root",
+            state.to_str().unwrap(),
+            "run",
+            "--preserve-fds",
+            "1",
+            "--bundle",
+            bs,
+            "fd3",
+        ]);
+        let out = with_fd3(Path::new(peer), &args);
+        println!(
+            "{peer}: {} {}{}",
+            out.status,
+            text(&out).trim(),
+            err(&out).trim()
+        );
+    }
+}
