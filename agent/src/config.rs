@@ -15,6 +15,7 @@ pub const DEFAULT_PATH: &str = "/etc/husk/agent.toml";
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
+    pub api: crate::server::peer::ApiSettings,
     pub security: SecurityPolicy,
     pub logs: LogSettings,
     pub update: crate::update::UpdateSettings,

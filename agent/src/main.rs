@@ -168,13 +168,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
     let updater = updater(&args, &config, &cmdline);
-    let socket = ApiSocket::bind(&args.socket)?.with_config(ApiConfig {
-        data_status: args.data_status.clone(),
-        images,
-        containers: containers.clone(),
-        user_data_status: user_data.status_file(),
-        updater: updater.clone(),
-    });
+    let socket = ApiSocket::bind(&args.socket)?
+        .with_peers(config.api.clone())
+        .with_config(ApiConfig {
+            data_status: args.data_status.clone(),
+            images,
+            containers: containers.clone(),
+            user_data_status: user_data.status_file(),
+            updater: updater.clone(),
+        });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
     if let Err(e) = husk_common::notify::notify_ready() {

@@ -1,4 +1,7 @@
-//! Serves the API on a unix socket until asked to stop.
+//! Serves the API on a unix socket until asked to stop, to the peers
+//! [`peer`] lets in.
+
+pub mod peer;
 
 use std::future::Future;
 use std::io;
@@ -23,6 +26,7 @@ pub struct ApiSocket {
     listener: UnixListener,
     path: PathBuf,
     config: crate::api::ApiConfig,
+    peers: peer::ApiSettings,
 }
 
 impl ApiSocket {
@@ -49,7 +53,14 @@ impl ApiSocket {
             listener,
             path: path.to_owned(),
             config: crate::api::ApiConfig::default(),
+            peers: peer::ApiSettings::default(),
         })
+    }
+
+    /// Who may connect and how many at once (agent.toml `[api]`).
+    pub fn with_peers(mut self, peers: peer::ApiSettings) -> Self {
+        self.peers = peers;
+        self
     }
 
     /// Serves with these paths instead of the defaults.
@@ -67,7 +78,9 @@ impl ApiSocket {
             listener,
             path,
             config,
+            peers,
         } = self;
+        let listener = peer::PeerCheckedListener::new(listener, peers);
         let result = axum::serve(listener, crate::api::router_with(&config))
             .with_graceful_shutdown(shutdown)
             .await;
