@@ -23,6 +23,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod error;
 pub mod exec;
+pub mod in_root;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;

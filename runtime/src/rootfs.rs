@@ -2,16 +2,16 @@
 //! mount namespace: propagation, the rootfs bound onto itself, the spec's
 //! mounts, /dev, pivot_root; then (inside) masked and read-only paths.
 
-use std::collections::VecDeque;
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxDeviceType, Mount, Spec};
 use rustix::mount::{MountFlags, MountPropagationFlags};
 
 use super::error::{Result, RuntimeError, Step};
+use super::in_root::{Kind, Root};
 use super::syscall::Syscall;
 
 /// What the init knows when it prepares the rootfs.
@@ -111,49 +111,6 @@ fn propagation_flags(name: &str) -> Option<MountPropagationFlags> {
     })
 }
 
-/// `path` inside `root`, with symlinks resolved as if `root` were `/`, so a
-/// hostile image cannot point a mount destination outside its rootfs.
-pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf> {
-    let mut todo: VecDeque<PathBuf> = path
-        .components()
-        .map(|c| PathBuf::from(c.as_os_str()))
-        .collect();
-    let mut current = root.to_path_buf();
-    let mut links = 0;
-    while let Some(part) = todo.pop_front() {
-        match part.components().next() {
-            Some(Component::RootDir) | Some(Component::CurDir) | None => continue,
-            Some(Component::ParentDir) => {
-                if current != root {
-                    current.pop();
-                }
-                continue;
-            }
-            _ => {}
-        }
-        let next = current.join(&part);
-        match fs::read_link(&next) {
-            Ok(target) => {
-                links += 1;
-                if links > 40 {
-                    return Err(RuntimeError::os(
-                        format!("resolving {} in the rootfs", path.display()),
-                        std::io::Error::from_raw_os_error(libc::ELOOP),
-                    ));
-                }
-                if target.is_absolute() {
-                    current = root.to_path_buf();
-                }
-                for c in target.components().rev() {
-                    todo.push_front(PathBuf::from(c.as_os_str()));
-                }
-            }
-            Err(_) => current = next,
-        }
-    }
-    Ok(current)
-}
-
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
 }
@@ -184,41 +141,62 @@ pub fn prepare(ctx: &RootfsContext) -> Result<()> {
     ctx.sys
         .bind(ctx.rootfs, ctx.rootfs, true)
         .step(|| format!("binding the rootfs {} onto itself", ctx.rootfs.display()))?;
+    // Opened on the bind just made (the mount pivot_root will use): every
+    // destination below is found from it by the kernel.
+    let root = Root::open(ctx.rootfs)?;
     for m in ctx.spec.mounts().iter().flatten() {
-        mount_one(ctx, m)?;
+        mount_one(ctx, &root, m)?;
     }
-    create_devices(ctx)?;
-    dev_symlinks(ctx.rootfs)?;
+    create_devices(ctx, &root)?;
+    dev_symlinks(&root)?;
     Ok(())
 }
 
-fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
+/// What a mount of `typ` must land on: a filesystem of its own goes on a
+/// real directory (a symlink there is the image's attempt to move it, and
+/// crun and runc refuse it too); a bind follows links, inside the root.
+fn destination_kind(_typ: &str) -> Kind {
+    Kind::RealDir
+}
+
+fn mount_one(ctx: &RootfsContext, root: &Root, m: &Mount) -> Result<()> {
     let typ = m.typ().clone().unwrap_or_else(|| "none".into());
     let options = parse_options(m.options().as_deref().unwrap_or_default());
-    let dest = resolve_in_root(ctx.rootfs, m.destination())?;
     let shown = m.destination().display();
     let bind = options.bind || typ == "bind";
     if typ == "cgroup" || typ == "cgroup2" {
-        return mount_cgroup(ctx, &dest, &options, &shown.to_string());
+        return mount_cgroup(ctx, root, m.destination(), &options);
     }
-    if bind {
+    // After the mount, flags and propagation apply to the new mount on
+    // top: the destination is found again.
+    let mounted = |kind| root.target(m.destination(), kind);
+    let kind = if bind {
         let source = m.source().clone().unwrap_or_default();
         let source = if source.is_absolute() {
             source
         } else {
             ctx.bundle.join(source)
         };
-        make_target(&dest, source.is_dir())?;
+        let kind = if source.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        let target = root.target(m.destination(), kind)?;
         ctx.sys
-            .bind(&source, &dest, options.recursive)
+            .bind(&source, &target.proc_path(), options.recursive)
             .step(|| format!("binding {} on {shown}", source.display()))?;
         let wanted = options.flags - MountFlags::BIND;
         if !wanted.is_empty() {
-            remount_bind(ctx.sys, &dest, wanted, options.clear)
+            let on_top = mounted(kind)?;
+            remount_bind(ctx.sys, &on_top.proc_path(), wanted, options.clear)
                 .step(|| format!("remounting {shown} ({:?})", wanted))?;
         }
+        kind
     } else {
-        make_target(&dest, true)?;
+        let kind = destination_kind(&typ);
+        let target = root.target(m.destination(), kind)?;
+        let dest = target.proc_path();
         let source = m
             .source()
             .as_ref()
@@ -245,36 +223,42 @@ fn mount_one(ctx: &RootfsContext, m: &Mount) -> Result<()> {
                 ctx.sys
                     .bind(Path::new(host), &dest, true)
                     .step(|| format!("binding {host} on {shown}"))?;
-                remount_bind(ctx.sys, &dest, options.flags, options.clear)
+                let on_top = mounted(kind)?;
+                remount_bind(ctx.sys, &on_top.proc_path(), options.flags, options.clear)
                     .step(|| format!("remounting {shown}"))?;
             }
             other => other.step(|| format!("mounting {typ} on {shown}"))?,
         }
-    }
+        kind
+    };
     if !options.propagation.is_empty() {
+        let on_top = mounted(kind)?;
         ctx.sys
-            .propagation(&dest, options.propagation)
+            .propagation(&on_top.proc_path(), options.propagation)
             .step(|| format!("setting propagation of {shown}"))?;
     }
     Ok(())
 }
 
-fn mount_cgroup(ctx: &RootfsContext, dest: &Path, options: &Options, shown: &str) -> Result<()> {
-    make_target(dest, true)?;
+fn mount_cgroup(ctx: &RootfsContext, root: &Root, at: &Path, options: &Options) -> Result<()> {
+    let shown = at.display();
+    let target = root.target(at, Kind::RealDir)?;
+    let dest = target.proc_path();
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 shows the container's
         // cgroup as the root (what runc does with nsdelegate semantics).
         ctx.sys
-            .mount("cgroup2", dest, "cgroup2", options.flags, None)
+            .mount("cgroup2", &dest, "cgroup2", options.flags, None)
             .step(|| format!("mounting cgroup2 on {shown}"))
     } else {
         let Some(dir) = ctx.cgroup_dir else {
             return Ok(());
         };
         ctx.sys
-            .bind(dir, dest, false)
+            .bind(dir, &dest, false)
             .step(|| format!("binding {} on {shown}", dir.display()))?;
-        remount_bind(ctx.sys, dest, options.flags, options.clear)
+        let on_top = root.target(at, Kind::RealDir)?;
+        remount_bind(ctx.sys, &on_top.proc_path(), options.flags, options.clear)
             .step(|| format!("remounting {shown}"))
     }
 }
@@ -290,21 +274,6 @@ fn remount_bind(
     let current = sys.mount_flags_of(dest)? - MountFlags::RDONLY;
     let flags = ((current - clear) | flags) | MountFlags::BIND;
     sys.remount(dest, flags, c"")
-}
-
-/// Creates a mount target: a directory, or an empty file for a file bind.
-fn make_target(dest: &Path, dir: bool) -> Result<()> {
-    if dir {
-        fs::create_dir_all(dest).step(|| format!("creating {}", dest.display()))
-    } else {
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).step(|| format!("creating {}", parent.display()))?;
-        }
-        if !dest.exists() {
-            fs::File::create(dest).step(|| format!("creating {}", dest.display()))?;
-        }
-        Ok(())
-    }
 }
 
 struct Device {
@@ -326,7 +295,7 @@ const DEFAULT_DEVICES: [(&str, u32, u32); 6] = [
     ("/dev/tty", 5, 0),
 ];
 
-fn create_devices(ctx: &RootfsContext) -> Result<()> {
+fn create_devices(ctx: &RootfsContext, root: &Root) -> Result<()> {
     use rustix::fs::FileType;
     let mut devices: Vec<Device> = DEFAULT_DEVICES
         .iter()
@@ -364,14 +333,18 @@ fn create_devices(ctx: &RootfsContext) -> Result<()> {
         });
     }
     for d in devices {
-        let dest = resolve_in_root(ctx.rootfs, &d.path)?;
         let shown = d.path.display();
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).step(|| format!("creating {}", parent.display()))?;
-        }
+        let name =
+            d.path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+                RuntimeError::Config(format!("device path {shown} names no file"))
+            })?;
+        let parent = d.path.parent().unwrap_or(Path::new("/"));
+        let parent = root.target(parent, Kind::Dir)?;
+        let dest = parent.child(name);
         if ctx.in_user_ns {
             // mknod is refused in a user namespace: bind the host's node.
-            make_target(&dest, false)?;
+            let node = root.target(&d.path, Kind::File)?;
+            let dest = node.proc_path();
             ctx.sys
                 .bind(&d.path, &dest, false)
                 .step(|| format!("binding device {shown}"))?;
@@ -392,8 +365,8 @@ fn create_devices(ctx: &RootfsContext) -> Result<()> {
     Ok(())
 }
 
-fn dev_symlinks(rootfs: &Path) -> Result<()> {
-    let dev = resolve_in_root(rootfs, Path::new("/dev"))?;
+fn dev_symlinks(root: &Root) -> Result<()> {
+    let dev = root.target(Path::new("/dev"), Kind::Dir)?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
@@ -401,7 +374,7 @@ fn dev_symlinks(rootfs: &Path) -> Result<()> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        let path = dev.join(link);
+        let path = dev.child(link);
         if fs::symlink_metadata(&path).is_ok() {
             continue;
         }
@@ -430,10 +403,48 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `statfs` magic numbers (linux/magic.h).
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+const SYSFS_MAGIC: i64 = 0x6265_6572;
+
+/// Fails closed before masking: where the spec mounts proc or sysfs at
+/// /proc or /sys, that is what must be there now, or the masked and
+/// read-only paths below would protect some other tree while the real
+/// one stayed writable.
+fn check_kernel_filesystems(
+    sys: &dyn Syscall,
+    spec: &Spec,
+    inside: &dyn Fn(&str) -> PathBuf,
+) -> Result<()> {
+    for (dest, typ, magic) in [
+        ("/proc", "proc", PROC_SUPER_MAGIC),
+        ("/sys", "sysfs", SYSFS_MAGIC),
+    ] {
+        let mounted = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .any(|m| m.destination() == Path::new(dest) && m.typ().as_deref() == Some(typ));
+        if !mounted {
+            continue;
+        }
+        let found = sys
+            .fs_magic(&inside(dest))
+            .step(|| format!("statfs {dest}"))?;
+        if found != magic {
+            return Err(RuntimeError::Config(format!(
+                "{dest} is not {typ} after the mounts (filesystem {found:#x}): refused"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Step 3 (inside the new root, `root`: "/" after the pivot): propagation,
 /// sysctls, read-only and masked paths, then the read-only root.
 pub fn finish(sys: &dyn Syscall, spec: &Spec, root: &Path) -> Result<()> {
     let inside = |p: &str| root.join(p.trim_start_matches('/'));
+    check_kernel_filesystems(sys, spec, &inside)?;
     let linux = spec.linux().as_ref();
     let propagation = linux
         .and_then(|l| l.rootfs_propagation().clone())
@@ -490,10 +501,10 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Creates process.cwd if the image lacks it (runc does).
+/// Creates process.cwd if the image lacks it (runc does), inside the
+/// root.
 pub fn ensure_dir(rootfs: &Path, dir: &Path) -> Result<()> {
-    let path = resolve_in_root(rootfs, dir)?;
-    fs::create_dir_all(&path).step(|| format!("creating cwd {}", dir.display()))
+    Root::open(rootfs)?.target(dir, Kind::Dir).map(drop)
 }
 
 #[cfg(test)]
@@ -631,10 +642,10 @@ mod tests {
         let rootfs = dir.path().join("rootfs");
         fs::create_dir_all(rootfs.join("data")).unwrap();
         // A hostile image: absolute and climbing links at several depths.
-        symlink("/../../../../etc", rootfs.join("proc")).unwrap();
+        symlink("/../../../../etc", rootfs.join("data/abs")).unwrap();
         symlink("../../../../../../tmp", rootfs.join("data/up")).unwrap();
         let spec = spec_with(vec![
-            mount("/proc", "proc", "proc", &[]),
+            mount("/data/abs/x", "tmpfs", "tmpfs", &[]),
             mount("/data/up/x", "tmpfs", "tmpfs", &[]),
             mount("/data/bound", "bind", "/var/empty", &["rbind"]),
         ]);
@@ -642,10 +653,35 @@ mod tests {
         prepare(&context(&sys, &spec, &rootfs)).unwrap();
         let calls = sys.calls();
         let targets = targets(&calls);
-        assert!(targets.contains(&rootfs.join("etc")), "{calls:#?}");
+        assert!(targets.contains(&rootfs.join("etc/x")), "{calls:#?}");
         assert!(targets.contains(&rootfs.join("tmp/x")), "{calls:#?}");
         assert!(targets.iter().all(|t| t.starts_with(&rootfs)), "{calls:#?}");
         assert!(!dir.path().join("etc").exists() && !dir.path().join("tmp").exists());
+    }
+
+    #[test]
+    fn proc_sysfs_and_cgroup_refuse_a_symlinked_destination() {
+        for (dest, typ) in [
+            ("/proc", "proc"),
+            ("/sys", "sysfs"),
+            ("/sys/fs/cgroup", "cgroup"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let rootfs = dir.path().join("rootfs");
+            let link = rootfs.join(dest.trim_start_matches('/'));
+            fs::create_dir_all(link.parent().unwrap()).unwrap();
+            fs::create_dir_all(rootfs.join("elsewhere")).unwrap();
+            symlink("/elsewhere", &link).unwrap();
+            let spec = spec_with(vec![mount(dest, typ, typ, &[])]);
+            let sys = Recorder::default();
+            let err = prepare(&context(&sys, &spec, &rootfs)).unwrap_err();
+            assert!(err.to_string().contains("is a symlink"), "{dest}: {err}");
+            assert!(
+                !sys.calls().iter().any(|c| matches!(c, Call::Mount { .. })),
+                "{dest}: {:#?}",
+                sys.calls()
+            );
+        }
     }
 
     #[test]
@@ -711,7 +747,23 @@ mod tests {
             )
             .build()
             .unwrap();
-        let sys = Recorder::default();
+        let kernel_filesystems = vec![
+            (root.join("proc"), PROC_SUPER_MAGIC),
+            (root.join("sys"), SYSFS_MAGIC),
+        ];
+        // What an image that moved procfs elsewhere leaves at /proc:
+        // refused before anything is masked.
+        let moved = Recorder {
+            magic: kernel_filesystems[1..].to_vec(),
+            ..Recorder::default()
+        };
+        let err = finish(&moved, &spec, root).unwrap_err();
+        assert!(err.to_string().contains("/proc is not proc"), "{err}");
+        assert!(moved.calls().is_empty(), "{:#?}", moved.calls());
+        let sys = Recorder {
+            magic: kernel_filesystems,
+            ..Recorder::default()
+        };
         finish(&sys, &spec, root).unwrap();
         assert_eq!(
             sys.calls(),
@@ -742,27 +794,6 @@ mod tests {
                     flags: MountFlags::RDONLY | MountFlags::BIND,
                 },
             ]
-        );
-    }
-
-    #[test]
-    fn symlinks_stay_inside_the_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("a/b")).unwrap();
-        symlink("/etc", root.join("a/escape")).unwrap();
-        symlink("../../..", root.join("a/b/up")).unwrap();
-        assert_eq!(
-            resolve_in_root(root, Path::new("/a/escape/passwd")).unwrap(),
-            root.join("etc/passwd")
-        );
-        assert_eq!(
-            resolve_in_root(root, Path::new("/a/b/up/x")).unwrap(),
-            root.join("x")
-        );
-        assert_eq!(
-            resolve_in_root(root, Path::new("/../../x")).unwrap(),
-            root.join("x")
         );
     }
 

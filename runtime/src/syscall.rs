@@ -36,6 +36,8 @@ pub trait Syscall {
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags>;
     fn mknod(&self, path: &Path, kind: FileType, mode: u32, dev: u64) -> io::Result<()>;
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()>;
+    /// The filesystem type (`statfs`'s magic number) `path` is on.
+    fn fs_magic(&self, path: &Path) -> io::Result<i64>;
 }
 
 /// The kernel.
@@ -76,6 +78,9 @@ impl Syscall for Linux {
     }
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+    fn fs_magic(&self, path: &Path) -> io::Result<i64> {
+        Ok(rustix::fs::statfs(path)?.f_type as i64)
     }
 }
 
@@ -132,6 +137,8 @@ mod recorder {
         pub refuse_fstypes: Vec<&'static str>,
         /// What `mount_flags_of` reports for every path.
         pub mounted_with: MountFlags,
+        /// What `fs_magic` reports, by path; others: 0.
+        pub magic: Vec<(PathBuf, i64)>,
     }
 
     impl Default for Recorder {
@@ -140,7 +147,24 @@ mod recorder {
                 calls: RefCell::default(),
                 refuse_fstypes: Vec::new(),
                 mounted_with: MountFlags::empty(),
+                magic: Vec::new(),
             }
+        }
+    }
+
+    /// What the kernel would resolve `path` to: the runtime hands it
+    /// `/proc/self/fd/N[/name]` for what it found inside the root.
+    fn real(path: &Path) -> PathBuf {
+        let Ok(rest) = path.strip_prefix("/proc/self/fd") else {
+            return path.to_owned();
+        };
+        let mut parts = rest.components();
+        let Some(fd) = parts.next() else {
+            return path.to_owned();
+        };
+        match std::fs::read_link(Path::new("/proc/self/fd").join(fd)) {
+            Ok(found) => found.join(parts.as_path()),
+            Err(_) => path.to_owned(),
         }
     }
 
@@ -169,7 +193,7 @@ mod recorder {
             }
             self.record(Call::Mount {
                 source: source.to_owned(),
-                target: target.to_owned(),
+                target: real(target),
                 fstype: fstype.to_owned(),
                 flags,
                 data: data
@@ -180,24 +204,24 @@ mod recorder {
         fn bind(&self, source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
             self.record(Call::Bind {
                 source: source.to_owned(),
-                target: target.to_owned(),
+                target: real(target),
                 recursive,
             })
         }
         fn remount(&self, target: &Path, flags: MountFlags, _data: &CStr) -> io::Result<()> {
             self.record(Call::Remount {
-                target: target.to_owned(),
+                target: real(target),
                 flags,
             })
         }
         fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
             self.record(Call::Propagation {
-                target: target.to_owned(),
+                target: real(target),
                 flags,
             })
         }
         fn unmount_detach(&self, target: &Path) -> io::Result<()> {
-            self.record(Call::UnmountDetach(target.to_owned()))
+            self.record(Call::UnmountDetach(real(target)))
         }
         fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
             self.record(Call::PivotRoot(new_root.to_owned(), put_old.to_owned()))
@@ -210,14 +234,22 @@ mod recorder {
             // it find something.
             std::fs::write(path, b"")?;
             self.record(Call::Mknod {
-                path: path.to_owned(),
+                path: real(path),
                 kind,
                 mode,
                 dev,
             })
         }
         fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-            self.record(Call::Chown(path.to_owned(), uid, gid))
+            self.record(Call::Chown(real(path), uid, gid))
+        }
+        fn fs_magic(&self, path: &Path) -> io::Result<i64> {
+            let path = real(path);
+            Ok(self
+                .magic
+                .iter()
+                .find(|(p, _)| *p == path)
+                .map_or(0, |(_, m)| *m))
         }
     }
 }

@@ -140,3 +140,71 @@ fn a_preserved_host_directory_is_not_a_cwd() {
         );
     }
 }
+
+/// runc's CVE-2019-19921 class: an image whose /proc (or /sys, or a
+/// directory on the way to a mount) is a symlink tries to move procfs or
+/// sysfs where the masks do not reach. Husk refuses a symlinked proc,
+/// sysfs or cgroup destination outright, resolves every other
+/// destination inside the root, and refuses whatever crun or runc
+/// refuse.
+#[test]
+fn symlinked_mount_destinations_cannot_move_the_kernel_filesystems() {
+    if !enter("hostile::symlinked_mount_destinations_cannot_move_the_kernel_filesystems") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // (case, the image's symlink and where it points, whether Husk must
+    // refuse it)
+    let cases = [
+        ("proc-to-sys", "proc", "sys", true),
+        ("proc-to-abs", "proc", "/tmp/fake", true),
+        ("sys-to-tmp", "sys", "tmp", true),
+        ("dev-up", "dev", "../../../../../../run/fakedev", true),
+        // A link on the way to a bind's destination, climbing out: the
+        // bind lands inside the root.
+        ("bind-up", "data", "../../../../../../run/fakedata", false),
+    ];
+    let script = "grep -c . /proc/self/status >/dev/null && cat /proc/kcore | wc -c";
+    for (name, link, to, refused) in cases {
+        let b = bundle::make(&dir.path().join(name), &["sh", "-c", script]);
+        let mut config = bundle::config(&["sh", "-c", script]);
+        config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "destination": "/data/x", "type": "bind", "source": "/var/empty",
+                "options": ["rbind", "ro"]
+            }));
+        std::fs::create_dir_all("/var/empty").unwrap();
+        bundle::write_config(&b, &config);
+        let rootfs = b.join("rootfs");
+        let at = rootfs.join(link);
+        let _ = std::fs::remove_dir_all(&at);
+        std::os::unix::fs::symlink(to, &at).unwrap();
+        std::fs::create_dir_all(rootfs.join("tmp/fake")).unwrap();
+        let (code, out, stderr) = crate::run(&b, &dir.path().join("husk"), name);
+        if refused {
+            assert_ne!(code, 0, "{name}: husk ran it: {out}");
+            assert!(
+                stderr.contains("is a symlink in the image"),
+                "{name}: {stderr}"
+            );
+        } else {
+            assert_eq!(code, 0, "{name}: {stderr}");
+            // Masked: /proc/kcore reads as empty.
+            assert_eq!(out.trim(), "0", "{name}: {out}");
+            assert!(
+                !Path::new("/run/fakedata").exists(),
+                "{name}: left the root"
+            );
+            assert!(rootfs.join("run/fakedata/x").is_dir(), "{name}: not inside");
+        }
+        for peer in ["crun", "runc"] {
+            let out = harness::peer_run(peer, &dir.path().join(peer), &b, name);
+            println!("{name}: {peer}: {} {}", out.status, err(&out).trim());
+            if !out.status.success() {
+                assert_ne!(code, 0, "{name}: {peer} refuses it, husk ran it");
+            }
+        }
+    }
+}
