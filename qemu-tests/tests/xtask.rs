@@ -5,7 +5,7 @@
 //! each command does its job, never how fast: the figures are the
 //! benchmarks' business.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
@@ -139,9 +139,7 @@ fn metadata_service(user_data: &'static str) -> (SocketAddr, mpsc::Receiver<Stri
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            let mut buf = vec![0u8; 8192];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let request = qemu_tests::http::read_request_head(&mut stream);
             let first = request.lines().next().unwrap_or("").to_owned();
             let body = if first.starts_with("PUT /latest/api/token") {
                 "token-from-the-test"
