@@ -1,49 +1,19 @@
-//! Running tests as root in a private mount namespace with cgroup2 on
-//! /sys/fs/cgroup (this host's cgroups are v1 hybrid): the test re-executes
-//! itself under `unshare -m`, marked by an environment variable.
+//! Running the runtime's tests as root in a private mount namespace with
+//! cgroup2 on /sys/fs/cgroup (this host's cgroups are v1 hybrid, see
+//! `common::enter_cgroup2_namespace`), and the runtimes themselves.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const MARKER: &str = "HUSK_OCI_TEST_IN_NS";
 
 pub fn husk() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_husk-agent"))
 }
 
-/// True when the caller should run the test body now (we are inside the
-/// namespace); false when it already ran in a child. Not root: the test
-/// fails, naming why (a root-only test must never pass unrun).
+/// True when the caller should run the test body now (inside the
+/// namespace); false when it already ran in a child. The agent tests'
+/// one re-exec, shared.
 pub fn enter(test: &str) -> bool {
-    if std::env::var_os(MARKER).is_some() {
-        return true;
-    }
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "{test} needs root (namespaces, mounts, cgroups): run it as root, as CI does"
-    );
-    let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(MARKER, "1")
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    print!("{stdout}");
-    assert!(
-        output.status.success(),
-        "{test} failed in its mount namespace"
-    );
-    // `--exact` wants the test's whole path (`module::name`): a name that
-    // matches nothing would run nothing and pass.
-    assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "{test} did not run in its mount namespace (its whole path?)"
-    );
-    false
+    crate::common::enter_cgroup2_namespace(test)
 }
 
 /// Runs `husk-agent oci`. Output goes through files, not pipes: a created

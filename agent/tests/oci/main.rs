@@ -1,6 +1,8 @@
 //! The embedded OCI runtime (`husk-agent oci`), end to end on this host.
 
 mod bundle;
+#[path = "../common/mod.rs"]
+mod common;
 mod exec;
 mod harness;
 mod hostile;
