@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod images;
 pub mod logger;
 pub mod net;
+pub mod oom;
 pub mod server;
 pub mod system;
 pub mod update;

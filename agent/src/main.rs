@@ -144,6 +144,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
     };
     if !args.no_machine_setup {
+        husk_agent::oom::protect_agent();
         husk_agent::clock::ensure_plausible(
             std::path::Path::new("/etc/os-release"),
             std::path::Path::new("/proc/version"),

@@ -117,9 +117,14 @@ impl Qmp {
             events: Vec::new(),
             next_id: 1,
         };
-        match qmp.read_message(scaled(COMMAND_TIMEOUT))? {
-            Some(Message::Greeting(_)) => {}
-            other => return Err(Error::Qmp(format!("expected a greeting, got {other:?}"))),
+        // QEMU 7.2 can put an event it emits while the machine starts
+        // (RESUME) on the socket before the greeting: kept, not fatal.
+        loop {
+            match qmp.read_message(scaled(COMMAND_TIMEOUT))? {
+                Some(Message::Greeting(_)) => break,
+                Some(Message::Event(_)) => continue,
+                other => return Err(Error::Qmp(format!("expected a greeting, got {other:?}"))),
+            }
         }
         qmp.execute("qmp_capabilities", None)?;
         Ok(qmp)
@@ -469,5 +474,30 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.to_string(), "QMP: qemu died");
+    }
+
+    #[test]
+    fn an_event_before_the_greeting_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("early.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut writer = stream.try_clone().unwrap();
+            writeln!(
+                writer,
+                r#"{{"event": "RESUME", "timestamp": {{"seconds": 1, "microseconds": 0}}}}"#
+            )
+            .unwrap();
+            writeln!(writer, "{GREETING}").unwrap();
+            let mut line = String::new();
+            BufReader::new(stream).read_line(&mut line).unwrap();
+            let request: Value = serde_json::from_str(&line).unwrap();
+            writeln!(writer, "{}", ok(&request)).unwrap();
+        });
+        let qmp = Qmp::connect(&path, Duration::from_secs(5), alive).unwrap();
+        assert_eq!(qmp.events.len(), 1);
+        assert_eq!(qmp.events[0]["event"], "RESUME");
+        server.join().unwrap();
     }
 }

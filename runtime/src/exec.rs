@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use oci_spec::runtime::{Process, Spec, User};
 
 use super::error::{Result, RuntimeError, Step};
-use super::process::{chdir_inside_root, cstrings, find_program, set_rlimits, set_user};
+use super::process::{
+    chdir_inside_root, cstrings, find_program, set_oom_score_adj, set_rlimits, set_user,
+};
 use super::{Container, Status, caps, seccomp, sys};
 
 /// What `exec` runs, over the container's own process settings.
@@ -161,6 +163,7 @@ fn child_setup(
             .step(|| "joining the container's cgroup")?;
     }
     set_rlimits(process)?;
+    set_oom_score_adj(process)?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();
     let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;

@@ -232,6 +232,7 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     rootfs::pivot(&kernel, config.rootfs)?;
     rootfs::finish(&kernel, spec, Path::new("/"))?;
     set_rlimits(process)?;
+    set_oom_score_adj(process)?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();
     let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
@@ -346,6 +347,22 @@ pub(super) fn set_rlimits(process: &Process) -> Result<()> {
 
 /// Supplementary groups, gid, uid; capabilities are kept across the uid
 /// change (PR_SET_KEEPCAPS) so that caps::apply can set them after.
+/// `process.oomScoreAdj`, when the spec sets one (runc's rule: absent
+/// means inherited). Before the capabilities go: lowering it needs
+/// CAP_SYS_RESOURCE.
+pub(super) fn set_oom_score_adj(process: &Process) -> Result<()> {
+    let Some(adj) = process.oom_score_adj() else {
+        return Ok(());
+    };
+    if !(-1000..=1000).contains(&adj) {
+        return Err(RuntimeError::Config(format!(
+            "oomScoreAdj {adj} is outside -1000..=1000"
+        )));
+    }
+    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+        .step(|| format!("setting oom_score_adj {adj}"))
+}
+
 /// chdir to the process's cwd, which must then be inside the container's
 /// root. A cwd through a descriptor the runtime holds
 /// (`/proc/self/fd/N`, runc's CVE-2024-21626) lands on a directory

@@ -223,6 +223,10 @@ pub fn build_spec_reading(
         .set_cwd(cwd.into())
         .set_capabilities(Some(process::capabilities(opts.privileged)))
         .set_rlimits(Some(process::rlimits()?))
+        // As Docker's default: written explicitly, since the container
+        // would otherwise inherit the shim's, which shields Husk's own
+        // processes from the OOM killer.
+        .set_oom_score_adj(Some(0))
         // Docker leaves no_new_privileges off unless asked; Husk turns it
         // on, so setuid binaries cannot regain what was dropped. Not for
         // privileged containers, whose sudo and ping must keep working.

@@ -283,3 +283,32 @@ fn same_bundle_under_husk_crun_and_runc() {
     }
     println!("{}", outputs[0].1);
 }
+
+#[test]
+fn oom_score_adj_is_the_specs_not_the_callers() {
+    if !enter("oom_score_adj_is_the_specs_not_the_callers") {
+        return;
+    }
+    // The caller (a shim, on a machine) is shielded; its container must
+    // not inherit that.
+    fs::write("/proc/self/oom_score_adj", "300").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = "cat /proc/self/oom_score_adj";
+    let b = bundle::make(dir.path(), &["sh", "-c", script]);
+    for (adj, want) in [(Some(0), "0"), (Some(500), "500"), (None, "300")] {
+        let mut config = bundle::config(&["sh", "-c", script]);
+        if let Some(adj) = adj {
+            config["process"]["oomScoreAdj"] = adj.into();
+        }
+        bundle::write_config(&b, &config);
+        let (code, out, stderr) = run(&b, &dir.path().join("state"), "oom");
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(out.trim(), want, "oomScoreAdj {adj:?}");
+    }
+    let mut config = bundle::config(&["sh", "-c", script]);
+    config["process"]["oomScoreAdj"] = 5000.into();
+    bundle::write_config(&b, &config);
+    let (code, _, stderr) = run(&b, &dir.path().join("state"), "oom");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("outside -1000..=1000"), "{stderr}");
+}

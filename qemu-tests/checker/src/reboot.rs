@@ -63,6 +63,7 @@ fn first_boot() -> Outcome {
         "echo once",
     ])?;
     check_limits()?;
+    check_oom_scores()?;
     let cmdline = huskctl(&["exec", "web", "cat", "/proc/1/cmdline"])?;
     if !cmdline.starts_with("sleep") {
         return Err(format!("exec sees /proc/1/cmdline = {cmdline:?}"));
@@ -117,6 +118,55 @@ fn check_limits() -> Outcome {
             "web's cgroup: memory.max {memory}, pids.max {pids}"
         ));
     }
+    Ok(())
+}
+
+/// The agent shielded from the OOM killer (-999), the shim one above it,
+/// the container at its spec's 0 (not inheriting either).
+fn check_oom_scores() -> Outcome {
+    let adj = |pid: &str| {
+        fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| format!("oom_score_adj of {pid}: {e}"))
+    };
+    let json = huskctl(&["inspect", "web"])?;
+    let info: serde_json::Value =
+        serde_json::from_str(&json).map_err(|e| format!("inspect web: {e}"))?;
+    let init = info["pid"]
+        .as_i64()
+        .ok_or_else(|| format!("inspect web: no pid in {json}"))?
+        .to_string();
+    let stat = fs::read_to_string(format!("/proc/{init}/stat")).map_err(|e| e.to_string())?;
+    // The shim is the container init's parent: field 4, after the comm.
+    let shim = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .ok_or_else(|| format!("/proc/{init}/stat: {stat}"))?
+        .to_owned();
+    let agent = fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|pid| {
+            // The daemon: husk-agent with no subcommand (shims are
+            // `husk-agent shim …`, and init is their parent too).
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .collect();
+            args.first().is_some_and(|a| a.ends_with(b"husk-agent"))
+                && !args.get(1).is_some_and(|a| *a == b"shim" || *a == b"oci")
+        })
+        .ok_or("no husk-agent daemon")?;
+    let seen = (adj(&agent)?, adj(&shim)?, adj(&init)?);
+    if seen != ("-999".into(), "-998".into(), "0".into()) {
+        return Err(format!("oom_score_adj agent, shim, container: {seen:?}"));
+    }
+    say(
+        "container-reboot",
+        &format!("oom_score_adj agent, shim, container: {seen:?}"),
+    );
     Ok(())
 }
 

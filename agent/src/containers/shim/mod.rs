@@ -58,6 +58,7 @@ pub fn main(config_path: &Path) -> ExitCode {
         }
         Ok(Forked::Child) => {
             drop(report_read);
+            crate::oom::shim_above_agent();
             ExitCode::from(run(&config, File::from(report_write)))
         }
     }
