@@ -166,10 +166,9 @@ impl std::str::FromStr for ExtraFile {
         } else {
             let (host, guest) = rest.rsplit_once(':').ok_or_else(usage)?;
             let digits = last.strip_prefix("0o").unwrap_or(last);
-            let mode = u32::from_str_radix(digits, 8)
-                .ok()
-                .filter(|m| !digits.is_empty() && *m <= 0o7777)
-                .ok_or_else(|| format!("{text:?}: {last:?} is not an octal mode (e.g. 0644)"))?;
+            let not_octal = || format!("{text:?}: {last:?} is not an octal mode (e.g. 0644)");
+            let parsed = i64::from_str_radix(digits, 8).map_err(|_| not_octal())?;
+            let mode = check_mode(parsed).map_err(|_| not_octal())?;
             (host, guest, mode)
         };
         if host.is_empty() {

@@ -11,7 +11,6 @@ use std::io;
 use std::os::fd::{BorrowedFd, RawFd};
 use std::path::Path;
 
-use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::Pid;
 use rustix::thread::UnshareFlags;
 
@@ -140,64 +139,6 @@ pub fn loopback_up() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-// Thin wrappers over rustix's safe calls, so that every mount and namespace
-// operation of the runtime goes through this one module.
-
-pub fn mount(
-    source: &str,
-    target: &Path,
-    fstype: &str,
-    flags: MountFlags,
-    data: Option<&CStr>,
-) -> io::Result<()> {
-    Ok(rustix::mount::mount(source, target, fstype, flags, data)?)
-}
-
-pub fn bind(source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
-    if recursive {
-        rustix::mount::mount_bind_recursive(source, target)?;
-    } else {
-        rustix::mount::mount_bind(source, target)?;
-    }
-    Ok(())
-}
-
-pub fn remount(target: &Path, flags: MountFlags, data: &CStr) -> io::Result<()> {
-    Ok(rustix::mount::mount_remount(target, flags, data)?)
-}
-
-pub fn propagation(target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
-    Ok(rustix::mount::mount_change(target, flags)?)
-}
-
-pub fn unmount_detach(target: &Path) -> io::Result<()> {
-    Ok(rustix::mount::unmount(target, UnmountFlags::DETACH)?)
-}
-
-pub fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
-    Ok(rustix::process::pivot_root(new_root, put_old)?)
-}
-
-/// The mount flags (nosuid, nodev, noexec, …) a path is mounted with, as
-/// `MountFlags`: a bind remount must keep the locked ones.
-pub fn mount_flags_of(path: &Path) -> io::Result<MountFlags> {
-    use rustix::fs::StatVfsMountFlags as V;
-    let vfs = rustix::fs::statvfs(path)?;
-    let pairs = [
-        (V::RDONLY, MountFlags::RDONLY),
-        (V::NOSUID, MountFlags::NOSUID),
-        (V::NODEV, MountFlags::NODEV),
-        (V::NOEXEC, MountFlags::NOEXEC),
-        (V::NOATIME, MountFlags::NOATIME),
-        (V::NODIRATIME, MountFlags::NODIRATIME),
-        (V::RELATIME, MountFlags::RELATIME),
-    ];
-    Ok(pairs
-        .iter()
-        .filter(|(v, _)| vfs.f_flag.contains(*v))
-        .fold(MountFlags::empty(), |acc, (_, m)| acc | *m))
 }
 
 pub fn setns(path: &Path) -> io::Result<()> {

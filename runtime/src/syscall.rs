@@ -1,8 +1,8 @@
 //! The seam between the rootfs logic and the kernel, as youki's
 //! `Syscall` trait is: every mount, pivot and device node the runtime
 //! makes goes through [`Syscall`], so the order, targets and flags of
-//! what it mounts can be unit-tested without root ([`Recorder`]), and
-//! [`Linux`] is the thin real thing over [`super::sys`].
+//! what it mounts can be unit-tested without root (`Recorder`), and
+//! [`Linux`] is the real thing: rustix's safe calls.
 //!
 //! Ordinary file operations (mkdir, symlink, chmod of a node just made)
 //! stay direct: a test can do them in a temporary directory.
@@ -53,25 +53,47 @@ impl Syscall for Linux {
         flags: MountFlags,
         data: Option<&CStr>,
     ) -> io::Result<()> {
-        sys::mount(source, target, fstype, flags, data)
+        Ok(rustix::mount::mount(source, target, fstype, flags, data)?)
     }
     fn bind(&self, source: &Path, target: &Path, recursive: bool) -> io::Result<()> {
-        sys::bind(source, target, recursive)
+        if recursive {
+            rustix::mount::mount_bind_recursive(source, target)?;
+        } else {
+            rustix::mount::mount_bind(source, target)?;
+        }
+        Ok(())
     }
     fn remount(&self, target: &Path, flags: MountFlags, data: &CStr) -> io::Result<()> {
-        sys::remount(target, flags, data)
+        Ok(rustix::mount::mount_remount(target, flags, data)?)
     }
     fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()> {
-        sys::propagation(target, flags)
+        Ok(rustix::mount::mount_change(target, flags)?)
     }
     fn unmount_detach(&self, target: &Path) -> io::Result<()> {
-        sys::unmount_detach(target)
+        Ok(rustix::mount::unmount(
+            target,
+            rustix::mount::UnmountFlags::DETACH,
+        )?)
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
-        sys::pivot_root(new_root, put_old)
+        Ok(rustix::process::pivot_root(new_root, put_old)?)
     }
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags> {
-        sys::mount_flags_of(path)
+        use rustix::fs::StatVfsMountFlags as V;
+        let vfs = rustix::fs::statvfs(path)?;
+        let pairs = [
+            (V::RDONLY, MountFlags::RDONLY),
+            (V::NOSUID, MountFlags::NOSUID),
+            (V::NODEV, MountFlags::NODEV),
+            (V::NOEXEC, MountFlags::NOEXEC),
+            (V::NOATIME, MountFlags::NOATIME),
+            (V::NODIRATIME, MountFlags::NODIRATIME),
+            (V::RELATIME, MountFlags::RELATIME),
+        ];
+        Ok(pairs
+            .iter()
+            .filter(|(v, _)| vfs.f_flag.contains(*v))
+            .fold(MountFlags::empty(), |acc, (_, m)| acc | *m))
     }
     fn mknod(&self, path: &Path, kind: FileType, mode: u32, dev: u64) -> io::Result<()> {
         sys::mknod(path, kind, mode, dev)

@@ -88,21 +88,23 @@ fn a_preserved_host_directory_is_not_a_cwd() {
             .unwrap()
     };
     let bs = b.to_str().unwrap();
-    let state = dir.path().join("husk");
-    let husk = with_fd3(
-        &harness::husk(),
-        &[
-            "oci",
+    // `RUNTIME [GLOBAL…] --root STATE run --preserve-fds 1 --bundle B fd3`.
+    let run_fd3 = |program: &Path, global: &[&str], state: &Path| {
+        let mut args = global.to_vec();
+        let state = state.to_str().unwrap();
+        args.extend([
             "--root",
-            state.to_str().unwrap(),
+            state,
             "run",
             "--preserve-fds",
             "1",
             "--bundle",
             bs,
             "fd3",
-        ],
-    );
+        ]);
+        with_fd3(program, &args)
+    };
+    let husk = run_fd3(&harness::husk(), &["oci"], &dir.path().join("husk"));
     assert!(
         !text(&husk).contains("host"),
         "husk ran in the host's directory: {}",
@@ -116,22 +118,12 @@ fn a_preserved_host_directory_is_not_a_cwd() {
     );
     for peer in ["crun", "runc"] {
         harness::require(peer);
-        let state = dir.path().join(peer);
-        let mut args = vec![];
-        if peer == "crun" {
-            args.push("--cgroup-manager=disabled");
-        }
-        args.extend([
-            "--root",
-            state.to_str().unwrap(),
-            "run",
-            "--preserve-fds",
-            "1",
-            "--bundle",
-            bs,
-            "fd3",
-        ]);
-        let out = with_fd3(Path::new(peer), &args);
+        let global: &[&str] = if peer == "crun" {
+            &["--cgroup-manager=disabled"]
+        } else {
+            &[]
+        };
+        let out = run_fd3(Path::new(peer), global, &dir.path().join(peer));
         println!(
             "{peer}: {} {}{}",
             out.status,
