@@ -124,6 +124,14 @@ pub fn main(args: OciArgs) -> ExitCode {
 }
 
 fn run(args: OciArgs) -> Result<u8> {
+    if matches!(
+        args.command,
+        OciCommand::Create(_) | OciCommand::Run(_) | OciCommand::Exec(_)
+    ) {
+        // These put a process into a container: from here on, the binary
+        // it can see is a sealed copy (see sealed_exe).
+        super::sealed_exe::ensure()?;
+    }
     let root = args.root;
     match args.command {
         OciCommand::Create(a) => {

@@ -5,7 +5,8 @@
 //! Modules, following youki's libcontainer seams: [`state`] (the state
 //! directory), [`bundle`] (loading and checking config.json),
 //! [`process`] (the init: clone and setup sequence), [`namespaces`],
-//! [`rootfs`], [`cgroups`], [`caps`], [`seccomp`], and [`sys`], the one
+//! [`rootfs`], [`cgroups`], [`caps`], [`seccomp`], [`sealed_exe`] (the
+//! binary a container can see), and [`sys`], the one
 //! module with raw system calls. The rootfs setup reaches the kernel
 //! through [`syscall::Syscall`], so its logic is unit-tested without root.
 //!
@@ -27,6 +28,7 @@ pub mod in_root;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod sealed_exe;
 pub mod seccomp;
 pub mod signal;
 pub mod state;

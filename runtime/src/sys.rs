@@ -59,6 +59,54 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     io::Error::last_os_error()
 }
 
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: executes the file behind
+/// `fd` (the runtime's sealed copy); returns only on failure.
+pub fn execve_fd(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {
+    use std::os::fd::AsRawFd;
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: the descriptor is borrowed for the call, the empty path is a
+    // NUL-terminated string, argv and envp are NUL-terminated strings that
+    // outlive the call, and both pointer arrays end with a null pointer.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`: installs a classic-BPF
+/// filter on this thread (after no_new_privs, or with CAP_SYS_ADMIN).
+pub fn seccomp_filter(insns: &[libc::sock_filter], flags: u32) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(insns.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "filter too long"))?,
+        filter: insns.as_ptr().cast_mut(),
+    };
+    // SAFETY: prog points at `insns`, which outlives the call; the kernel
+    // copies the program and only reads through the pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Ends the (child) process now, without running the parent's atexit
 /// handlers or flushing buffers copied from it.
 pub fn exit_now(code: i32) -> ! {

@@ -38,10 +38,10 @@
 //! swapon, swapoff, open_by_handle_at, perf_event_open, userfaultfd,
 //! sethostname, setdomainname, syslog, acct, settimeofday, clock_settime.
 //!
-//! The profile names 32-bit x86 syscalls too (`chown32`, `_llseek`,
-//! `socketcall`…) because it lists the x86 and x32 architectures as Docker
-//! does; a runtime compiling it for x86_64 alone skips the names its
-//! architecture does not have.
+//! The profile lists the x86_64, x86 and x32 architectures as Docker's
+//! does, and names 32-bit syscalls too (`chown32`, `_llseek`,
+//! `socketcall`…): the runtime compiles each ABI with its own numbers, so
+//! a 32-bit program runs under the same rules as a 64-bit one.
 
 use std::sync::OnceLock;
 

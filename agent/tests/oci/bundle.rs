@@ -25,6 +25,8 @@ pub const TOOLS: &[&str] = &[
     "stat",
     "sha256sum",
     "unshare",
+    "readlink",
+    "kill",
 ];
 
 pub const DOCKER_CAPS: &[&str] = &[
@@ -61,6 +63,22 @@ pub fn make(dir: &Path, args: &[&str]) -> PathBuf {
     }
     write_config(dir, &config(args));
     dir.to_path_buf()
+}
+
+/// Gives the bundle the host's libraries, read-only: a dynamically linked
+/// host binary (the test build of the runtime) then runs inside it.
+pub fn with_host_libs(dir: &Path, config: &mut Value) {
+    let rootfs = dir.join("rootfs");
+    for lib in ["usr/lib", "usr/lib64"] {
+        fs::create_dir_all(rootfs.join(lib)).unwrap();
+        config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/{lib}"), "type": "bind", "source": format!("/{lib}"),
+            "options": ["rbind", "ro", "nosuid", "nodev"]
+        }));
+    }
+    // Debian's merged /usr.
+    symlink("usr/lib", rootfs.join("lib")).unwrap();
+    symlink("usr/lib64", rootfs.join("lib64")).unwrap();
 }
 
 pub fn write_config(dir: &Path, config: &Value) {

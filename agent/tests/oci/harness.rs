@@ -20,12 +20,16 @@ pub fn enter(test: &str) -> bool {
 /// container's init inherits the caller's stdio and keeps it open, so
 /// waiting for a pipe's EOF would wait for the container.
 pub fn oci(root: &Path, args: &[&str]) -> Output {
+    let mut all = vec!["oci", "--root", root.to_str().unwrap()];
+    all.extend_from_slice(args);
+    command(&husk(), &all)
+}
+
+/// Runs `binary` with `args`, its output through files (see [`oci`]).
+pub fn command(binary: &Path, args: &[&str]) -> Output {
     let out = tempfile::tempfile().unwrap();
     let err = tempfile::tempfile().unwrap();
-    let status = Command::new(husk())
-        .arg("oci")
-        .arg("--root")
-        .arg(root)
+    let status = Command::new(binary)
         .args(args)
         .stdout(out.try_clone().unwrap())
         .stderr(err.try_clone().unwrap())
