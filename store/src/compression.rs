@@ -29,7 +29,13 @@ impl Compression {
 
 /// `reader`, decompressed if it is gzip or zstd.
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    decompress_buffered(BufReader::with_capacity(64 * 1024, reader))
+}
+
+/// [`decompress`] on a buffered reader: the decompressors take their input
+/// through `fill_buf`/`consume`, so what `reader` is asked to consume is
+/// exactly what was decompressed.
+pub fn decompress_buffered<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read + 'a>> {
     let head = reader.fill_buf()?;
     Ok(match Compression::sniff(head) {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),

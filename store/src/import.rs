@@ -11,13 +11,12 @@ use oci_spec::image::ImageConfiguration;
 
 use super::archive;
 use super::blobs::{BlobWriter, StagedBlob};
-use super::compression::decompress;
 use super::digest::Digest;
-use super::digest::HashingReader;
 use super::error::{IoContext, Result, StoreError};
 use super::index::{ImageId, ImageRecord, index_path, normalise_name};
 use super::layout::{self, FoundImage};
-use super::unpack::{LayerError, UnpackError, UnpackOptions, unpack_layer};
+use super::limits::Limits;
+use super::unpack::{UnpackOptions, check_layer, unpack_layer};
 use super::{ImageSummary, Store};
 
 /// An image checked and ready to be committed.
@@ -57,13 +56,16 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
             }
             let blob = staged.blob(&blob_digest, || format!("layer of {}", plan.record.id))?;
             if store.options.defer_unpack {
-                deferred.push((blob_digest, verify_layer(staging.path(), blob, diff_id)?));
+                let limits = store.options.limits;
+                let verified = verify_layer(staging.path(), blob, diff_id, limits)?;
+                deferred.push((blob_digest, verified));
                 continue;
             }
             let dir = staging.path().join(format!("layer-{}", diff_id.hex()));
             fs::create_dir(&dir).at(&dir)?;
             let options = UnpackOptions {
                 allow_devices: store.options.allow_devices,
+                limits: store.options.limits,
             };
             let actual =
                 unpack_layer(blob.open()?, &dir, options).map_err(|source| StoreError::Unpack {
@@ -247,22 +249,18 @@ fn commit(
 }
 
 /// Deferred unpacking: checks that the layer's uncompressed content is
-/// its diff_id, and returns a copy of the blob to keep until the machine
-/// unpacks it ([`super::Store::complete_layers`]).
-fn verify_layer(staging: &Path, blob: &StagedBlob, diff_id: &Digest) -> Result<StagedBlob> {
-    let bad = |source: std::io::Error| StoreError::Unpack {
+/// its diff_id and within the limits, and returns a copy of the blob to
+/// keep until the machine unpacks it ([`super::Store::complete_layers`]).
+fn verify_layer(
+    staging: &Path,
+    blob: &StagedBlob,
+    diff_id: &Digest,
+    limits: Limits,
+) -> Result<StagedBlob> {
+    let actual = check_layer(blob.open()?, limits).map_err(|source| StoreError::Unpack {
         layer: blob.digest,
-        source: LayerError {
-            entry: "<layer>".into(),
-            error: UnpackError::Io {
-                op: "decompressing",
-                source,
-            },
-        },
-    };
-    let mut tar = HashingReader::new(decompress(blob.open()?).map_err(bad)?);
-    std::io::copy(&mut tar, &mut std::io::sink()).map_err(bad)?;
-    let (actual, _) = tar.finish().map_err(bad)?;
+        source,
+    })?;
     if actual != *diff_id {
         return Err(StoreError::DiffIdMismatch {
             layer: blob.digest,

@@ -12,6 +12,10 @@
 //! | `tmp/` | staging for imports; emptied on open and by gc |
 //! | `store.lock` | held (flock) by the one process that has the store open |
 //!
+//! A layer over the [`Limits`] (unpacked size, entries, name lengths,
+//! compression ratio) is refused while it streams, before it can fill the
+//! disk.
+//!
 //! Compressed layer blobs are not kept: a layer is kept unpacked, verified
 //! against its diff_id, which is what containers use (as containers/storage
 //! does). The store is synchronous; the agent calls it from a blocking
@@ -30,6 +34,7 @@ pub mod error;
 mod import;
 pub mod index;
 pub mod layout;
+pub mod limits;
 pub mod unpack;
 
 #[cfg(test)]
@@ -43,6 +48,7 @@ use oci_spec::image::ImageConfiguration;
 pub use self::digest::Digest;
 pub use self::error::{Result, StoreError};
 pub use self::index::{ImageId, ImageRecord};
+pub use self::limits::Limits;
 pub use self::unpack::UnpackOptions;
 
 use self::blobs::Blobs;
@@ -59,6 +65,9 @@ pub struct StoreOptions {
     /// `husk-image build --preload`, which runs unprivileged and cannot
     /// write whiteouts, opaque xattrs or ownership.
     pub defer_unpack: bool,
+    /// How much one layer may hold; a layer over them is refused (and so
+    /// its import, the store unchanged).
+    pub limits: Limits,
 }
 
 /// What `image ls` shows of an image.
@@ -200,6 +209,7 @@ impl Store {
         fs::create_dir(&dir).at(&dir)?;
         let options = UnpackOptions {
             allow_devices: self.options.allow_devices,
+            limits: self.options.limits,
         };
         let actual =
             unpack::unpack_layer(file, &dir, options).map_err(|source| StoreError::Unpack {

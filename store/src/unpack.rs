@@ -8,6 +8,8 @@
 //! Leading `/` is stripped, as tar tools do. Symlinks themselves are image
 //! content and are created as they are, absolute ones included (they resolve
 //! inside the container's root). Whiteouts become overlayfs whiteouts.
+//! Every entry is checked against the [`Limits`] before it is created, and
+//! the stream is counted as it is read ([`limits`]).
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
@@ -20,8 +22,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFla
 use rustix::io::Errno;
 use rustix::process::{Gid, Uid};
 
-use super::compression::decompress;
 use super::digest::{Digest, HashingReader};
+use super::limits::{self, LimitExceeded, Limits, Tally};
 
 /// overlayfs: a directory with this xattr hides the layers below it.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -32,6 +34,7 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 pub struct UnpackOptions {
     /// Create character and block device entries (refused otherwise).
     pub allow_devices: bool,
+    pub limits: Limits,
 }
 
 /// Why one entry of a layer was refused or failed.
@@ -61,6 +64,12 @@ pub enum UnpackError {
     BadPax { what: &'static str, value: String },
     #[error("unsupported entry type {0:?}")]
     UnsupportedType(tar::EntryType),
+    // The tar reader does not expand them: unpacked, the file would be its
+    // sparse map and data, silently wrong.
+    #[error("it is a PAX sparse file (`{0}` in its PAX header), which the store does not unpack")]
+    PaxSparse(String),
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
@@ -87,6 +96,32 @@ fn io_err(op: &'static str) -> impl FnOnce(Errno) -> UnpackError {
     }
 }
 
+/// An I/O error reading or copying the layer stream, which may be the
+/// [`LimitedReader`](limits::LimitedReader) refusing to go on.
+fn stream_err(op: &'static str) -> impl FnOnce(io::Error) -> UnpackError {
+    move |e| match LimitExceeded::from_io(e) {
+        Ok(limit) => UnpackError::Limit(limit),
+        Err(source) => UnpackError::Io { op, source },
+    }
+}
+
+/// An entry's name for an error message (a hostile one can be huge).
+fn entry_name<R: Read>(entry: &tar::Entry<'_, R>) -> String {
+    const SHOWN: usize = 256;
+    let name = entry.path_bytes();
+    match name.len() {
+        len if len > SHOWN => format!("{} ({len} bytes)", limits::abbreviate(&name, SHOWN)),
+        _ => limits::abbreviate(&name, SHOWN),
+    }
+}
+
+fn whole_layer(error: UnpackError) -> LayerError {
+    LayerError {
+        entry: "<layer>".into(),
+        error,
+    }
+}
+
 /// Unpacks the layer blob `blob` (a tar, gzip or zstd compressed or not)
 /// into the empty directory `dest`. Returns the layer's diff_id: the digest
 /// of the uncompressed tar stream, all of it.
@@ -95,45 +130,92 @@ pub fn unpack_layer(
     dest: &Path,
     opts: UnpackOptions,
 ) -> Result<Digest, LayerError> {
-    let stream = |error| LayerError {
-        entry: "<layer>".into(),
-        error,
-    };
-    let reader = decompress(blob).map_err(|source| {
-        stream(UnpackError::Io {
-            op: "decompress",
-            source,
-        })
-    })?;
     let root = rustix::fs::open(
         dest,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| stream(io_err("open layer directory")(e)))?;
+    .map_err(|e| whole_layer(io_err("open layer directory")(e)))?;
     let mut unpacker = Unpacker {
         root,
         opts,
         is_root: rustix::process::geteuid().is_root(),
         dirs: Vec::new(),
     };
+    let diff_id = walk(blob, opts.limits, |entry| unpacker.entry(entry))?;
+    unpacker.finish_dirs()?;
+    Ok(diff_id)
+}
+
+/// Reads the layer blob `blob` as [`unpack_layer`] does, checking every
+/// entry against `limits`, but writes nothing: for an import that defers
+/// unpacking, so that it refuses what the unpacking would. Returns the
+/// layer's diff_id.
+pub fn check_layer(blob: impl Read, limits: Limits) -> Result<Digest, LayerError> {
+    // Each entry's data is read here rather than skipped by the tar reader,
+    // so that a limit it trips names the entry, as when unpacking.
+    walk(blob, limits, |entry| {
+        io::copy(entry, &mut io::sink())
+            .map(drop)
+            .map_err(stream_err("read entry"))
+    })
+}
+
+/// The uncompressed layer, hashed for its diff_id.
+type Stream<'a> = HashingReader<limits::LimitedReader<Box<dyn Read + 'a>>>;
+
+/// Hands each entry of the layer to `each`, once it is checked against
+/// `limits`; returns the diff_id.
+fn walk<'a>(
+    blob: impl Read + 'a,
+    limits: Limits,
+    mut each: impl FnMut(&mut tar::Entry<'_, Stream<'a>>) -> Res<()>,
+) -> Result<Digest, LayerError> {
+    let reader =
+        limits::open_layer(blob, limits).map_err(|e| whole_layer(stream_err("decompress")(e)))?;
+    let mut tally = Tally::new(limits);
     let mut archive = tar::Archive::new(HashingReader::new(reader));
-    let read = |source| {
-        stream(UnpackError::Io {
-            op: "read tar",
-            source,
-        })
-    };
+    let read = |e| whole_layer(stream_err("read tar")(e));
     for entry in archive.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
-        unpacker.entry(&mut entry).map_err(|error| LayerError {
-            entry: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
-            error,
-        })?;
+        check_entry(&mut tally, &mut entry)
+            .and_then(|()| each(&mut entry))
+            .map_err(|error| LayerError {
+                entry: entry_name(&entry),
+                error,
+            })?;
     }
-    unpacker.finish_dirs()?;
     let (diff_id, _) = archive.into_inner().finish().map_err(read)?;
     Ok(diff_id)
+}
+
+/// Refuses an entry over the limits, before anything of it is created.
+fn check_entry<R: Read>(tally: &mut Tally, entry: &mut tar::Entry<'_, R>) -> Res<()> {
+    // (a GNU sparse file's size is its logical size, holes included)
+    tally.entry(entry.size())?;
+    let kind = entry.header().entry_type();
+    if kind.is_pax_global_extensions() {
+        return Ok(());
+    }
+    if let Some(pax) = entry.pax_extensions().map_err(stream_err("read header"))? {
+        for ext in pax {
+            let key = ext.map_err(stream_err("read header"))?.key_bytes();
+            if key.starts_with(b"GNU.sparse.") {
+                return Err(UnpackError::PaxSparse(
+                    String::from_utf8_lossy(key).into_owned(),
+                ));
+            }
+        }
+    }
+    tally
+        .limits()
+        .check_path(&components(&entry.path_bytes())?)?;
+    if (kind.is_symlink() || kind.is_hard_link())
+        && let Some(target) = entry.link_name_bytes()
+    {
+        tally.limits().check_link(&target)?;
+    }
+    Ok(())
 }
 
 /// An entry's name as components under the layer root: empty and `.`
@@ -322,10 +404,8 @@ impl Unpacker {
                 )
                 .map_err(io_err("create file"))?;
                 let mut file = File::from(fd);
-                io::copy(entry, &mut file).map_err(|source| UnpackError::Io {
-                    op: "write file",
-                    source,
-                })?;
+                // the stream's limits fail the copy (see `stream_err`)
+                io::copy(entry, &mut file).map_err(stream_err("write file"))?;
                 self.apply(file.as_fd(), &meta)
             }
             tar::EntryType::Symlink => {

@@ -6,6 +6,7 @@
 mod deferred;
 mod import;
 mod lifecycle;
+mod limits;
 mod malicious;
 
 use std::collections::BTreeSet;
@@ -110,6 +111,30 @@ impl Layer {
         self.file(name, data, 0o644)
     }
 
+    /// A file named in a PAX `path` header, as tar writes long names.
+    pub fn file_pax_path(mut self, name: &str, data: &[u8]) -> Self {
+        self.builder
+            .append_pax_extensions([("path", name.as_bytes())])
+            .unwrap();
+        self.file("pax-named", data, 0o644)
+    }
+
+    /// An entry whose name (or link target) may be too long for the
+    /// header, written as GNU tar does (`././@LongLink` entries).
+    pub fn long_names(mut self, kind: tar::EntryType, name: &str, link: Option<&str>) -> Self {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_size(0);
+        match link {
+            Some(target) => self.builder.append_link(&mut h, name, target),
+            None => self.builder.append_data(&mut h, name, &b""[..]),
+        }
+        .unwrap();
+        self
+    }
+
     pub fn tar(self) -> Vec<u8> {
         self.builder.into_inner().unwrap()
     }
@@ -158,7 +183,7 @@ impl TestImage {
                 .map(|t| Digest::of(t).to_string())
                 .collect()
         });
-        let layer_blobs: Vec<(String, Vec<u8>)> = layer_tars
+        let layer_blobs = layer_tars
             .iter()
             .map(|t| match compress {
                 Compress::None => ("application/vnd.oci.image.layer.v1.tar".into(), t.clone()),
@@ -172,6 +197,20 @@ impl TestImage {
                 ),
             })
             .collect();
+        Self {
+            layer_tars,
+            ..Self::from_blobs(name, layer_blobs, diff_ids)
+        }
+    }
+
+    /// An image of ready-made layer blobs (media type, blob) whose config
+    /// claims `diff_ids`: for layers never held uncompressed (bombs).
+    /// `oci_archive` only (it has no `layer_tars`).
+    pub fn from_blobs(
+        name: Option<&str>,
+        layer_blobs: Vec<(String, Vec<u8>)>,
+        diff_ids: Vec<String>,
+    ) -> Self {
         let config = serde_json::to_vec(&json!({
             "created": "2024-01-01T00:00:00Z",
             "architecture": "amd64",
@@ -198,7 +237,7 @@ impl TestImage {
         .unwrap();
         Self {
             name: name.map(Into::into),
-            layer_tars,
+            layer_tars: Vec::new(),
             layer_blobs,
             config,
             manifest,
