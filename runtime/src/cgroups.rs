@@ -2,9 +2,9 @@
 //! limits, and its removal. A relative linux.cgroupsPath (or none) lives in
 //! Husk's subtree, `/sys/fs/cgroup/husk/<path or id>`.
 //!
-//! Device rules (linux.resources.devices) need a BPF program on cgroup v2;
-//! they are not applied (logged): the container's /dev holds only the
-//! default devices and those the spec lists.
+//! Device rules (linux.resources.devices) become a BPF device filter
+//! attached to the cgroup ([`super::devices`]); a kernel that cannot load
+//! one fails the container instead of running it without.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -150,12 +150,19 @@ impl Cgroup {
             let w = 1 + (u64::from(weight).saturating_sub(10)) * 9999 / 990;
             self.write("io.weight", &format!("default {w}"))?;
         }
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            log::debug!(
-                "device cgroup rules are not applied (cgroup v2 BPF device filter not implemented)"
-            );
-        }
         Ok(())
+    }
+
+    /// Attaches a device filter ([`super::devices::container_program`]).
+    pub fn filter_devices(&self, program: &[super::devices::Insn]) -> Result<()> {
+        let loaded = super::sys::load_device_program(program)
+            .step(|| "loading the cgroup device filter (BPF_PROG_TYPE_CGROUP_DEVICE)")?;
+        let dir = fs::File::open(&self.dir).step(|| format!("opening {}", self.dir.display()))?;
+        super::sys::attach_device_program(
+            std::os::fd::AsFd::as_fd(&dir),
+            std::os::fd::AsFd::as_fd(&loaded),
+        )
+        .step(|| format!("attaching the device filter to {}", self.dir.display()))
     }
 
     pub fn add(&self, pid: i32) -> Result<()> {

@@ -22,6 +22,7 @@ pub mod bundle;
 pub mod caps;
 pub mod cgroups;
 pub mod cli;
+pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod in_root;
@@ -88,6 +89,15 @@ impl Container {
             Some(profile) => seccomp::compile(profile)?,
             None => seccomp::Programs::default(),
         };
+        let device_filter = devices::container_program(
+            linux
+                .and_then(|l| l.resources().as_ref())
+                .and_then(|r| r.devices().as_deref())
+                .unwrap_or_default(),
+            linux
+                .and_then(|l| l.devices().as_deref())
+                .unwrap_or_default(),
+        )?;
         fs::create_dir_all(root).step(|| format!("creating {}", root.display()))?;
         let dir = container_dir(root, id);
         match fs::create_dir(&dir) {
@@ -103,10 +113,13 @@ impl Container {
             sys::mknod(&fifo, rustix::fs::FileType::Fifo, 0o600, 0)
                 .step(|| format!("creating {}", fifo.display()))?;
             let cgroup_dir = cgroups::dir_for(linux.and_then(|l| l.cgroups_path().as_deref()), id);
-            cgroup = Some(Cgroup::create(
+            let created = cgroup.insert(Cgroup::create(
                 &cgroup_dir,
                 linux.and_then(|l| l.resources().as_ref()),
             )?);
+            if let Some(program) = &device_filter {
+                created.filter_devices(program)?;
+            }
             let pid = process::spawn(&process::InitConfig {
                 spec,
                 rootfs: &bundle.rootfs,

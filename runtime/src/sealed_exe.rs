@@ -12,7 +12,11 @@
 //! `husk-agent oci` also runs under containerd on ordinary hosts, from a
 //! writable filesystem.
 //!
-//! So `create`, `run` and `exec` first copy the binary into a memfd, seal
+//! So `create`, `run` and `exec` first make sure the binary they run from
+//! cannot be opened for writing by anyone: a binary on a read-only mount
+//! (Husk's own root, which is never made writable again) already cannot,
+//! since the kernel refuses a writer there with EROFS whatever path or
+//! descriptor leads to it; anywhere else they copy the binary into a memfd, seal
 //! it against every change (`F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW`,
 //! then `F_SEAL_SEAL` so the seals stay), and re-execute from it: every
 //! `/proc/PID/exe` a container can reach is that memfd, which no one can
@@ -55,11 +59,19 @@ pub fn is_sealed() -> Result<bool> {
     }
 }
 
-/// Returns when this process runs from a sealed copy of its binary; else
+/// True when the binary of this process is on a read-only mount.
+pub fn is_on_read_only_mount() -> Result<bool> {
+    let exe = File::open("/proc/self/exe").map_err(|e| failed("/proc/self/exe", e))?;
+    let stat = rustix::fs::fstatvfs(&exe).map_err(|e| failed("statvfs of /proc/self/exe", e))?;
+    Ok(stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
+}
+
+/// Returns when this process runs from a binary nobody can write (a
+/// sealed copy, or one on a read-only mount); else
 /// makes one and re-executes from it with the same arguments and
 /// environment (and never returns).
 pub fn ensure() -> Result<()> {
-    if is_sealed()? {
+    if is_sealed()? || is_on_read_only_mount()? {
         return Ok(());
     }
     let copy = sealed_copy()?;

@@ -8,7 +8,7 @@
 
 use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use rustix::process::Pid;
@@ -102,6 +102,100 @@ pub fn seccomp_filter(insns: &[libc::sock_filter], flags: u32) -> io::Result<()>
         )
     };
     if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `bpf(BPF_PROG_LOAD)` of a cgroup device program; on a verifier refusal
+/// the error carries the verifier's log.
+pub fn load_device_program(insns: &[super::devices::Insn]) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        // The rest of the kernel's union, zero (kern_version, prog_flags,
+        // prog_name, ...).
+        rest: [u64; 12],
+    }
+    let mut log = vec![0u8; 64 * 1024];
+    let license = c"Apache-2.0";
+    let attr = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: u32::try_from(insns.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "program too long"))?,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr is a bpf_attr prefix for BPF_PROG_LOAD, zero past the
+    // fields set; the instruction array, license and log buffer it points
+    // at outlive the call, and the log's size is its real length.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+        let log = String::from_utf8_lossy(&log[..end]);
+        return Err(io::Error::new(e.kind(), format!("{e}: {}", log.trim())));
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `bpf(BPF_PROG_ATTACH)` of a device program to a cgroup directory,
+/// alongside the programs its ancestors have (all must allow).
+pub fn attach_device_program(cgroup: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+        rest: [u32; 11],
+    }
+    let attr = ProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: program.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+        rest: [0; 11],
+    };
+    // SAFETY: attr is a bpf_attr prefix for BPF_PROG_ATTACH, zero past
+    // the fields set; both descriptors are borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    if ret < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())

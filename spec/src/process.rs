@@ -109,18 +109,18 @@ pub fn environment(
     Ok(env)
 }
 
-/// Docker's default capabilities (moby's `caps.DefaultCapabilities`),
-/// less CAP_MKNOD: Docker can grant it because a device cgroup (a BPF
-/// filter on cgroup v2) stops the nodes a container makes from being
-/// opened; Husk loads no such filter yet, and a root in a container with
-/// CAP_MKNOD could otherwise make and open the host's disks. Images keep
-/// their device nodes only when the store allows them, and the overlay
-/// root is mounted nodev.
-pub const DEFAULT_CAPABILITIES: [Capability; 13] = [
+/// Docker's default capabilities (moby's `caps.DefaultCapabilities`).
+/// CAP_MKNOD is among them because the device cgroup (`device_rules`, a
+/// BPF filter the runtime attaches on cgroup v2) refuses to open any
+/// node it makes but the default devices: a node for the host's disk can
+/// be made, not read. Images keep their device nodes only when the store
+/// allows them, and the overlay root is mounted nodev besides.
+pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
     Capability::Chown,
     Capability::DacOverride,
     Capability::Fsetid,
     Capability::Fowner,
+    Capability::Mknod,
     Capability::NetRaw,
     Capability::Setgid,
     Capability::Setuid,

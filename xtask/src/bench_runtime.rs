@@ -10,10 +10,12 @@
 //! runc runs as is and crun needs `--cgroup-manager=disabled` (it cannot
 //! reach its systemd-style cgroup setup here).
 //!
-//! Husk runs twice: as installed, and started from a sealed memfd copy
-//! of itself, where the runtime skips making its own copy (see the
-//! runtime's `sealed_exe`); the difference is what the sealing costs
-//! each start.
+//! Husk runs twice: from the build's target directory, a writable
+//! filesystem (as under containerd on an ordinary host), where the runtime
+//! re-executes from a sealed memfd copy of itself before each container
+//! (see the runtime's `sealed_exe`); and from a read-only bind mount of
+//! it, as on Husk's read-only root, where it needs no copy. The
+//! difference is what the copy costs each start.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -44,7 +46,7 @@ pub fn run(runs: usize) -> Result<()> {
     let bundle = make_bundle(&dir)?;
     let state = dir.join("state");
     let agent = artifacts.agent.to_string_lossy().into_owned();
-    let (_sealed, sealed_agent) = sealed_copy(&artifacts.agent)?;
+    let read_only_agent = read_only_copy(&artifacts.agent, &dir.join("ro"))?;
     let mut runtimes = vec![
         Runtime {
             name: "husk",
@@ -57,12 +59,12 @@ pub fn run(runs: usize) -> Result<()> {
             samples: Vec::new(),
         },
         Runtime {
-            name: "husk, pre-sealed",
+            name: "husk, read-only mount",
             argv: vec![
-                sealed_agent,
+                read_only_agent,
                 "oci".into(),
                 "--root".into(),
-                state.join("husk-sealed").to_string_lossy().into_owned(),
+                state.join("husk-ro").to_string_lossy().into_owned(),
             ],
             samples: Vec::new(),
         },
@@ -108,20 +110,22 @@ pub fn run(runs: usize) -> Result<()> {
     Ok(())
 }
 
-/// A sealed memfd copy of `binary` (as the runtime makes of itself), and
-/// the path that executes it while the descriptor stays open.
-fn sealed_copy(binary: &Path) -> Result<(std::os::fd::OwnedFd, String)> {
-    use rustix::fs::{MemfdFlags, SealFlags};
-    use std::os::fd::AsRawFd;
-    let fd = rustix::fs::memfd_create("husk-runtime", MemfdFlags::ALLOW_SEALING)?;
-    let mut file = std::fs::File::from(fd);
-    std::io::copy(&mut std::fs::File::open(binary)?, &mut file)?;
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::SEAL | SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE,
-    )?;
-    let path = format!("/proc/{}/fd/{}", std::process::id(), file.as_raw_fd());
-    Ok((file.into(), path))
+/// `binary` seen through a read-only bind mount at `dir` (in the bench's
+/// private mount namespace).
+fn read_only_copy(binary: &Path, dir: &Path) -> Result<String> {
+    let source = binary.parent().context("the agent binary's directory")?;
+    std::fs::create_dir_all(dir)?;
+    let status = Command::new("mount")
+        .args(["--bind", "-o", "ro"])
+        .arg(source)
+        .arg(dir)
+        .status()
+        .context("running mount")?;
+    if !status.success() {
+        bail!("mount --bind -o ro {} failed ({status})", source.display());
+    }
+    let name = binary.file_name().context("the agent binary's name")?;
+    Ok(dir.join(name).to_string_lossy().into_owned())
 }
 
 fn run_once(runtime: &Runtime, bundle: &Path, id: &str) -> Result<Duration> {

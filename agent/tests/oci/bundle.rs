@@ -27,6 +27,8 @@ pub const TOOLS: &[&str] = &[
     "unshare",
     "readlink",
     "kill",
+    "mknod",
+    "head",
 ];
 
 pub const DOCKER_CAPS: &[&str] = &[

@@ -3,6 +3,7 @@
 mod bundle;
 #[path = "../common/mod.rs"]
 mod common;
+mod devices;
 mod exec;
 mod harness;
 mod hostile;

@@ -49,10 +49,11 @@ fn a_container_cannot_write_the_runtime_binary() {
     if !enter("sealed::a_container_cannot_write_the_runtime_binary") {
         return;
     }
-    for (name, prefix) in [
-        ("husk", vec!["oci"]),
-        ("crun", vec!["--cgroup-manager=disabled"]),
-        ("runc", vec![]),
+    for (name, prefix, read_only) in [
+        ("husk", vec!["oci"], false),
+        ("husk", vec!["oci"], true),
+        ("crun", vec!["--cgroup-manager=disabled"], false),
+        ("runc", vec![], false),
     ] {
         let installed = if name == "husk" {
             harness::husk()
@@ -60,21 +61,31 @@ fn a_container_cannot_write_the_runtime_binary() {
             harness::require(name);
             which(name)
         };
-        let report = attack(&installed, &prefix);
-        println!("{name}: {report}");
+        let report = attack(&installed, &prefix, read_only);
+        println!("{name} (read-only: {read_only}): {report}");
         if name == "husk" {
-            assert!(report.contains("memfd:husk-runtime"), "{report}");
+            // On a writable filesystem it runs from its sealed copy; on a
+            // read-only mount from itself, which refuses writers.
+            assert_eq!(
+                report.contains("memfd:husk-runtime"),
+                !read_only,
+                "{report}"
+            );
         }
     }
 }
 
-/// Runs the holder against a copy of `installed`; returns what the holder
-/// saw, after checking the copy is unchanged.
-fn attack(installed: &Path, prefix: &[&str]) -> String {
+/// Runs the holder against a copy of `installed` (seen through a
+/// read-only bind mount if `read_only`); returns what the holder saw,
+/// after checking the copy is unchanged.
+fn attack(installed: &Path, prefix: &[&str], read_only: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let binary = dir.path().join("runtime");
+    let bin = dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let binary = bin.join("runtime");
     fs::copy(installed, &binary).unwrap();
     let before = sha256(&binary);
+    let _unmount = read_only.then(|| ReadOnly::mount(&bin));
     let bundle_dir = dir.path().join("bundle");
     let b = bundle::make(&bundle_dir, &["sh", "-c", HOLDER]);
     let mut config = bundle::config(&["sh", "-c", HOLDER]);
@@ -148,6 +159,28 @@ impl Runtime<'_> {
         all.push(self.root.to_str().unwrap());
         all.extend_from_slice(args);
         harness::command(self.binary, &all)
+    }
+}
+
+/// A directory bind-mounted read-only on itself, until dropped.
+struct ReadOnly(PathBuf);
+
+impl ReadOnly {
+    fn mount(dir: &Path) -> Self {
+        let status = Command::new("mount")
+            .args(["--bind", "-o", "ro"])
+            .arg(dir)
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount --bind -o ro {}", dir.display());
+        ReadOnly(dir.to_path_buf())
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 
