@@ -19,6 +19,16 @@ pub struct AgentConfig {
     pub security: SecurityPolicy,
     pub logs: LogSettings,
     pub update: crate::update::UpdateSettings,
+    pub limits: Limits,
+}
+
+/// `[limits.containers]`: defaults and maxima of memory, CPUs and pids;
+/// `[limits.images]`: what one image layer may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub containers: husk_spec::ResourceLimits,
+    pub images: husk_store::Limits,
 }
 
 /// Per container: Docker's json-file `max-size` and `max-file`.
@@ -74,6 +84,7 @@ impl AgentConfig {
             return Err("logs: max_files must be at least 1 and max_size at least 4096".into());
         }
         config.update.validate()?;
+        config.limits.containers.validate()?;
         Ok(config)
     }
 }
@@ -114,6 +125,15 @@ mod tests {
         let err = AgentConfig::parse("[security]\nallow_everything = true\n").unwrap_err();
         assert!(err.contains("allow_everything"), "{err}");
         assert!(AgentConfig::parse("[logs]\nmax_files = 0\n").is_err());
+        let config = AgentConfig::parse(
+            "[limits.containers]\nmax_memory = 1073741824\n[limits.images]\nmax_layer_entries = 10\n",
+        )
+        .unwrap();
+        assert_eq!(config.limits.containers.max_memory, Some(1 << 30));
+        assert_eq!(config.limits.containers.default_pids, Some(husk_spec::DEFAULT_PIDS));
+        assert_eq!(config.limits.images.max_layer_entries, 10);
+        let err = AgentConfig::parse("[limits.containers]\ndefault_pids = 0\n").unwrap_err();
+        assert!(err.contains("pids"), "{err}");
         let missing = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap();
         assert_eq!(missing, AgentConfig::default());
     }

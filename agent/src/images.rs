@@ -18,10 +18,15 @@ impl Default for ImageStore {
 }
 
 impl ImageStore {
-    /// Opens the store at `root` on a blocking thread; a failure is kept
-    /// and answered as 503 by the image endpoints.
-    pub async fn open(root: PathBuf) -> Self {
-        let opened = tokio::task::spawn_blocking(move || Store::open(&root))
+    /// Opens the store at `root` on a blocking thread, with agent.toml's
+    /// `[limits.images]`; a failure is kept and answered as 503 by the
+    /// image endpoints.
+    pub async fn open(root: PathBuf, limits: husk_store::Limits) -> Self {
+        let options = husk_store::StoreOptions {
+            limits,
+            ..Default::default()
+        };
+        let opened = tokio::task::spawn_blocking(move || Store::open_with(&root, options))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));

@@ -153,7 +153,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     husk_agent::system::log_data_status(&args.data_status);
     // A store that cannot be opened leaves the agent up (health, system)
     // with the image and container endpoints answering 503 and the reason.
-    let images = ImageStore::open(args.root.clone()).await;
+    let images = ImageStore::open(args.root.clone(), config.limits.images).await;
     match images.error() {
         Some(e) => log::error!("image store {}: {e}", args.root.display()),
         None => log::info!("image store at {}", args.root.display()),
@@ -161,6 +161,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let agent_exe = std::env::current_exe()?;
     let mut manager_config = ManagerConfig::new(Layout::new(&args.root, &args.run_dir), agent_exe);
     manager_config.policy = config.security;
+    manager_config.limits = config.limits.containers;
     manager_config.log_max_size = config.logs.max_size;
     manager_config.log_max_files = config.logs.max_files;
     let containers = Manager::new(manager_config, images.clone());

@@ -27,9 +27,16 @@ struct Machine {
 impl Machine {
     fn new(config: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        if let Some(config) = config {
-            std::fs::write(dir.path().join("agent.toml"), config).unwrap();
-        }
+        // This host's cgroup2 has no pids controller (its cgroups are v1
+        // hybrid): no default pids limit, which the runtime could not set.
+        // The QEMU tests check the default in a real cgroup v2 machine.
+        let config = config.unwrap_or("");
+        let config = if config.contains("[limits.containers]") {
+            config.to_string()
+        } else {
+            format!("{config}\n[limits.containers]\ndefault_pids = -1\n")
+        };
+        std::fs::write(dir.path().join("agent.toml"), config).unwrap();
         let mut machine = Self { dir, agent: None };
         machine.start_agent();
         let archive = machine.dir.path().join("busybox.tar");
@@ -414,6 +421,49 @@ fn bad_requests_are_refused_clearly() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["idle"]);
+}
+
+/// agent.toml's maxima refuse more, and what a container got is in its
+/// options.
+#[test]
+fn limits_from_agent_toml_apply() {
+    if !enter_cgroup2_namespace("limits_from_agent_toml_apply") {
+        return;
+    }
+    // The refusals, and what a container got: the host's cgroup2 has no
+    // memory or pids controller to start a limited container in (the
+    // QEMU container-limits scenario runs one).
+    let limited = Machine::new(Some(
+        "[limits.containers]\ndefault_pids = -1\nmax_pids = 100\n\
+         max_memory = 67108864\ndefault_cpus = 0.5\nmax_cpus = 1.0\n",
+    ));
+    let e = limited.err(&["create", "--pids-limit", "500", IMAGE, "true"]);
+    assert!(e.contains("pids_limit 500 is above the agent's limit of 100"), "{e}");
+    assert!(e.contains("limits.containers.max_pids"), "{e}");
+    let e = limited.err(&["create", "--memory", "1g", IMAGE, "true"]);
+    assert!(e.contains("above the agent's limit of 67108864"), "{e}");
+    let e = limited.err(&["create", "--cpus", "2", IMAGE, "true"]);
+    assert!(e.contains("max_cpus"), "{e}");
+    // Asking nothing: the default CPUs, and the maxima as limits.
+    limited.ok(&["create", "--name", "bounded", IMAGE, "true"]);
+    let options = limited.inspect("bounded").options;
+    assert_eq!(
+        (options.pids_limit, options.memory, options.cpus),
+        (Some(100), Some(64 << 20), Some(0.5))
+    );
+    // An invalid [limits] stops the agent from starting with half of it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[limits.containers]\ndefault_memory = 2\nmax_memory = 1\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_husk-agent"))
+        .args(["--root", dir.path().join("root").to_str().unwrap()])
+        .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("default_memory 2 is above max_memory 1"), "{stderr}");
 }
 
 fn raw_get(m: &Machine, path: &str) -> String {

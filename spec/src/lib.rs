@@ -9,6 +9,7 @@
 //! image lives, how the container is run or who asked: the agent's
 //! container manager calls it, and so does the QEMU tests' guest checker.
 
+mod limits;
 mod linux;
 mod policy;
 mod process;
@@ -26,6 +27,7 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Linux, Process, Root, Spec, User};
 
 pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS};
+pub use self::limits::{DEFAULT_PIDS, ResourceLimits};
 pub use self::policy::SecurityPolicy;
 pub use self::process::{
     ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, NOFILE_LIMIT, merge_env,

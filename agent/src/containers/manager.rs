@@ -31,6 +31,8 @@ pub struct ManagerConfig {
     /// The husk-agent binary, run as `shim` and `oci exec`.
     pub agent_exe: PathBuf,
     pub policy: SecurityPolicy,
+    /// Defaults and maxima of memory, CPUs and pids.
+    pub limits: husk_spec::ResourceLimits,
     pub log_max_size: u64,
     pub log_max_files: u32,
     /// Between the stop signal and SIGKILL (Docker's 10 s).
@@ -43,6 +45,7 @@ impl ManagerConfig {
             layout,
             agent_exe,
             policy: SecurityPolicy::default(),
+            limits: husk_spec::ResourceLimits::default(),
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             stop_timeout: Duration::from_secs(10),
@@ -198,6 +201,8 @@ impl Manager {
     }
 
     fn create_locked(&self, store: &Store, opts: RunOptions) -> Result<Arc<Slot>> {
+        // The record keeps the limits the container really got.
+        let opts = self.0.config.limits.apply(opts)?;
         let name = opts.name.clone();
         if self.table().contains_key(&name) {
             return Err(ManagerError::Conflict(format!(

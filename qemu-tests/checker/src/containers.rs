@@ -73,6 +73,53 @@ pub fn limits(_: &[String]) -> Outcome {
         ));
     }
     say("container-limits", "pids: fork refused at pids.max=4");
+
+    // What the agent gives a container that asks for nothing.
+    let default = run_container(&rootfs, "pids-default", "cat /sys/fs/cgroup/pids.max", |o| {
+        *o = husk_spec::ResourceLimits::default()
+            .apply(o.clone())
+            .unwrap_or_else(|_| o.clone());
+    })?;
+    if default.output.trim() != husk_spec::DEFAULT_PIDS.to_string() {
+        return Err(format!(
+            "the default pids limit is not {}: {:?}: {}",
+            husk_spec::DEFAULT_PIDS,
+            default.code,
+            default.output
+        ));
+    }
+    say("container-limits", "pids: the default pids.max is 2048");
+    devices(&rootfs)
+}
+
+/// The device filter on the product kernel: with Docker's CAP_MKNOD a
+/// container makes a node for this machine's disk (on /dev, a tmpfs
+/// without nodev) and cannot open it; /dev/null stays usable.
+fn devices(rootfs: &Path) -> Outcome {
+    let mut disks: Vec<String> = fs::read_dir("/sys/dev/block")
+        .map_err(|e| format!("/sys/dev/block: {e}"))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    disks.sort();
+    let disk = disks.first().ok_or("no block device to aim at")?;
+    let (major, minor) = disk.split_once(':').ok_or("a block device without MAJ:MIN")?;
+    let script = format!(
+        "mknod /dev/disk b {major} {minor} && echo made; \
+         head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo refused; \
+         echo x >/dev/null && echo null-ok"
+    );
+    let run = run_container(rootfs, "devices", &script, |_| {})?;
+    if run.output != "made\nrefused\nnull-ok\n" {
+        return Err(format!(
+            "the device filter let the container at disk {disk}: {:?}: {}",
+            run.code, run.output
+        ));
+    }
+    say(
+        "container-limits",
+        &format!("devices: a node for disk {disk} made and refused"),
+    );
     Ok(())
 }
 
@@ -83,7 +130,7 @@ fn make_rootfs() -> Result<PathBuf, String> {
     fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
     fs::copy(BUSYBOX_GUEST_PATH, bin.join("busybox"))
         .map_err(|e| format!("copying busybox: {e}"))?;
-    for applet in ["sh", "head", "tr", "sleep", "echo"] {
+    for applet in ["sh", "head", "tr", "sleep", "echo", "cat", "mknod"] {
         symlink("busybox", bin.join(applet)).map_err(|e| format!("bin/{applet}: {e}"))?;
     }
     Ok(rootfs)
