@@ -130,7 +130,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.limits.containers.max_memory, Some(1 << 30));
-        assert_eq!(config.limits.containers.default_pids, Some(husk_spec::DEFAULT_PIDS));
+        assert_eq!(
+            config.limits.containers.default_pids,
+            Some(husk_spec::DEFAULT_PIDS)
+        );
         assert_eq!(config.limits.images.max_layer_entries, 10);
         let err = AgentConfig::parse("[limits.containers]\ndefault_pids = 0\n").unwrap_err();
         assert!(err.contains("pids"), "{err}");

@@ -27,6 +27,11 @@ struct Machine {
 impl Machine {
     fn new(config: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Searchable by a container's root in a user namespace (an
+        // unprivileged host uid), as /var/lib/husk is: mkdtemp's 0700
+        // would stop it on the way to its rootfs.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         // This host's cgroup2 has no pids controller (its cgroups are v1
         // hybrid): no default pids limit, which the runtime could not set.
         // The QEMU tests check the default in a real cgroup v2 machine.
@@ -423,6 +428,86 @@ fn bad_requests_are_refused_clearly() {
     assert_eq!(names, ["idle"]);
 }
 
+/// `--userns auto`: each container's root is a host uid range of its own
+/// (none overlapping, kept across an agent restart), and the image's files
+/// appear owned as in the image (idmapped layers), the container's own
+/// files as the container's root inside and as its host uid outside.
+#[test]
+fn userns_auto_gives_each_container_its_own_ids() {
+    if !enter_cgroup2_namespace("userns_auto_gives_each_container_its_own_ids") {
+        return;
+    }
+    let mut m = Machine::new(None);
+    let first = 1u32 << 20;
+    let range = 65536u32;
+    m.ok(&[
+        "run", "-d", "--name", "a", "--userns", "auto", IMAGE, "sleep", "1000",
+    ]);
+    m.ok(&[
+        "run", "-d", "--name", "b", "--userns", "auto", IMAGE, "sleep", "1000",
+    ]);
+    let map = |name: &str| {
+        let line = m.ok(&["exec", name, "cat", "/proc/self/uid_map"]);
+        let fields: Vec<u32> = line
+            .split_whitespace()
+            .map(|f| f.parse().unwrap())
+            .collect();
+        fields
+    };
+    assert_eq!(map("a"), [0, first, range]);
+    assert_eq!(map("b"), [0, first + range, range]);
+    // The image's files are root's inside, the container's new ones too.
+    let script = "/bin/busybox stat -c %u:%g /bin/busybox /; echo x > /made; \
+                  /bin/busybox stat -c %u:%g /made; id -u";
+    assert_eq!(
+        m.ok(&["exec", "a", "sh", "-c", script]),
+        "0:0\n0:0\n0:0\n0\n"
+    );
+    // Outside, the new file belongs to the container's host uid.
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(m.path("root/containers/a/upper/made")).unwrap();
+    assert_eq!((made.uid(), made.gid()), (first, first));
+    let info = m.inspect("a");
+    assert!(info.options.userns_auto);
+    assert_eq!(info.options.userns.unwrap().host_uid, first);
+
+    // Across an agent restart the ranges stay taken.
+    m.crash_agent();
+    m.start_agent();
+    m.ok(&["create", "--name", "c", "--userns", "auto", IMAGE, "true"]);
+    assert_eq!(
+        m.inspect("c").options.userns.unwrap().host_uid,
+        first + 2 * range
+    );
+    // A removed container's range is free again.
+    m.ok(&["rm", "-f", "a"]);
+    m.ok(&["create", "--name", "d", "--userns", "auto", IMAGE, "true"]);
+    assert_eq!(m.inspect("d").options.userns.unwrap().host_uid, first);
+    // An explicit mapping and auto exclude each other.
+    let status = raw_status(
+        &m,
+        "POST",
+        "/v1/containers",
+        &format!(
+            r#"{{"image":"{IMAGE}","userns_auto":true,"userns":{{"host_uid":1,"host_gid":1,"size":1}}}}"#
+        ),
+    );
+    assert_eq!(status, 400);
+}
+
+/// `[security] userns = "required"`: a container that asks nothing gets
+/// a user namespace of its own.
+#[test]
+fn a_required_user_namespace_is_given_to_every_container() {
+    if !enter_cgroup2_namespace("a_required_user_namespace_is_given_to_every_container") {
+        return;
+    }
+    let m = Machine::new(Some("[security]\nuserns = \"required\"\n"));
+    let out = m.ok(&["run", "--rm", IMAGE, "cat", "/proc/self/uid_map"]);
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields, ["0", "1048576", "65536"], "{out}");
+}
+
 /// agent.toml's maxima refuse more, and what a container got is in its
 /// options.
 #[test]
@@ -438,7 +523,10 @@ fn limits_from_agent_toml_apply() {
          max_memory = 67108864\ndefault_cpus = 0.5\nmax_cpus = 1.0\n",
     ));
     let e = limited.err(&["create", "--pids-limit", "500", IMAGE, "true"]);
-    assert!(e.contains("pids_limit 500 is above the agent's limit of 100"), "{e}");
+    assert!(
+        e.contains("pids_limit 500 is above the agent's limit of 100"),
+        "{e}"
+    );
     assert!(e.contains("limits.containers.max_pids"), "{e}");
     let e = limited.err(&["create", "--memory", "1g", IMAGE, "true"]);
     assert!(e.contains("above the agent's limit of 67108864"), "{e}");
@@ -454,7 +542,11 @@ fn limits_from_agent_toml_apply() {
     // An invalid [limits] stops the agent from starting with half of it.
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");
-    std::fs::write(&config, "[limits.containers]\ndefault_memory = 2\nmax_memory = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[limits.containers]\ndefault_memory = 2\nmax_memory = 1\n",
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_husk-agent"))
         .args(["--root", dir.path().join("root").to_str().unwrap()])
         .args(["--run-dir", dir.path().join("run").to_str().unwrap()])
@@ -463,7 +555,10 @@ fn limits_from_agent_toml_apply() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("default_memory 2 is above max_memory 1"), "{stderr}");
+    assert!(
+        stderr.contains("default_memory 2 is above max_memory 1"),
+        "{stderr}"
+    );
 }
 
 fn raw_get(m: &Machine, path: &str) -> String {

@@ -59,6 +59,10 @@ pub struct CreateArgs {
     /// All capabilities, no seccomp (if the agent's policy allows it).
     #[arg(long)]
     privileged: bool,
+    /// auto: a user namespace with a range of host ids of its own; host:
+    /// none (the default, unless the agent requires one).
+    #[arg(long, default_value = "host", value_parser = ["auto", "host"])]
+    userns: String,
     /// Replaces the image's entrypoint ("" clears it).
     #[arg(long)]
     entrypoint: Option<String>,
@@ -177,6 +181,7 @@ impl CreateArgs {
         opts.pids_limit = self.pids_limit;
         opts.network = self.network;
         opts.privileged = self.privileged;
+        opts.userns_auto = self.userns == "auto";
         opts.restart = self.restart;
         opts.auto_remove = self.rm;
         opts

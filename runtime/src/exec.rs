@@ -163,7 +163,9 @@ fn child_setup(
             .step(|| "joining the container's cgroup")?;
     }
     set_rlimits(process)?;
-    set_oom_score_adj(process)?;
+    // Before set_user: still the host's root, the owner of this
+    // non-dumpable process's /proc entries.
+    set_oom_score_adj(process, "self")?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();
     let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;

@@ -112,6 +112,12 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
         if let Some(cgroup) = config.cgroup {
             cgroup.add(pid.as_raw_nonzero().get())?;
         }
+        // From here: in a user namespace the init is an unprivileged host
+        // uid, which may not write its own (non-dumpable, so root-owned)
+        // /proc entries. runc sets it from the parent too.
+        if let Some(process) = config.spec.process() {
+            set_oom_score_adj(process, &pid.as_raw_nonzero().get().to_string())?;
+        }
         go.write_all(b"G").step(|| "releasing the container init")
     };
     if let Err(e) = setup() {
@@ -232,7 +238,6 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     rootfs::pivot(&kernel, config.rootfs)?;
     rootfs::finish(&kernel, spec, Path::new("/"))?;
     set_rlimits(process)?;
-    set_oom_score_adj(process)?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();
     let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
@@ -350,7 +355,9 @@ pub(super) fn set_rlimits(process: &Process) -> Result<()> {
 /// `process.oomScoreAdj`, when the spec sets one (runc's rule: absent
 /// means inherited). Before the capabilities go: lowering it needs
 /// CAP_SYS_RESOURCE.
-pub(super) fn set_oom_score_adj(process: &Process) -> Result<()> {
+/// Writes the process's oomScoreAdj to `/proc/<target>/oom_score_adj`
+/// (`target`: a pid, or `self`).
+pub(super) fn set_oom_score_adj(process: &Process, target: &str) -> Result<()> {
     let Some(adj) = process.oom_score_adj() else {
         return Ok(());
     };
@@ -359,7 +366,7 @@ pub(super) fn set_oom_score_adj(process: &Process) -> Result<()> {
             "oomScoreAdj {adj} is outside -1000..=1000"
         )));
     }
-    std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+    std::fs::write(format!("/proc/{target}/oom_score_adj"), adj.to_string())
         .step(|| format!("setting oom_score_adj {adj}"))
 }
 

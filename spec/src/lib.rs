@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Linux, Process, Root, Spec, User};
 
-pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS};
 pub use self::limits::{DEFAULT_PIDS, ResourceLimits};
-pub use self::policy::SecurityPolicy;
+pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS};
+pub use self::policy::{SecurityPolicy, UsernsPolicy};
 pub use self::process::{
     ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, NOFILE_LIMIT, merge_env,
 };
@@ -113,6 +113,13 @@ fn check_policy(opts: &RunOptions, policy: &SecurityPolicy) -> Result<(), SpecEr
         return Err(SpecError::Forbidden(
             "privileged containers are disabled by the agent's configuration \
              (security policy: allow_privileged = false)"
+                .into(),
+        ));
+    }
+    if policy.userns == UsernsPolicy::Required && opts.userns.is_none() {
+        return Err(SpecError::Forbidden(
+            "containers must run in a user namespace on this machine \
+             (security policy: userns = \"required\")"
                 .into(),
         ));
     }

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SecurityPolicy {
+    /// `required` (container-as-a-service hosts): every container runs in
+    /// a user namespace of its own, its root an unprivileged host uid; a
+    /// container that asks for none gets `userns_auto`.
+    pub userns: UsernsPolicy,
     /// Allow `privileged: true` (all capabilities, no seccomp, /sys
     /// writable): root in such a container is root on the machine.
     pub allow_privileged: bool,
@@ -17,10 +21,22 @@ pub struct SecurityPolicy {
     pub allow_host_network: bool,
 }
 
+/// agent.toml `[security] userns`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UsernsPolicy {
+    /// A container runs in a user namespace when it asks (the default).
+    #[default]
+    Optional,
+    /// Every container does.
+    Required,
+}
+
 impl SecurityPolicy {
     /// Everything allowed: a single-tenant machine, or tests.
     pub fn permissive() -> Self {
         Self {
+            userns: UsernsPolicy::Optional,
             allow_privileged: true,
             allow_host_network: true,
         }

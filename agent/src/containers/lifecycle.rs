@@ -102,6 +102,7 @@ impl Manager {
                 upper: paths.upper(),
                 work: paths.work(),
                 target: paths.rootfs(),
+                idmap: slot.snapshot().record.options.userns,
             },
             cgroup: cgroup_dir(&slot.name),
             log: LogConfig {

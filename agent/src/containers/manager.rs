@@ -201,9 +201,27 @@ impl Manager {
     }
 
     fn create_locked(&self, store: &Store, opts: RunOptions) -> Result<Arc<Slot>> {
-        // The record keeps the limits the container really got.
-        let opts = self.0.config.limits.apply(opts)?;
+        // The record keeps the limits and the ids the container really got.
+        let mut opts = self.0.config.limits.apply(opts)?;
         let name = opts.name.clone();
+        if self.0.config.policy.userns == husk_spec::UsernsPolicy::Required && opts.userns.is_none()
+        {
+            opts.userns_auto = true;
+        }
+        if opts.userns_auto {
+            if opts.userns.is_some() {
+                return Err(ManagerError::Invalid(
+                    "userns_auto and an explicit userns mapping exclude each other".into(),
+                ));
+            }
+            // Under the table's lock: two creates never get one range.
+            let taken: Vec<_> = self
+                .table()
+                .values()
+                .filter_map(|slot| slot.snapshot().record.options.userns)
+                .collect();
+            opts.userns = Some(super::userns::allocate(&taken)?);
+        }
         if self.table().contains_key(&name) {
             return Err(ManagerError::Conflict(format!(
                 "the name {name} is already in use by a container"
@@ -244,7 +262,15 @@ impl Manager {
                 .config
                 .layout
                 .containers())?;
-            create_private_dir(&paths.dir)?;
+            // A container in a user namespace has its root as an
+            // unprivileged host uid, which must reach its rootfs below:
+            // search only, no listing (Docker's 0711 on /var/lib/docker).
+            let mode = if record.options.userns.is_some() {
+                0o711
+            } else {
+                0o700
+            };
+            create_private_dir(&paths.dir, mode)?;
             for dir in [
                 paths.upper(),
                 paths.work(),
@@ -436,7 +462,7 @@ fn clamp_rlimits(spec: &mut oci_spec::runtime::Spec) {
     process.set_rlimits(Some(clamped));
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
+fn create_private_dir(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().mode(0o700).create(dir).at(dir)
+    std::fs::DirBuilder::new().mode(mode).create(dir).at(dir)
 }

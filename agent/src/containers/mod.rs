@@ -23,6 +23,7 @@ pub mod shim;
 pub mod stats;
 mod sys;
 pub mod time;
+pub mod userns;
 
 pub use self::error::ManagerError;
 pub use self::info::{ContainerInfo, Status};

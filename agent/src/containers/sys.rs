@@ -63,3 +63,121 @@ pub fn async_fd(
     // the AsyncFd owns it, which is what `register` requires.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
+
+/// A user namespace with `map` (container ids 0..size are host ids from
+/// host_uid / host_gid), as a descriptor: what an idmapped mount takes.
+///
+/// A child unshares a user namespace and waits; the shim writes its maps
+/// and opens `/proc/CHILD/ns/user`, then lets it exit. Only for the
+/// single-threaded shim (it forks).
+pub fn user_namespace(
+    map: &husk_api::containers::UserNamespace,
+) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::OwnedFd;
+    let (ready_read, ready_write) = rustix::pipe::pipe()?;
+    let (done_read, done_write) = rustix::pipe::pipe()?;
+    // SAFETY: the shim is single-threaded here (see above), and the child
+    // only makes async-signal-safe calls (unshare, write, read, _exit) on
+    // descriptors it inherited, then exits without returning.
+    let pid = unsafe { libc::fork() };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        userns_child(&ready_read, &ready_write, &done_read, &done_write);
+    }
+    drop(ready_write);
+    drop(done_read);
+    let result = (|| {
+        let mut buf = [0u8; 1];
+        if rustix::io::read(&ready_read, &mut buf)? != 1 {
+            return Err(io::Error::other("unshare(CLONE_NEWUSER) failed"));
+        }
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("0 {} {}\n", map.host_uid, map.size),
+        )?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("0 {} {}\n", map.host_gid, map.size),
+        )?;
+        Ok(OwnedFd::from(std::fs::File::open(format!(
+            "/proc/{pid}/ns/user"
+        ))?))
+    })();
+    drop(done_write);
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; status is a valid int.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    result
+}
+
+/// The forked child of [`user_namespace`]: unshares, says so, waits for
+/// EOF, exits. Async-signal-safe calls only.
+fn userns_child(
+    ready_read: &std::os::fd::OwnedFd,
+    ready_write: &std::os::fd::OwnedFd,
+    done_read: &std::os::fd::OwnedFd,
+    done_write: &std::os::fd::OwnedFd,
+) -> ! {
+    use std::os::fd::AsRawFd;
+    // The shim's ends: the read below sees EOF only once no process
+    // holds the write end.
+    // SAFETY: close takes a descriptor number this process holds.
+    unsafe { libc::close(done_write.as_raw_fd()) };
+    // SAFETY: as above.
+    unsafe { libc::close(ready_read.as_raw_fd()) };
+    // SAFETY: unshare takes a flag.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER) } != 0 {
+        // SAFETY: _exit never returns and has no preconditions.
+        unsafe { libc::_exit(1) };
+    }
+    let byte = [1u8];
+    // SAFETY: a valid one-byte buffer, on a descriptor this process holds.
+    unsafe { libc::write(ready_write.as_raw_fd(), byte.as_ptr().cast(), 1) };
+    let mut buf = [0u8; 1];
+    // SAFETY: as above; returns at EOF, when the shim is done.
+    unsafe { libc::read(done_read.as_raw_fd(), buf.as_mut_ptr().cast(), 1) };
+    // SAFETY: _exit never returns and has no preconditions.
+    unsafe { libc::_exit(0) }
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, MOUNT_ATTR_IDMAP)`:
+/// makes the detached mount `tree` show its files through `userns`.
+pub fn idmap(
+    tree: std::os::fd::BorrowedFd<'_>,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    // SAFETY: the path is an empty NUL-terminated string, attr a
+    // mount_attr of the size given that outlives the call; both
+    // descriptors are borrowed for it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

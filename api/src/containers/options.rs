@@ -66,6 +66,11 @@ pub struct RunOptions {
     /// host_uid.. / host_gid...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<UserNamespace>,
+    /// `--userns auto`: the agent picks `userns`, a range of 65536 host
+    /// ids no other container has (kept across reboots with the
+    /// container), and the image's files appear owned as in the image.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub userns_auto: bool,
     #[serde(default)]
     pub restart: RestartPolicy,
     /// Remove the container once it exits (`--rm`); excludes a restart
@@ -97,6 +102,7 @@ impl RunOptions {
             network: NetworkMode::default(),
             privileged: false,
             userns: None,
+            userns_auto: false,
             restart: RestartPolicy::default(),
             auto_remove: false,
             labels: BTreeMap::new(),

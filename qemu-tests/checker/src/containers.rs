@@ -75,11 +75,16 @@ pub fn limits(_: &[String]) -> Outcome {
     say("container-limits", "pids: fork refused at pids.max=4");
 
     // What the agent gives a container that asks for nothing.
-    let default = run_container(&rootfs, "pids-default", "cat /sys/fs/cgroup/pids.max", |o| {
-        *o = husk_spec::ResourceLimits::default()
-            .apply(o.clone())
-            .unwrap_or_else(|_| o.clone());
-    })?;
+    let default = run_container(
+        &rootfs,
+        "pids-default",
+        "cat /sys/fs/cgroup/pids.max",
+        |o| {
+            *o = husk_spec::ResourceLimits::default()
+                .apply(o.clone())
+                .unwrap_or_else(|_| o.clone());
+        },
+    )?;
     if default.output.trim() != husk_spec::DEFAULT_PIDS.to_string() {
         return Err(format!(
             "the default pids limit is not {}: {:?}: {}",
@@ -94,7 +99,8 @@ pub fn limits(_: &[String]) -> Outcome {
 
 /// The device filter on the product kernel: with Docker's CAP_MKNOD a
 /// container makes a node for this machine's disk (on /dev, a tmpfs
-/// without nodev) and cannot open it; /dev/null stays usable.
+/// without nodev), or for /dev/kmsg when the machine has no disk, and
+/// cannot open it; /dev/null stays usable.
 fn devices(rootfs: &Path) -> Outcome {
     let mut disks: Vec<String> = fs::read_dir("/sys/dev/block")
         .map_err(|e| format!("/sys/dev/block: {e}"))?
@@ -102,10 +108,15 @@ fn devices(rootfs: &Path) -> Outcome {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     disks.sort();
-    let disk = disks.first().ok_or("no block device to aim at")?;
-    let (major, minor) = disk.split_once(':').ok_or("a block device without MAJ:MIN")?;
+    let (kind, disk) = match disks.first() {
+        Some(disk) => ("b", disk.as_str()),
+        None => ("c", "1:11"),
+    };
+    let (major, minor) = disk
+        .split_once(':')
+        .ok_or("a block device without MAJ:MIN")?;
     let script = format!(
-        "mknod /dev/disk b {major} {minor} && echo made; \
+        "mknod /dev/disk {kind} {major} {minor} && echo made; \
          head -c 1 /dev/disk >/dev/null 2>&1 && echo READ || echo refused; \
          echo x >/dev/null && echo null-ok"
     );

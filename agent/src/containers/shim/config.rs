@@ -46,6 +46,11 @@ pub struct Overlay {
     pub work: PathBuf,
     /// The mount point, `<bundle>/rootfs`.
     pub target: PathBuf,
+    /// The container's user namespace: the layers are mounted idmapped
+    /// through it, so the image's files appear owned as in the image, and
+    /// the writable layer's root belongs to the container's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idmap: Option<husk_api::containers::UserNamespace>,
 }
 
 /// `shim.pid`: the pid with its start time, so a recycled pid is never

@@ -15,6 +15,7 @@
 //! and exits.
 
 mod config;
+mod idmap;
 pub mod overlay;
 mod pump;
 

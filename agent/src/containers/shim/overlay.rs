@@ -52,6 +52,9 @@ pub fn options(overlay: &Overlay) -> io::Result<String> {
 /// relative `lowerdir=` names resolve from it): only for the shim, which
 /// is single-threaded.
 pub fn mount(overlay: &Overlay) -> io::Result<()> {
+    if let Some(map) = &overlay.idmap {
+        return mount(&super::idmap::layers(overlay, map)?);
+    }
     let options = std::ffi::CString::new(options(overlay)?)
         .map_err(|_| io::Error::other("a NUL byte in the overlay options"))?;
     std::env::set_current_dir(&overlay.layers_dir)?;
@@ -84,6 +87,7 @@ mod tests {
             upper: "/var/lib/husk/containers/a/upper".into(),
             work: "/var/lib/husk/containers/a/work".into(),
             target: "/var/lib/husk/containers/a/bundle/rootfs".into(),
+            idmap: None,
         }
     }
 
