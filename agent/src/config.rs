@@ -15,7 +15,7 @@ pub const DEFAULT_PATH: &str = "/etc/husk/agent.toml";
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentConfig {
-    pub api: crate::server::peer::ApiSettings,
+    pub api: crate::server::ApiSettings,
     pub security: SecurityPolicy,
     pub logs: LogSettings,
     pub update: crate::update::UpdateSettings,
@@ -83,6 +83,7 @@ impl AgentConfig {
         if config.logs.max_files == 0 || config.logs.max_size < 4096 {
             return Err("logs: max_files must be at least 1 and max_size at least 4096".into());
         }
+        config.api.validate()?;
         config.update.validate()?;
         config.limits.containers.validate()?;
         Ok(config)

@@ -171,7 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
     let updater = updater(&args, &config, &cmdline);
     let socket = ApiSocket::bind(&args.socket)?
-        .with_peers(config.api.clone())
+        .with_settings(config.api.clone())
         .with_config(ApiConfig {
             data_status: args.data_status.clone(),
             images,
@@ -223,7 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         log::warn!("streams still open after {SHUTDOWN_GRACE:?}: closing them");
     };
     tokio::select! {
-        served = serve => served?,
+        () = serve => {}
         () = grace => {}
     }
     log::info!("stopped");

@@ -1,14 +1,28 @@
 //! Serves the API on a unix socket until asked to stop, to the peers
-//! [`peer`] lets in.
+//! [`peer`] lets in, [`limit`]'s number of them at once, each with a
+//! deadline for its request headers.
+//!
+//! hyper's HTTP/1 connections are driven here rather than by
+//! `axum::serve`, which runs hyper without a timer: without one hyper has
+//! no header deadline, and a client that connects and sends nothing, or
+//! one byte a second, holds its connection forever.
 
+mod limit;
 pub mod peer;
+mod settings;
 
 use std::future::Future;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tokio::net::UnixListener;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{UnixListener, UnixStream};
+
+pub use self::settings::ApiSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -16,8 +30,6 @@ pub enum ServeError {
     Prepare { path: PathBuf, source: io::Error },
     #[error("binding {path}: {source}")]
     Bind { path: PathBuf, source: io::Error },
-    #[error("serving {path}: {source}")]
-    Serve { path: PathBuf, source: io::Error },
 }
 
 /// A bound API socket: bound before readiness is announced, so a client
@@ -26,7 +38,7 @@ pub struct ApiSocket {
     listener: UnixListener,
     path: PathBuf,
     config: crate::api::ApiConfig,
-    peers: peer::ApiSettings,
+    settings: ApiSettings,
 }
 
 impl ApiSocket {
@@ -53,13 +65,14 @@ impl ApiSocket {
             listener,
             path: path.to_owned(),
             config: crate::api::ApiConfig::default(),
-            peers: peer::ApiSettings::default(),
+            settings: ApiSettings::default(),
         })
     }
 
-    /// Who may connect and how many at once (agent.toml `[api]`).
-    pub fn with_peers(mut self, peers: peer::ApiSettings) -> Self {
-        self.peers = peers;
+    /// Who may connect, how many at once, and how long they may take
+    /// over their headers (agent.toml `[api]`).
+    pub fn with_settings(mut self, settings: ApiSettings) -> Self {
+        self.settings = settings;
         self
     }
 
@@ -69,22 +82,64 @@ impl ApiSocket {
         self
     }
 
-    /// Serves until `shutdown` completes, then removes the socket file.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServeError> {
+    /// Serves until `shutdown` completes, then removes the socket file
+    /// and lets the open connections finish their requests (a caller
+    /// bounds that wait: a followed log never ends by itself).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Self {
             listener,
             path,
             config,
-            peers,
+            settings,
         } = self;
-        let listener = peer::PeerCheckedListener::new(listener, peers);
-        let result = axum::serve(listener, crate::api::router_with(&config))
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let mut http = http1::Builder::new();
+        // The deadline runs from a connection's start and again from each
+        // response's end (hyper restarts it when a keep-alive connection
+        // goes idle), over all of the headers, not per read: a client
+        // trickling a byte at a time is cut like a silent one.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout());
+        let router = crate::api::router_with(&config);
+        let mut cap = limit::ConnectionCap::new(settings.max_connections);
+        let mut listener = peer::PeerCheckedListener::new(listener, settings);
+        let connections = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                stream = listener.accept() => stream,
+                () = &mut shutdown => break,
+            };
+            let Some(slot) = cap.admit() else {
+                drop(stream);
+                continue;
+            };
+            spawn_connection(&http, &connections, stream, router.clone(), slot);
+        }
+        // New clients find no socket rather than one nobody accepts on.
+        drop(listener);
         let _ = std::fs::remove_file(&path);
-        result.map_err(|source| ServeError::Serve { path, source })
+        connections.shutdown().await;
     }
+}
+
+/// Serves one connection on its own task, holding `slot` until it ends.
+/// The API has no HTTP upgrades (streams are chunked bodies), so plain
+/// HTTP/1 connections do.
+fn spawn_connection(
+    http: &http1::Builder,
+    connections: &GracefulShutdown,
+    stream: UnixStream,
+    router: axum::Router,
+    slot: limit::Slot,
+) {
+    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    let connection = connections.watch(connection);
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            // A client gone mid-request or past its deadline: its own
+            // business, and a flood of them must not flood the log.
+            log::debug!("API: connection closed: {e}");
+        }
+        drop(slot);
+    });
 }

@@ -2,25 +2,10 @@
 //! kernel credentials (`SO_PEERCRED`), not by the socket file's mode
 //! alone: a socket bind-mounted into a container, or a mode changed by
 //! hand, would otherwise hand the machine to whoever reaches it.
-//!
-//! Not here yet: a cap on connections and a deadline on request headers
-//! (axum's server runs hyper without a timer, so idle connections are
-//! held; a cap without the deadline would let idle ones lock everyone
-//! out).
 
-use std::io;
-
-use serde::Deserialize;
 use tokio::net::{UnixListener, UnixStream};
 
-/// agent.toml `[api]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ApiSettings {
-    /// Users besides root whose processes may use the API (it controls
-    /// the machine: grant it only to operators).
-    pub allow_uids: Vec<u32>,
-}
+use super::ApiSettings;
 
 impl ApiSettings {
     fn allows(&self, uid: u32) -> bool {
@@ -28,7 +13,7 @@ impl ApiSettings {
     }
 }
 
-/// The API socket's listener, as axum serves it: only allowed peers.
+/// The API socket's listener: only allowed peers come out of it.
 pub struct PeerCheckedListener {
     listener: UnixListener,
     settings: ApiSettings,
@@ -38,15 +23,13 @@ impl PeerCheckedListener {
     pub fn new(listener: UnixListener, settings: ApiSettings) -> Self {
         Self { listener, settings }
     }
-}
 
-impl axum::serve::Listener for PeerCheckedListener {
-    type Io = UnixStream;
-    type Addr = tokio::net::unix::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next connection from an allowed peer; the others are closed
+    /// (and logged) on the way. Cancel-safe: no accepted connection is
+    /// held across an await.
+    pub async fn accept(&mut self) -> UnixStream {
         loop {
-            let (stream, addr) = match self.listener.accept().await {
+            let (stream, _) = match self.listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     log::warn!("API: accept: {e}");
@@ -56,7 +39,7 @@ impl axum::serve::Listener for PeerCheckedListener {
                 }
             };
             match stream.peer_cred() {
-                Ok(cred) if self.settings.allows(cred.uid()) => return (stream, addr),
+                Ok(cred) if self.settings.allows(cred.uid()) => return stream,
                 Ok(cred) => log::warn!(
                     "API: refused a connection from uid {} (pid {}): not root nor in [api] allow_uids",
                     cred.uid(),
@@ -65,10 +48,6 @@ impl axum::serve::Listener for PeerCheckedListener {
                 Err(e) => log::warn!("API: refused a connection: its credentials: {e}"),
             }
         }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
     }
 }
 
@@ -80,6 +59,7 @@ mod tests {
     fn root_and_the_listed_uids_only() {
         let settings = ApiSettings {
             allow_uids: vec![1000],
+            ..ApiSettings::default()
         };
         assert!(settings.allows(0) && settings.allows(1000));
         assert!(!settings.allows(65534));

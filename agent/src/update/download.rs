@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use husk_release::hex;
-use sha2::{Digest, Sha256};
 
+use super::hashing::{Digest, HashingWriter};
 use super::repo::UkiTarget;
 use super::{UpdateError, fault};
 
@@ -138,33 +137,24 @@ async fn verify_off_thread(path: &Path, target: &UkiTarget) -> Result<(), Update
         .map_err(|e| UpdateError::Io(format!("verifying the download: {e}")))?
 }
 
-/// The file's length and SHA-256 against the signed ones.
+/// The file's length and SHA-256 against the signed ones. Not the last
+/// check: the ESP copy hashes what it writes ([`super::esp`]), as this
+/// file may change after it returns.
 pub fn verify(path: &Path, target: &UkiTarget) -> Result<(), UpdateError> {
-    let mut file = std::fs::File::open(path)
-        .map_err(|e| UpdateError::Io(format!("{}: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut length = 0u64;
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| UpdateError::Io(format!("{}: {e}", path.display())))?;
-        if n == 0 {
-            break;
-        }
-        length += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-    if length != target.size {
+    let err = |e: std::io::Error| UpdateError::Io(format!("{}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(err)?;
+    let mut hashed = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut hashed).map_err(err)?;
+    let (_, Digest { size, sha256 }) = hashed.finish();
+    if size != target.size {
         return Err(UpdateError::Refused(format!(
-            "{}: {length} bytes, the signed size is {}",
+            "{}: {size} bytes, the signed size is {}",
             target.url, target.size
         )));
     }
-    let digest = hex(&hasher.finalize());
-    if digest != target.sha256 {
+    if sha256 != target.sha256 {
         return Err(UpdateError::Refused(format!(
-            "{}: SHA-256 {digest} does not match the signed {}",
+            "{}: SHA-256 {sha256} does not match the signed {}",
             target.url, target.sha256
         )));
     }

@@ -3,7 +3,8 @@
 //! The OS is one file, the UKI; A/B is two UKIs on the ESP. An update is
 //! checked through TUF ([`repo`]), downloaded onto the data partition
 //! ([`download`]), written to the ESP as `husk-<new>+3.efi` beside the
-//! running version's entry ([`esp`]), and booted. systemd-boot counts the
+//! running version's entry ([`esp`]) if the bytes written are the signed
+//! ones ([`hashing`]), and booted. systemd-boot counts the
 //! tries; the new version's agent judges its own boot ([`assess`]) and
 //! blesses its entry, or reboots and lets the tries run out, after which
 //! systemd-boot boots the previous version, whose agent reports the
@@ -13,6 +14,7 @@ pub mod assess;
 pub mod download;
 pub mod esp;
 pub mod fault;
+pub mod hashing;
 pub mod mount;
 pub mod repo;
 pub mod settings;
@@ -326,19 +328,29 @@ impl Updater {
         }
         // Prune and copy on a blocking thread: vfat fsyncs of a 20 MB
         // file would stall every API request on the agent's one thread.
+        // The copy is checked against the signed digest again, over the
+        // bytes it writes: the download's own check read the file before.
         let version = release.version.clone();
-        let (esp_dir, source) = (esp.clone(), uki.clone());
+        let (esp_dir, source, signed) = (esp.clone(), uki.clone(), target.digest());
         let keep = running.clone();
-        let entry = tokio::task::spawn_blocking(move || {
+        let installed = tokio::task::spawn_blocking(move || {
             let removed = esp_dir.prune(&[keep.as_str()])?;
             if !removed.is_empty() {
                 log::info!("update: removed {} from the ESP", removed.join(", "));
             }
-            esp_dir.install(&version, &source)
+            esp_dir.install(&version, &source, &signed)
         })
         .await
-        .map_err(|e| UpdateError::Io(format!("the ESP task failed: {e}")))?
-        .map_err(io)?;
+        .map_err(|e| UpdateError::Io(format!("the ESP task failed: {e}")))?;
+        let entry = match installed {
+            Ok(entry) => entry,
+            Err(esp::InstallError::Io(e)) => return Err(io(e)),
+            Err(e @ esp::InstallError::NotSigned(_)) => {
+                // Changed since its check: download it again next time.
+                let _ = std::fs::remove_file(&uki);
+                return Err(UpdateError::Refused(format!("{}: {e}", target.url)));
+            }
+        };
         let _ = std::fs::remove_file(&uki);
         let rebooting = self.inner.may_reboot && !request.no_reboot;
         self.update_state(|s| {

@@ -31,6 +31,16 @@ pub struct UkiTarget {
     pub sha256: String,
 }
 
+impl UkiTarget {
+    /// The signed length and digest.
+    pub fn digest(&self) -> super::hashing::Digest {
+        super::hashing::Digest {
+            size: self.size,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
 fn base_url(repository: &str) -> Result<Url, UpdateError> {
     let mut text = repository.to_owned();
     if !text.ends_with('/') {
