@@ -557,10 +557,18 @@ fn host_network_shares_the_namespace_if_allowed() {
     let policy = SecurityPolicy {
         allow_privileged: true,
         allow_host_network: false,
+        ..SecurityPolicy::default()
     };
     let err = build_spec(&busybox(), &host, rootfs.path(), &policy).unwrap_err();
     assert!(matches!(err, SpecError::Forbidden(_)), "{err}");
     assert!(err.to_string().contains("host network"), "{err}");
+    // A policy requiring a user namespace refuses a spec without one.
+    let policy = SecurityPolicy {
+        userns: crate::UsernsPolicy::Required,
+        ..SecurityPolicy::permissive()
+    };
+    let err = build_spec(&busybox(), &opts(), rootfs.path(), &policy).unwrap_err();
+    assert!(err.to_string().contains("userns = \"required\""), "{err}");
 }
 
 #[test]

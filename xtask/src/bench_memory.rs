@@ -1,7 +1,9 @@
 //! `cargo xtask bench memory`: what containers cost in memory on a Husk
 //! machine: the agent's RSS idle, and the extra memory per running
 //! container (the agent's growth plus one shim each) with N idle
-//! containers; plus how long `huskctl run -d` takes through the agent.
+//! containers; plus how long `huskctl run -d` takes through the agent,
+//! and what `--userns auto` (a user namespace with idmapped layers) adds
+//! to it, side by side.
 //!
 //! Runs on this host as root with the release (static) binaries, in a
 //! private mount namespace with cgroup2 mounted (the host's cgroups are
@@ -45,6 +47,9 @@ struct Machine {
 impl Machine {
     fn start(artifacts: &Artifacts, dir: &Path) -> Result<Self> {
         let socket = dir.join("agent.sock");
+        // This host's cgroup2 has no pids controller (v1 hybrid): no
+        // default pids limit, which the runtime could not set.
+        std::fs::write(dir.join("agent.toml"), "[limits.containers]\ndefault_pids = -1\n")?;
         let agent = Command::new(&artifacts.agent)
             .arg("--socket")
             .arg(&socket)
@@ -179,6 +184,41 @@ fn measure(machine: &mut Machine, containers: usize) -> Result<()> {
         "`huskctl run -d` (create + start through the agent): median {:.1} ms, p95 {:.1} ms",
         pick(0.5).as_secs_f64() * 1e3,
         pick(0.95).as_secs_f64() * 1e3
+    );
+    userns_cost(machine, containers.clamp(1, 50))
+}
+
+/// `run -d` with and without `--userns auto`, interleaved, each container
+/// removed at once (the machine stays as it was).
+fn userns_cost(machine: &Machine, runs: usize) -> Result<()> {
+    let mut plain = Vec::with_capacity(runs);
+    let mut userns = Vec::with_capacity(runs);
+    for i in 0..runs {
+        for (auto, samples) in [(false, &mut plain), (true, &mut userns)] {
+            let name = format!("cost-{}{i}", if auto { "u" } else { "p" });
+            let mut args = vec!["run", "-d", "--name", &name];
+            if auto {
+                args.extend(["--userns", "auto"]);
+            }
+            args.extend([IMAGE, "sleep", "1000000"]);
+            let started = Instant::now();
+            machine.huskctl(&args)?;
+            samples.push(started.elapsed());
+            machine.huskctl(&["rm", "-f", &name])?;
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
+    let (plain, userns) = (median(&mut plain), median(&mut userns));
+    println!("`huskctl run -d`, {runs} runs each, interleaved:");
+    println!("| container | median ms | / plain |");
+    println!("|---|---:|---:|");
+    println!("| plain | {plain:.1} | 1.00x |");
+    println!(
+        "| `--userns auto` (own id range, idmapped layers) | {userns:.1} | {:.2}x |",
+        userns / plain
     );
     Ok(())
 }
