@@ -49,7 +49,10 @@ impl Machine {
         let socket = dir.join("agent.sock");
         // This host's cgroup2 has no pids controller (v1 hybrid): no
         // default pids limit, which the runtime could not set.
-        std::fs::write(dir.join("agent.toml"), "[limits.containers]\ndefault_pids = -1\n")?;
+        std::fs::write(
+            dir.join("agent.toml"),
+            "[limits.containers]\ndefault_pids = -1\n",
+        )?;
         let agent = Command::new(&artifacts.agent)
             .arg("--socket")
             .arg(&socket)
