@@ -40,6 +40,9 @@ pub struct CreateArgs {
     cpus: Option<f64>,
     #[arg(long)]
     pids_limit: Option<i64>,
+    /// size=SIZE: the most the writable layer may hold (512m, 10g).
+    #[arg(long, value_name = "size=SIZE", value_parser = parse_storage_opt)]
+    storage_opt: Option<u64>,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
@@ -164,6 +167,16 @@ fn parse_network(text: &str) -> Result<NetworkMode, String> {
     }
 }
 
+/// Docker's `--storage-opt size=SIZE`, the one option Husk knows.
+fn parse_storage_opt(text: &str) -> Result<u64, String> {
+    match text.split_once('=') {
+        Some(("size", size)) => parse_bytes(size),
+        _ => Err(format!(
+            "{text:?}: the storage option Husk takes is size=SIZE"
+        )),
+    }
+}
+
 impl CreateArgs {
     fn options(self) -> RunOptions {
         let mut opts = RunOptions::new(self.name.unwrap_or_default(), self.image);
@@ -179,6 +192,7 @@ impl CreateArgs {
         opts.memory = self.memory;
         opts.cpus = self.cpus;
         opts.pids_limit = self.pids_limit;
+        opts.storage_size = self.storage_opt;
         opts.network = self.network;
         opts.privileged = self.privileged;
         opts.userns_auto = self.userns == "auto";

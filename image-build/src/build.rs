@@ -282,7 +282,11 @@ impl Inputs {
             &format!("a static e2fsck (--e2fsck; apt-get install {E2FSCK_STATIC_PACKAGE})"),
         )?;
 
-        let mut tools = vec![("mke2fs", ext4::PACKAGE), ("debugfs", ext4::PACKAGE)];
+        let mut tools = vec![
+            ("mke2fs", ext4::PACKAGE),
+            ("debugfs", ext4::PACKAGE),
+            ("tune2fs", ext4::PACKAGE),
+        ];
         if config.formats.contains(&Format::Qcow2) {
             tools.push(("qemu-img", qcow2::PACKAGE));
         }

@@ -14,6 +14,13 @@
 //!   numbers and directory layouts would vary) and copy the builder's
 //!   uid/gid; every entry is set to uid/gid 0 and keeps its permission
 //!   bits.
+//!
+//! Project quotas (`quota,project`, the project quota inode) are switched
+//! on by `tune2fs -O quota,project -Q prjquota` once the tree is in:
+//! debugfs writes files without accounting them, and tune2fs counts what
+//! is there when it makes the quota inode, so e2fsck finds the usage
+//! right. The agent caps containers' writable layers with them (ext4
+//! project quotas, as Docker's `--storage-opt size=` on overlay2/xfs).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -234,6 +241,7 @@ pub fn build(spec: &Ext4Spec, out: &Path) -> Result<(), Ext4Error> {
     }
     let mke2fs = crate::tools::find("mke2fs").ok_or(Ext4Error::Missing { tool: "mke2fs" })?;
     let debugfs = crate::tools::find("debugfs").ok_or(Ext4Error::Missing { tool: "debugfs" })?;
+    let tune2fs = crate::tools::find("tune2fs").ok_or(Ext4Error::Missing { tool: "tune2fs" })?;
 
     let with_suffix = |suffix: &str| {
         let mut name = out.as_os_str().to_owned();
@@ -276,6 +284,12 @@ pub fn build(spec: &Ext4Spec, out: &Path) -> Result<(), Ext4Error> {
                 .arg(&tmp);
             run("debugfs", command, Some(&script))?;
         }
+        let mut command = Command::new(&tune2fs);
+        command
+            .env("E2FSPROGS_FAKE_TIME", &fake_time)
+            .args(["-O", "quota,project", "-Q", "prjquota"])
+            .arg(&tmp);
+        run("tune2fs", command, None)?;
         fs::rename(&tmp, out).map_err(write_err(out))
     })();
     let _ = fs::remove_file(&conf);
@@ -341,6 +355,10 @@ mod tests {
         assert!(ok, "{fsck}");
         let (ok, header) = tool("dumpe2fs", &["-h"], &image);
         assert!(ok, "{header}");
+        // Project quotas, for the writable layers' caps.
+        assert!(header.contains(" quota "), "{header}");
+        assert!(header.contains(" project"), "{header}");
+        assert!(header.contains("Project quota inode:"), "{header}");
         assert!(
             header.contains("Filesystem volume name:   husk-data"),
             "{header}"

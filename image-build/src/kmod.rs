@@ -38,6 +38,9 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "efivarfs",
     // config drives (NoCloud's cidata is usually an ISO 9660 image)
     "isofs",
+    // the data partition's project quotas (ext4's quota feature needs the
+    // v2 quota format; init loads it before mounting)
+    "quota_v2",
     // ext4's metadata checksums: the generic crc32c is built in; the
     // SSE4.2 one is 10x faster, and coldplug loads it through the CPU's
     // modalias where the CPU has the instruction.
@@ -251,6 +254,8 @@ mod tests {
             .map(|m| module_name_of(&m.relative_path))
             .collect();
         for needed in [
+            "quota_v2",
+            "quota_tree",
             "virtio_pci",
             "virtio_net",
             "virtio_blk",

@@ -77,7 +77,12 @@ pub fn run() -> ! {
     if let Err(e) = sys::set_hostname(&config.hostname) {
         log::warn!("hostname {}: {e}", config.hostname);
     }
-    modules::coldplug(&config.modules);
+    // quota_v2 whatever init.toml says: the data partition husk-image
+    // makes has ext4's quota feature, which the kernel cannot mount
+    // without its quota format, and there is no modprobe to fetch it.
+    let mut always = config.modules.clone();
+    always.push("quota_v2".into());
+    modules::coldplug(&always);
     // After coldplug (the efivarfs module).
     let efi = boot_count::mount_efivarfs();
     let trial = if efi {

@@ -26,6 +26,10 @@ const UNLIMITED: i64 = -1;
 /// max_memory = 8589934592
 /// default_cpus = 1.0
 /// max_cpus = 4.0
+/// default_storage = 10737418240   # a writable layer's size
+/// max_storage = 107374182400
+/// storage_reserve = 1073741824    # kept free on the data partition
+///                                 # (default: 10% of it, at most 1 GiB)
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -40,6 +44,14 @@ pub struct ResourceLimits {
     /// CPUs (`--cpus`) of a container that asks none.
     pub default_cpus: Option<f64>,
     pub max_cpus: Option<f64>,
+    /// `storage_size` in bytes of a container that asks none (none: it
+    /// shares what the data partition has left beyond the reserve).
+    pub default_storage: Option<u64>,
+    pub max_storage: Option<u64>,
+    /// What containers' writable layers, all together, leave free on the
+    /// data partition for the images, the logs and an update; none: 10%
+    /// of the partition, at most 1 GiB.
+    pub storage_reserve: Option<u64>,
 }
 
 impl Default for ResourceLimits {
@@ -51,6 +63,9 @@ impl Default for ResourceLimits {
             max_memory: None,
             default_cpus: None,
             max_cpus: None,
+            default_storage: None,
+            max_storage: None,
+            storage_reserve: None,
         }
     }
 }
@@ -90,6 +105,7 @@ impl ResourceLimits {
         check(self.default_pids, self.max_pids, "pids")?;
         check(self.default_memory, self.max_memory, "memory")?;
         check(self.default_cpus, self.max_cpus, "cpus")?;
+        check(self.default_storage, self.max_storage, "storage")?;
         if self.default_pids.is_some_and(|p| p < 1 && p != UNLIMITED)
             || self.max_pids.is_some_and(|p| p < 1)
         {
@@ -123,6 +139,13 @@ impl ResourceLimits {
             self.max_cpus,
             "cpus",
             "max_cpus",
+        )?;
+        opts.storage_size = bound(
+            opts.storage_size,
+            self.default_storage,
+            self.max_storage,
+            "storage_size",
+            "max_storage",
         )?;
         Ok(opts)
     }
@@ -158,6 +181,7 @@ mod tests {
             max_memory: Some(1 << 30),
             default_cpus: Some(0.5),
             max_cpus: Some(2.0),
+            ..Default::default()
         };
         limits.validate().unwrap();
         let applied = limits.apply(opts()).unwrap();

@@ -34,6 +34,7 @@ impl Manager {
             s.record.manually_stopped = false;
             s.record.restart_count = 0;
         });
+        self.rebalance_storage();
         let started = self.spawn_shim(&slot).await;
         drop(guard);
         started.map(|()| slot.info())
@@ -377,6 +378,7 @@ impl Manager {
             s.removed = true;
         });
         self.table().remove(name);
+        self.rebalance_storage();
         // The record first: a crash halfway leaves no container that
         // points at missing files, only files without a record.
         for path in [

@@ -70,6 +70,8 @@ pub(super) struct Inner {
     pub config: ManagerConfig,
     pub images: ImageStore,
     pub table: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// The writable layers' quotas.
+    pub storage: super::storage::Storage,
 }
 
 /// One container in the table.
@@ -129,11 +131,38 @@ impl Slot {
 
 impl Manager {
     pub fn new(config: ManagerConfig, images: ImageStore) -> Self {
+        let containers = config.layout.containers();
+        if let Err(e) = std::fs::create_dir_all(&containers) {
+            log::error!("creating {}: {e}", containers.display());
+        }
+        let storage = super::storage::Storage::probe(&containers, config.limits.storage_reserve);
         Self(Arc::new(Inner {
             config,
             images,
             table: Mutex::new(BTreeMap::new()),
+            storage,
         }))
+    }
+
+    /// (project, size) of every container with a writable-layer size.
+    pub(super) fn sized_layers(&self) -> Vec<(u32, u64)> {
+        self.table()
+            .values()
+            .filter_map(|slot| {
+                let size = slot.snapshot().record.options.storage_size?;
+                Some((
+                    super::storage::Storage::project_of(&slot.paths.upper())?,
+                    size,
+                ))
+            })
+            .collect()
+    }
+
+    /// The shared writable-layer quota, from the partition's state now.
+    pub(super) fn rebalance_storage(&self) {
+        if let Err(e) = self.0.storage.rebalance(&self.sized_layers()) {
+            log::warn!("writable layers: {e}");
+        }
     }
 
     pub fn config(&self) -> &ManagerConfig {
@@ -280,6 +309,12 @@ impl Manager {
             ] {
                 std::fs::create_dir_all(&dir).at(&dir)?;
             }
+            self.0.storage.assign(
+                &paths.upper(),
+                &paths.work(),
+                record.options.storage_size,
+                &self.sized_layers(),
+            )?;
             let config = paths.bundle().join("config.json");
             let json = serde_json::to_vec_pretty(&spec).map_err(std::io::Error::other);
             json.and_then(|json| husk_common::atomic::write_atomic(&config, &json, 0o600))
@@ -291,6 +326,7 @@ impl Manager {
             return Err(e);
         }
         let slot = self.insert(paths, record, Status::Created);
+        self.rebalance_storage();
         Ok(slot)
     }
 
@@ -353,6 +389,7 @@ impl Manager {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
+        let _rebalance = RebalanceOnDrop(self);
         for name in names {
             let paths = self.0.config.layout.container(&name);
             let record = match ContainerRecord::load(&paths.record()) {
@@ -460,6 +497,16 @@ fn clamp_rlimits(spec: &mut oci_spec::runtime::Spec) {
         })
         .collect();
     process.set_rlimits(Some(clamped));
+}
+
+/// Recomputes the shared writable-layer quota once the containers on
+/// disk are all back in the table, whichever way `restore` returns.
+struct RebalanceOnDrop<'a>(&'a Manager);
+
+impl Drop for RebalanceOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.rebalance_storage();
+    }
 }
 
 fn create_private_dir(dir: &Path, mode: u32) -> Result<()> {

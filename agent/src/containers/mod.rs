@@ -21,6 +21,7 @@ pub mod record;
 pub mod restart;
 pub mod shim;
 pub mod stats;
+pub mod storage;
 mod sys;
 pub mod time;
 pub mod userns;

@@ -181,3 +181,104 @@ pub fn idmap(
     }
     Ok(())
 }
+
+/// `struct fsxattr` (linux/fs.h).
+#[repr(C)]
+#[derive(Default)]
+struct FsXattr {
+    xflags: u32,
+    extsize: u32,
+    nextents: u32,
+    projid: u32,
+    cowextsize: u32,
+    pad: [u8; 8],
+}
+
+const FS_XFLAG_PROJINHERIT: u32 = 0x200;
+/// `_IOR('X', 31, struct fsxattr)` and `_IOW('X', 32, struct fsxattr)`.
+const FS_IOC_FSGETXATTR: libc::c_ulong = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::c_ulong = 0x401c_5820;
+
+/// Puts the directory `dir` in project `projid`, inherited by everything
+/// made in it later (FS_XFLAG_PROJINHERIT).
+pub fn set_project(dir: std::os::fd::BorrowedFd<'_>, projid: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut attr = FsXattr::default();
+    // SAFETY: FS_IOC_FSGETXATTR writes one fsxattr into `attr`, which is
+    // one and lives across the call; the descriptor is borrowed for it.
+    if unsafe {
+        libc::ioctl(
+            dir.as_raw_fd(),
+            FS_IOC_FSGETXATTR,
+            &mut attr as *mut FsXattr,
+        )
+    } == -1
+    {
+        return Err(io::Error::last_os_error());
+    }
+    attr.projid = projid;
+    attr.xflags |= FS_XFLAG_PROJINHERIT;
+    // SAFETY: FS_IOC_FSSETXATTR reads one fsxattr from `attr`.
+    if unsafe { libc::ioctl(dir.as_raw_fd(), FS_IOC_FSSETXATTR, &attr as *const FsXattr) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `struct if_dqblk` (linux/quota.h); space in bytes, limits in 1 KiB
+/// blocks.
+#[repr(C)]
+#[derive(Default)]
+pub struct DqBlk {
+    pub bhardlimit: u64,
+    pub bsoftlimit: u64,
+    pub curspace: u64,
+    pub ihardlimit: u64,
+    pub isoftlimit: u64,
+    pub curinodes: u64,
+    pub btime: u64,
+    pub itime: u64,
+    pub valid: u32,
+}
+
+const PRJQUOTA: u32 = 2;
+const Q_GETQUOTA: u32 = 0x80_0007;
+const Q_SETQUOTA: u32 = 0x80_0008;
+pub const QIF_BLIMITS: u32 = 1;
+
+fn quotactl(fs: std::os::fd::BorrowedFd<'_>, cmd: u32, id: u32, dq: *mut DqBlk) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // QCMD(cmd, PRJQUOTA).
+    let command = (cmd << 8) | PRJQUOTA;
+    // SAFETY: quotactl_fd reads (SETQUOTA) or writes (GETQUOTA) one
+    // if_dqblk at `dq`, which the callers pass from a live DqBlk; the
+    // descriptor is borrowed for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_quotactl_fd, fs.as_raw_fd(), command, id, dq) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A project's usage and limits on the filesystem of `fs`.
+pub fn project_quota(fs: std::os::fd::BorrowedFd<'_>, projid: u32) -> io::Result<DqBlk> {
+    let mut dq = DqBlk::default();
+    quotactl(fs, Q_GETQUOTA, projid, &mut dq)?;
+    Ok(dq)
+}
+
+/// Sets a project's hard limit on space (`bytes`, rounded up to KiB; 0:
+/// none).
+pub fn set_project_limit(
+    fs: std::os::fd::BorrowedFd<'_>,
+    projid: u32,
+    bytes: u64,
+) -> io::Result<()> {
+    let mut dq = DqBlk {
+        bhardlimit: bytes.div_ceil(1024),
+        bsoftlimit: 0,
+        valid: QIF_BLIMITS,
+        ..Default::default()
+    };
+    quotactl(fs, Q_SETQUOTA, projid, &mut dq)
+}

@@ -52,6 +52,10 @@ pub struct RunOptions {
     /// Maximum number of tasks (`pids.max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
+    /// The most the container's writable layer may hold, in bytes
+    /// (`--storage-opt size=`; ext4 project quotas on the data partition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_size: Option<u64>,
     /// Relative I/O weight, 10 to 1000 as Docker's `--blkio-weight`
     /// (the runtime scales it to cgroup v2's io.weight as runc does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,6 +102,7 @@ impl RunOptions {
             memory: None,
             cpus: None,
             pids_limit: None,
+            storage_size: None,
             io_weight: None,
             network: NetworkMode::default(),
             privileged: false,

@@ -1,6 +1,8 @@
-//! The two numbers of an ext4 superblock that growing needs: the block
-//! size and the block count (the kernel's statfs leaves out overhead, so
-//! it cannot tell whether the filesystem already fills its partition).
+//! What init needs of an ext4 superblock: the block size and the block
+//! count for growing (the kernel's statfs leaves out overhead, so it
+//! cannot tell whether the filesystem already fills its partition), and
+//! whether it has project quotas (then it is mounted `prjquota`, which
+//! enforces the limits the agent sets on writable layers).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -11,11 +13,15 @@ const OFFSET: u64 = 1024;
 const LEN: usize = 1024;
 const MAGIC: u16 = 0xef53;
 const INCOMPAT_64BIT: u32 = 0x80;
+const RO_COMPAT_QUOTA: u32 = 0x100;
+const RO_COMPAT_PROJECT: u32 = 0x2000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Superblock {
     pub block_size: u64,
     pub blocks: u64,
+    /// The quota and project features, with a project quota inode.
+    pub project_quota: bool,
 }
 
 impl Superblock {
@@ -46,9 +52,13 @@ pub fn parse(sb: &[u8]) -> Result<Superblock, &'static str> {
     } else {
         0
     };
+    let ro_compat = u32::from_le_bytes(le(sb, 0x64));
+    let features = RO_COMPAT_QUOTA | RO_COMPAT_PROJECT;
+    let project_inode = u32::from_le_bytes(le(sb, 0x26c));
     Ok(Superblock {
         block_size: 1024 << log,
         blocks: hi << 32 | lo,
+        project_quota: ro_compat & features == features && project_inode != 0,
     })
 }
 
@@ -78,6 +88,11 @@ mod tests {
         assert_eq!(parsed.blocks, 262_144);
         sb[0x60..0x64].copy_from_slice(&INCOMPAT_64BIT.to_le_bytes());
         assert_eq!(parse(&sb).unwrap().blocks, (1 << 32) + 262_144);
+        assert!(!parse(&sb).unwrap().project_quota);
+        sb[0x64..0x68].copy_from_slice(&(RO_COMPAT_QUOTA | RO_COMPAT_PROJECT).to_le_bytes());
+        assert!(!parse(&sb).unwrap().project_quota, "no quota inode");
+        sb[0x26c..0x270].copy_from_slice(&12u32.to_le_bytes());
+        assert!(parse(&sb).unwrap().project_quota);
         assert!(parse(&[0u8; LEN]).is_err());
         assert!(parse(&[]).is_err());
     }
@@ -106,9 +121,19 @@ mod tests {
             sb,
             Superblock {
                 block_size: 4096,
-                blocks: 16384
+                blocks: 16384,
+                project_quota: false,
             }
         );
         assert_eq!(sb.bytes(), 64 << 20);
+        let ok = std::process::Command::new("tune2fs")
+            .args(["-O", "quota,project", "-Q", "prjquota"])
+            .arg(&img)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok);
+        assert!(read(&img).unwrap().project_quota);
     }
 }

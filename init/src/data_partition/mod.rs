@@ -183,16 +183,24 @@ fn bring_up(part: &find::Partition) -> DataPartition {
             return status;
         }
     };
-    if let Err(e) = sys::mount_fs(&device, paths::STATE_DIR, "ext4", DATA_FLAGS, None) {
+    // Project quotas enforced where the filesystem has them (husk-image
+    // makes them); an older data partition mounts without.
+    let options = sb.project_quota.then_some(c"prjquota");
+    if let Err(e) = sys::mount_fs(&device, paths::STATE_DIR, "ext4", DATA_FLAGS, options) {
         status.error = Some(format!("mount ext4 on {}: {e}", paths::STATE_DIR));
         return status;
     }
     status.state = DataState::Mounted;
     status.size_bytes = sb.bytes();
     log::info!(
-        "data: mounted {device} at {} ({} MiB)",
+        "data: mounted {device} at {} ({} MiB{})",
         paths::STATE_DIR,
-        mib(sb.bytes())
+        mib(sb.bytes()),
+        if sb.project_quota {
+            ", project quotas"
+        } else {
+            ""
+        }
     );
 
     // 4. The filesystem, online, to the partition's (possibly new) size.

@@ -4,7 +4,8 @@
 //! (restart=no), check the limits reached the cgroup and exec works.
 //! Second boot (a marker on the data partition says which boot this is):
 //! `web` is running again, `once` is not, and the logs of both runs of
-//! `web` are there.
+//! `web` are there. On the first boot also: the data partition enforces
+//! project quotas, and a container's `--storage-opt size=` holds.
 
 use std::fs;
 use std::path::Path;
@@ -64,6 +65,7 @@ fn first_boot() -> Outcome {
     ])?;
     check_limits()?;
     check_oom_scores()?;
+    check_storage_quota()?;
     let cmdline = huskctl(&["exec", "web", "cat", "/proc/1/cmdline"])?;
     if !cmdline.starts_with("sleep") {
         return Err(format!("exec sees /proc/1/cmdline = {cmdline:?}"));
@@ -101,6 +103,64 @@ fn second_boot() -> Outcome {
     }
     say(SCENARIO, "boot 2: web is back, once is not");
     Ok(())
+}
+
+/// husk-image's data partition is mounted with project quotas (init
+/// loaded quota_v2 and saw the feature), a sized writable layer stops at
+/// its size, and an unsized one writes on.
+fn check_storage_quota() -> Outcome {
+    let mounts = fs::read_to_string("/proc/mounts").map_err(|e| format!("/proc/mounts: {e}"))?;
+    let data = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some("/var/lib/husk"))
+        .ok_or("/var/lib/husk is not mounted")?;
+    if !data.contains("prjquota") {
+        return Err(format!("the data partition has no project quotas: {data}"));
+    }
+    let fill = "/bin/busybox head -c 33554432 /dev/zero > /fill; echo status $?; \
+                /bin/busybox stat -c %s /fill";
+    let sized = huskctl_output(&[
+        "run",
+        "--rm",
+        "--storage-opt",
+        "size=8m",
+        IMAGE,
+        "sh",
+        "-c",
+        fill,
+    ])?;
+    let written = |out: &str| {
+        out.lines()
+            .last()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    };
+    if !sized.contains("status 1") || written(&sized) > 8 << 20 {
+        return Err(format!("a writable layer of 8 MiB took more: {sized}"));
+    }
+    let shared = huskctl_output(&["run", "--rm", IMAGE, "sh", "-c", fill])?;
+    if !shared.contains("status 0") || written(&shared) != 32 << 20 {
+        return Err(format!("an unsized writable layer was stopped: {shared}"));
+    }
+    say(
+        SCENARIO,
+        "storage: prjquota; 8 MiB layer stopped at its size, unsized wrote 32 MiB",
+    );
+    Ok(())
+}
+
+/// huskctl's stdout and stderr whatever its status (a container that
+/// fails on purpose).
+fn huskctl_output(args: &[&str]) -> Result<String, String> {
+    let out = Command::new(HUSKCTL)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    ))
 }
 
 /// The limits reached web's cgroup.
