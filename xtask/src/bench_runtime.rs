@@ -15,7 +15,10 @@
 //! re-executes from a sealed memfd copy of itself before each container
 //! (see the runtime's `sealed_exe`); and from a read-only bind mount of
 //! it, as on Husk's read-only root, where it needs no copy. The
-//! difference is what the copy costs each start.
+//! difference is what the copy costs each start. Husk and crun run a
+//! second bundle too, the same in a user namespace of its own (container
+//! root = host uid 100000, as `--userns auto` gives): what a user
+//! namespace adds to a start.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -28,6 +31,8 @@ const WARM_UP: usize = 10;
 
 struct Runtime {
     name: &'static str,
+    /// Runs the user-namespace bundle.
+    userns: bool,
     /// The command line before `run --bundle B ID`.
     argv: Vec<String>,
     /// Per run, in milliseconds.
@@ -43,7 +48,8 @@ pub fn run(runs: usize) -> Result<()> {
     let dir = husk_binaries::workspace_root().join("target/husk/bench-runtime");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let bundle = make_bundle(&dir)?;
+    let bundle = make_bundle(&dir, "bundle", false)?;
+    let userns_bundle = make_bundle(&dir, "bundle-userns", true)?;
     let state = dir.join("state");
     let agent = artifacts.agent.to_string_lossy().into_owned();
     let read_only_agent = read_only_copy(&artifacts.agent, &dir.join("ro"))?;
@@ -57,6 +63,7 @@ pub fn run(runs: usize) -> Result<()> {
                 state.join("husk").to_string_lossy().into_owned(),
             ],
             samples: Vec::new(),
+            userns: false,
         },
         Runtime {
             name: "husk, read-only mount",
@@ -67,6 +74,7 @@ pub fn run(runs: usize) -> Result<()> {
                 state.join("husk-ro").to_string_lossy().into_owned(),
             ],
             samples: Vec::new(),
+            userns: false,
         },
         Runtime {
             name: "crun",
@@ -77,6 +85,7 @@ pub fn run(runs: usize) -> Result<()> {
                 state.join("crun").to_string_lossy().into_owned(),
             ],
             samples: Vec::new(),
+            userns: false,
         },
         Runtime {
             name: "runc",
@@ -86,8 +95,21 @@ pub fn run(runs: usize) -> Result<()> {
                 state.join("runc").to_string_lossy().into_owned(),
             ],
             samples: Vec::new(),
+            userns: false,
         },
     ];
+    for (name, of) in [("husk, userns", 0), ("crun, userns", 2)] {
+        let mut argv = runtimes[of].argv.clone();
+        if let Some(root) = argv.last_mut() {
+            root.push_str("-userns");
+        }
+        runtimes.push(Runtime {
+            name,
+            argv,
+            samples: Vec::new(),
+            userns: true,
+        });
+    }
     for runtime in &runtimes {
         let version = Command::new(&runtime.argv[0]).arg("--version").output();
         let version = version
@@ -100,7 +122,8 @@ pub fn run(runs: usize) -> Result<()> {
     for i in 0..WARM_UP + runs {
         // Round-robin: a slow moment of the machine hits all three alike.
         for runtime in &mut runtimes {
-            let elapsed = run_once(runtime, &bundle, &format!("b{i}"))?;
+            let b = if runtime.userns { &userns_bundle } else { &bundle };
+            let elapsed = run_once(runtime, b, &format!("b{i}"))?;
             if i >= WARM_UP {
                 runtime.samples.push(elapsed.as_secs_f64() * 1000.0);
             }
@@ -151,8 +174,8 @@ fn run_once(runtime: &Runtime, bundle: &Path, id: &str) -> Result<Duration> {
 }
 
 /// `runc spec`'s config with /bin/true, and a busybox rootfs.
-fn make_bundle(dir: &Path) -> Result<std::path::PathBuf> {
-    let bundle = dir.join("bundle");
+fn make_bundle(dir: &Path, name: &str, userns: bool) -> Result<std::path::PathBuf> {
+    let bundle = dir.join(name);
     let bin = bundle.join("rootfs/bin");
     std::fs::create_dir_all(&bin)?;
     for d in ["proc", "sys", "dev", "tmp", "etc"] {
@@ -175,6 +198,14 @@ fn make_bundle(dir: &Path) -> Result<std::path::PathBuf> {
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
     config["process"]["terminal"] = false.into();
     config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    if userns {
+        let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        config["linux"]["uidMappings"] = map.clone();
+        config["linux"]["gidMappings"] = map;
+        if let Some(namespaces) = config["linux"]["namespaces"].as_array_mut() {
+            namespaces.push(serde_json::json!({"type": "user"}));
+        }
+    }
     std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
     Ok(bundle)
 }
@@ -194,7 +225,7 @@ fn print_table(runtimes: &mut [Runtime], runs: usize) {
         .collect();
     let husk_median = stats[0].0;
     println!();
-    println!("`/bin/true` start to exit, one bundle, {runs} runs each, interleaved:");
+    println!("`/bin/true` start to exit, {runs} runs each, interleaved (userns: the same bundle in a user namespace):");
     println!("| runtime | median ms | p95 ms | min ms | median / husk |");
     println!("|---|---:|---:|---:|---:|");
     for (runtime, (median, p95, min)) in runtimes.iter().zip(&stats) {
