@@ -122,7 +122,11 @@ pub fn run(runs: usize) -> Result<()> {
     for i in 0..WARM_UP + runs {
         // Round-robin: a slow moment of the machine hits all three alike.
         for runtime in &mut runtimes {
-            let b = if runtime.userns { &userns_bundle } else { &bundle };
+            let b = if runtime.userns {
+                &userns_bundle
+            } else {
+                &bundle
+            };
             let elapsed = run_once(runtime, b, &format!("b{i}"))?;
             if i >= WARM_UP {
                 runtime.samples.push(elapsed.as_secs_f64() * 1000.0);
@@ -225,7 +229,9 @@ fn print_table(runtimes: &mut [Runtime], runs: usize) {
         .collect();
     let husk_median = stats[0].0;
     println!();
-    println!("`/bin/true` start to exit, {runs} runs each, interleaved (userns: the same bundle in a user namespace):");
+    println!(
+        "`/bin/true` start to exit, {runs} runs each, interleaved (userns: the same bundle in a user namespace):"
+    );
     println!("| runtime | median ms | p95 ms | min ms | median / husk |");
     println!("|---|---:|---:|---:|---:|");
     for (runtime, (median, p95, min)) in runtimes.iter().zip(&stats) {
