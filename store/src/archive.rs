@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::blobs::{BlobWriter, StagedBlob};
-use super::compression::decompress;
+use super::limits::{Limits, open_layer};
 use super::digest::Digest;
 use super::error::{IoContext, Result, StoreError};
 
@@ -57,13 +57,16 @@ fn resolve_link(link: &str, target: &str) -> String {
 }
 
 /// Copies every regular file of `archive` into `staging`.
-pub fn stage(archive: &Path, staging: &Path) -> Result<Staged> {
+/// The archive's stream counts against `limits` as a layer's does (its
+/// uncompressed size, its compression ratio): a `.tar.gz` bomb is refused
+/// while it is staged, not after it has filled the disk.
+pub fn stage(archive: &Path, staging: &Path, limits: Limits) -> Result<Staged> {
     let bad = |e: io::Error| StoreError::NotAnArchive {
         archive: archive.into(),
         reason: e.to_string(),
     };
     let file = File::open(archive).at(archive)?;
-    let mut tar = tar::Archive::new(decompress(file).map_err(bad)?);
+    let mut tar = tar::Archive::new(open_layer(file, limits).map_err(bad)?);
     let mut staged = Staged {
         archive: archive.into(),
         names: HashMap::new(),

@@ -34,7 +34,7 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
         .prefix("import-")
         .tempdir_in(&tmp)
         .at(&tmp)?;
-    let staged = archive::stage(archive_path, staging.path())?;
+    let staged = archive::stage(archive_path, staging.path(), store.options.limits)?;
     let found = layout::find_images(&staged)?;
 
     let mut plans = Vec::new();

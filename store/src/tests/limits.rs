@@ -493,3 +493,24 @@ fn too_long_paths_and_names_are_refused() {
         "{err}"
     );
 }
+
+/// `image load` of a `.tar.gz` archive that is itself a bomb: refused
+/// while it is staged (its stream counts as a layer's), and the store is
+/// unchanged.
+#[test]
+fn a_compressed_archive_bomb_is_refused_while_staged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let mut store = Store::open(&root).unwrap();
+    let (images, files) = (store.list(), listing(&root));
+    // A tar of one 4 GiB file of zeros, gzipped by repeating one member.
+    let (_, archive) = bomb(Compress::Gzip, 4 * GIB);
+    let path = write_archive(dir.path(), "bomb.tar.gz", &archive);
+    let start = Instant::now();
+    let err = store.import(&path).expect_err("the archive must be refused");
+    println!("refused in {:?}: {err}", start.elapsed());
+    assert!(err.to_string().contains("decompression bomb"), "{err}");
+    assert!(err.to_string().contains("bomb.tar.gz"), "{err}");
+    assert_eq!(store.list(), images);
+    assert_eq!(listing(&root), files, "nothing staged is left");
+}
