@@ -190,11 +190,23 @@ fn a_dynamic_init_beside_husk_image_is_refused() {
     fs::create_dir(&release).unwrap();
     fs::copy(env!("CARGO_BIN_EXE_husk-image"), release.join("husk-image")).unwrap();
     fs::copy("/bin/true", release.join("husk-init")).unwrap();
-    let output = Command::new(release.join("husk-image"))
-        .args(["build", "--out", "out"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
+    // A freshly copied binary can be "busy" for a moment: another test's
+    // fork may still hold the copy's write descriptor until it execs.
+    let output = (0..50)
+        .find_map(|_| {
+            match Command::new(release.join("husk-image"))
+                .args(["build", "--out", "out"])
+                .current_dir(dir.path())
+                .output()
+            {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap()),
+            }
+        })
+        .expect("husk-image stayed busy");
     let err = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{err}");
     assert!(
