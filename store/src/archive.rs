@@ -11,9 +11,9 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::blobs::{BlobWriter, StagedBlob};
-use super::limits::{Limits, open_layer};
 use super::digest::Digest;
 use super::error::{IoContext, Result, StoreError};
+use super::limits::{Limits, open_layer};
 
 /// An archive's files, staged.
 pub struct Staged {

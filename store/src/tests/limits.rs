@@ -507,7 +507,9 @@ fn a_compressed_archive_bomb_is_refused_while_staged() {
     let (_, archive) = bomb(Compress::Gzip, 4 * GIB);
     let path = write_archive(dir.path(), "bomb.tar.gz", &archive);
     let start = Instant::now();
-    let err = store.import(&path).expect_err("the archive must be refused");
+    let err = store
+        .import(&path)
+        .expect_err("the archive must be refused");
     println!("refused in {:?}: {err}", start.elapsed());
     assert!(err.to_string().contains("decompression bomb"), "{err}");
     assert!(err.to_string().contains("bomb.tar.gz"), "{err}");

@@ -3,7 +3,9 @@
 //! uid 0 appears owned by the container's root (host uid `host_uid`) and
 //! so as root inside. The layers on disk stay as the store unpacked them,
 //! shared by every container whatever its range. The mounts live in the
-//! shim's private mount namespace, and go with it.
+//! shim's private mount namespace, and go with it. Where the kernel or
+//! the layers' filesystem cannot idmap a mount, the layer is copied with
+//! its ids shifted instead ([`super::chowned`]), once per container.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -26,22 +28,34 @@ pub fn layers(overlay: &Overlay, map: &UserNamespace) -> io::Result<Overlay> {
         .parent()
         .ok_or_else(|| io::Error::other("the overlay's mount point has no parent"))?;
     let dir = bundle.join("layers");
+    let copies = overlay
+        .upper
+        .parent()
+        .ok_or_else(|| io::Error::other("the writable layer has no parent"))?
+        .join("layers-userns");
     let mut lower = Vec::with_capacity(overlay.lower.len());
     for (i, layer) in overlay.lower.iter().enumerate() {
         let source = overlay.layers_dir.join(layer);
+        let name = PathBuf::from(i.to_string());
         let tree = rustix::mount::open_tree(
             rustix::fs::CWD,
             &source,
             OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
         )
         .map_err(|e| io::Error::other(format!("open_tree {}: {e}", source.display())))?;
-        sys::idmap(tree.as_fd(), userns.as_fd()).map_err(|e| {
-            io::Error::other(format!(
-                "idmapping layer {} (this kernel or filesystem cannot idmap mounts): {e}",
+        if let Err(e) = sys::idmap(tree.as_fd(), userns.as_fd()) {
+            log::warn!(
+                "cannot idmap layer {} ({e}): using a copy with shifted ids",
                 source.display()
-            ))
-        })?;
-        let name = PathBuf::from(i.to_string());
+            );
+            std::fs::create_dir_all(&copies)?;
+            let copy = copies.join(&name);
+            if !copy.exists() {
+                super::chowned::copy_layer(&source, &copy, map)?;
+            }
+            lower.push(copy);
+            continue;
+        }
         let target = dir.join(&name);
         std::fs::create_dir_all(&target)?;
         rustix::mount::move_mount(

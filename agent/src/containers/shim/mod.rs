@@ -14,6 +14,7 @@
 //! It then records `exit.json`, removes the runtime's state and cgroup,
 //! and exits.
 
+mod chowned;
 mod config;
 mod idmap;
 pub mod overlay;
