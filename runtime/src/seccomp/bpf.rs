@@ -37,6 +37,13 @@ impl Cmp {
 enum Item {
     Insn(Insn),
     Jump(Label),
+    /// A conditional jump straight to a label within 255 instructions
+    /// (true: to the label, false: fall through).
+    Near {
+        code: u16,
+        k: u32,
+        to: Label,
+    },
 }
 
 #[derive(Default)]
@@ -126,6 +133,16 @@ impl Program {
         self.ret(action);
     }
 
+    /// Goes to `to`, which must be at most 255 instructions ahead, when
+    /// `A cmp k` holds: one instruction instead of two.
+    pub fn jump_near_if(&mut self, cmp: Cmp, k: u32, to: Label) {
+        self.items.push(Item::Near {
+            code: cmp.code(),
+            k,
+            to,
+        });
+    }
+
     /// Returns `action` unless `A cmp k` holds, else falls through.
     pub fn ret_unless(&mut self, cmp: Cmp, k: u32, action: u32) {
         self.push(Insn {
@@ -161,6 +178,15 @@ impl Program {
                         0,
                         0,
                     )
+                }
+                Item::Near { code, k, to } => {
+                    let offset = positions[&to.0].checked_sub(pc + 1)?;
+                    Insn {
+                        code,
+                        jt: u8::try_from(offset).ok()?,
+                        jf: 0,
+                        k,
+                    }
                 }
             });
         }

@@ -285,17 +285,14 @@ fn section(p: &mut Program, table: &Table, default: u32) {
     }
 }
 
-/// A binary search over the sorted numbers: about log2(n) comparisons per
-/// syscall instead of a walk through every one.
+/// The most numbers a leaf of the search compares one by one.
+const LEAF: usize = 8;
+
+/// A binary search over the sorted numbers: about log2(n / 8) comparisons
+/// down to a leaf of up to eight, instead of a walk through every one.
 fn search(p: &mut Program, targets: &[(u32, Target)], default: u32) {
-    if targets.len() <= 4 {
-        for (nr, target) in targets {
-            match target {
-                Target::Return(action) => p.ret_if(Cmp::Eq, *nr, *action),
-                Target::Block(label) => p.jump_if(Cmp::Eq, *nr, *label),
-            }
-        }
-        p.ret(default);
+    if targets.len() <= LEAF {
+        leaf(p, targets, default);
         return;
     }
     let mid = targets.len() / 2;
@@ -304,6 +301,35 @@ fn search(p: &mut Program, targets: &[(u32, Target)], default: u32) {
     search(p, &targets[..mid], default);
     p.bind(upper);
     search(p, &targets[mid..], default);
+}
+
+/// A leaf: one comparison per number, each jumping straight to a return
+/// of its action placed after the leaf (one per action, shared), or to
+/// its block of rules; then the default.
+fn leaf(p: &mut Program, targets: &[(u32, Target)], default: u32) {
+    let mut returns: Vec<(u32, Label)> = Vec::new();
+    for (nr, target) in targets {
+        match target {
+            Target::Return(action) if *action == default => {}
+            Target::Return(action) => {
+                let label = match returns.iter().find(|(a, _)| a == action) {
+                    Some((_, label)) => *label,
+                    None => {
+                        let label = p.label();
+                        returns.push((*action, label));
+                        label
+                    }
+                };
+                p.jump_near_if(Cmp::Eq, *nr, label);
+            }
+            Target::Block(label) => p.jump_if(Cmp::Eq, *nr, *label),
+        }
+    }
+    p.ret(default);
+    for (action, label) in returns {
+        p.bind(label);
+        p.ret(action);
+    }
 }
 
 /// Falls through when the condition holds, jumps to `fail` otherwise.
