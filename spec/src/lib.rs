@@ -27,7 +27,7 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Linux, Process, Root, Spec, User};
 
 pub use self::limits::{DEFAULT_PIDS, ResourceLimits};
-pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS};
+pub use self::linux::{CPU_PERIOD, MASKED_PATHS, READONLY_PATHS, device_rules};
 pub use self::policy::{SecurityPolicy, UsernsPolicy};
 pub use self::process::{
     ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, NOFILE_LIMIT, merge_env,

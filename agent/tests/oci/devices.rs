@@ -5,34 +5,12 @@
 
 use std::fs;
 
-use serde_json::json;
-
 use crate::harness::{self, enter, err, text};
 use crate::{bundle, run};
 
-/// Docker's device rules (husk-spec's `device_rules`).
+/// Docker's device rules, as husk-spec gives every container.
 fn docker_rules() -> serde_json::Value {
-    let mut rules = vec![
-        json!({"allow": false, "access": "rwm"}),
-        json!({"allow": true, "type": "c", "access": "m"}),
-        json!({"allow": true, "type": "b", "access": "m"}),
-    ];
-    for (major, minor) in [
-        (1, 3),
-        (1, 5),
-        (1, 7),
-        (1, 8),
-        (1, 9),
-        (5, 0),
-        (5, 1),
-        (5, 2),
-    ] {
-        rules.push(
-            json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}),
-        );
-    }
-    rules.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
-    json!(rules)
+    serde_json::to_value(husk_spec::device_rules(false)).unwrap()
 }
 
 /// A block device of this host, as MAJOR:MINOR.

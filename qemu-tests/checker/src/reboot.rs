@@ -152,15 +152,19 @@ fn check_storage_quota() -> Outcome {
 /// huskctl's stdout and stderr whatever its status (a container that
 /// fails on purpose).
 fn huskctl_output(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(HUSKCTL)
-        .args(args)
-        .output()
-        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
+    let out = run_huskctl(args)?;
     Ok(format!(
         "{}{}",
         String::from_utf8_lossy(&out.stderr),
         String::from_utf8_lossy(&out.stdout)
     ))
+}
+
+fn run_huskctl(args: &[&str]) -> Result<std::process::Output, String> {
+    Command::new(HUSKCTL)
+        .args(args)
+        .output()
+        .map_err(|e| format!("running {HUSKCTL}: {e}"))
 }
 
 /// The limits reached web's cgroup.
@@ -254,10 +258,7 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) -> Outcome {
 
 /// Runs huskctl; its stdout, or why it failed.
 fn huskctl(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(HUSKCTL)
-        .args(args)
-        .output()
-        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
+    let out = run_huskctl(args)?;
     if !out.status.success() {
         return Err(format!(
             "huskctl {}: {}",
