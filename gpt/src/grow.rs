@@ -80,6 +80,12 @@ fn read_array<D: Read + Seek>(
     Ok(array)
 }
 
+/// Whether `sectors` sectors from `lba` reach past `limit` (or past the
+/// end of the LBAs).
+fn ends_after(lba: u64, sectors: u64, limit: u64) -> bool {
+    lba.checked_add(sectors).is_none_or(|end| end > limit)
+}
+
 /// Reads and verifies both copies of the GPT of a disk of `disk_sectors`
 /// sectors of `sector_size` bytes.
 pub fn read_verified<D: Read + Seek>(
@@ -91,6 +97,11 @@ pub fn read_verified<D: Read + Seek>(
     let disk_last = disk_sectors
         .checked_sub(1)
         .ok_or(GptError::BadTable("an empty disk"))?;
+    // Every LBA below is checked to lie on the disk before it is turned
+    // into a byte offset, so none of those products can overflow.
+    if disk_sectors.checked_mul(sector_size).is_none() {
+        return Err(GptError::BadTable("a disk larger than 2^64 bytes"));
+    }
     let primary_bad = |reason| GptError::BadHeader {
         which: "primary",
         reason,
@@ -111,8 +122,10 @@ pub fn read_verified<D: Read + Seek>(
         });
     }
     let array_sectors = primary.entries_sectors(sector_size);
+    // (checked: the header's fields are the disk's, not ours; an LBA near
+    // 2^64 must not wrap around to look like a valid layout)
     if primary.entries_lba < 2
-        || primary.entries_lba + array_sectors > primary.first_usable_lba
+        || ends_after(primary.entries_lba, array_sectors, primary.first_usable_lba)
         || primary.alternate_lba <= primary.last_usable_lba
     {
         return Err(primary_bad("overlapping layout"));
@@ -125,7 +138,7 @@ pub fn read_verified<D: Read + Seek>(
         return Err(backup_bad("its LBAs do not match the primary's"));
     }
     if backup.entries_lba <= primary.last_usable_lba
-        || backup.entries_lba + array_sectors > backup.my_lba
+        || ends_after(backup.entries_lba, array_sectors, backup.my_lba)
     {
         return Err(backup_bad("overlapping layout"));
     }

@@ -181,6 +181,32 @@ fn refusals_name_the_problem() {
     assert!(err.to_string().contains("signature"), "{err}");
 }
 
+/// Found by the `gpt_read` fuzz target: LBAs near 2^64 wrapped around
+/// in the layout checks (and overflowed in a debug build) instead of
+/// being refused.
+#[test]
+fn lbas_at_the_end_of_the_address_space_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = small_disk(dir.path(), 512);
+    let mut f = open(&disk);
+    let mut sector = vec![0u8; 512];
+    f.seek(SeekFrom::Start(512)).unwrap();
+    f.read_exact(&mut sector).unwrap();
+    let mut header = husk_gpt::Header::decode(&sector).unwrap();
+    header.entries_lba = u64::MAX - 1;
+    f.seek(SeekFrom::Start(512)).unwrap();
+    f.write_all(&header.encode(512)).unwrap();
+    let err = read_verified(&mut f, 512, sectors(&disk)).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("primary GPT header: overlapping layout"),
+        "{err}"
+    );
+    // A disk whose size in bytes would not fit in 64 bits.
+    let err = read_verified(&mut open(&disk), 4096, u64::MAX / 2048).unwrap_err();
+    assert!(matches!(err, GptError::BadTable(_)), "{err}");
+}
+
 #[test]
 fn four_k_sectors() {
     let dir = tempfile::tempdir().unwrap();

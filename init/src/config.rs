@@ -286,22 +286,27 @@ pub fn read(path: &Path) -> Result<Option<Config>, ConfigError> {
         return Err(ConfigError::TooLarge { path: name });
     }
     let bytes = std::fs::read(path).map_err(read_err)?;
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
+    parse_bytes(&name, &bytes).map(Some)
+}
+
+/// Parses the bytes of an init.toml as [`read`] does, invalid UTF-8
+/// included; `path` only names it in errors. Public for the fuzz target
+/// `init_toml` (fuzz/), which feeds it what the file could hold.
+pub fn parse_bytes(path: &str, bytes: &[u8]) -> Result<Config, ConfigError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
         Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let bytes = e.into_bytes();
+            let valid = e.valid_up_to();
             let prefix = String::from_utf8_lossy(bytes.get(..valid).unwrap_or_default());
             let (line, col) = line_col(&prefix, valid);
-            return Err(ConfigError::Invalid {
-                path: name,
+            Err(ConfigError::Invalid {
+                path: path.to_owned(),
                 line,
                 col,
                 message: "invalid UTF-8".into(),
-            });
+            })
         }
-    };
-    parse(&name, &text).map(Some)
+    }
 }
 
 /// The configuration to boot with: the file's, or the defaults (logging

@@ -1,9 +1,9 @@
 //! The `cargo xtask` commands README.md shows, run as a user types them
 //! (through cargo, in the workspace): the headless boot checks, the
 //! interactive boot with its serial console on the terminal and its
-//! `--metadata` flag, and each benchmark once, small. They assert that
-//! each command does its job, never how fast: the figures are the
-//! benchmarks' business.
+//! `--metadata` flag, each benchmark once, small, and a fuzz target for a
+//! few seconds. They assert that each command does its job, never how
+//! fast: the figures are the benchmarks' business.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -114,6 +114,15 @@ fn bench_runs_every_benchmark() {
     ] {
         assert!(out.contains(part), "no {part:?} in:\n{out}");
     }
+}
+
+#[test]
+fn fuzz_runs_a_target_from_its_seeds() {
+    // (`cargo xtask test` has built the targets by now; alone, this
+    // builds them first)
+    let out = text(&run(&["fuzz", "tar_unpack", "--time", "5"]));
+    assert!(out.contains("xtask: fuzz: tar_unpack: "), "{out}");
+    assert!(out.contains(" exec/s, coverage "), "{out}");
 }
 
 /// A child process group, killed when the test ends however it ends.

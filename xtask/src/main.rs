@@ -1,5 +1,5 @@
-//! `cargo xtask run | test | bench | dist`: the project's tasks, in Rust so they
-//! run the same on every machine.
+//! `cargo xtask run | test | bench | dist | fuzz`: the project's tasks, in
+//! Rust so they run the same on every machine.
 
 mod bench;
 mod bench_memory;
@@ -7,6 +7,7 @@ mod bench_runtime;
 mod boot;
 mod cgroup_ns;
 mod dist;
+mod fuzz;
 mod prereqs;
 mod steps;
 mod test;
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(about = "Husk's tasks: run, test, bench, dist")]
+#[command(about = "Husk's tasks: run, test, bench, dist, fuzz")]
 struct Cli {
     #[command(subcommand)]
     task: Task,
@@ -74,6 +75,21 @@ enum Task {
         #[arg(long, default_value_t = 100)]
         containers: usize,
     },
+    /// Coverage-guided fuzzing of the parsers of hostile input (fuzz/):
+    /// each target for --time seconds from its seeds; fails on a crash,
+    /// printing the input and how to replay it.
+    Fuzz {
+        /// Only this target: a name in fuzz/fuzz_targets/ (tar_unpack,
+        /// gpt_read, …); an unknown one lists them.
+        #[arg(conflicts_with = "all")]
+        target: Option<String>,
+        /// Every target (the default without TARGET).
+        #[arg(long)]
+        all: bool,
+        /// Seconds per target.
+        #[arg(long, value_name = "SECS", default_value_t = fuzz::TEST_SECS)]
+        time: u64,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +113,7 @@ fn main() -> ExitCode {
         } => boot::check(direct),
         Task::Test { timings } => test::run(timings),
         Task::Dist { out } => dist::run(out),
+        Task::Fuzz { target, time, .. } => fuzz::run(target, time.max(1)),
         Task::Bench {
             what,
             boots,

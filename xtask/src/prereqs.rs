@@ -100,6 +100,12 @@ const PREREQS: &[Prereq] = &[
         why: "`cargo xtask bench` compares Husk's runtime with it",
     },
     Prereq {
+        package: "g++",
+        // (what the cc crate runs for C++)
+        present: || has_command("c++"),
+        why: "compiles libFuzzer for the fuzz targets (`cargo xtask fuzz`)",
+    },
+    Prereq {
         package: "busybox-static",
         present: || Path::new("/bin/busybox").is_file(),
         why: "test container images are built from it",
@@ -108,7 +114,21 @@ const PREREQS: &[Prereq] = &[
 
 /// Makes sure every prerequisite is installed, or says what to install.
 pub fn ensure() -> Result<()> {
-    let missing: Vec<&Prereq> = PREREQS.iter().filter(|p| !(p.present)()).collect();
+    ensure_these(PREREQS.iter().collect())
+}
+
+/// [`ensure`] for these packages only (a task that needs no QEMU).
+pub fn ensure_only(packages: &[&str]) -> Result<()> {
+    ensure_these(
+        PREREQS
+            .iter()
+            .filter(|p| packages.contains(&p.package))
+            .collect(),
+    )
+}
+
+fn ensure_these(wanted: Vec<&Prereq>) -> Result<()> {
+    let missing: Vec<&Prereq> = wanted.into_iter().filter(|p| !(p.present)()).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -141,7 +161,7 @@ pub fn ensure() -> Result<()> {
         install.push(pin);
     }
     run_apt(&install)?;
-    let still: Vec<&str> = PREREQS
+    let still: Vec<&str> = missing
         .iter()
         .filter(|p| !(p.present)())
         .map(|p| p.package)

@@ -1,13 +1,15 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
-//! fastest: formatting, lints, the image binaries, then the tests (built,
-//! then run: the unit tests and the QEMU boots). Each step's time is
-//! printed at the end; `--timings` adds cargo's per-crate reports.
+//! fastest: formatting, lints, the image binaries, the tests' build, the
+//! fuzz targets (built, then each run for a while), then the tests (the
+//! unit tests and the QEMU boots). Each step's time is printed at the
+//! end; `--timings` adds cargo's per-crate reports.
 
 use std::time::Instant;
 
 use anyhow::{Result, anyhow};
 use husk_binaries::{ARTIFACTS_ENV, Artifacts, workspace_root};
 
+use crate::fuzz;
 use crate::steps::{Timings, cargo};
 
 pub fn run(cargo_timings: bool) -> Result<()> {
@@ -35,10 +37,18 @@ fn steps(timings: &mut Timings, cargo_timings: bool) -> Result<()> {
         args
     };
     timings.step("format", cargo(&["fmt", "--all", "--check"]))?;
+    // The feature adds the fuzz targets' binaries (libFuzzer's C++ is
+    // compiled, not linked, for a check).
     timings.step(
         "clippy",
-        cargo(&with_timings(&["clippy", "--workspace", "--all-targets"]))
-            .args(["--", "-D", "warnings"]),
+        cargo(&with_timings(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "husk-fuzz/libfuzzer",
+        ]))
+        .args(["--", "-D", "warnings"]),
     )?;
     // The QEMU tests boot images made of these: build them once, up
     // front, so a build failure is reported as one and not as N boots.
@@ -54,6 +64,18 @@ fn steps(timings: &mut Timings, cargo_timings: bool) -> Result<()> {
         "build tests",
         cargo(&with_timings(&["test", "--workspace", "--no-run"])),
     )?;
+    // Every fuzz target for a while from its seeds, before the long QEMU
+    // tests (its build is instrumented, into a target directory of its own).
+    timings.step("fuzz targets (build)", fuzz::build_command())?;
+    let (targets, started) = (fuzz::targets()?, Instant::now());
+    let fuzzed = fuzz::fuzz(&fuzz::bins_dir(), &targets, fuzz::TEST_SECS);
+    let name = format!(
+        "fuzz ({} targets, {} s each)",
+        targets.len(),
+        fuzz::TEST_SECS
+    );
+    timings.record(&name, started.elapsed());
+    fuzzed?;
     let mut tests = cargo(&["test", "--workspace", "--no-fail-fast"]);
     tests.env(ARTIFACTS_ENV, artifacts_dir);
     timings.step("run tests", &mut tests)?;

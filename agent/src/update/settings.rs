@@ -91,7 +91,9 @@ pub fn parse_window(text: &str) -> Result<(u32, u32), String> {
     let minutes = |s: &str| -> Option<u32> {
         let (h, m) = s.trim().split_once(':')?;
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (h < 24 && m < 60).then_some(h * 60 + m)
+        // `then`, not `then_some`: the sum only once the hour is one
+        // (an hour of 462438208 overflowed it, found by fuzzing).
+        (h < 24 && m < 60).then(|| h * 60 + m)
     };
     let (start, end) = text
         .split_once('-')
@@ -125,7 +127,13 @@ mod tests {
         let day = parse_window("02:00-04:00").unwrap();
         assert!(in_window(day, 3 * 60));
         assert!(!in_window(day, 4 * 60));
-        for bad in ["2-4", "25:00-01:00", "02:00-02:00", "02:00"] {
+        for bad in [
+            "2-4",
+            "25:00-01:00",
+            "02:00-02:00",
+            "02:00",
+            "462438208:0-01:00",
+        ] {
             assert!(parse_window(bad).is_err(), "{bad}");
         }
     }
