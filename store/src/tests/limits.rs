@@ -263,6 +263,35 @@ fn a_sparse_file_claiming_a_terabyte_is_refused() {
     let data = fs::read(store.layer_paths(&id).unwrap()[0].join("sparse")).unwrap();
     assert_eq!(data.len(), 8192);
     assert!(data[..7680].iter().all(|&b| b == 0) && data[7680..].iter().all(|&b| b == b'x'));
+    // Its hole stays a hole: a sparse file of 256 MiB holding 512 bytes
+    // takes a few KiB of the disk, not 256 MiB of zeros.
+    let big = TestImage::new(
+        Some("sparse:3"),
+        vec![sparse_layer(256 * MIB)],
+        Compress::Gzip,
+    );
+    let id = store
+        .import(write_archive(dir.path(), "b.tar", &oci_archive(&[&big])))
+        .unwrap()[0]
+        .id;
+    let path = store.layer_paths(&id).unwrap()[0].join("sparse");
+    let meta = fs::metadata(&path).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.len(), 256 * MIB);
+    assert!(
+        meta.blocks() * 512 < MIB,
+        "{} bytes on disk",
+        meta.blocks() * 512
+    );
+    let tail = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = fs::File::open(&path).unwrap();
+        f.seek(SeekFrom::End(-512)).unwrap();
+        let mut tail = Vec::new();
+        f.read_to_end(&mut tail).unwrap();
+        tail
+    };
+    assert_eq!(tail, vec![b'x'; 512]);
 
     // 1 TiB, a few hundred bytes compressed: refused from its header.
     let image = TestImage::new(
