@@ -641,30 +641,6 @@ fn clear(parent: &OwnedFd, name: &OsStr, path: &[OsString]) -> Res<()> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn components_strip_root_and_refuse_dotdot() {
-        let c = components(b"/usr//./bin/sh").unwrap();
-        assert_eq!(display(&c), "usr/bin/sh");
-        assert!(components(b"./").unwrap().is_empty());
-        assert!(matches!(
-            components(b"../../etc/x"),
-            Err(UnpackError::ParentDir)
-        ));
-        assert!(matches!(components(b"a/../b"), Err(UnpackError::ParentDir)));
-    }
-
-    #[test]
-    fn pax_times() {
-        let t = parse_time(b"1700000000.5").unwrap();
-        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 500_000_000));
-        assert!(parse_time(b"x").is_err());
-    }
-}
-
 /// Copies a sparse entry keeping its holes: the tar reader hands the
 /// holes over as zeros, and a block of nothing but zeros is skipped
 /// (sought past) instead of written, so a sparse file of many GiB that
@@ -693,4 +669,28 @@ fn copy_sparse(from: &mut impl Read, to: &mut File) -> io::Result<u64> {
     // A hole at the end: the size says where the file ends.
     to.set_len(total)?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_strip_root_and_refuse_dotdot() {
+        let c = components(b"/usr//./bin/sh").unwrap();
+        assert_eq!(display(&c), "usr/bin/sh");
+        assert!(components(b"./").unwrap().is_empty());
+        assert!(matches!(
+            components(b"../../etc/x"),
+            Err(UnpackError::ParentDir)
+        ));
+        assert!(matches!(components(b"a/../b"), Err(UnpackError::ParentDir)));
+    }
+
+    #[test]
+    fn pax_times() {
+        let t = parse_time(b"1700000000.5").unwrap();
+        assert_eq!((t.tv_sec, t.tv_nsec), (1_700_000_000, 500_000_000));
+        assert!(parse_time(b"x").is_err());
+    }
 }
