@@ -13,6 +13,19 @@ pub struct OciArgs {
     /// The state directory (one directory per container).
     #[arg(long, default_value = DEFAULT_ROOT)]
     pub root: PathBuf,
+    /// Also write errors to this file (runc's `--log`, which
+    /// containerd-shim-runc-v2 reads back on a failure).
+    #[arg(long)]
+    pub log: Option<PathBuf>,
+    /// text or json (one JSON object per line, as runc's logrus writes).
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Accepted for runc's command line; Husk's runtime logs errors only.
+    #[arg(long)]
+    pub debug: bool,
+    /// runc's systemd cgroup driver: refused (Husk manages cgroupfs).
+    #[arg(long)]
+    pub systemd_cgroup: bool,
     #[command(subcommand)]
     pub command: OciCommand,
 }
@@ -112,14 +125,77 @@ fn create_options(a: &CreateArgs) -> CreateOptions {
     }
 }
 
-/// Runs one command; errors are printed on stderr.
+/// Runs one command; errors are printed on stderr, and written to the
+/// `--log` file when there is one.
 pub fn main(args: OciArgs) -> ExitCode {
-    match run(args) {
+    let log = args
+        .log
+        .clone()
+        .map(|path| (path, args.log_format == "json"));
+    let result = if args.systemd_cgroup {
+        Err(super::RuntimeError::Unsupported(
+            "the systemd cgroup driver (--systemd-cgroup); configure the engine for cgroupfs"
+                .into(),
+        ))
+    } else {
+        run(args)
+    };
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("husk-agent oci: {e}");
+            if let Some((path, json)) = log {
+                log_error(&path, json, &e.to_string());
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `secs` since the epoch as RFC 3339 in UTC (`2026-12-01T12:00:00Z`),
+/// which containerd decodes into a Go `time.Time` (days to a civil date
+/// by Howard Hinnant's algorithm).
+fn rfc3339(secs: u64) -> String {
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// Appends one error line to the `--log` file: `{"level":"error","msg":…,
+/// "time":…}` in json, `time=… level=error msg=…` in text (runc's
+/// logrus formats). A log that cannot be written is reported on stderr.
+fn log_error(path: &std::path::Path, json: bool, message: &str) {
+    use std::io::Write;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let time = rfc3339(secs);
+    let line = if json {
+        serde_json::json!({"level": "error", "msg": message, "time": time}).to_string()
+    } else {
+        format!("time=\"{time}\" level=error msg={message:?}")
+    };
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        eprintln!("husk-agent oci: writing the log {}: {e}", path.display());
     }
 }
 
@@ -168,4 +244,33 @@ fn run(args: OciArgs) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_796_126_399), "2026-12-01T11:59:59Z");
+    }
+
+    #[test]
+    fn errors_go_to_the_log_as_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.json");
+        log_error(&log, true, "first");
+        log_error(&log, true, "second \"quoted\"");
+        let text = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["msg"], "second \"quoted\"");
+        assert_eq!(lines[0]["level"], "error");
+        assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    }
 }

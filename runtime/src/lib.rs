@@ -80,6 +80,7 @@ impl Container {
         let linux = spec.linux().as_ref();
         // Check everything that can be checked before making anything.
         let plan = namespaces::Plan::from_spec(linux)?;
+        plan.check_paths()?;
         let caps = caps::CapMasks::from_spec(
             spec.process()
                 .as_ref()

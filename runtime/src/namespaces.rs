@@ -43,6 +43,21 @@ fn flag(t: LinuxNamespaceType) -> Result<u64> {
     } as u64)
 }
 
+/// The spec's name of a `CLONE_NEW*` kind, for messages.
+fn kind_name(flag: u64) -> &'static str {
+    match flag as i32 {
+        libc::CLONE_NEWNS => "mount",
+        libc::CLONE_NEWPID => "pid",
+        libc::CLONE_NEWNET => "network",
+        libc::CLONE_NEWIPC => "ipc",
+        libc::CLONE_NEWUTS => "uts",
+        libc::CLONE_NEWUSER => "user",
+        libc::CLONE_NEWCGROUP => "cgroup",
+        libc::CLONE_NEWTIME => "time",
+        _ => "unknown",
+    }
+}
+
 impl Plan {
     pub fn from_spec(linux: Option<&Linux>) -> Result<Self> {
         let mut plan = Plan::default();
@@ -91,10 +106,38 @@ impl Plan {
         Ok(plan)
     }
 
+    /// Every namespace to join by path is one, of the kind the spec says,
+    /// checked before anything is made: joining a mount namespace in place
+    /// of a network one would set the container up in that namespace (the
+    /// host's, for `/proc/1/ns/mnt`).
+    pub fn check_paths(&self) -> Result<()> {
+        let pid = self.join_pid.iter().map(|p| (LinuxNamespaceType::Pid, p));
+        for (t, path) in self.join.iter().map(|(t, p)| (*t, p)).chain(pid) {
+            let want = flag(t)?;
+            let got = sys::namespace_kind(path).map_err(|e| {
+                RuntimeError::Config(format!(
+                    "linux.namespaces: the {} namespace path {} is no namespace: {e}",
+                    kind_name(want),
+                    path.display()
+                ))
+            })?;
+            if got != want {
+                return Err(RuntimeError::Config(format!(
+                    "linux.namespaces: {} is a {} namespace, not a {} one",
+                    path.display(),
+                    kind_name(got),
+                    kind_name(want)
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// In the init: join namespaces by path, then unshare the rest.
     pub fn enter(&self) -> Result<()> {
         for (t, path) in &self.join {
-            sys::setns(path).step(|| format!("joining the {t} namespace {}", path.display()))?;
+            sys::setns(path, flag(*t)?)
+                .step(|| format!("joining the {t} namespace {}", path.display()))?;
         }
         if self.unshare_flags != 0 {
             sys::unshare(UnshareFlags::from_bits_retain(self.unshare_flags as u32))
@@ -138,7 +181,8 @@ pub fn write_id_maps(pid: Pid, linux: &Linux) -> Result<()> {
 /// The parent enters a PID namespace for its next child (setns on a pid
 /// namespace only changes pid_for_children).
 pub fn join_pid_for_children(path: &Path) -> Result<()> {
-    sys::setns(path).step(|| format!("joining the pid namespace {}", path.display()))
+    sys::setns(path, libc::CLONE_NEWPID as u64)
+        .step(|| format!("joining the pid namespace {}", path.display()))
 }
 
 /// True if the id mapping maps container id 0.

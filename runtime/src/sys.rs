@@ -283,13 +283,40 @@ pub fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-pub fn setns(path: &Path) -> io::Result<()> {
+/// Joins the namespace at `path`, which must be of the kind `flag`
+/// (`CLONE_NEW*`): the kernel refuses another kind (EINVAL).
+pub fn setns(path: &Path, flag: u64) -> io::Result<()> {
+    use rustix::thread::LinkNameSpaceType as T;
+    let kind = [
+        T::Mount,
+        T::ControlGroup,
+        T::HostNameAndNISDomainName,
+        T::InterProcessCommunication,
+        T::User,
+        T::ProcessID,
+        T::Network,
+        T::Time,
+    ]
+    .into_iter()
+    .find(|t| *t as u64 == flag)
+    .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a namespace kind"))?;
     let fd = std::fs::File::open(path)?;
-    rustix::thread::move_into_link_name_space(
-        std::os::fd::AsFd::as_fd(&fd),
-        None, // the kernel checks the kind from the file itself
-    )?;
+    rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(&fd), Some(kind))?;
     Ok(())
+}
+
+/// The kind of the namespace at `path` (`CLONE_NEW*`, from
+/// `NS_GET_NSTYPE`); an error when it is no namespace.
+pub fn namespace_kind(path: &Path) -> io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let fd = std::fs::File::open(path)?;
+    // SAFETY: NS_GET_NSTYPE takes no argument and returns the kind; the
+    // descriptor is open for the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_NSTYPE) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as u64)
 }
 
 pub fn mknod(path: &Path, kind: rustix::fs::FileType, mode: u32, dev: u64) -> io::Result<()> {

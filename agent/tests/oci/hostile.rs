@@ -200,3 +200,44 @@ fn symlinked_mount_destinations_cannot_move_the_kernel_filesystems() {
         }
     }
 }
+
+/// runtime-tools' linux_ns_path_type: a `linux.namespaces[].path` naming a
+/// namespace of another kind. Joined blindly, a mount namespace in place
+/// of a network one (here the test's own, as `/proc/1/ns/mnt` would be the
+/// host's) sets the container up in it. Refused for every kind before
+/// anything is made, as crun refuses it, and the mount table is unchanged.
+#[test]
+fn namespace_paths_of_the_wrong_kind_are_refused() {
+    if !enter("hostile::namespace_paths_of_the_wrong_kind_are_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let before = mounts();
+    for (kind, other) in [
+        ("pid", "net"),
+        ("network", "mnt"),
+        ("ipc", "mnt"),
+        ("uts", "mnt"),
+        ("mount", "net"),
+        ("cgroup", "mnt"),
+        ("user", "mnt"),
+    ] {
+        let b = bundle::make(&dir.path().join(kind), &["true"]);
+        let mut config = bundle::config(&["true"]);
+        let namespaces = config["linux"]["namespaces"].as_array_mut().unwrap();
+        namespaces.retain(|n| n["type"] != kind);
+        namespaces
+            .push(serde_json::json!({"type": kind, "path": format!("/proc/self/ns/{other}")}));
+        bundle::write_config(&b, &config);
+        let (code, _, stderr) = crate::run(&b, &dir.path().join("husk"), kind);
+        assert_ne!(code, 0, "{kind}: husk ran it");
+        assert!(
+            stderr.contains(&format!("not a {kind} one")),
+            "{kind}: {stderr}"
+        );
+        let crun = harness::peer_run("crun", &dir.path().join("crun"), &b, kind);
+        assert!(!crun.status.success(), "{kind}: crun ran it");
+        assert_eq!(mounts(), before, "{kind}: the mount table changed");
+    }
+}

@@ -317,3 +317,43 @@ fn oom_score_adj_is_the_specs_not_the_callers() {
     assert_ne!(code, 0);
     assert!(stderr.contains("outside -1000..=1000"), "{stderr}");
 }
+
+/// runc's global flags as containerd-shim-runc-v2 passes them: the error
+/// also lands in the `--log` file as the JSON line the shim reads back.
+#[test]
+fn runc_global_flags_as_the_containerd_shim_passes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let root = dir.path().join("state");
+    let out = harness::command(
+        &harness::husk(),
+        &[
+            "oci",
+            "--root",
+            root.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--log-format",
+            "json",
+            "delete",
+            "--force",
+            "nosuch",
+        ],
+    );
+    assert!(!out.status.success());
+    let line: Value = serde_json::from_str(fs::read_to_string(&log).unwrap().trim()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().unwrap().contains("nosuch"), "{line}");
+    let out = harness::command(
+        &harness::husk(),
+        &[
+            "oci",
+            "--systemd-cgroup",
+            "--root",
+            root.to_str().unwrap(),
+            "state",
+            "x",
+        ],
+    );
+    assert!(err(&out).contains("systemd cgroup driver"), "{}", err(&out));
+}
