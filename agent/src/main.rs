@@ -48,7 +48,7 @@ struct Args {
 #[derive(clap::Subcommand)]
 enum Command {
     /// The embedded OCI runtime (runc's command line).
-    Oci(husk_runtime::cli::OciArgs),
+    Oci(Box<husk_runtime::cli::OciArgs>),
     /// A container's shim (started by the agent, one per container).
     #[command(hide = true)]
     Shim {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
     // The runtime and the shim run single-threaded, before any async
     // runtime exists.
     match args.command.take() {
-        Some(Command::Oci(oci)) => return husk_runtime::cli::main(oci),
+        Some(Command::Oci(oci)) => return husk_runtime::cli::main(*oci),
         Some(Command::Shim { config }) => return husk_agent::containers::shim::main(&config),
         None => {}
     }
