@@ -3,5 +3,6 @@
 
 pub mod atomic;
 pub mod boot;
+pub mod civil;
 pub mod notify;
 pub mod paths;

@@ -153,19 +153,10 @@ pub fn main(args: OciArgs) -> ExitCode {
 }
 
 /// `secs` since the epoch as RFC 3339 in UTC (`2026-12-01T12:00:00Z`),
-/// which containerd decodes into a Go `time.Time` (days to a civil date
-/// by Howard Hinnant's algorithm).
+/// which containerd decodes into a Go `time.Time`.
 fn rfc3339(secs: u64) -> String {
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = husk_common::civil::civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
         rest / 3600,
