@@ -49,9 +49,13 @@ fn failed(what: &str, e: impl std::fmt::Display) -> RuntimeError {
 }
 
 /// True when this process already runs from a sealed copy.
-pub fn is_sealed() -> Result<bool> {
-    let exe = File::open("/proc/self/exe").map_err(|e| failed("/proc/self/exe", e))?;
-    match rustix::fs::fcntl_get_seals(&exe) {
+fn open_exe() -> Result<File> {
+    File::open("/proc/self/exe").map_err(|e| failed("/proc/self/exe", e))
+}
+
+/// True when `exe` (this process's binary) is a sealed copy.
+fn is_sealed(exe: &File) -> Result<bool> {
+    match rustix::fs::fcntl_get_seals(exe) {
         Ok(seals) => Ok(seals.contains(SEALS)),
         // Not a memfd (a file on a filesystem).
         Err(Errno::INVAL) => Ok(false),
@@ -60,9 +64,8 @@ pub fn is_sealed() -> Result<bool> {
 }
 
 /// True when the binary of this process is on a read-only mount.
-pub fn is_on_read_only_mount() -> Result<bool> {
-    let exe = File::open("/proc/self/exe").map_err(|e| failed("/proc/self/exe", e))?;
-    let stat = rustix::fs::fstatvfs(&exe).map_err(|e| failed("statvfs of /proc/self/exe", e))?;
+fn is_on_read_only_mount(exe: &File) -> Result<bool> {
+    let stat = rustix::fs::fstatvfs(exe).map_err(|e| failed("statvfs of /proc/self/exe", e))?;
     Ok(stat.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
@@ -71,10 +74,11 @@ pub fn is_on_read_only_mount() -> Result<bool> {
 /// makes one and re-executes from it with the same arguments and
 /// environment (and never returns).
 pub fn ensure() -> Result<()> {
-    if is_sealed()? || is_on_read_only_mount()? {
+    let exe = open_exe()?;
+    if is_sealed(&exe)? || is_on_read_only_mount(&exe)? {
         return Ok(());
     }
-    let copy = sealed_copy()?;
+    let copy = sealed_copy(&exe)?;
     let argv: Vec<CString> = std::env::args_os().map(c_string).collect::<Result<_>>()?;
     let envp: Vec<CString> = std::env::vars_os()
         .map(|(k, v)| {
@@ -95,8 +99,7 @@ fn c_string(s: OsString) -> Result<CString> {
 }
 
 /// A sealed memfd holding this process's binary.
-fn sealed_copy() -> Result<OwnedFd> {
-    let exe = File::open("/proc/self/exe").map_err(|e| failed("/proc/self/exe", e))?;
+fn sealed_copy(exe: &File) -> Result<OwnedFd> {
     let size = exe
         .metadata()
         .map_err(|e| failed("/proc/self/exe", e))?
@@ -115,7 +118,7 @@ fn sealed_copy() -> Result<OwnedFd> {
         // sendfile copies in the kernel from the page cache; a regular
         // file to a memfd is the case it has always handled.
         let left = usize::try_from(size - copied).unwrap_or(usize::MAX);
-        match rustix::fs::sendfile(&memfd, &exe, None, left) {
+        match rustix::fs::sendfile(&memfd, exe, None, left) {
             Ok(0) => break,
             Ok(n) => copied += n as u64,
             Err(Errno::INTR) => {}
@@ -139,7 +142,7 @@ mod tests {
     #[test]
     fn the_copy_is_the_binary_and_cannot_change() {
         use std::io::{Read, Seek, Write};
-        let copy = sealed_copy().unwrap();
+        let copy = sealed_copy(&open_exe().unwrap()).unwrap();
         let mut copy = File::from(copy);
         let mut got = Vec::new();
         copy.rewind().unwrap();
@@ -170,6 +173,7 @@ mod tests {
             "F_SEAL_SEAL keeps the seals"
         );
         // A file on a filesystem is not sealed.
-        assert!(!is_sealed().unwrap());
+        assert!(!is_sealed(&open_exe().unwrap()).unwrap());
+        assert!(is_sealed(&copy).unwrap());
     }
 }
