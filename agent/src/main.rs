@@ -57,8 +57,39 @@ enum Command {
     },
 }
 
+/// Names under which the binary is the runtime itself, as runc: a link
+/// `husk-runc -> husk-agent` is what containerd's `--runc-binary`, its
+/// `BinaryName` and dockerd's `runtimes` are pointed at.
+const RUNTIME_NAMES: [&str; 2] = ["husk-runc", "runc"];
+
+/// True when argv[0]'s file name is one of [`RUNTIME_NAMES`].
+fn invoked_as_runtime() -> bool {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| RUNTIME_NAMES.contains(&name))
+}
+
+/// runc's command line at the top level (`husk-runc create …`).
+#[derive(Parser)]
+#[command(
+    name = "husk-runc",
+    version,
+    about = "Husk's OCI runtime (runc's command line)"
+)]
+struct RuntimeArgs {
+    #[command(flatten)]
+    oci: husk_runtime::cli::OciArgs,
+}
+
 fn main() -> ExitCode {
     husk_agent::logger::init();
+    if invoked_as_runtime() {
+        return husk_runtime::cli::main(RuntimeArgs::parse().oci);
+    }
     let mut args = Args::parse();
     // The runtime and the shim run single-threaded, before any async
     // runtime exists.
