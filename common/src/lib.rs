@@ -4,5 +4,6 @@
 pub mod atomic;
 pub mod boot;
 pub mod civil;
+pub mod mountinfo;
 pub mod notify;
 pub mod paths;

@@ -34,7 +34,7 @@ pub mod data_partition;
 pub mod event_loop;
 pub mod logger;
 pub mod modules;
-pub mod mountinfo;
+pub use husk_common::mountinfo;
 pub mod mounts;
 pub mod notify;
 pub mod output;

@@ -61,11 +61,6 @@ pub fn validate(spec: &Spec) -> Result<PathBuf> {
             process.cwd().display()
         ));
     }
-    if process.terminal() == Some(true) {
-        return Err(RuntimeError::Unsupported(
-            "process.terminal: true (no console socket support yet)".into(),
-        ));
-    }
     for m in spec.mounts().iter().flatten() {
         if !m.destination().is_absolute() {
             return bad(format!(

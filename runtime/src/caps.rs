@@ -8,7 +8,7 @@ use rustix::thread::{CapabilitySet, CapabilitySets};
 
 use super::error::{Result, RuntimeError, Step};
 
-const NAMES: [&str; 41] = [
+pub(crate) const NAMES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "DAC_READ_SEARCH",

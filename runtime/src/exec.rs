@@ -15,26 +15,45 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
-use oci_spec::runtime::{Process, Spec, User};
+use std::os::fd::{AsFd, OwnedFd};
+
+use oci_spec::runtime::{Capability, Process, Spec, User};
 
 use super::error::{Result, RuntimeError, Step};
 use super::process::{
     chdir_inside_root, cstrings, find_program, set_oom_score_adj, set_rlimits, set_user,
 };
-use super::{Container, Status, caps, seccomp, sys};
+use super::{Container, Status, caps, console, seccomp, sys};
 
 /// What `exec` runs, over the container's own process settings.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
+    /// A whole process (runc's `exec --process process.json`): run as
+    /// given, and the overrides below but the pid file, detach and the
+    /// console socket are ignored, as runc does.
+    pub process: Option<Process>,
     pub args: Vec<String>,
     /// `KEY=VALUE`, replacing the container's value of KEY.
     pub env: Vec<String>,
-    /// uid and gid (no supplementary groups), instead of the container's.
+    /// uid and gid, instead of the container's.
     pub user: Option<(u32, u32)>,
+    /// Supplementary groups with `user` (runc's --additional-gids).
+    pub additional_gids: Vec<u32>,
     pub cwd: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     /// Do not wait: return once the process runs.
     pub detach: bool,
+    /// A pty for the process (runc's --tty), its master sent to
+    /// `console_socket`.
+    pub tty: bool,
+    pub console_socket: Option<PathBuf>,
+    /// Capabilities added to the bounding, effective and permitted sets
+    /// (runc's --cap).
+    pub caps: Vec<String>,
+    /// Sets no_new_privileges (runc's --no-new-privs).
+    pub no_new_privs: bool,
+    /// Descriptors from 3 up passed to the process.
+    pub preserve_fds: u32,
 }
 
 /// Namespaces in the order they are joined.
@@ -48,13 +67,21 @@ impl Container {
         if status != Status::Running {
             return Err(self.wrong_status(status, "exec needs a running container"));
         }
-        if opts.args.is_empty() {
-            return Err(RuntimeError::Config("exec: no command".into()));
-        }
         let config = self.record.bundle.join("config.json");
         let spec = Spec::load(&config)
             .map_err(|e| RuntimeError::Config(format!("{}: {e}", config.display())))?;
-        let process = exec_process(&spec, opts)?;
+        let process = match &opts.process {
+            Some(process) => given_process(process.clone())?,
+            None => exec_process(&spec, opts)?,
+        };
+        let terminal = process.terminal() == Some(true);
+        console::check(terminal, opts.console_socket.as_deref())?;
+        // Connected from the host's view of the path, before the joins.
+        let console = opts
+            .console_socket
+            .as_deref()
+            .map(console::connect)
+            .transpose()?;
         let caps = caps::CapMasks::from_spec(process.capabilities().as_ref())?;
         let filters = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(profile) => seccomp::compile(profile)?,
@@ -93,7 +120,14 @@ impl Container {
         drop(namespaces);
         let child = sys::clone3(0).step(|| "forking the exec process")?;
         let Some(pid) = child else {
-            let err = match child_setup(&process, &caps, &filters, cgroup) {
+            let child = Child {
+                process: &process,
+                caps: &caps,
+                filters: &filters,
+                console: console.as_ref(),
+                preserve_fds: opts.preserve_fds,
+            };
+            let err = match child.setup(cgroup) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
@@ -126,14 +160,44 @@ fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
         env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
         env.push(entry.clone());
     }
+    if opts.args.is_empty() {
+        return Err(RuntimeError::Config("exec: no command".into()));
+    }
     process
         .set_args(Some(opts.args.clone()))
         .set_env(Some(env))
-        .set_terminal(Some(false));
+        .set_terminal(Some(opts.tty));
     if let Some((uid, gid)) = opts.user {
         let mut user = User::default();
         user.set_uid(uid).set_gid(gid);
+        if !opts.additional_gids.is_empty() {
+            user.set_additional_gids(Some(opts.additional_gids.clone()));
+        }
         process.set_user(user);
+    }
+    if opts.no_new_privs {
+        process.set_no_new_privileges(Some(true));
+    }
+    if !opts.caps.is_empty() {
+        let mut caps = process.capabilities().clone().unwrap_or_default();
+        let mut sets = [
+            caps.bounding().clone().unwrap_or_default(),
+            caps.effective().clone().unwrap_or_default(),
+            caps.permitted().clone().unwrap_or_default(),
+        ];
+        for name in &opts.caps {
+            let cap = name.parse::<Capability>().map_err(|_| {
+                RuntimeError::Config(format!("--cap {name}: not a capability name (CAP_…)"))
+            })?;
+            for set in &mut sets {
+                set.insert(cap);
+            }
+        }
+        let [bounding, effective, permitted] = sets;
+        caps.set_bounding(Some(bounding))
+            .set_effective(Some(effective))
+            .set_permitted(Some(permitted));
+        process.set_capabilities(Some(caps));
     }
     if let Some(cwd) = &opts.cwd {
         if !cwd.is_absolute() {
@@ -147,48 +211,82 @@ fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
     Ok(process)
 }
 
-/// In the child, inside the namespaces. Returns only on failure.
-fn child_setup(
-    process: &Process,
-    caps: &caps::CapMasks,
-    filters: &seccomp::Programs,
-    cgroup: Option<File>,
-) -> Result<std::convert::Infallible> {
-    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
-        .step(|| "prctl(PR_SET_DUMPABLE, 0)")?;
-    if let Some(mut procs) = cgroup {
-        // "0": the writing process itself.
-        procs
-            .write_all(b"0")
-            .step(|| "joining the container's cgroup")?;
+/// `exec --process FILE`: checked as `create` checks the container's.
+fn given_process(process: Process) -> Result<Process> {
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(RuntimeError::Config(
+            "the --process file's args are empty".into(),
+        ));
     }
-    set_rlimits(process)?;
-    // Before set_user: still the host's root, the owner of this
-    // non-dumpable process's /proc entries.
-    set_oom_score_adj(process, "self")?;
-    let env = cstrings(process.env().iter().flatten().map(String::as_str));
-    let args = process.args().clone().unwrap_or_default();
-    let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
-    let argv = cstrings(args.iter().map(String::as_str));
-    let no_new_privs = process.no_new_privileges() == Some(true);
-    if !no_new_privs {
-        filters.apply()?;
+    if !process.cwd().is_absolute() {
+        return Err(RuntimeError::Config(format!(
+            "the --process file's cwd {} is not absolute",
+            process.cwd().display()
+        )));
     }
-    caps::drop_bounding(caps)?;
-    set_user(process)?;
-    caps::apply(caps)?;
-    if no_new_privs {
-        rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
+    Ok(process)
+}
+
+/// What the exec child needs, computed before the clone.
+struct Child<'a> {
+    process: &'a Process,
+    caps: &'a caps::CapMasks,
+    filters: &'a seccomp::Programs,
+    console: Option<&'a OwnedFd>,
+    preserve_fds: u32,
+}
+
+impl Child<'_> {
+    /// In the child, inside the namespaces. Returns only on failure.
+    fn setup(&self, cgroup: Option<File>) -> Result<std::convert::Infallible> {
+        let Child {
+            process,
+            caps,
+            filters,
+            ..
+        } = *self;
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+            .step(|| "prctl(PR_SET_DUMPABLE, 0)")?;
+        if let Some(mut procs) = cgroup {
+            // "0": the writing process itself.
+            procs
+                .write_all(b"0")
+                .step(|| "joining the container's cgroup")?;
+        }
+        set_rlimits(process)?;
+        // Before set_user: still the host's root, the owner of this
+        // non-dumpable process's /proc entries.
+        set_oom_score_adj(process, "self")?;
+        if let Some(socket) = self.console {
+            console::attach(socket.as_fd(), process)?;
+        }
+        let env = cstrings(process.env().iter().flatten().map(String::as_str));
+        let args = process.args().clone().unwrap_or_default();
+        let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
+        let argv = cstrings(args.iter().map(String::as_str));
+        let no_new_privs = process.no_new_privileges() == Some(true);
+        if !no_new_privs {
+            filters.apply()?;
+        }
+        caps::drop_bounding(caps)?;
+        set_user(process)?;
+        caps::apply(caps)?;
+        if no_new_privs {
+            rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
+        }
+        chdir_inside_root(process.cwd())?;
+        if no_new_privs {
+            filters.apply()?;
+        }
+        for fd in 3..3 + self.preserve_fds {
+            sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
+        }
+        sys::cloexec_from(3 + self.preserve_fds).step(|| "close_range")?;
+        sys::reset_signals();
+        let err = sys::execve(&program, &argv, &env);
+        Err(RuntimeError::os(
+            format!("exec {}", program.to_string_lossy()),
+            err,
+        ))
     }
-    chdir_inside_root(process.cwd())?;
-    if no_new_privs {
-        filters.apply()?;
-    }
-    sys::cloexec_from(3).step(|| "close_range")?;
-    sys::reset_signals();
-    let err = sys::execve(&program, &argv, &env);
-    Err(RuntimeError::os(
-        format!("exec {}", program.to_string_lossy()),
-        err,
-    ))
 }

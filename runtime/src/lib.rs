@@ -22,19 +22,24 @@ pub mod bundle;
 pub mod caps;
 pub mod cgroups;
 pub mod cli;
+pub mod console;
 pub mod devices;
 pub mod error;
 pub mod exec;
+pub mod features;
 pub mod in_root;
 pub mod namespaces;
+mod operations;
 pub mod process;
 pub mod rootfs;
 pub mod sealed_exe;
 pub mod seccomp;
 pub mod signal;
 pub mod state;
+pub mod stats;
 mod sys;
 pub mod syscall;
+pub mod sysctl;
 
 use std::fs;
 use std::io::Write;
@@ -59,6 +64,15 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// Descriptors from 3 up passed to the container (runc's --preserve-fds).
     pub preserve_fds: u32,
+    /// Where the pty master goes when process.terminal is true (runc's
+    /// --console-socket).
+    pub console_socket: Option<PathBuf>,
+    /// Move the root onto `/` and chroot instead of pivot_root (runc's
+    /// --no-pivot, for a rootfs on ramfs).
+    pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of a new one per
+    /// container (runc's --no-new-keyring).
+    pub no_new_keyring: bool,
 }
 
 /// A container in the state directory `root`.
@@ -81,6 +95,11 @@ impl Container {
         // Check everything that can be checked before making anything.
         let plan = namespaces::Plan::from_spec(linux)?;
         plan.check_paths()?;
+        if let Some(sysctls) = linux.and_then(|l| l.sysctl().as_ref()) {
+            sysctl::validate(sysctls, &plan)?;
+        }
+        let terminal = spec.process().as_ref().and_then(|p| p.terminal()) == Some(true);
+        console::check(terminal, opts.console_socket.as_deref())?;
         let caps = caps::CapMasks::from_spec(
             spec.process()
                 .as_ref()
@@ -121,6 +140,11 @@ impl Container {
             if let Some(program) = &device_filter {
                 created.filter_devices(program)?;
             }
+            let console = opts
+                .console_socket
+                .as_deref()
+                .map(console::connect)
+                .transpose()?;
             let pid = process::spawn(&process::InitConfig {
                 spec,
                 rootfs: &bundle.rootfs,
@@ -131,6 +155,9 @@ impl Container {
                 cgroup: cgroup.as_ref(),
                 exec_fifo: &fifo,
                 preserve_fds: opts.preserve_fds,
+                console: console.as_ref(),
+                no_pivot: opts.no_pivot,
+                keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
             })?;
             let pid = pid.as_raw_nonzero().get();
             let record = Record {
@@ -145,6 +172,7 @@ impl Container {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map(|d| d.as_secs())
                     .unwrap_or(0),
+                rootfs: bundle.rootfs.clone(),
             };
             record.save(root)?;
             if let Some(path) = &opts.pid_file {
@@ -241,7 +269,7 @@ impl Container {
     /// kills a running one first.
     pub fn delete(self, force: bool) -> Result<()> {
         let status = self.status();
-        if status == Status::Running && !force {
+        if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(self.wrong_status(status, "stop it first or use --force"));
         }
         let cgroup = self.record.cgroup.clone().map(|dir| Cgroup { dir });

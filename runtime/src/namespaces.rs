@@ -43,6 +43,19 @@ fn flag(t: LinuxNamespaceType) -> Result<u64> {
     } as u64)
 }
 
+fn flag_of(t: LinuxNamespaceType) -> Option<u64> {
+    flag(t).ok()
+}
+
+/// The name of a `CLONE_NEW*` kind under /proc/PID/ns.
+fn proc_name(flag: u64) -> &'static str {
+    match flag as i32 {
+        libc::CLONE_NEWNS => "mnt",
+        libc::CLONE_NEWNET => "net",
+        other => kind_name(other as u64),
+    }
+}
+
 /// The spec's name of a `CLONE_NEW*` kind, for messages.
 fn kind_name(flag: u64) -> &'static str {
     match flag as i32 {
@@ -59,6 +72,30 @@ fn kind_name(flag: u64) -> &'static str {
 }
 
 impl Plan {
+    /// True when the container will not share the host's namespace of
+    /// kind `flag` (`CLONE_NEW*`): a new one, or a joined one that is
+    /// not this process's own.
+    pub fn separates(&self, flag: u64) -> Result<bool> {
+        if (self.clone_flags | self.unshare_flags) & flag != 0 {
+            return Ok(true);
+        }
+        let joined = self
+            .join
+            .iter()
+            .map(|(t, p)| (t, p))
+            .find(|(t, _)| flag_of(**t) == Some(flag));
+        let Some((_, path)) = joined else {
+            return Ok(false);
+        };
+        use std::os::unix::fs::MetadataExt;
+        let ours = format!("/proc/self/ns/{}", proc_name(flag));
+        let (theirs, ours) = (
+            std::fs::metadata(path).step(|| format!("reading {}", path.display()))?,
+            std::fs::metadata(&ours).step(|| format!("reading {ours}"))?,
+        );
+        Ok((theirs.dev(), theirs.ino()) != (ours.dev(), ours.ino()))
+    }
+
     pub fn from_spec(linux: Option<&Linux>) -> Result<Self> {
         let mut plan = Plan::default();
         let namespaces = linux

@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +31,7 @@ use rustix::thread::{Gid, Uid};
 
 use super::caps::{self, CapMasks};
 use super::cgroups::Cgroup;
+use super::console;
 use super::error::{Result, RuntimeError, Step};
 use super::namespaces::{self, Plan};
 use super::rootfs::{self, RootfsContext};
@@ -55,6 +56,13 @@ pub struct InitConfig<'a> {
     /// Extra descriptors passed to the container from 3 up (LISTEN_FDS,
     /// --preserve-fds).
     pub preserve_fds: u32,
+    /// The caller's console socket, connected: process.terminal is true.
+    pub console: Option<&'a OwnedFd>,
+    /// `--no-pivot`: [`rootfs::move_root`] instead of pivot_root.
+    pub no_pivot: bool,
+    /// The name of the session keyring to join (`_ses.<id>`, runc's),
+    /// None with `--no-new-keyring`.
+    pub keyring: Option<String>,
 }
 
 impl InitConfig<'_> {
@@ -235,8 +243,18 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         new_cgroup_ns: config.plan.new_cgroup,
         cgroup_dir: config.cgroup.map(|c| c.dir.as_path()),
     })?;
-    rootfs::pivot(&kernel, config.rootfs)?;
+    if config.no_pivot {
+        rootfs::move_root(&kernel, config.rootfs)?;
+    } else {
+        rootfs::pivot(&kernel, config.rootfs)?;
+    }
     rootfs::finish(&kernel, spec, Path::new("/"))?;
+    if let Some(name) = &config.keyring {
+        join_keyring(name)?;
+    }
+    if let Some(socket) = config.console {
+        console::attach(socket.as_fd(), process)?;
+    }
     set_rlimits(process)?;
     let env = cstrings(process.env().iter().flatten().map(String::as_str));
     let args = process.args().clone().unwrap_or_default();
@@ -283,6 +301,18 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         program.to_string_lossy()
     );
     sys::exit_now(127);
+}
+
+/// A session keyring of the container's own; a kernel without keys
+/// (ENOSYS) has nothing to share either, as runc allows.
+fn join_keyring(name: &str) -> Result<()> {
+    let name = CString::new(name).map_err(|_| RuntimeError::Config("NUL in the id".into()))?;
+    match sys::join_session_keyring(&name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        other => {
+            other.step(|| "joining a new session keyring (--no-new-keyring keeps the caller's)")
+        }
+    }
 }
 
 pub(super) fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Vec<CString> {

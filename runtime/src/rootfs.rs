@@ -96,6 +96,13 @@ fn parse_options(options: &[String]) -> Options {
     o
 }
 
+/// True when `option` is a mount flag or propagation this runtime
+/// applies itself, not data handed to the filesystem.
+pub fn knows_option(option: &str) -> bool {
+    let o = parse_options(&[option.to_string()]);
+    o.data.is_empty()
+}
+
 fn propagation_flags(name: &str) -> Option<MountPropagationFlags> {
     use MountPropagationFlags as P;
     Some(match name {
@@ -403,6 +410,32 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Step 2 with `--no-pivot` (runc's msMoveRoot), for a root that
+/// pivot_root refuses (a rootfs on the initramfs's ramfs): every mount
+/// outside the new root is detached first, as nothing of the host may
+/// stay reachable below it, then the new root is moved onto `/` and
+/// chrooted into. Weaker than pivot_root (a process with CAP_SYS_CHROOT
+/// can climb out of a chroot), which is why it is only on request.
+pub fn move_root(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    let mut outside: Vec<PathBuf> = husk_common::mountinfo::read()
+        .into_iter()
+        .map(|m| PathBuf::from(m.mount_point))
+        .filter(|p| p != Path::new("/") && !p.starts_with(rootfs) && !rootfs.starts_with(p))
+        .collect();
+    // Deepest first, so a parent is not busy with its children.
+    outside.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for path in &outside {
+        // Already gone with a parent, or locked in a user namespace: the
+        // chroot hides what is left.
+        let _ = sys.unmount_detach(path);
+    }
+    std::env::set_current_dir(rootfs).step(|| format!("chdir {}", rootfs.display()))?;
+    sys.move_root()
+        .step(|| format!("moving {} onto / (--no-pivot)", rootfs.display()))?;
+    std::env::set_current_dir("/").step(|| "chdir /")?;
+    Ok(())
+}
+
 /// `statfs` magic numbers (linux/magic.h).
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 const SYSFS_MAGIC: i64 = 0x6265_6572;
@@ -459,7 +492,7 @@ pub fn finish(sys: &dyn Syscall, spec: &Spec, root: &Path) -> Result<()> {
         .step(|| format!("setting rootfsPropagation {p}"))?;
     }
     for (key, value) in linux.and_then(|l| l.sysctl().clone()).unwrap_or_default() {
-        let path = inside("/proc/sys").join(key.replace('.', "/"));
+        let path = inside("/proc/sys").join(super::sysctl::proc_path(&key)?);
         fs::write(&path, &value).step(|| format!("setting sysctl {key}={value}"))?;
     }
     for p in linux

@@ -23,6 +23,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Frozen by `pause` (cgroup.freeze).
+    Paused,
     Stopped,
 }
 
@@ -32,6 +34,7 @@ impl std::fmt::Display for Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         })
     }
@@ -55,6 +58,9 @@ pub struct Record {
     pub annotations: HashMap<String, String>,
     /// Seconds since the epoch.
     pub created: u64,
+    /// The rootfs, absolute (for `state`, and the hooks' state).
+    #[serde(default)]
+    pub rootfs: PathBuf,
 }
 
 /// The `state` command's output, as runtime.md defines it.
@@ -69,6 +75,14 @@ pub struct OciState {
     pub bundle: PathBuf,
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
+    /// runc's additions, which go-runc decodes: the rootfs, when it was
+    /// created (RFC 3339) and the owner (empty: not rootless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub owner: String,
 }
 
 /// Container ids become directory names: keep them to a safe alphabet.
@@ -133,6 +147,8 @@ impl Record {
             Status::Stopped
         } else if container_dir(root, &self.id).join(EXEC_FIFO).exists() {
             Status::Created
+        } else if self.frozen() {
+            Status::Paused
         } else {
             Status::Running
         }
@@ -147,7 +163,20 @@ impl Record {
             pid: (status != Status::Stopped).then_some(self.pid),
             bundle: self.bundle.clone(),
             annotations: self.annotations.clone(),
+            rootfs: Some(self.rootfs.clone()).filter(|p| !p.as_os_str().is_empty()),
+            created: Some(husk_common::civil::rfc3339(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.created),
+            )),
+            owner: String::new(),
         }
+    }
+
+    /// The cgroup says `frozen 1` in cgroup.events.
+    fn frozen(&self) -> bool {
+        self.cgroup.as_ref().is_some_and(|dir| {
+            fs::read_to_string(dir.join("cgroup.events"))
+                .is_ok_and(|events| events.lines().any(|l| l == "frozen 1"))
+        })
     }
 }
 

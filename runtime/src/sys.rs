@@ -377,3 +377,35 @@ pub fn reset_signals() {
         )
     };
 }
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: a new session keyring
+/// for this process (and what it execs), so containers do not share the
+/// host user's session keyring; then `KEYCTL_SETPERM` so that only its
+/// possessor may use it (runc's 0x3f3f0000 plus view for the user).
+/// Neither rustix nor nix has keyctl.
+pub fn join_session_keyring(name: &CStr) -> io::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of
+    // the call; the other arguments are integers.
+    let id = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            name.as_ptr(),
+            0,
+            0,
+            0,
+        )
+    };
+    if id == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // possessor: all but setattr-by-others; user: view.
+    const PERM: libc::c_long = 0x3f3f_0000 | 0x0001_0000 >> 8;
+    // SAFETY: integers only.
+    if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, PERM, 0, 0) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -31,6 +31,9 @@ pub trait Syscall {
     fn propagation(&self, target: &Path, flags: MountPropagationFlags) -> io::Result<()>;
     fn unmount_detach(&self, target: &Path) -> io::Result<()>;
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()>;
+    /// `--no-pivot`: moves the mount at `.` (the new root, the cwd) onto
+    /// `/` and chroots into it.
+    fn move_root(&self) -> io::Result<()>;
     /// The flags `path` is mounted with (a bind remount keeps the locked
     /// ones).
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags>;
@@ -77,6 +80,10 @@ impl Syscall for Linux {
     }
     fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
         Ok(rustix::process::pivot_root(new_root, put_old)?)
+    }
+    fn move_root(&self) -> io::Result<()> {
+        rustix::mount::mount_move(".", "/")?;
+        Ok(rustix::process::chroot(".")?)
     }
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags> {
         use rustix::fs::StatVfsMountFlags as V;
@@ -141,6 +148,7 @@ mod recorder {
         },
         UnmountDetach(PathBuf),
         PivotRoot(PathBuf, PathBuf),
+        MoveRoot,
         Mknod {
             path: PathBuf,
             kind: FileType,
@@ -247,6 +255,9 @@ mod recorder {
         }
         fn pivot_root(&self, new_root: &Path, put_old: &Path) -> io::Result<()> {
             self.record(Call::PivotRoot(new_root.to_owned(), put_old.to_owned()))
+        }
+        fn move_root(&self) -> io::Result<()> {
+            self.record(Call::MoveRoot)
         }
         fn mount_flags_of(&self, _path: &Path) -> io::Result<MountFlags> {
             Ok(self.mounted_with)

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use husk_common::civil::civil_from_days;
-
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -12,20 +10,7 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// `2026-11-22T13:45:20.123456789Z`.
-pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = since.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since.subsec_nanos()
-    )
-}
+pub use husk_common::civil::rfc3339;
 
 /// `rfc3339` of milliseconds since the epoch.
 pub fn rfc3339_ms(ms: u64) -> String {

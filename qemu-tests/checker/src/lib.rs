@@ -11,6 +11,7 @@
 //! and guest paths.
 
 mod agent;
+mod containerd;
 mod containers;
 mod data;
 mod modules;
@@ -22,6 +23,7 @@ mod reboot;
 mod update;
 mod userdata;
 
+pub use containerd::{ENGINE_ARCHIVE, ENGINE_BINARIES, ENGINE_IMAGE};
 pub use containers::BUSYBOX_GUEST_PATH;
 pub use reboot::{ARCHIVE_GUEST_PATH, IMAGE as REBOOT_IMAGE};
 
@@ -59,6 +61,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("data-failed", data::failed),
     ("container-limits", containers::limits),
     ("container-reboot", reboot::run),
+    ("containerd", containerd::run),
     ("user-data", userdata::run),
     ("clock-plausible", userdata::clock),
     ("net", net::run),

@@ -1,6 +1,7 @@
-//! `/proc/self/mountinfo`: which mounts exist, in mount order. Used to
-//! recognise the initramfs (rootfs on "/") and to unmount in reverse order
-//! at shutdown.
+//! `/proc/self/mountinfo`: which mounts exist, in mount order. Init uses
+//! it to recognise the initramfs (rootfs on "/") and to unmount in
+//! reverse order at shutdown; the runtime to detach the host's mounts
+//! for `--no-pivot`; the guest checker to read the mount table.
 
 use std::io::Read;
 
@@ -32,7 +33,7 @@ fn parse_line(line: &str) -> Option<MountEntry> {
 }
 
 /// Undoes the kernel's octal escaping of space, tab, newline and backslash.
-fn unescape(s: &str) -> String {
+pub fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
