@@ -69,30 +69,7 @@ pub fn validate(spec: &Spec) -> Result<PathBuf> {
             ));
         }
     }
-    if let Some(hooks) = spec.hooks() {
-        let any = [
-            hooks.prestart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_runtime()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .create_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks
-                .start_container()
-                .as_ref()
-                .is_some_and(|h| !h.is_empty()),
-            hooks.poststart().as_ref().is_some_and(|h| !h.is_empty()),
-            hooks.poststop().as_ref().is_some_and(|h| !h.is_empty()),
-        ];
-        if any.iter().any(|x| *x) {
-            return Err(RuntimeError::Unsupported(
-                "hooks (none are run by husk)".into(),
-            ));
-        }
-    }
+    super::hooks::validate(spec.hooks().as_ref())?;
     if let Some(linux) = spec.linux() {
         for p in linux
             .masked_paths()

@@ -32,6 +32,13 @@ pub enum RuntimeError {
     /// The container's init failed during setup (its own message).
     #[error("container init: {message}")]
     Init { message: String },
+    /// A hook failed (it is named, with its exit status and output).
+    #[error("{phase} hook {path}: {message}")]
+    Hook {
+        phase: &'static str,
+        path: String,
+        message: String,
+    },
     #[error("{0}")]
     Other(String),
 }

@@ -27,6 +27,7 @@ pub mod devices;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod hooks;
 pub mod in_root;
 pub mod namespaces;
 mod operations;
@@ -127,6 +128,18 @@ impl Container {
             }
             Err(e) => return Err(RuntimeError::os(format!("creating {}", dir.display()), e)),
         }
+        // The state the hooks are given (with the init's pid once known).
+        let template = OciState {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            status: Status::Creating,
+            pid: None,
+            bundle: bundle.dir.clone(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            rootfs: Some(bundle.rootfs.clone()),
+            created: None,
+            owner: String::new(),
+        };
         let mut cgroup = None;
         let result = (|| {
             let fifo = dir.join(EXEC_FIFO);
@@ -158,6 +171,7 @@ impl Container {
                 console: console.as_ref(),
                 no_pivot: opts.no_pivot,
                 keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
+                state: template.clone(),
             })?;
             let pid = pid.as_raw_nonzero().get();
             let record = Record {
@@ -173,6 +187,7 @@ impl Container {
                     .map(|d| d.as_secs())
                     .unwrap_or(0),
                 rootfs: bundle.rootfs.clone(),
+                hooks: spec.hooks().clone(),
             };
             record.save(root)?;
             if let Some(path) = &opts.pid_file {
@@ -191,6 +206,15 @@ impl Container {
                     let _ = cgroup.remove();
                 }
                 let _ = fs::remove_dir_all(&dir);
+                if matches!(e, RuntimeError::Hook { .. }) {
+                    // The lifecycle goes on at its step 12: destroyed, then
+                    // the poststop hooks.
+                    let state = OciState {
+                        status: Status::Stopped,
+                        ..template
+                    };
+                    hooks::run_warning(hooks::Phase::Poststop, spec.hooks().as_ref(), &state);
+                }
                 Err(e)
             }
         }
@@ -245,6 +269,11 @@ impl Container {
             .step(|| format!("opening {}", fifo.display()))?;
         f.write_all(b"S").step(|| "releasing the container init")?;
         fs::remove_file(&fifo).step(|| format!("removing {}", fifo.display()))?;
+        hooks::run_warning(
+            hooks::Phase::Poststart,
+            self.record.hooks.as_ref(),
+            &self.state(),
+        );
         Ok(())
     }
 
@@ -288,7 +317,12 @@ impl Container {
             c.remove()?;
         }
         let dir = container_dir(&self.root, &self.record.id);
-        fs::remove_dir_all(&dir).step(|| format!("removing {}", dir.display()))
+        let mut state = self.state();
+        state.status = Status::Stopped;
+        state.pid = None;
+        fs::remove_dir_all(&dir).step(|| format!("removing {}", dir.display()))?;
+        hooks::run_warning(hooks::Phase::Poststop, self.record.hooks.as_ref(), &state);
+        Ok(())
     }
 
     /// Waits for the container's process; only the process that created

@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{PosixRlimitType, Process, Spec};
+use oci_spec::runtime::{Hooks, PosixRlimitType, Process, Spec};
 use rustix::process::{Pid, Resource, Rlimit};
 use rustix::thread::{Gid, Uid};
 
@@ -33,9 +33,11 @@ use super::caps::{self, CapMasks};
 use super::cgroups::Cgroup;
 use super::console;
 use super::error::{Result, RuntimeError, Step};
+use super::hooks::{self, Phase};
 use super::namespaces::{self, Plan};
 use super::rootfs::{self, RootfsContext};
 use super::seccomp::Programs;
+use super::state::{OciState, Status};
 use super::sys;
 use super::syscall::Linux;
 
@@ -63,7 +65,40 @@ pub struct InitConfig<'a> {
     /// The name of the session keyring to join (`_ses.<id>`, runc's),
     /// None with `--no-new-keyring`.
     pub keyring: Option<String>,
+    /// The container's state for the hooks, but for the pid (the init's
+    /// host pid, which the parent sends it).
+    pub state: OciState,
 }
+
+impl InitConfig<'_> {
+    fn hooks(&self) -> Option<&Hooks> {
+        self.spec.hooks().as_ref()
+    }
+
+    /// prestart or createRuntime hooks: the init stops before
+    /// pivot_root for the runtime to run them.
+    fn has_runtime_hooks(&self) -> bool {
+        !Phase::Prestart.of(self.hooks()).is_empty()
+            || !Phase::CreateRuntime.of(self.hooks()).is_empty()
+    }
+
+    fn state_with(&self, status: Status, pid: i32) -> OciState {
+        OciState {
+            status,
+            pid: Some(pid),
+            ..self.state.clone()
+        }
+    }
+}
+
+/// The parent's messages on the go pipe: GO then the init's host pid
+/// (4 bytes, native order), and GO again after the runtime's hooks.
+const GO: u8 = b'G';
+/// The init's messages on the report pipe: HOOKS (stopped before
+/// pivot_root for the runtime's hooks), then READY or ERROR + message.
+const HOOKS: u8 = b'H';
+const READY: u8 = b'O';
+const ERROR: u8 = b'E';
 
 impl InitConfig<'_> {
     fn process(&self) -> &Process {
@@ -101,7 +136,9 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
             Err(e) => e,
             Ok(never) => match never {},
         };
-        let _ = report.write_all(format!("E{err}").as_bytes());
+        let mut message = vec![ERROR];
+        message.extend_from_slice(err.to_string().as_bytes());
+        let _ = report.write_all(&message);
         sys::exit_now(1);
     };
     drop(report_tx);
@@ -126,39 +163,51 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
         if let Some(process) = config.spec.process() {
             set_oom_score_adj(process, &pid.as_raw_nonzero().get().to_string())?;
         }
-        go.write_all(b"G").step(|| "releasing the container init")
+        let mut message = vec![GO];
+        message.extend_from_slice(&pid.as_raw_nonzero().get().to_ne_bytes());
+        go.write_all(&message)
+            .step(|| "releasing the container init")
     };
-    if let Err(e) = setup() {
+    let kill = |e: RuntimeError| {
         let _ = sys::kill(pid.as_raw_nonzero().get(), libc::SIGKILL);
         let _ = rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty());
-        return Err(e);
+        e
+    };
+    setup().map_err(kill)?;
+    let mut report_rx = File::from(report_rx);
+    let mut first = read_report(&mut report_rx);
+    if first == Some(HOOKS) {
+        let state = config.state_with(Status::Creating, pid.as_raw_nonzero().get());
+        let hooks = config.hooks();
+        hooks::run(Phase::Prestart, hooks, &state)
+            .and_then(|()| hooks::run(Phase::CreateRuntime, hooks, &state))
+            .and_then(|()| go.write_all(&[GO]).step(|| "releasing the container init"))
+            .map_err(kill)?;
+        first = read_report(&mut report_rx);
     }
     drop(go);
-    // One byte: 'O' (ready; the init keeps the pipe open until its execve)
-    // or 'E' followed by the message up to EOF (the init exited).
-    let mut report_rx = File::from(report_rx);
-    let mut report = Vec::new();
-    let mut first = [0u8; 1];
-    if matches!(report_rx.read(&mut first), Ok(1)) {
-        report.push(first[0]);
-        if first[0] != b'O' {
-            let _ = report_rx.read_to_end(&mut report);
-        }
+    // READY (the init keeps the pipe open until its execve), or ERROR
+    // followed by the message up to EOF (the init exited).
+    if first == Some(READY) {
+        return Ok(pid);
     }
-    match report.first() {
-        Some(b'O') => Ok(pid),
-        _ => {
-            let status = wait(pid).ok();
-            let message = match report.split_first() {
-                Some((b'E', msg)) => String::from_utf8_lossy(msg).into_owned(),
-                _ => format!(
-                    "exited during setup without a report{}",
-                    status.map(|s| format!(" (status {s})")).unwrap_or_default()
-                ),
-            };
-            Err(RuntimeError::Init { message })
-        }
-    }
+    let mut message = Vec::new();
+    let _ = report_rx.read_to_end(&mut message);
+    let status = wait(pid).ok();
+    let message = match first {
+        Some(ERROR) => String::from_utf8_lossy(&message).into_owned(),
+        _ => format!(
+            "exited during setup without a report{}",
+            status.map(|s| format!(" (status {s})")).unwrap_or_default()
+        ),
+    };
+    Err(RuntimeError::Init { message })
+}
+
+/// One byte of the init's report; None at EOF.
+fn read_report(report: &mut File) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    matches!(report.read(&mut byte), Ok(1)).then_some(byte[0])
 }
 
 /// Waits for a child; returns its exit code, or 128 + the signal that
@@ -187,15 +236,13 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     // /proc/<pid>/exe and its memory away from everyone (CVE-2019-5736).
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
         .step(|| "prctl(PR_SET_DUMPABLE, 0)")?;
-    let mut byte = [0u8; 1];
-    if File::from(go)
-        .read(&mut byte)
-        .step(|| "waiting for the runtime")?
-        == 0
-    {
+    let mut go = File::from(go);
+    let mut release = [0u8; 5];
+    if go.read_exact(&mut release).is_err() || release[0] != GO {
         // The parent died before releasing us.
         sys::exit_now(1);
     }
+    let host_pid = i32::from_ne_bytes([release[1], release[2], release[3], release[4]]);
     let spec = config.spec;
     let linux = spec.linux().as_ref();
     let process = config.process();
@@ -243,6 +290,19 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         new_cgroup_ns: config.plan.new_cgroup,
         cgroup_dir: config.cgroup.map(|c| c.dir.as_path()),
     })?;
+    if config.has_runtime_hooks() {
+        report
+            .write_all(&[HOOKS])
+            .step(|| "reporting to the runtime")?;
+        let mut byte = [0u8; 1];
+        if go.read_exact(&mut byte).is_err() || byte[0] != GO {
+            // The runtime's hooks failed: it kills us.
+            sys::exit_now(1);
+        }
+    }
+    drop(go);
+    let creating = config.state_with(Status::Creating, host_pid);
+    hooks::run(Phase::CreateContainer, config.hooks(), &creating)?;
     if config.no_pivot {
         rootfs::move_root(&kernel, config.rootfs)?;
     } else {
@@ -276,12 +336,24 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
     chdir_inside_root(process.cwd())?;
-    report.write_all(b"O").step(|| "reporting to the runtime")?;
+    report
+        .write_all(&[READY])
+        .step(|| "reporting to the runtime")?;
     // Wait for `start`.
     let mut fifo = fifo;
+    let mut byte = [0u8; 1];
     fifo.read_exact(&mut byte)
         .step(|| "waiting on the exec fifo")?;
     drop(fifo);
+    if let Err(e) = hooks::run(
+        Phase::StartContainer,
+        config.hooks(),
+        &config.state_with(Status::Created, host_pid),
+    ) {
+        // `start` has returned: the container's stderr is all there is.
+        let _ = writeln!(std::io::stderr(), "husk: {e}");
+        sys::exit_now(1);
+    }
     // Last, so that the filter sees only the container's own syscalls.
     if no_new_privs {
         config.seccomp.apply()?;

@@ -61,6 +61,10 @@ pub struct Record {
     /// The rootfs, absolute (for `state`, and the hooks' state).
     #[serde(default)]
     pub rootfs: PathBuf,
+    /// The spec's hooks as they were at create: poststart and poststop
+    /// run from here, not from a bundle that may have changed since.
+    #[serde(default)]
+    pub hooks: Option<oci_spec::runtime::Hooks>,
 }
 
 /// The `state` command's output, as runtime.md defines it.

@@ -335,9 +335,9 @@ fn runc_global_flags_as_the_containerd_shim_passes_them() {
             log.to_str().unwrap(),
             "--log-format",
             "json",
-            "delete",
-            "--force",
+            "kill",
             "nosuch",
+            "KILL",
         ],
     );
     assert!(!out.status.success());
@@ -356,4 +356,7 @@ fn runc_global_flags_as_the_containerd_shim_passes_them() {
         ],
     );
     assert!(err(&out).contains("systemd cgroup driver"), "{}", err(&out));
+    // runc: deleting with --force what is not there is done.
+    let out = harness::oci(&root, &["delete", "--force", "nosuch"]);
+    assert!(out.status.success(), "{}", err(&out));
 }
