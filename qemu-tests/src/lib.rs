@@ -30,6 +30,7 @@ pub mod esp;
 pub mod guest_disk;
 pub mod guest_image;
 pub mod host;
+pub mod host_binary;
 pub mod http;
 pub mod init_config;
 pub mod log_lines;

@@ -1,14 +1,17 @@
 //! `exec`: a new process in a running container (`runc exec`).
 //!
 //! The runtime process (single-threaded) opens the init's namespaces and
-//! the container's cgroup, joins the namespaces (the user namespace
-//! first: it grants the rights to join the others), then clones: the
-//! child is in the container's PID namespace too, moves itself into the
-//! cgroup, takes the container process's security (rlimits, user,
-//! capabilities, no_new_privs, seccomp last) and execs the command found
-//! in the container's PATH. As with the init, the child stays
-//! non-dumpable until its execve, and every descriptor from 3 up is
-//! closed on exec.
+//! the container's cgroup, enters the PID namespace for its children and
+//! clones; it stays in the host's other namespaces, where the pid file,
+//! the `--log` file and the console socket are. The child joins the
+//! namespaces (the user namespace first: it grants the rights to join
+//! the others), moves itself into the cgroup, takes the container
+//! process's security (rlimits, user, capabilities, no_new_privs,
+//! seccomp last) and execs the command found in the container's PATH.
+//! Its errors come back on a pipe its execve closes, so `exec` fails
+//! (even with `--detach`) when the process could not be started. As
+//! with the init, the child stays non-dumpable until its execve, and
+//! every descriptor from 3 up is closed on exec.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -113,13 +116,30 @@ impl Container {
             ),
             None => None,
         };
-        for (kind, file) in &namespaces {
-            rustix::thread::move_into_link_name_space(std::os::fd::AsFd::as_fd(file), None)
-                .step(|| format!("joining the container's {kind} namespace"))?;
+        // The runtime stays in the host's namespaces (the pid file, the
+        // --log file and the caller's paths are the host's); it enters only
+        // the PID namespace, which changes its children's, not its own. The
+        // child joins the others.
+        let (pid_ns, others): (Vec<_>, Vec<_>) =
+            namespaces.into_iter().partition(|(kind, _)| *kind == "pid");
+        for (kind, file) in &pid_ns {
+            rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::ProcessID),
+            )
+            .step(|| format!("joining the container's {kind} namespace"))?;
         }
-        drop(namespaces);
+        // The child's errors come back on this pipe; its execve closes it.
+        // Kept above the preserved descriptors, which the child passes on.
+        let (report_rx, low_tx) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).step(|| "creating a pipe")?;
+        let report_tx = rustix::io::fcntl_dupfd_cloexec(&low_tx, 3 + opts.preserve_fds as i32)
+            .step(|| "moving the report pipe")?;
+        // Every write end but the child's must be gone for its EOF.
+        drop(low_tx);
         let child = sys::clone3(0).step(|| "forking the exec process")?;
         let Some(pid) = child else {
+            drop(report_rx);
             let child = Child {
                 process: &process,
                 caps: &caps,
@@ -127,13 +147,23 @@ impl Container {
                 console: console.as_ref(),
                 preserve_fds: opts.preserve_fds,
             };
-            let err = match child.setup(cgroup) {
+            let err = match child.setup(&others, cgroup) {
                 Err(e) => e,
                 Ok(never) => match never {},
             };
-            let _ = writeln!(std::io::stderr(), "husk-agent oci exec: {err}");
+            let _ = File::from(report_tx).write_all(err.to_string().as_bytes());
             sys::exit_now(127);
         };
+        drop(report_tx);
+        drop(others);
+        let mut message = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut File::from(report_rx), &mut message);
+        if !message.is_empty() {
+            let _ = super::process::wait(pid);
+            return Err(RuntimeError::Init {
+                message: format!("exec: {}", String::from_utf8_lossy(&message)),
+            });
+        }
         if let Some(path) = &opts.pid_file {
             super::write_pid_file(path, pid.as_raw_nonzero().get())?;
         }
@@ -237,8 +267,14 @@ struct Child<'a> {
 }
 
 impl Child<'_> {
-    /// In the child, inside the namespaces. Returns only on failure.
-    fn setup(&self, cgroup: Option<File>) -> Result<std::convert::Infallible> {
+    /// In the child: joins the namespaces (the user namespace first: it
+    /// grants the rights to join the others), then sets the process up.
+    /// Returns only on failure.
+    fn setup(
+        &self,
+        namespaces: &[(&str, File)],
+        cgroup: Option<File>,
+    ) -> Result<std::convert::Infallible> {
         let Child {
             process,
             caps,
@@ -254,9 +290,14 @@ impl Child<'_> {
                 .step(|| "joining the container's cgroup")?;
         }
         set_rlimits(process)?;
-        // Before set_user: still the host's root, the owner of this
-        // non-dumpable process's /proc entries.
+        // Before joining a user namespace: still the host's root, the
+        // owner of this non-dumpable process's /proc entries.
         set_oom_score_adj(process, "self")?;
+        // After the cgroup, which is joined from the host's namespaces.
+        for (kind, file) in namespaces {
+            rustix::thread::move_into_link_name_space(file.as_fd(), None)
+                .step(|| format!("joining the container's {kind} namespace"))?;
+        }
         if let Some(socket) = self.console {
             console::attach(socket.as_fd(), process)?;
         }

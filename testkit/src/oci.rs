@@ -47,7 +47,7 @@ pub fn busybox_layer() -> Vec<u8> {
     tar.append_data(&mut h, "bin/busybox", &busybox[..])
         .unwrap();
     for applet in [
-        "sh", "sleep", "id", "cat", "echo", "seq", "hostname", "grep", "tr", "true", "env",
+        "sh", "sleep", "id", "cat", "echo", "seq", "hostname", "grep", "tr", "true", "env", "tty",
     ] {
         let mut h = header(tar::EntryType::Symlink, 0o777, 0);
         tar.append_link(&mut h, format!("bin/{applet}"), "busybox")

@@ -100,6 +100,11 @@ const PREREQS: &[Prereq] = &[
         why: "`cargo xtask bench` compares Husk's runtime with it",
     },
     Prereq {
+        package: "containerd",
+        present: || has_command("containerd") && has_command("ctr"),
+        why: "a QEMU test runs Husk's runtime under containerd (tests/engines.rs)",
+    },
+    Prereq {
         package: "g++",
         // (what the cc crate runs for C++)
         present: || has_command("c++"),

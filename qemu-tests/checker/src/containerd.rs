@@ -312,6 +312,12 @@ fn diagnose(label: &str, id: &str, log_start: u64) {
         .lines()
         .filter(|l| l.contains("level=error") || l.contains("level=warning"))
         .collect();
+    if errors.is_empty() {
+        say(
+            SCENARIO,
+            &format!("{label}: containerd: no warning or error during the check"),
+        );
+    }
     for line in &errors[errors.len().saturating_sub(8)..] {
         say_long(&format!("{label}: containerd: {line}"));
     }

@@ -94,7 +94,8 @@ pub fn limits(_: &[String]) -> Outcome {
         ));
     }
     say("container-limits", "pids: the default pids.max is 2048");
-    devices(&rootfs)
+    devices(&rootfs)?;
+    super::runtime_update::run(&rootfs, Path::new(WORK))
 }
 
 /// The device filter on the product kernel: with Docker's CAP_MKNOD a
@@ -147,12 +148,14 @@ fn make_rootfs() -> Result<PathBuf, String> {
     Ok(rootfs)
 }
 
-fn run_container(
+/// Writes `WORK/ID/config.json`: husk-spec's spec (Docker's defaults)
+/// for `sh -c SCRIPT` over `rootfs`, with `limit` applied to the options.
+pub fn write_bundle(
     rootfs: &Path,
     id: &str,
     script: &str,
     limit: impl FnOnce(&mut RunOptions),
-) -> Result<Run, String> {
+) -> Result<PathBuf, String> {
     let image: oci_spec::image::ImageConfiguration = serde_json::from_str(
         r#"{"architecture":"amd64","os":"linux","config":{"Cmd":["/bin/sh"]},"rootfs":{"type":"layers","diff_ids":[]}}"#,
     )
@@ -166,6 +169,16 @@ fn run_container(
     fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
     let config = serde_json::to_vec_pretty(&spec).map_err(|e| format!("config.json: {e}"))?;
     fs::write(bundle.join("config.json"), config).map_err(|e| format!("config.json: {e}"))?;
+    Ok(bundle)
+}
+
+fn run_container(
+    rootfs: &Path,
+    id: &str,
+    script: &str,
+    limit: impl FnOnce(&mut RunOptions),
+) -> Result<Run, String> {
+    let bundle = write_bundle(rootfs, id, script, limit)?;
     let out = Command::new(AGENT)
         .args(["oci", "--root", &format!("{WORK}/state"), "run", "--bundle"])
         .arg(&bundle)

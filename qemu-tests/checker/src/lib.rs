@@ -20,6 +20,7 @@ mod net;
 mod orphans;
 mod procfs;
 mod reboot;
+mod runtime_update;
 mod update;
 mod userdata;
 

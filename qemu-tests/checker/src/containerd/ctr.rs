@@ -17,8 +17,9 @@ use rustix::termios::{Winsize, tcsetwinsize};
 
 use super::{CTR_BIN, SOCKET};
 
-/// One ctr call, however slow TCG makes containerd and the shim.
-const CTR_TIMEOUT: Duration = Duration::from_secs(90);
+/// One ctr call, however slow TCG makes containerd and the shim (a
+/// second or two each here).
+const CTR_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long output may lag behind ctr's exit (a pty drains after it).
 const OUTPUT_GRACE: Duration = Duration::from_secs(5);
 
