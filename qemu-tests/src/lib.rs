@@ -25,6 +25,7 @@
 
 pub mod config_drive;
 pub mod deadline;
+pub mod engines;
 pub mod error;
 pub mod esp;
 pub mod guest_disk;

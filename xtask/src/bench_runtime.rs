@@ -39,9 +39,18 @@ struct Runtime {
     samples: Vec<f64>,
 }
 
-pub fn run(runs: usize) -> Result<()> {
+pub fn run(runs: usize, shim_runs: usize) -> Result<()> {
     let count = runs.to_string();
-    if !crate::cgroup_ns::enter("runtime", &["bench", "runtime", "--runs", &count])? {
+    let shim_count = shim_runs.to_string();
+    let args = [
+        "bench",
+        "runtime",
+        "--runs",
+        &count,
+        "--shim-runs",
+        &shim_count,
+    ];
+    if !crate::cgroup_ns::enter("runtime", &args)? {
         return Ok(());
     }
     let artifacts = Artifacts::get()?;
@@ -134,7 +143,7 @@ pub fn run(runs: usize) -> Result<()> {
         }
     }
     print_table(&mut runtimes, runs);
-    Ok(())
+    crate::bench_containerd::run(shim_runs)
 }
 
 /// `binary` seen through a read-only bind mount at `dir` (in the bench's

@@ -2,6 +2,7 @@
 //! Rust so they run the same on every machine.
 
 mod bench;
+mod bench_containerd;
 mod bench_memory;
 mod bench_runtime;
 mod boot;
@@ -71,6 +72,10 @@ enum Task {
         /// Runtime benchmark: runs per runtime.
         #[arg(long, default_value_t = 200)]
         runs: usize,
+        /// Runtime benchmark: tasks per runtime through containerd's
+        /// shim in the QEMU guest.
+        #[arg(long, default_value_t = 20)]
+        shim_runs: usize,
         /// Memory benchmark: idle containers to run.
         #[arg(long, default_value_t = 100)]
         containers: usize,
@@ -119,12 +124,13 @@ fn main() -> ExitCode {
             boots,
             direct,
             runs,
+            shim_runs,
             containers,
         } => {
             let all = what.is_none();
             let mut result = Ok(());
             if all || what == Some(BenchWhat::Runtime) {
-                result = result.and_then(|()| bench_runtime::run(runs.max(1)));
+                result = result.and_then(|()| bench_runtime::run(runs.max(1), shim_runs.max(1)));
             }
             if all || what == Some(BenchWhat::Memory) {
                 result = result.and_then(|()| bench_memory::run(containers.max(1)));

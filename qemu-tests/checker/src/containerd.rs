@@ -12,6 +12,7 @@
 //! shim's, quoting the runtime's), the runtime's own `--log` lines and
 //! containerd's errors during the check.
 
+pub mod bench;
 mod ctr;
 
 use std::fs;

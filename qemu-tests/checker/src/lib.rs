@@ -24,6 +24,7 @@ mod runtime_update;
 mod update;
 mod userdata;
 
+pub use containerd::bench::SCENARIO as CONTAINERD_BENCH;
 pub use containerd::{ENGINE_ARCHIVE, ENGINE_BINARIES, ENGINE_IMAGE};
 pub use containers::BUSYBOX_GUEST_PATH;
 pub use reboot::{ARCHIVE_GUEST_PATH, IMAGE as REBOOT_IMAGE};
@@ -63,6 +64,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("container-limits", containers::limits),
     ("container-reboot", reboot::run),
     ("containerd", containerd::run),
+    (containerd::bench::SCENARIO, containerd::bench::run),
     ("user-data", userdata::run),
     ("clock-plausible", userdata::clock),
     ("net", net::run),
