@@ -37,6 +37,10 @@ struct Options {
     propagation: MountPropagationFlags,
     bind: bool,
     recursive: bool,
+    /// `mount_setattr` bits for this mount and every one below it (the
+    /// spec's `r…` options).
+    rec_set: u64,
+    rec_clear: u64,
     data: Vec<String>,
 }
 
@@ -47,6 +51,8 @@ fn parse_options(options: &[String]) -> Options {
         propagation: MountPropagationFlags::empty(),
         bind: false,
         recursive: false,
+        rec_set: 0,
+        rec_clear: 0,
         data: Vec::new(),
     };
     for opt in options {
@@ -80,7 +86,29 @@ fn parse_options(options: &[String]) -> Options {
                 o.recursive = true;
                 continue;
             }
-            "tmpcopyup" => continue,
+            "lazytime" => (MountFlags::LAZYTIME, MountFlags::empty()),
+            "nolazytime" => (MountFlags::empty(), MountFlags::LAZYTIME),
+            "silent" => (MountFlags::SILENT, MountFlags::empty()),
+            "loud" => (MountFlags::empty(), MountFlags::SILENT),
+            "nosymfollow" => (MountFlags::NOSYMFOLLOW, MountFlags::empty()),
+            "symfollow" => (MountFlags::empty(), MountFlags::NOSYMFOLLOW),
+            "iversion" => (
+                MountFlags::from_bits_retain(libc::MS_I_VERSION as _),
+                MountFlags::empty(),
+            ),
+            "noiversion" => (
+                MountFlags::empty(),
+                MountFlags::from_bits_retain(libc::MS_I_VERSION as _),
+            ),
+            "tmpcopyup" | "defaults" => continue,
+            recursive if recursive_attr(recursive).is_some() => {
+                let (set, clear) = recursive_attr(recursive).unwrap_or_default();
+                // Clear, then set: the atime modes clear a field and set
+                // a value inside it.
+                o.rec_set = (o.rec_set & !clear) | set;
+                o.rec_clear = (o.rec_clear & !set) | clear;
+                continue;
+            }
             other => {
                 if let Some(p) = propagation_flags(other) {
                     o.propagation |= p;
@@ -94,6 +122,31 @@ fn parse_options(options: &[String]) -> Options {
         o.clear = (o.clear | clear) - set;
     }
     o
+}
+
+/// The spec's recursive options as `mount_setattr` (set, clear) bits.
+fn recursive_attr(option: &str) -> Option<(u64, u64)> {
+    use super::sys::mount_attr as A;
+    Some(match option {
+        "rro" => (A::RDONLY, 0),
+        "rrw" => (0, A::RDONLY),
+        "rnosuid" => (A::NOSUID, 0),
+        "rsuid" => (0, A::NOSUID),
+        "rnodev" => (A::NODEV, 0),
+        "rdev" => (0, A::NODEV),
+        "rnoexec" => (A::NOEXEC, 0),
+        "rexec" => (0, A::NOEXEC),
+        "rnodiratime" => (A::NODIRATIME, 0),
+        "rdiratime" => (0, A::NODIRATIME),
+        "rrelatime" => (A::RELATIME, A::ATIME),
+        "rnoatime" => (A::NOATIME, A::ATIME),
+        "rstrictatime" => (A::STRICTATIME, A::ATIME),
+        // What follows the others' defaults: relatime.
+        "ratime" | "rnorelatime" | "rnostrictatime" => (A::RELATIME, A::ATIME),
+        "rnosymfollow" => (A::NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, A::NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 /// True when `option` is a mount flag or propagation this runtime
@@ -238,6 +291,12 @@ fn mount_one(ctx: &RootfsContext, root: &Root, m: &Mount) -> Result<()> {
         }
         kind
     };
+    if options.rec_set != 0 || options.rec_clear != 0 {
+        let on_top = mounted(kind)?;
+        ctx.sys
+            .setattr_recursive(&on_top.proc_path(), options.rec_set, options.rec_clear)
+            .step(|| format!("setting the recursive options of {shown}"))?;
+    }
     if !options.propagation.is_empty() {
         let on_top = mounted(kind)?;
         ctx.sys
@@ -556,6 +615,25 @@ mod tests {
             .options(options.iter().map(|o| o.to_string()).collect::<Vec<_>>())
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn recursive_options_become_mount_setattr_bits() {
+        use crate::sys::mount_attr as A;
+        let opts =
+            |list: &[&str]| parse_options(&list.iter().map(|o| o.to_string()).collect::<Vec<_>>());
+        let o = opts(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(o.rec_set, A::RDONLY | A::NOSUID | A::NOATIME);
+        assert_eq!(o.rec_clear, A::ATIME);
+        assert!(o.data.is_empty(), "{:?}", o.data);
+        // The last word wins, as with the plain flags.
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!((o.rec_set, o.rec_clear), (0, A::RDONLY));
+        assert!(
+            opts(&["nosymfollow"])
+                .flags
+                .contains(MountFlags::NOSYMFOLLOW)
+        );
     }
 
     fn spec_with(mounts: Vec<Mount>) -> Spec {

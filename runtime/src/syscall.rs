@@ -34,6 +34,8 @@ pub trait Syscall {
     /// `--no-pivot`: moves the mount at `.` (the new root, the cwd) onto
     /// `/` and chroots into it.
     fn move_root(&self) -> io::Result<()>;
+    /// `mount_setattr(AT_RECURSIVE)` on the mount at `target`.
+    fn setattr_recursive(&self, target: &Path, set: u64, clear: u64) -> io::Result<()>;
     /// The flags `path` is mounted with (a bind remount keeps the locked
     /// ones).
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags>;
@@ -84,6 +86,9 @@ impl Syscall for Linux {
     fn move_root(&self) -> io::Result<()> {
         rustix::mount::mount_move(".", "/")?;
         Ok(rustix::process::chroot(".")?)
+    }
+    fn setattr_recursive(&self, target: &Path, set: u64, clear: u64) -> io::Result<()> {
+        sys::mount_setattr_recursive(target, set, clear)
     }
     fn mount_flags_of(&self, path: &Path) -> io::Result<MountFlags> {
         use rustix::fs::StatVfsMountFlags as V;
@@ -149,6 +154,11 @@ mod recorder {
         UnmountDetach(PathBuf),
         PivotRoot(PathBuf, PathBuf),
         MoveRoot,
+        SetattrRecursive {
+            target: PathBuf,
+            set: u64,
+            clear: u64,
+        },
         Mknod {
             path: PathBuf,
             kind: FileType,
@@ -258,6 +268,13 @@ mod recorder {
         }
         fn move_root(&self) -> io::Result<()> {
             self.record(Call::MoveRoot)
+        }
+        fn setattr_recursive(&self, target: &Path, set: u64, clear: u64) -> io::Result<()> {
+            self.record(Call::SetattrRecursive {
+                target: real(target),
+                set,
+                clear,
+            })
         }
         fn mount_flags_of(&self, _path: &Path) -> io::Result<MountFlags> {
             Ok(self.mounted_with)

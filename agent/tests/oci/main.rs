@@ -7,6 +7,7 @@ mod devices;
 mod exec;
 mod harness;
 mod hostile;
+mod mounts;
 mod race;
 mod sealed;
 mod seccomp_abi;
