@@ -27,6 +27,9 @@ pub struct Plan {
     pub new_net: bool,
     pub new_uts: bool,
     pub new_cgroup: bool,
+    /// A new time namespace (unshared by the init, entered by its execve)
+    /// and the `timens_offsets` lines to write before that.
+    pub time_offsets: Option<String>,
 }
 
 fn flag(t: LinuxNamespaceType) -> Result<u64> {
@@ -39,7 +42,7 @@ fn flag(t: LinuxNamespaceType) -> Result<u64> {
         T::User => libc::CLONE_NEWUSER,
         T::Pid => libc::CLONE_NEWPID,
         T::Network => libc::CLONE_NEWNET,
-        T::Time => return Err(RuntimeError::Unsupported("time namespace".into())),
+        T::Time => libc::CLONE_NEWTIME,
     } as u64)
 }
 
@@ -118,12 +121,19 @@ impl Plan {
                         LinuxNamespaceType::Network => plan.new_net = true,
                         LinuxNamespaceType::Uts => plan.new_uts = true,
                         LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                        LinuxNamespaceType::Time => {
+                            plan.time_offsets = Some(time_offsets(linux)?);
+                        }
                         _ => {}
                     }
                     // The PID namespace can only be made by the clone; the
                     // others are unshared after a joined user namespace so
                     // that it owns them.
+                    // A time namespace must be unshared: offsets can only be
+                    // written while no process is in it yet (the init
+                    // enters it with its execve).
                     if t == LinuxNamespaceType::Cgroup
+                        || t == LinuxNamespaceType::Time
                         || (user_joined && t != LinuxNamespaceType::Pid)
                     {
                         plan.unshare_flags |= f;
@@ -132,6 +142,12 @@ impl Plan {
                     }
                 }
             }
+        }
+        let offsets = linux.and_then(|l| l.time_offsets().as_ref());
+        if offsets.is_some_and(|o| !o.is_empty()) && plan.time_offsets.is_none() {
+            return Err(RuntimeError::Config(
+                "linux.timeOffsets need a new time namespace in linux.namespaces".into(),
+            ));
         }
         if !has_mount {
             return Err(RuntimeError::Unsupported(
@@ -180,8 +196,36 @@ impl Plan {
             sys::unshare(UnshareFlags::from_bits_retain(self.unshare_flags as u32))
                 .step(|| "unsharing namespaces")?;
         }
+        if let Some(offsets) = self.time_offsets.as_deref().filter(|o| !o.is_empty()) {
+            std::fs::write("/proc/self/timens_offsets", offsets)
+                .step(|| format!("writing the time offsets {offsets:?}"))?;
+        }
         Ok(())
     }
+}
+
+/// linux.timeOffsets as `timens_offsets` lines (`monotonic SECS NSECS`);
+/// only the two clocks a time namespace offsets.
+fn time_offsets(linux: Option<&Linux>) -> Result<String> {
+    let mut lines = String::new();
+    let offsets = linux.and_then(|l| l.time_offsets().as_ref());
+    let mut sorted: Vec<_> = offsets.iter().flat_map(|o| o.iter()).collect();
+    sorted.sort_by_key(|(clock, _)| clock.as_str());
+    for (clock, offset) in sorted {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(RuntimeError::Config(format!(
+                "linux.timeOffsets: {clock:?} is not a clock a time namespace offsets (monotonic, boottime)"
+            )));
+        }
+        let nanos = offset.nanosecs().unwrap_or(0);
+        if nanos >= 1_000_000_000 {
+            return Err(RuntimeError::Config(format!(
+                "linux.timeOffsets.{clock}.nanosecs {nanos} is not below one second"
+            )));
+        }
+        lines.push_str(&format!("{clock} {} {nanos}\n", offset.secs().unwrap_or(0)));
+    }
+    Ok(lines)
 }
 
 /// Writes uid_map and gid_map of the init from the parent (root in the
@@ -227,4 +271,42 @@ pub fn maps_root(maps: &Option<Vec<LinuxIdMapping>>) -> bool {
     maps.iter()
         .flatten()
         .any(|m| m.container_id() == 0 && m.size() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux(json: &str) -> Linux {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn a_time_namespace_is_unshared_with_its_offsets() {
+        let l = linux(
+            r#"{"namespaces":[{"type":"mount"},{"type":"time"}],
+                "timeOffsets":{"monotonic":{"secs":10},"boottime":{"secs":20,"nanosecs":5}}}"#,
+        );
+        let plan = Plan::from_spec(Some(&l)).unwrap();
+        assert_eq!(
+            plan.unshare_flags & libc::CLONE_NEWTIME as u64,
+            libc::CLONE_NEWTIME as u64
+        );
+        assert_eq!(plan.clone_flags & libc::CLONE_NEWTIME as u64, 0);
+        assert_eq!(
+            plan.time_offsets.as_deref(),
+            Some("boottime 20 5\nmonotonic 10 0\n")
+        );
+    }
+
+    #[test]
+    fn bad_offsets_are_refused() {
+        for json in [
+            r#"{"namespaces":[{"type":"mount"}],"timeOffsets":{"monotonic":{"secs":1}}}"#,
+            r#"{"namespaces":[{"type":"mount"},{"type":"time"}],"timeOffsets":{"realtime":{"secs":1}}}"#,
+            r#"{"namespaces":[{"type":"mount"},{"type":"time"}],"timeOffsets":{"boottime":{"nanosecs":1000000000}}}"#,
+        ] {
+            assert!(Plan::from_spec(Some(&linux(json))).is_err(), "{json}");
+        }
+    }
 }

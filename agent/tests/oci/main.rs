@@ -11,6 +11,7 @@ mod mounts;
 mod race;
 mod sealed;
 mod seccomp_abi;
+mod time_ns;
 
 use std::fs;
 use std::path::Path;
