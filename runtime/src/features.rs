@@ -84,7 +84,7 @@ const HOOKS: &[&str] = &[
     "poststop",
 ];
 
-const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "user", "uts"];
+const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"];
 
 const SECCOMP_ACTIONS: &[&str] = &[
     "SCMP_ACT_ALLOW",
