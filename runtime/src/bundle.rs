@@ -70,6 +70,18 @@ pub fn validate(spec: &Spec) -> Result<PathBuf> {
         }
     }
     super::hooks::validate(spec.hooks().as_ref())?;
+    // A profile asked for and silently not applied would be a container
+    // less confined than its engine believes (runc refuses it too when
+    // AppArmor is off).
+    if process
+        .apparmor_profile()
+        .as_deref()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Err(RuntimeError::Unsupported(
+            "process.apparmorProfile: Husk's runtime has no AppArmor".into(),
+        ));
+    }
     if let Some(linux) = spec.linux() {
         for p in linux
             .masked_paths()

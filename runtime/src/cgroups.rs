@@ -99,6 +99,14 @@ impl Cgroup {
 
     /// linux.resources → cgroup v2 files, with runc's v1 → v2 conversions.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
+        if let Some(n) = r.network()
+            && (n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()))
+        {
+            return Err(RuntimeError::Unsupported(
+                "linux.resources.network (net_cls, net_prio): cgroup v2 has no such controllers"
+                    .into(),
+            ));
+        }
         if let Some(m) = r.memory() {
             if let Some(limit) = m.limit() {
                 self.write("memory.max", &max_or(limit))?;

@@ -308,6 +308,12 @@ impl Child<'_> {
         let program = find_program(&args[0], process.env().as_deref().unwrap_or_default())?;
         let argv = cstrings(args.iter().map(String::as_str));
         let no_new_privs = process.no_new_privileges() == Some(true);
+        // Before any filter (see the init's same order in process.rs).
+        chdir_inside_root(process.cwd())?;
+        for fd in 3..3 + self.preserve_fds {
+            sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
+        }
+        sys::cloexec_from(3 + self.preserve_fds).step(|| "close_range")?;
         if !no_new_privs {
             filters.apply()?;
         }
@@ -317,14 +323,15 @@ impl Child<'_> {
         if no_new_privs {
             rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
         }
-        chdir_inside_root(process.cwd())?;
+        std::env::set_current_dir(process.cwd()).step(|| {
+            format!(
+                "chdir to cwd {} as the process's user",
+                process.cwd().display()
+            )
+        })?;
         if no_new_privs {
             filters.apply()?;
         }
-        for fd in 3..3 + self.preserve_fds {
-            sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
-        }
-        sys::cloexec_from(3 + self.preserve_fds).step(|| "close_range")?;
         sys::reset_signals();
         let err = sys::execve(&program, &argv, &env);
         Err(RuntimeError::os(

@@ -84,7 +84,9 @@ const HOOKS: &[&str] = &[
     "poststop",
 ];
 
-const NAMESPACES: &[&str] = &["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"];
+const NAMESPACES: &[&str] = &[
+    "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts",
+];
 
 const SECCOMP_ACTIONS: &[&str] = &[
     "SCMP_ACT_ALLOW",

@@ -117,10 +117,29 @@ pub fn run(phase: Phase, hooks: Option<&Hooks>, state: &OciState) -> Result<()> 
     Ok(())
 }
 
-/// poststart and poststop: a failure is a warning on stderr.
+/// poststart and poststop: each hook runs, a failure is a warning on
+/// stderr, and the hooks after it run too (the spec: "the remaining
+/// hooks and lifecycle continue as if the hook had succeeded").
 pub fn run_warning(phase: Phase, hooks: Option<&Hooks>, state: &OciState) {
-    if let Err(e) = run(phase, hooks, state) {
-        eprintln!("husk-agent oci: warning: {e}");
+    let list = phase.of(hooks);
+    if list.is_empty() {
+        return;
+    }
+    let input = match serde_json::to_vec(state) {
+        Ok(input) => input,
+        Err(e) => {
+            eprintln!("husk-agent oci: warning: encoding the state for hooks: {e}");
+            return;
+        }
+    };
+    for hook in list {
+        if let Err(message) = run_one(hook, &input) {
+            eprintln!(
+                "husk-agent oci: warning: {} hook {}: {message}",
+                phase.name(),
+                hook.path().display()
+            );
+        }
     }
 }
 
@@ -260,6 +279,19 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("timed out"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_failing_poststop_hook_does_not_stop_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let after = dir.path().join("after");
+        let mut h = Hooks::default();
+        h.set_poststop(Some(vec![
+            hook("exit 1", None),
+            hook(&format!("touch {}", after.display()), None),
+        ]));
+        run_warning(Phase::Poststop, Some(&h), &state());
+        assert!(after.exists(), "the hook after a failing one did not run");
     }
 
     #[test]

@@ -260,6 +260,8 @@ impl Container {
             return Err(self.wrong_status(status, "only a created container can be started"));
         }
         let fifo = container_dir(&self.root, &self.record.id).join(EXEC_FIFO);
+        let exe = format!("/proc/{}/exe", self.record.pid);
+        let runtime_image = file_id(&exe);
         // Non-blocking: with no reader (the init died) this fails with ENXIO
         // instead of hanging.
         let mut f = fs::OpenOptions::new()
@@ -269,6 +271,14 @@ impl Container {
             .step(|| format!("opening {}", fifo.display()))?;
         f.write_all(b"S").step(|| "releasing the container init")?;
         fs::remove_file(&fifo).step(|| format!("removing {}", fifo.display()))?;
+        // Return once the process is the container's own (its execve
+        // changed /proc/PID/exe) or gone: a signal sent right after
+        // `start` then finds the program, not the runtime's setup.
+        let deadline = Instant::now() + START_DEADLINE;
+        while runtime_image.is_some() && file_id(&exe) == runtime_image && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
         hooks::run_warning(
             hooks::Phase::Poststart,
             self.record.hooks.as_ref(),
@@ -348,6 +358,15 @@ impl Container {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// How long `start` waits for the container's execve.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The (device, inode) a path resolves to, None when it does not.
+fn file_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("tmp");

@@ -177,7 +177,9 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
     let mut report_rx = File::from(report_rx);
     let mut first = read_report(&mut report_rx);
     if first == Some(HOOKS) {
-        let state = config.state_with(Status::Creating, pid.as_raw_nonzero().get());
+        // "created": the environment exists (the lifecycle's step 2 is
+        // done), as crun reports and runtime-tools expects.
+        let state = config.state_with(Status::Created, pid.as_raw_nonzero().get());
         let hooks = config.hooks();
         hooks::run(Phase::Prestart, hooks, &state)
             .and_then(|()| hooks::run(Phase::CreateRuntime, hooks, &state))
@@ -301,8 +303,8 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         }
     }
     drop(go);
-    let creating = config.state_with(Status::Creating, host_pid);
-    hooks::run(Phase::CreateContainer, config.hooks(), &creating)?;
+    let created = config.state_with(Status::Created, host_pid);
+    hooks::run(Phase::CreateContainer, config.hooks(), &created)?;
     if config.no_pivot {
         rootfs::move_root(&kernel, config.rootfs)?;
     } else {
@@ -324,6 +326,14 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         rustix::process::umask(rustix::fs::Mode::from_raw_mode(umask));
     }
     let no_new_privs = process.no_new_privileges() == Some(true);
+    // Before any filter: the profile is the container's, and may refuse
+    // what the runtime itself calls (close_range, getcwd), as old
+    // profiles that predate them do.
+    chdir_inside_root(process.cwd())?;
+    for fd in 3..3 + config.preserve_fds {
+        sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
+    }
+    sys::cloexec_from(3 + config.preserve_fds).step(|| "close_range")?;
     // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, which
     // the uid change may drop: install it now (runc's order).
     if !no_new_privs {
@@ -335,7 +345,13 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     if no_new_privs {
         rustix::thread::set_no_new_privs(true).step(|| "prctl(PR_SET_NO_NEW_PRIVS)")?;
     }
-    chdir_inside_root(process.cwd())?;
+    // Again as the container's user: a cwd it may not enter is its error.
+    std::env::set_current_dir(process.cwd()).step(|| {
+        format!(
+            "chdir to cwd {} as the container's user",
+            process.cwd().display()
+        )
+    })?;
     report
         .write_all(&[READY])
         .step(|| "reporting to the runtime")?;
@@ -345,23 +361,24 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
     fifo.read_exact(&mut byte)
         .step(|| "waiting on the exec fifo")?;
     drop(fifo);
-    if let Err(e) = hooks::run(
-        Phase::StartContainer,
-        config.hooks(),
-        &config.state_with(Status::Created, host_pid),
-    ) {
-        // `start` has returned: the container's stderr is all there is.
+    // `start` is done with the report pipe: from here errors go to the
+    // container's stderr, which is all there is.
+    let after_start = || -> Result<()> {
+        hooks::run(
+            Phase::StartContainer,
+            config.hooks(),
+            &config.state_with(Status::Created, host_pid),
+        )?;
+        // Last, so that the filter sees only the container's own syscalls.
+        if no_new_privs {
+            config.seccomp.apply()?;
+        }
+        Ok(())
+    };
+    if let Err(e) = after_start() {
         let _ = writeln!(std::io::stderr(), "husk: {e}");
         sys::exit_now(1);
     }
-    // Last, so that the filter sees only the container's own syscalls.
-    if no_new_privs {
-        config.seccomp.apply()?;
-    }
-    for fd in 3..3 + config.preserve_fds {
-        sys::keep_on_exec(fd as i32).step(|| format!("passing fd {fd}"))?;
-    }
-    sys::cloexec_from(3 + config.preserve_fds).step(|| "close_range")?;
     // The runtime is a Rust program (SIGPIPE ignored): the container's
     // process starts with default dispositions and nothing blocked.
     sys::reset_signals();
