@@ -11,6 +11,7 @@ mod mounts;
 mod race;
 mod sealed;
 mod seccomp_abi;
+mod seccomp_order;
 mod time_ns;
 
 use std::fs;
