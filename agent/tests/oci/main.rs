@@ -12,6 +12,7 @@ mod race;
 mod sealed;
 mod seccomp_abi;
 mod seccomp_order;
+mod stdio;
 mod time_ns;
 
 use std::fs;
