@@ -81,7 +81,7 @@ fn runtimes() -> [Runtime; 2] {
 }
 
 /// The checks, numbered from 1 in this order.
-const CHECKS: [&str; 8] = [
+const CHECKS: [&str; N] = [
     "foreground output",
     "exit code",
     "detached task",
@@ -90,7 +90,11 @@ const CHECKS: [&str; 8] = [
     "delete",
     "tty",
     "exec with tty",
+    "pause and resume",
+    "ps",
+    "signal at once",
 ];
+const N: usize = 11;
 
 enum Verdict {
     Pass,
@@ -121,10 +125,10 @@ pub fn run(_: &[String]) -> Outcome {
 
 /// Every check with `rt`, in an order where each finds what it needs:
 /// the detached task serves exec, the ttys and kill, and is deleted last.
-fn run_checks(rt: &Runtime) -> [Verdict; 8] {
+fn run_checks(rt: &Runtime) -> [Verdict; N] {
     let id = |what: &str| format!("{}-{what}", rt.name);
     let (fg, exit, tty, task) = (id("fg"), id("exit"), id("tty"), id("task"));
-    let mut v: [Verdict; 8] = std::array::from_fn(|_| Verdict::NotRun);
+    let mut v: [Verdict; N] = std::array::from_fn(|_| Verdict::NotRun);
     let bin = rt.binary.as_str();
     v[0] = check(rt, 0, &fg, || {
         let ran = ctr(&[
@@ -199,13 +203,35 @@ fn run_checks(rt: &Runtime) -> [Verdict; 8] {
             let ran = ctr_tty(&["task", "exec", "-t", "--exec-id", "e2", &task, "tty"])?;
             expect(&ran, 0, is_pts, "a /dev/pts/N path")
         });
+        v[8] = check(rt, 8, &task, || {
+            expect(&ctr(&["task", "pause", &task])?, 0, |_| true, "")?;
+            wait_for_status(&task, "PAUSED")?;
+            expect(&ctr(&["task", "resume", &task])?, 0, |_| true, "")?;
+            wait_for_status(&task, "RUNNING")
+        });
+        v[9] = check(rt, 9, &task, || {
+            // The runtime's `ps --format json`, as the shim asks it.
+            let ran = ctr(&["task", "ps", &task])?;
+            expect(
+                &ran,
+                0,
+                |out| {
+                    out.lines().skip(1).any(|l| {
+                        l.split_whitespace()
+                            .next()
+                            .is_some_and(|p| p.parse::<u32>().is_ok())
+                    })
+                },
+                "a PID row",
+            )
+        });
         v[4] = check(rt, 4, &task, || {
             let ran = ctr(&["task", "kill", "-s", "KILL", &task])?;
             expect(&ran, 0, |_| true, "")?;
             wait_for_status(&task, "STOPPED")
         });
     } else {
-        for i in [3, 7, 4] {
+        for i in [3, 7, 8, 9, 4] {
             v[i] = not_run(rt, i, "the detached task did not start");
         }
     }
@@ -214,7 +240,32 @@ fn run_checks(rt: &Runtime) -> [Verdict; 8] {
     } else {
         v[5] = not_run(rt, 5, "the task was not stopped");
     }
-    for id in [&fg, &exit, &tty, &task] {
+    let signal = id("signal");
+    v[10] = check(rt, 10, &signal, || {
+        // TERM sent the moment the task runs must reach the program's
+        // handler: `start` returns once the process is the program.
+        let script = "trap 'exit 42' TERM; sleep 1000 & wait $!";
+        let ran = ctr(&[
+            "run",
+            "-d",
+            "--runc-binary",
+            bin,
+            ENGINE_IMAGE,
+            &signal,
+            "sh",
+            "-c",
+            script,
+        ])?;
+        expect(&ran, 0, |_| true, "")?;
+        expect(
+            &ctr(&["task", "kill", "-s", "TERM", &signal])?,
+            0,
+            |_| true,
+            "",
+        )?;
+        wait_for_status(&signal, "STOPPED")
+    });
+    for id in [&fg, &exit, &tty, &task, &signal] {
         clean_up(id);
     }
     v
@@ -325,7 +376,7 @@ fn diagnose(label: &str, id: &str, log_start: u64) {
 }
 
 /// Prints the table and says whether husk-runc lags behind crun.
-fn judge(verdicts: &[[Verdict; 8]; 2]) -> Outcome {
+fn judge(verdicts: &[[Verdict; N]; 2]) -> Outcome {
     let [crun, husk] = verdicts;
     say(SCENARIO, "table: check | crun | husk-runc");
     let mut behind = Vec::new();
