@@ -109,23 +109,29 @@ impl Container {
         let cgroup = self.cgroup("events")?;
         let mut ooms = stats::oom_kills(&cgroup.dir);
         let mut next_stats = Instant::now();
-        while self.status() != Status::Stopped {
-            let now = Instant::now();
-            if now >= next_stats {
-                let event = self.stats_event()?;
-                writeln!(out, "{event}").step(|| "writing an event")?;
-                next_stats = now + interval;
-            }
+        let mut report_ooms = |out: &mut dyn Write| -> Result<()> {
             let count = stats::oom_kills(&cgroup.dir);
             if count > ooms {
                 let event = serde_json::json!({"type": "oom", "id": self.record.id});
                 writeln!(out, "{event}").step(|| "writing an event")?;
                 ooms = count;
             }
-            out.flush().step(|| "writing an event")?;
+            out.flush().step(|| "writing an event")
+        };
+        while self.status() != Status::Stopped {
+            let now = Instant::now();
+            if now >= next_stats {
+                // The container may stop between the check and the read.
+                if let Ok(event) = self.stats_event() {
+                    writeln!(out, "{event}").step(|| "writing an event")?;
+                }
+                next_stats = now + interval;
+            }
+            report_ooms(out)?;
             std::thread::sleep(OOM_POLL.min(next_stats.saturating_duration_since(now)));
         }
-        Ok(())
+        // An OOM kill that stopped the container since the last look.
+        report_ooms(out)
     }
 }
 

@@ -106,7 +106,43 @@ pub fn run(rootfs: &Path, work: &Path) -> Outcome {
     ok(&state, &["run", "--detach", "--bundle", &bundle, ID], "")?;
     let result = checks(&state);
     let _ = oci(&state, &["delete", "--force", ID], "");
-    result
+    result?;
+    oom_event(rootfs, &state)
+}
+
+/// `events` streams stats until the container stops, and says `oom`
+/// when the kernel's OOM killer ends it (memory.events' oom_kill).
+fn oom_event(rootfs: &Path, state: &Path) -> Outcome {
+    const OOM_ID: &str = "oom-events";
+    let script = "sleep 1; x=$(head -c 25165824 /dev/zero | tr '\\0' a); echo survived";
+    let bundle = write_bundle(rootfs, OOM_ID, script, |o| o.memory = Some(8 << 20))?;
+    let bundle = bundle.to_string_lossy().into_owned();
+    ok(state, &["run", "--detach", "--bundle", &bundle, OOM_ID], "")?;
+    // Ends by itself when the container stops; the deadline is the
+    // check's, not the command's.
+    let events = oci(state, &["events", "--interval", "200ms", OOM_ID], "");
+    let _ = oci(state, &["delete", "--force", OOM_ID], "");
+    let events = events?;
+    let lines: Vec<Value> = events
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let stats = lines.iter().filter(|e| e["type"] == "stats").count();
+    let oom = lines
+        .iter()
+        .any(|e| e["type"] == "oom" && e["id"] == OOM_ID);
+    if events.code != Some(0) || stats == 0 || !oom {
+        return Err(format!(
+            "events: exit {:?}, {stats} stats events, oom {oom}: {} {}",
+            events.code, events.stdout, events.stderr
+        ));
+    }
+    say(
+        "container-limits",
+        &format!("events: {stats} stats events, then oom, and the stream ended with the container"),
+    );
+    Ok(())
 }
 
 fn checks(state: &Path) -> Outcome {
