@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// The container's init failed during setup (its own message).
     #[error("container init: {message}")]
     Init { message: String },
+    /// A hook the init runs (createContainer) failed: its message.
+    #[error("container init: {message}")]
+    InitHook { message: String },
     /// A hook failed (it is named, with its exit status and output).
     #[error("{phase} hook {path}: {message}")]
     Hook {

@@ -24,7 +24,8 @@ use oci_spec::runtime::{Capability, Process, Spec, User};
 
 use super::error::{Result, RuntimeError, Step};
 use super::process::{
-    chdir_inside_root, cstrings, find_program, set_oom_score_adj, set_rlimits, set_user,
+    chdir_inside_root, cstrings, find_program, join_keyring, set_oom_score_adj, set_rlimits,
+    set_user,
 };
 use super::{Container, Status, caps, console, seccomp, sys};
 
@@ -74,7 +75,7 @@ impl Container {
         let spec = Spec::load(&config)
             .map_err(|e| RuntimeError::Config(format!("{}: {e}", config.display())))?;
         let process = match &opts.process {
-            Some(process) => given_process(process.clone())?,
+            Some(process) => given_process(process.clone(), spec.process().as_ref())?,
             None => exec_process(&spec, opts)?,
         };
         let terminal = process.terminal() == Some(true);
@@ -148,6 +149,7 @@ impl Container {
                 filters: &filters,
                 console: console.as_ref(),
                 preserve_fds: opts.preserve_fds,
+                keyring: self.record.keyring.as_deref(),
             };
             let err = match child.setup(&others, cgroup) {
                 Err(e) => e,
@@ -202,9 +204,12 @@ fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
     if let Some((uid, gid)) = opts.user {
         let mut user = User::default();
         user.set_uid(uid).set_gid(gid);
-        if !opts.additional_gids.is_empty() {
-            user.set_additional_gids(Some(opts.additional_gids.clone()));
-        }
+        process.set_user(user);
+    }
+    if !opts.additional_gids.is_empty() {
+        // With or without --user: the groups replace the container's.
+        let mut user = process.user().clone();
+        user.set_additional_gids(Some(opts.additional_gids.clone()));
         process.set_user(user);
     }
     if opts.no_new_privs {
@@ -218,7 +223,10 @@ fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
             caps.permitted().clone().unwrap_or_default(),
         ];
         for name in &opts.caps {
-            let cap = name.parse::<Capability>().map_err(|_| {
+            // oci-spec parses `SYS_ADMIN`; runc's flag takes `CAP_SYS_ADMIN`.
+            let upper = name.to_ascii_uppercase();
+            let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+            let cap = bare.parse::<Capability>().map_err(|_| {
                 RuntimeError::Config(format!("--cap {name}: not a capability name (CAP_…)"))
             })?;
             for set in &mut sets {
@@ -243,8 +251,12 @@ fn exec_process(spec: &Spec, opts: &ExecOptions) -> Result<Process> {
     Ok(process)
 }
 
-/// `exec --process FILE`: checked as `create` checks the container's.
-fn given_process(process: Process) -> Result<Process> {
+/// `exec --process FILE`: checked as `create` checks the container's;
+/// without capabilities of its own it has the container's (runc's rule).
+fn given_process(mut process: Process, container: Option<&Process>) -> Result<Process> {
+    if process.capabilities().is_none() {
+        process.set_capabilities(container.and_then(|p| p.capabilities().clone()));
+    }
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(RuntimeError::Config(
             "the --process file's args are empty".into(),
@@ -266,6 +278,7 @@ struct Child<'a> {
     filters: &'a seccomp::Programs,
     console: Option<&'a OwnedFd>,
     preserve_fds: u32,
+    keyring: Option<&'a str>,
 }
 
 impl Child<'_> {
@@ -299,6 +312,10 @@ impl Child<'_> {
         for (kind, file) in namespaces {
             rustix::thread::move_into_link_name_space(file.as_fd(), None)
                 .step(|| format!("joining the container's {kind} namespace"))?;
+        }
+        // In the container's user namespace, where its keyring's name is.
+        if let Some(name) = self.keyring {
+            join_keyring(name)?;
         }
         if let Some(socket) = self.console {
             console::attach(socket.as_fd(), process)?;

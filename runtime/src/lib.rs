@@ -128,6 +128,7 @@ impl Container {
             }
             Err(e) => return Err(RuntimeError::os(format!("creating {}", dir.display()), e)),
         }
+        let keyring = (!opts.no_new_keyring).then(|| format!("_ses.{id}"));
         // The state the hooks are given (with the init's pid once known).
         let template = OciState {
             oci_version: spec.version().clone(),
@@ -170,7 +171,7 @@ impl Container {
                 preserve_fds: opts.preserve_fds,
                 console: console.as_ref(),
                 no_pivot: opts.no_pivot,
-                keyring: (!opts.no_new_keyring).then(|| format!("_ses.{id}")),
+                keyring: keyring.clone(),
                 state: template.clone(),
             })?;
             let pid = pid.as_raw_nonzero().get();
@@ -188,6 +189,7 @@ impl Container {
                     .unwrap_or(0),
                 rootfs: bundle.rootfs.clone(),
                 hooks: spec.hooks().clone(),
+                keyring: keyring.clone(),
             };
             record.save(root)?;
             if let Some(path) = &opts.pid_file {
@@ -206,7 +208,7 @@ impl Container {
                     let _ = cgroup.remove();
                 }
                 let _ = fs::remove_dir_all(&dir);
-                if matches!(e, RuntimeError::Hook { .. }) {
+                if matches!(e, RuntimeError::Hook { .. } | RuntimeError::InitHook { .. }) {
                     // The lifecycle goes on at its step 12: destroyed, then
                     // the poststop hooks.
                     let state = OciState {

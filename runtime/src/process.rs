@@ -99,6 +99,8 @@ const GO: u8 = b'G';
 const HOOKS: u8 = b'H';
 const READY: u8 = b'O';
 const ERROR: u8 = b'E';
+/// ERROR from a hook the init ran (the lifecycle then runs poststop).
+const HOOK_ERROR: u8 = b'K';
 
 impl InitConfig<'_> {
     fn process(&self) -> &Process {
@@ -136,7 +138,12 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
             Err(e) => e,
             Ok(never) => match never {},
         };
-        let mut message = vec![ERROR];
+        let tag = if matches!(err, RuntimeError::Hook { .. }) {
+            HOOK_ERROR
+        } else {
+            ERROR
+        };
+        let mut message = vec![tag];
         message.extend_from_slice(err.to_string().as_bytes());
         let _ = report.write_all(&message);
         sys::exit_now(1);
@@ -196,6 +203,11 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
     let mut message = Vec::new();
     let _ = report_rx.read_to_end(&mut message);
     let status = wait(pid).ok();
+    if first == Some(HOOK_ERROR) {
+        return Err(RuntimeError::InitHook {
+            message: String::from_utf8_lossy(&message).into_owned(),
+        });
+    }
     let message = match first {
         Some(ERROR) => String::from_utf8_lossy(&message).into_owned(),
         _ => format!(
@@ -394,7 +406,7 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
 
 /// A session keyring of the container's own; a kernel without keys
 /// (ENOSYS) has nothing to share either, as runc allows.
-fn join_keyring(name: &str) -> Result<()> {
+pub(super) fn join_keyring(name: &str) -> Result<()> {
     let name = CString::new(name).map_err(|_| RuntimeError::Config("NUL in the id".into()))?;
     match sys::join_session_keyring(&name) {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),

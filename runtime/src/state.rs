@@ -65,6 +65,10 @@ pub struct Record {
     /// run from here, not from a bundle that may have changed since.
     #[serde(default)]
     pub hooks: Option<oci_spec::runtime::Hooks>,
+    /// The container's session keyring (`_ses.<id>`), which `exec`
+    /// joins too; None with `--no-new-keyring`.
+    #[serde(default)]
+    pub keyring: Option<String>,
 }
 
 /// The `state` command's output, as runtime.md defines it.

@@ -380,8 +380,9 @@ pub fn reset_signals() {
 
 /// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)`: a new session keyring
 /// for this process (and what it execs), so containers do not share the
-/// host user's session keyring; then `KEYCTL_SETPERM` so that only its
-/// possessor may use it (runc's 0x3f3f0000 plus view for the user).
+/// host user's session keyring; then `KEYCTL_SETPERM` to runc's
+/// permissions. Joining a name that exists joins that keyring (what
+/// `exec` does).
 /// Neither rustix nor nix has keyctl.
 pub fn join_session_keyring(name: &CStr) -> io::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
@@ -401,8 +402,10 @@ pub fn join_session_keyring(name: &CStr) -> io::Result<()> {
     if id == -1 {
         return Err(io::Error::last_os_error());
     }
-    // possessor: all but setattr-by-others; user: view.
-    const PERM: libc::c_long = 0x3f3f_0000 | 0x0001_0000 >> 8;
+    // runc's: the possessor may do everything; the owning user may
+    // view, read, search and link it (so an exec into the container can
+    // find it by name); group and others nothing.
+    const PERM: libc::c_long = 0x3f1b_0000;
     // SAFETY: integers only.
     if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, PERM, 0, 0) } == -1 {
         return Err(io::Error::last_os_error());

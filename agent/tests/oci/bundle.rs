@@ -29,6 +29,10 @@ pub const TOOLS: &[&str] = &[
     "kill",
     "mknod",
     "head",
+    "tty",
+    "stty",
+    "cut",
+    "tr",
 ];
 
 pub const DOCKER_CAPS: &[&str] = &[

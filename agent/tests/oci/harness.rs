@@ -86,3 +86,54 @@ pub fn peer_run(runtime: &str, state: &Path, bundle: &Path, id: &str) -> Output 
         .output()
         .unwrap()
 }
+
+/// `runtime --root STATE ARGS…` for a peer (crun or runc), its output
+/// through files as [`oci`]'s (a created container keeps its stdio).
+pub fn peer(runtime: &str, state: &Path, args: &[&str]) -> Output {
+    require(runtime);
+    let mut all = Vec::new();
+    if runtime == "crun" {
+        // See [`peer_run`].
+        all.push("--cgroup-manager=disabled");
+    }
+    all.extend(["--root", state.to_str().unwrap()]);
+    all.extend_from_slice(args);
+    command(Path::new(runtime), &all)
+}
+
+/// `RUNTIME --root STATE ARGS…` for Husk (`"husk"`) or a peer.
+pub fn call(runtime: &str, state: &Path, args: &[&str]) -> Output {
+    if runtime == "husk" {
+        oci(state, args)
+    } else {
+        peer(runtime, state, args)
+    }
+}
+
+/// Force-deletes a container (Husk's, or a peer's) when dropped, so a
+/// failing test leaves no process behind.
+pub struct Cleanup {
+    pub runtime: &'static str,
+    pub root: PathBuf,
+    pub id: String,
+}
+
+impl Cleanup {
+    pub fn new(runtime: &'static str, root: &Path, id: &str) -> Self {
+        Self {
+            runtime,
+            root: root.to_path_buf(),
+            id: id.to_string(),
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = call(
+            self.runtime,
+            &self.root,
+            &["delete", "--force", self.id.as_str()],
+        );
+    }
+}

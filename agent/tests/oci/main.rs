@@ -3,16 +3,22 @@
 mod bundle;
 #[path = "../common/mod.rs"]
 mod common;
+mod console;
 mod devices;
 mod exec;
 mod harness;
+mod hooks;
 mod hostile;
+mod keyring;
+mod lifecycle;
 mod mounts;
+mod no_pivot;
 mod race;
 mod sealed;
 mod seccomp_abi;
 mod seccomp_order;
 mod stdio;
+mod sysctl;
 mod time_ns;
 
 use std::fs;
