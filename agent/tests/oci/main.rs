@@ -202,6 +202,15 @@ fn bad_configs_fail_and_leave_nothing() {
         .push(serde_json::json!({"destination": "/mnt/x", "type": "nosuchfs", "source": "none"}));
     bundle::write_config(&b, &c);
     try_create("mounting nosuchfs on /mnt/x: ENODEV");
+    // Confinement asked for and not available: refused, not ignored.
+    c = bundle::config(&["true"]);
+    c["process"]["apparmorProfile"] = "docker-default".into();
+    bundle::write_config(&b, &c);
+    try_create("no AppArmor");
+    c = bundle::config(&["true"]);
+    c["linux"]["resources"] = serde_json::json!({"network": {"classID": 1}});
+    bundle::write_config(&b, &c);
+    try_create("net_cls");
 }
 
 #[test]
