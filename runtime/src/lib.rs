@@ -52,6 +52,8 @@ use rustix::process::Pid;
 pub use self::error::{Result, RuntimeError};
 pub use self::exec::ExecOptions;
 pub use self::state::{DEFAULT_ROOT, OciState, Status};
+/// The one `mount_setattr` wrapper (the agent's idmapped layers use it).
+pub use self::sys::{MountAttr, mount_attr, mount_setattr};
 
 use self::bundle::Bundle;
 use self::cgroups::Cgroup;

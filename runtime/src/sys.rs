@@ -413,8 +413,8 @@ pub fn join_session_keyring(name: &CStr) -> io::Result<()> {
     Ok(())
 }
 
-/// `mount_setattr`'s attribute bits (linux/mount.h), for the spec's
-/// recursive mount options (`rro`, `rnosuid`, …).
+/// `mount_setattr`'s attribute bits (linux/mount.h): the spec's
+/// recursive mount options (`rro`, `rnosuid`, …) and idmapped mounts.
 pub mod mount_attr {
     pub const RDONLY: u64 = 0x0000_0001;
     pub const NOSUID: u64 = 0x0000_0002;
@@ -426,38 +426,42 @@ pub mod mount_attr {
     pub const NOATIME: u64 = 0x0000_0010;
     pub const STRICTATIME: u64 = 0x0000_0020;
     pub const NODIRATIME: u64 = 0x0000_0080;
+    pub const IDMAP: u64 = 0x0010_0000;
     pub const NOSYMFOLLOW: u64 = 0x0020_0000;
 }
 
-/// `mount_setattr(path, AT_RECURSIVE)`: sets and clears attributes on
-/// the mount at `path` and every mount below it, which no `mount(2)`
-/// flag can (a recursive bind's submounts keep their own flags). Neither
-/// rustix nor nix has it.
-pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64) -> io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr of
-    // the size passed, both alive for the call; the kernel only reads them.
+/// `struct mount_attr`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+    pub propagation: u64,
+    /// A user namespace's descriptor, with [`mount_attr::IDMAP`].
+    pub userns_fd: u64,
+}
+
+/// `mount_setattr(dirfd, path, flags, attr)` (dirfd None: the cwd).
+/// Neither rustix nor nix has it. The agent's idmapped layers use it
+/// too.
+pub fn mount_setattr(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &CStr,
+    flags: libc::c_int,
+    attr: &MountAttr,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let dirfd = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr
+    // of the size passed, both alive for the call; the kernel only reads
+    // them, and checks the descriptors.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
+            dirfd,
             path.as_ptr(),
-            libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
+            flags,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
@@ -465,4 +469,18 @@ pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64) -> io::Result<
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Sets and clears attributes on the mount at `path` and every mount
+/// below it (`AT_RECURSIVE`), which no `mount(2)` flag can (a recursive
+/// bind's submounts keep their own flags).
+pub fn mount_setattr_recursive(path: &Path, set: u64, clear: u64) -> io::Result<()> {
+    let path = CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        ..MountAttr::default()
+    };
+    mount_setattr(None, &path, libc::AT_RECURSIVE, &attr)
 }

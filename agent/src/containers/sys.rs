@@ -149,37 +149,17 @@ pub fn idmap(
     userns: std::os::fd::BorrowedFd<'_>,
 ) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
+    let attr = husk_runtime::MountAttr {
+        attr_set: husk_runtime::mount_attr::IDMAP,
         userns_fd: userns.as_raw_fd() as u64,
+        ..Default::default()
     };
-    // SAFETY: the path is an empty NUL-terminated string, attr a
-    // mount_attr of the size given that outlives the call; both
-    // descriptors are borrowed for it.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    husk_runtime::mount_setattr(
+        Some(tree),
+        c"",
+        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+        &attr,
+    )
 }
 
 /// `struct fsxattr` (linux/fs.h).
