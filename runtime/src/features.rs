@@ -75,15 +75,6 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "unbindable",
 ];
 
-const HOOKS: &[&str] = &[
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-];
-
 const NAMESPACES: &[&str] = &[
     "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts",
 ];
@@ -126,7 +117,7 @@ pub fn features() -> Value {
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
-        "hooks": HOOKS,
+        "hooks": super::hooks::Phase::ALL.map(super::hooks::Phase::name),
         "mountOptions": MOUNT_OPTIONS,
         "linux": {
             "namespaces": NAMESPACES,

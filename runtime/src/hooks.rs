@@ -42,6 +42,16 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// In the lifecycle's order.
+    pub const ALL: [Phase; 6] = [
+        Phase::Prestart,
+        Phase::CreateRuntime,
+        Phase::CreateContainer,
+        Phase::StartContainer,
+        Phase::Poststart,
+        Phase::Poststop,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Prestart => "prestart",
@@ -70,15 +80,7 @@ impl Phase {
 
 /// What `create` checks of the hooks before anything is made.
 pub fn validate(hooks: Option<&Hooks>) -> Result<()> {
-    use Phase::*;
-    for phase in [
-        Prestart,
-        CreateRuntime,
-        CreateContainer,
-        StartContainer,
-        Poststart,
-        Poststop,
-    ] {
+    for phase in Phase::ALL {
         for hook in phase.of(hooks) {
             if !hook.path().is_absolute() {
                 return Err(RuntimeError::Config(format!(
