@@ -279,9 +279,21 @@ impl Container {
         // changed /proc/PID/exe) or gone: a signal sent right after
         // `start` then finds the program, not the runtime's setup.
         let deadline = Instant::now() + START_DEADLINE;
-        while runtime_image.is_some() && file_id(&exe) == runtime_image && Instant::now() < deadline
-        {
+        let failed = container_dir(&self.root, &self.record.id).join(state::START_ERROR);
+        while runtime_image.is_some() && self.record.init_alive() && Instant::now() < deadline {
+            // A new image: the program runs. None: an exiting process,
+            // whose end decides.
+            let now = file_id(&exe);
+            if now.is_some() && now != runtime_image && !failed.exists() {
+                break;
+            }
             std::thread::sleep(Duration::from_micros(200));
+        }
+        // The init failed before the program ran (a startContainer hook,
+        // the execve): it left why, and is gone.
+        if let Ok(message) = fs::read_to_string(&failed) {
+            let _ = fs::remove_file(&failed);
+            return Err(RuntimeError::Init { message });
         }
         hooks::run_warning(
             hooks::Phase::Poststart,

@@ -126,6 +126,14 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
         .write(true)
         .open(config.exec_fifo)
         .step(|| format!("opening {}", config.exec_fifo.display()))?;
+    // The container's state directory, for the init to leave an error
+    // there after `start` (the report pipe is gone by then).
+    let state_dir = config
+        .exec_fifo
+        .parent()
+        .map(File::open)
+        .transpose()
+        .step(|| "opening the container's state directory")?;
     if let Some(path) = &config.plan.join_pid {
         namespaces::join_pid_for_children(path)?;
     }
@@ -134,7 +142,7 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
         drop(report_rx);
         drop(go_tx);
         let mut report = File::from(report_tx);
-        let err = match init(config, go_rx, &mut report, fifo) {
+        let err = match init(config, go_rx, &mut report, fifo, state_dir) {
             Err(e) => e,
             Ok(never) => match never {},
         };
@@ -151,6 +159,7 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
     drop(report_tx);
     drop(go_rx);
     drop(fifo);
+    drop(state_dir);
     let mut go = File::from(go_tx);
     let mut setup = || -> Result<()> {
         if config.plan.new_user {
@@ -245,7 +254,13 @@ pub fn wait(pid: Pid) -> Result<i32> {
 }
 
 /// The init's setup, in order. Returns only on failure.
-fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Result<Infallible> {
+fn init(
+    config: &InitConfig,
+    go: OwnedFd,
+    report: &mut File,
+    fifo: File,
+    state_dir: Option<File>,
+) -> Result<Infallible> {
     // Until the execve this process is the runtime's image: keep
     // /proc/<pid>/exe and its memory away from everyone (CVE-2019-5736).
     rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
@@ -388,20 +403,40 @@ fn init(config: &InitConfig, go: OwnedFd, report: &mut File, fifo: File) -> Resu
         Ok(())
     };
     if let Err(e) = after_start() {
-        let _ = writeln!(std::io::stderr(), "husk: {e}");
-        sys::exit_now(1);
+        failed_after_start(state_dir.as_ref(), &e.to_string(), 1);
     }
     // The runtime is a Rust program (SIGPIPE ignored): the container's
     // process starts with default dispositions and nothing blocked.
     sys::reset_signals();
     let err = sys::execve(&program, &argv, &env);
-    // The runtime is gone by now: say it on the container's stderr.
-    let _ = writeln!(
-        std::io::stderr(),
-        "husk: exec {}: {err}",
-        program.to_string_lossy()
+    failed_after_start(
+        state_dir.as_ref(),
+        &format!("exec {}: {err}", program.to_string_lossy()),
+        127,
     );
-    sys::exit_now(127);
+}
+
+/// After `start`: the error goes to the container's stderr and, for
+/// `start` to report, into the state directory (best effort: a user
+/// namespace's root may not write there); then the init exits.
+fn failed_after_start(state_dir: Option<&File>, message: &str, code: i32) -> ! {
+    let _ = writeln!(std::io::stderr(), "husk: {message}");
+    if let Some(dir) = state_dir {
+        let written = rustix::fs::openat(
+            dir,
+            super::state::START_ERROR,
+            rustix::fs::OFlags::WRONLY
+                | rustix::fs::OFlags::CREATE
+                | rustix::fs::OFlags::EXCL
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .map_err(std::io::Error::from)
+        .map(File::from)
+        .and_then(|mut f| f.write_all(message.as_bytes()));
+        let _ = written;
+    }
+    sys::exit_now(code);
 }
 
 /// A session keyring of the container's own; a kernel without keys

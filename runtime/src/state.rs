@@ -15,6 +15,9 @@ use super::error::{Result, RuntimeError, Step};
 pub const DEFAULT_ROOT: &str = "/run/husk/runtime";
 const STATE_FILE: &str = "state.json";
 pub const EXEC_FIFO: &str = "exec.fifo";
+/// Written by the init when it fails after `start` released it (a
+/// startContainer hook, the execve), for `start` to report.
+pub const START_ERROR: &str = "start.error";
 
 /// The OCI lifecycle status (runtime.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

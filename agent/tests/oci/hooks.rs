@@ -609,3 +609,48 @@ fn failing_poststart_and_poststop_hooks_only_warn() {
         assert!(!state.join(&id).exists());
     }
 }
+
+/// `start` itself fails when the init fails after it (a startContainer
+/// hook, or an execve of a program removed since `create`), with the
+/// reason, and the container is stopped.
+#[test]
+fn start_reports_what_failed_after_it() {
+    if !enter("hooks::start_reports_what_failed_after_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("state");
+    let b = bundle::make(&dir.path().join("hook"), &["sh", "-c", "echo program-ran"]);
+    let mut config = bundle::config(&["sh", "-c", "echo program-ran"]);
+    config["hooks"] = json!({"startContainer": [{
+        "path": "/bin/sh", "args": ["sh", "-c", "echo start-broke >&2; exit 1"],
+    }]});
+    bundle::write_config(&b, &config);
+    let bs = b.to_str().unwrap();
+    assert!(
+        oci(&root, &["create", "--bundle", bs, "h"])
+            .status
+            .success()
+    );
+    let _cleanup = Cleanup::new("husk", &root, "h");
+    let start = oci(&root, &["start", "h"]);
+    assert!(!start.status.success(), "start succeeded");
+    assert!(err(&start).contains("start-broke"), "{}", err(&start));
+    let state = text(&oci(&root, &["state", "h"]));
+    assert!(state.contains("stopped"), "{state}");
+
+    // The program is there at create and gone at start.
+    let b = bundle::make(&dir.path().join("gone"), &["/bin/gone"]);
+    std::fs::copy("/bin/busybox", b.join("rootfs/bin/gone")).unwrap();
+    let bs = b.to_str().unwrap();
+    assert!(
+        oci(&root, &["create", "--bundle", bs, "g"])
+            .status
+            .success()
+    );
+    let _cleanup = Cleanup::new("husk", &root, "g");
+    std::fs::remove_file(b.join("rootfs/bin/gone")).unwrap();
+    let start = oci(&root, &["start", "g"]);
+    assert!(!start.status.success(), "start succeeded");
+    assert!(err(&start).contains("exec /bin/gone"), "{}", err(&start));
+}
