@@ -103,46 +103,51 @@ pub fn validate(hooks: Option<&Hooks>) -> Result<()> {
 
 /// Runs a phase's hooks in order; the first failure stops them.
 pub fn run(phase: Phase, hooks: Option<&Hooks>, state: &OciState) -> Result<()> {
-    let list = phase.of(hooks);
-    if list.is_empty() {
-        return Ok(());
-    }
-    let input = serde_json::to_vec(state)
-        .map_err(|e| RuntimeError::Other(format!("encoding the state for hooks: {e}")))?;
-    for hook in list {
-        run_one(hook, &input).map_err(|message| RuntimeError::Hook {
-            phase: phase.name(),
-            path: hook.path().display().to_string(),
-            message,
-        })?;
-    }
-    Ok(())
+    each(phase, hooks, state, Err)
 }
 
 /// poststart and poststop: each hook runs, a failure is a warning on
 /// stderr, and the hooks after it run too (the spec: "the remaining
 /// hooks and lifecycle continue as if the hook had succeeded").
 pub fn run_warning(phase: Phase, hooks: Option<&Hooks>, state: &OciState) {
+    let warn = |e: RuntimeError| {
+        eprintln!("husk-agent oci: warning: {e}");
+        Ok(())
+    };
+    let _ = each(phase, hooks, state, warn);
+}
+
+/// Runs each hook of `phase` with `state` on its stdin; a failure goes
+/// to `failed`, which stops the phase by returning it.
+fn each(
+    phase: Phase,
+    hooks: Option<&Hooks>,
+    state: &OciState,
+    mut failed: impl FnMut(RuntimeError) -> Result<()>,
+) -> Result<()> {
     let list = phase.of(hooks);
     if list.is_empty() {
-        return;
+        return Ok(());
     }
     let input = match serde_json::to_vec(state) {
         Ok(input) => input,
         Err(e) => {
-            eprintln!("husk-agent oci: warning: encoding the state for hooks: {e}");
-            return;
+            return failed(RuntimeError::Other(format!(
+                "encoding the state for {} hooks: {e}",
+                phase.name()
+            )));
         }
     };
     for hook in list {
         if let Err(message) = run_one(hook, &input) {
-            eprintln!(
-                "husk-agent oci: warning: {} hook {}: {message}",
-                phase.name(),
-                hook.path().display()
-            );
+            failed(RuntimeError::Hook {
+                phase: phase.name(),
+                path: hook.path().display().to_string(),
+                message,
+            })?;
         }
     }
+    Ok(())
 }
 
 fn run_one(hook: &Hook, input: &[u8]) -> std::result::Result<(), String> {

@@ -82,11 +82,7 @@ impl Plan {
         if (self.clone_flags | self.unshare_flags) & flag != 0 {
             return Ok(true);
         }
-        let joined = self
-            .join
-            .iter()
-            .map(|(t, p)| (t, p))
-            .find(|(t, _)| flag_of(**t) == Some(flag));
+        let joined = self.join.iter().find(|(t, _)| flag_of(*t) == Some(flag));
         let Some((_, path)) = joined else {
             return Ok(false);
         };

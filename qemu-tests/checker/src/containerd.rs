@@ -131,58 +131,19 @@ fn run_checks(rt: &Runtime) -> [Verdict; N] {
     let mut v: [Verdict; N] = std::array::from_fn(|_| Verdict::NotRun);
     let bin = rt.binary.as_str();
     v[0] = check(rt, 0, &fg, || {
-        let ran = ctr(&[
-            "run",
-            "--rm",
-            "--runc-binary",
-            bin,
-            ENGINE_IMAGE,
-            &fg,
-            "echo",
-            "hello",
-        ])?;
+        let ran = ctr(&run_args(&["--rm"], bin, &fg, &["echo", "hello"]))?;
         expect(&ran, 0, |out| out.trim() == "hello", "hello")
     });
     v[1] = check(rt, 1, &exit, || {
-        let ran = ctr(&[
-            "run",
-            "--rm",
-            "--runc-binary",
-            bin,
-            ENGINE_IMAGE,
-            &exit,
-            "sh",
-            "-c",
-            "exit 7",
-        ])?;
+        let ran = ctr(&run_args(&["--rm"], bin, &exit, &["sh", "-c", "exit 7"]))?;
         expect(&ran, 7, |_| true, "")
     });
     v[6] = check(rt, 6, &tty, || {
-        let ran = ctr_tty(&[
-            "run",
-            "--rm",
-            "-t",
-            "--runc-binary",
-            bin,
-            ENGINE_IMAGE,
-            &tty,
-            "sh",
-            "-c",
-            "tty",
-        ])?;
+        let ran = ctr_tty(&run_args(&["--rm", "-t"], bin, &tty, &["sh", "-c", "tty"]))?;
         expect(&ran, 0, is_pts, "a /dev/pts/N path")
     });
     v[2] = check(rt, 2, &task, || {
-        let ran = ctr(&[
-            "run",
-            "-d",
-            "--runc-binary",
-            bin,
-            ENGINE_IMAGE,
-            &task,
-            "sleep",
-            "1000",
-        ])?;
+        let ran = ctr(&run_args(&["-d"], bin, &task, &["sleep", "1000"]))?;
         expect(&ran, 0, |_| true, "")?;
         wait_for_status(&task, "RUNNING")
     });
@@ -245,17 +206,7 @@ fn run_checks(rt: &Runtime) -> [Verdict; N] {
         // TERM sent the moment the task runs must reach the program's
         // handler: `start` returns once the process is the program.
         let script = "trap 'exit 42' TERM; sleep 1000 & wait $!";
-        let ran = ctr(&[
-            "run",
-            "-d",
-            "--runc-binary",
-            bin,
-            ENGINE_IMAGE,
-            &signal,
-            "sh",
-            "-c",
-            script,
-        ])?;
+        let ran = ctr(&run_args(&["-d"], bin, &signal, &["sh", "-c", script]))?;
         expect(&ran, 0, |_| true, "")?;
         expect(
             &ctr(&["task", "kill", "-s", "TERM", &signal])?,
@@ -269,6 +220,15 @@ fn run_checks(rt: &Runtime) -> [Verdict; N] {
         clean_up(id);
     }
     v
+}
+
+/// `ctr run FLAGS --runc-binary BIN IMAGE ID COMMAND…`.
+fn run_args<'a>(flags: &[&'a str], bin: &'a str, id: &'a str, command: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run"];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(&["--runc-binary", bin, ENGINE_IMAGE, id]);
+    args.extend_from_slice(command);
+    args
 }
 
 /// `ctr task delete` and `ctr container delete`, and nothing left.

@@ -214,7 +214,8 @@ fn checks(state: &Path) -> Outcome {
         .find(|l| l.starts_with("State:"))
         .unwrap_or_default()
         .to_owned();
-    let exec = oci(state, &["exec", ID, "true"], "")?;
+    // A program the rootfs has: only the pause can refuse it.
+    let exec = oci(state, &["exec", ID, "echo", "ran"], "")?;
     ok(state, &["resume", ID], "")?;
     let resumed = status(state)?;
     if paused != "paused" || resumed != "running" || exec.code == Some(0) {
@@ -224,9 +225,14 @@ fn checks(state: &Path) -> Outcome {
         ));
     }
     expect(&dir, "cgroup.freeze", "0", "resume")?;
+    // The same exec once resumed: the pause was what refused it.
+    let after = ok(state, &["exec", ID, "echo", "ran"], "")?;
+    if after.trim() != "ran" {
+        return Err(format!("exec after resume printed {after:?}"));
+    }
     say(
         "container-limits",
-        &format!("pause: frozen ({proc_state}), exec refused; resume: running"),
+        &format!("pause: frozen ({proc_state}), exec refused; resume: running, exec runs"),
     );
     Ok(())
 }

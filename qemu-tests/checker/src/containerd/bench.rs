@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use super::ctr::ctr;
-use super::{Containerd, ENGINE_IMAGE, import, runtimes};
+use super::{Containerd, import, run_args, runtimes};
 use crate::{Outcome, say};
 
 pub const SCENARIO: &str = "containerd-bench";
@@ -38,15 +38,7 @@ fn measure(runs: usize) -> Outcome {
         for (rt, times) in runtimes.iter().zip(&mut samples) {
             let id = format!("bench-{}-{i}", rt.name);
             let started = Instant::now();
-            let ran = ctr(&[
-                "run",
-                "--rm",
-                "--runc-binary",
-                &rt.binary,
-                ENGINE_IMAGE,
-                &id,
-                "true",
-            ])?;
+            let ran = ctr(&run_args(&["--rm"], &rt.binary, &id, &["true"]))?;
             let ms = started.elapsed().as_secs_f64() * 1000.0;
             if ran.code != Some(0) {
                 return Err(format!("{}: ctr run {id}: {}", rt.name, ran.describe()));
