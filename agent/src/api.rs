@@ -16,7 +16,9 @@ use husk_api::{HEALTH_PATH, Health, MAX_BODY_BYTES, SYSTEM_PATH, System};
 
 use crate::containers::{Layout, Manager, ManagerConfig};
 
+use self::containers::ndjson;
 pub use self::error::ApiError;
+pub(crate) use self::images::summary as image_summary;
 use crate::images::ImageStore;
 
 /// Where the API finds what it reports.
@@ -32,11 +34,14 @@ pub struct ApiConfig {
     pub user_data_status: PathBuf,
     /// The update agent.
     pub updater: crate::update::Updater,
+    /// Pulls from registries into the same store.
+    pub puller: crate::pulls::Puller,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         let images = ImageStore::default();
+        let puller = crate::pulls::Puller::new(Default::default(), images.clone());
         let layout = Layout::new(husk_common::paths::STATE_DIR, husk_common::paths::RUN_DIR);
         let containers = Manager::new(
             ManagerConfig::new(layout, husk_common::paths::AGENT_BIN.into()),
@@ -47,6 +52,7 @@ impl Default for ApiConfig {
             images,
             containers,
             user_data_status: PathBuf::from(husk_common::paths::RUN_DIR).join("user-data.json"),
+            puller,
             updater: crate::update::Updater::detached(
                 PathBuf::from(husk_common::paths::STATE_DIR).join("update"),
             ),
@@ -85,7 +91,10 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 })
             }),
         )
-        .merge(images::routes(config.containers.clone()).with_state(config.images.clone()))
+        .merge(
+            images::routes(config.containers.clone(), config.puller.clone())
+                .with_state(config.images.clone()),
+        )
         .merge(containers::routes().with_state(config.containers.clone()))
         .merge(update::routes().with_state(config.updater.clone()))
         .fallback(not_found)

@@ -20,6 +20,8 @@ pub struct AgentConfig {
     pub logs: LogSettings,
     pub update: crate::update::UpdateSettings,
     pub limits: Limits,
+    /// `[registry]`: insecure registries, CAs, mirrors, credentials.
+    pub registry: husk_registry::RegistryConfig,
 }
 
 /// `[limits.containers]`: defaults and maxima of memory, CPUs and pids;
@@ -86,6 +88,7 @@ impl AgentConfig {
         config.api.validate()?;
         config.update.validate()?;
         config.limits.containers.validate()?;
+        config.registry.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
 }

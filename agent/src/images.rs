@@ -53,6 +53,23 @@ impl ImageStore {
         }
     }
 
+    /// Whether the store has an image by this reference.
+    pub async fn has(&self, reference: &str) -> bool {
+        let Ok(store) = self.shared() else {
+            return false;
+        };
+        let reference = reference.to_owned();
+        tokio::task::spawn_blocking(move || {
+            store
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&reference)
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// Why the store is not available, if it is not.
     pub fn error(&self) -> Option<&str> {
         self.0.as_ref().err().map(|e| &**e)

@@ -16,6 +16,7 @@ pub mod images;
 pub mod logger;
 pub mod net;
 pub mod oom;
+pub mod pulls;
 pub mod server;
 pub mod system;
 pub mod update;

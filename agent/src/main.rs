@@ -201,6 +201,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
     let updater = updater(&args, &config, &cmdline);
+    let puller = husk_agent::pulls::Puller::new(config.registry.clone(), images.clone());
     let socket = ApiSocket::bind(&args.socket)?
         .with_settings(config.api.clone())
         .with_config(ApiConfig {
@@ -209,6 +210,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             containers: containers.clone(),
             user_data_status: user_data.status_file(),
             updater: updater.clone(),
+            puller: puller.clone(),
         });
     log::info!("serving the API on {}", args.socket.display());
     // Ready only once the socket accepts connections.
@@ -230,7 +232,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if !args.no_machine_setup {
         let updater = updater.clone();
         tokio::spawn(async move {
-            husk_agent::userdata::run(&user_data, &containers, network.as_ref(), &updater).await;
+            husk_agent::userdata::run(&user_data, &containers, &puller, network.as_ref(), &updater)
+                .await;
             updater.assess_boot(&containers).await;
             updater.run_background().await;
         });

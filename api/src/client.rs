@@ -28,6 +28,10 @@ pub enum ClientError {
     Status { status: u16, body: String },
     #[error("the agent's answer is not the expected JSON: {0}")]
     Decode(#[from] serde_json::Error),
+    /// A failure the agent reported at the end of a stream (a pull's
+    /// `error` event).
+    #[error("{0}")]
+    Failed(String),
     /// Refused before asking the agent (the agent would refuse it too).
     #[error("{0}")]
     Usage(String),

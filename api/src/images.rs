@@ -8,6 +8,9 @@ use serde::{Deserialize, Serialize};
 pub const IMAGES_PATH: &str = "/v1/images";
 /// `POST` `{"path": "/abs/archive.tar"}`.
 pub const IMAGES_IMPORT_PATH: &str = "/v1/images/import";
+/// `POST` [`PullRequest`]: answered with a stream of [`PullEvent`]s
+/// (`application/x-ndjson`), the last one `done` or `error`.
+pub const IMAGES_PULL_PATH: &str = "/v1/images/pull";
 /// `POST`: remove unused layers and blobs.
 pub const IMAGES_GC_PATH: &str = "/v1/images/gc";
 
@@ -23,6 +26,51 @@ pub fn image_path(reference: &str) -> String {
 pub struct ImportRequest {
     /// An OCI layout or `docker save` archive on the machine, absolute.
     pub path: PathBuf,
+}
+
+/// `POST /v1/images/pull`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullRequest {
+    /// `nginx`, `ghcr.io/o/app:1`, `registry.example/app@sha256:…`.
+    pub reference: String,
+    /// `os/arch[/variant]` of an index to pull; default `linux/amd64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+/// One line of a pull's stream. Digests are `sha256:<hex>`; a layer is
+/// named by its blob digest, sizes are bytes as distributed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum PullEvent {
+    /// The manifest is known: what will be fetched.
+    Resolved {
+        reference: String,
+        digest: String,
+        layers: usize,
+        size: u64,
+    },
+    /// The store has the layer: not fetched.
+    LayerExists { digest: String, size: u64 },
+    LayerProgress {
+        digest: String,
+        done: u64,
+        size: u64,
+    },
+    /// A connection failed; the download resumes where it was.
+    LayerRetry {
+        digest: String,
+        attempt: u32,
+        reason: String,
+    },
+    /// Received, verified and unpacked.
+    LayerDone { digest: String, size: u64 },
+    /// The image is in the store: the verified manifest digest, and the
+    /// image as `image ls` shows it.
+    Done { digest: String, image: ImageSummary },
+    /// The pull failed; the store is as it was.
+    Error { message: String },
 }
 
 /// What `image ls` shows of an image. Digests are `sha256:<hex>`.

@@ -9,6 +9,7 @@ use husk_api::containers::{
     RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream, WaitResponse,
     container_path,
 };
+use husk_api::images::image_path;
 use husk_api::{Client, ClientError, Method};
 
 use crate::table;
@@ -18,8 +19,19 @@ pub struct RunArgs {
     /// Run in the background and print the container's name.
     #[arg(short, long)]
     detach: bool,
+    /// Pull the image first: always, when it is missing, or never.
+    #[arg(long, default_value = "missing")]
+    pull: PullPolicy,
     #[command(flatten)]
     create: CreateArgs,
+}
+
+/// Docker's `--pull` of `run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    Always,
+    Missing,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +352,23 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<u8, ClientError
         ));
     }
     let mut options = args.create.options();
+    let missing = || async {
+        matches!(
+            client
+                .get::<serde_json::Value>(&image_path(&options.image))
+                .await,
+            Err(ClientError::Status { status: 404, .. })
+        )
+    };
+    let pull = match args.pull {
+        PullPolicy::Always => true,
+        PullPolicy::Missing => missing().await,
+        PullPolicy::Never => false,
+    };
+    if pull {
+        // Progress on stderr: stdout is the container's.
+        crate::pull::pull(client, &options.image, None, crate::pull::Output::Stderr).await?;
+    }
     let remove = options.auto_remove && !args.detach;
     if remove {
         options.auto_remove = false;

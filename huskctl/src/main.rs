@@ -5,6 +5,7 @@
 //! machine has a shell to run it).
 
 mod containers;
+mod pull;
 mod table;
 mod update;
 
@@ -39,6 +40,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Pull an image from a registry (as `image pull`).
+    Pull(PullArgs),
     /// Manage the machine's images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -49,8 +52,20 @@ enum Command {
     Container(containers::ContainerCommand),
 }
 
+#[derive(clap::Args)]
+struct PullArgs {
+    /// `nginx`, `ghcr.io/o/app:1`, `registry.example/app@sha256:…`.
+    #[arg(value_name = "REF")]
+    reference: String,
+    /// The image of a multi-platform index: os/arch[/variant].
+    #[arg(long, value_name = "OS/ARCH")]
+    platform: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Pull an image from a registry, showing each layer's progress.
+    Pull(PullArgs),
     /// Import the images of an OCI layout or `docker save` archive (a file
     /// on this machine).
     Import { file: PathBuf },
@@ -96,6 +111,14 @@ fn main() -> ExitCode {
                     println!("data: {}", husk_api::describe_data(&s.data));
                 }
             }),
+            Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::pull(
+                &client,
+                &args.reference,
+                args.platform,
+                pull::Output::Stdout,
+            )
+            .await
+            .map(drop),
             Command::Image(command) => image(&client, command).await,
             Command::Update(command) => update::run(&client, command).await,
             Command::Container(command) => {
@@ -115,6 +138,9 @@ fn main() -> ExitCode {
 
 async fn image(client: &Client, command: ImageCommand) -> Result<(), ClientError> {
     match command {
+        ImageCommand::Pull(args) => {
+            pull::pull(client, &args.reference, args.platform, pull::Output::Stdout).await?;
+        }
         ImageCommand::Import { file } => {
             // The agent resolves paths from its own directory, not ours.
             let path = std::path::absolute(&file).unwrap_or(file);

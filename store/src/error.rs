@@ -55,6 +55,20 @@ pub enum StoreError {
         #[source]
         source: LayerError,
     },
+    #[error("manifest {manifest}: {reason}")]
+    BadManifest { manifest: Digest, reason: String },
+    #[error("{what} does not match its digest: expected {expected}, content is {actual}")]
+    BlobMismatch {
+        what: &'static str,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error("blob {digest} is {actual} bytes or more, but its descriptor says {expected}")]
+    BlobSize {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error("image config {config}: {reason}")]
     BadConfig { config: Digest, reason: String },
     #[error("stored blob {digest} is corrupt: its content is {actual}")]

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::ImageConfiguration;
+use oci_spec::image::{ImageConfiguration, ImageManifest};
 
 use super::archive;
 use super::blobs::{BlobWriter, StagedBlob};
@@ -20,8 +20,8 @@ use super::unpack::{UnpackOptions, check_layer, unpack_layer};
 use super::{ImageSummary, Store};
 
 /// An image checked and ready to be committed.
-struct Plan {
-    record: ImageRecord,
+pub(super) struct Plan {
+    pub(super) record: ImageRecord,
     /// The layer blobs (as distributed), matching `record.layers`.
     layer_blobs: Vec<Digest>,
     manifest_bytes: Vec<u8>,
@@ -83,20 +83,32 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
         }
     }
 
-    let mut added = Added::default();
-    match commit(store, &staging, &plans, new_layers, deferred, &mut added) {
-        Ok(()) => Ok(plans
-            .iter()
-            .map(|p| ImageSummary::from(&p.record))
-            .collect()),
-        Err(e) => {
-            added.undo(store);
-            Err(e)
-        }
-    }
+    commit_plans(store, staging.path(), &plans, new_layers, deferred)?;
+    Ok(plans
+        .iter()
+        .map(|p| ImageSummary::from(&p.record))
+        .collect())
 }
 
-/// Reads and checks an image's config against its manifest.
+/// Commits checked images, staged in `staging`; on failure undoes what
+/// the commit had added, so the store is as it was.
+pub(super) fn commit_plans(
+    store: &mut Store,
+    staging: &Path,
+    plans: &[Plan],
+    new_layers: Vec<(Digest, PathBuf)>,
+    deferred: Vec<(Digest, StagedBlob)>,
+) -> Result<()> {
+    let mut added = Added::default();
+    let result = commit(store, staging, plans, new_layers, deferred, &mut added);
+    if result.is_err() {
+        added.undo(store);
+    }
+    result
+}
+
+/// Reads and checks an image's config against its manifest, and that
+/// the archive has every blob at its descriptor's size.
 fn plan(staged: &archive::Staged, image: FoundImage) -> Result<Plan> {
     let config_digest: Digest = image.manifest.config().digest().as_ref().parse()?;
     let config_blob = staged.blob(&config_digest, || {
@@ -104,6 +116,39 @@ fn plan(staged: &archive::Staged, image: FoundImage) -> Result<Plan> {
     })?;
     check_size(staged, config_blob, image.manifest.config().size())?;
     let config_bytes = config_blob.read_small()?;
+    let manifest_layers = image.manifest.layers();
+    for (i, layer) in manifest_layers.iter().enumerate() {
+        let digest: Digest = layer.digest().as_ref().parse()?;
+        let blob = staged.blob(&digest, || {
+            format!(
+                "layer {} of {} in manifest {}",
+                i + 1,
+                manifest_layers.len(),
+                image.manifest_digest
+            )
+        })?;
+        check_size(staged, blob, layer.size())?;
+    }
+    plan_record(
+        &image.manifest,
+        image.manifest_digest,
+        image.manifest_bytes,
+        config_bytes,
+        &image.names,
+    )
+}
+
+/// The record of an image from its manifest and config, once the config
+/// says a linux image whose diff_ids match the manifest's layers (an
+/// archive's or a registry's: both are checked the same way).
+pub(super) fn plan_record(
+    manifest: &ImageManifest,
+    manifest_digest: Digest,
+    manifest_bytes: Vec<u8>,
+    config_bytes: Vec<u8>,
+    names: &[String],
+) -> Result<Plan> {
+    let config_digest: Digest = manifest.config().digest().as_ref().parse()?;
     let bad = |reason: String| StoreError::BadConfig {
         config: config_digest,
         reason,
@@ -120,34 +165,24 @@ fn plan(staged: &archive::Staged, image: FoundImage) -> Result<Plan> {
         .iter()
         .map(|d| d.parse::<Digest>())
         .collect::<Result<Vec<_>, _>>()?;
-    let manifest_layers = image.manifest.layers();
+    let manifest_layers = manifest.layers();
     if layers.len() != manifest_layers.len() {
         return Err(bad(format!(
             "it lists {} diff_ids, but manifest {} has {} layers",
             layers.len(),
-            image.manifest_digest,
+            manifest_digest,
             manifest_layers.len()
         )));
     }
     let mut layer_blobs = Vec::new();
-    for (i, layer) in manifest_layers.iter().enumerate() {
+    for layer in manifest_layers {
         let digest: Digest = layer.digest().as_ref().parse()?;
-        layer_blobs.push(digest);
-        let blob = staged.blob(&digest, || {
-            format!(
-                "layer {} of {} in manifest {}",
-                i + 1,
-                manifest_layers.len(),
-                image.manifest_digest
-            )
-        })?;
-        check_size(staged, blob, layer.size())?;
         if layer.media_type().to_string().contains("encrypted") {
             return Err(bad(format!("layer {digest} is encrypted")));
         }
+        layer_blobs.push(digest);
     }
-    let names = image
-        .names
+    let names = names
         .iter()
         .map(|n| normalise_name(n))
         .collect::<Result<Vec<_>>>()?;
@@ -155,7 +190,7 @@ fn plan(staged: &archive::Staged, image: FoundImage) -> Result<Plan> {
         record: ImageRecord {
             id: ImageId(config_digest),
             names,
-            manifest: image.manifest_digest,
+            manifest: manifest_digest,
             layers,
             size: manifest_layers.iter().map(|l| l.size()).sum(),
             os,
@@ -163,7 +198,7 @@ fn plan(staged: &archive::Staged, image: FoundImage) -> Result<Plan> {
             created: config.created().clone(),
         },
         layer_blobs,
-        manifest_bytes: image.manifest_bytes,
+        manifest_bytes,
         config_bytes,
     })
 }
@@ -206,7 +241,7 @@ impl Added {
 
 fn commit(
     store: &mut Store,
-    staging: &tempfile::TempDir,
+    staging: &Path,
     plans: &[Plan],
     new_layers: Vec<(Digest, PathBuf)>,
     deferred: Vec<(Digest, StagedBlob)>,
@@ -227,7 +262,7 @@ fn commit(
             (&plan.manifest_bytes, &plan.record.manifest),
             (&plan.config_bytes, &plan.record.id.0),
         ] {
-            if store.blobs.write(staging.path(), bytes, digest)? {
+            if store.blobs.write(staging, bytes, digest)? {
                 added.blobs.push(*digest);
             }
         }

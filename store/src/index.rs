@@ -61,6 +61,18 @@ pub fn normalise_name(name: &str) -> Result<String> {
     if name.starts_with("sha256:") {
         return Err(invalid("a name cannot look like an image id"));
     }
+    // Docker's familiar form: `docker.io/library/nginx` is `nginx`, so
+    // that a pulled image is found by the name a user types.
+    let name = [
+        "docker.io/library/",
+        "index.docker.io/library/",
+        "docker.io/",
+        "index.docker.io/",
+    ]
+    .iter()
+    .find_map(|prefix| name.strip_prefix(prefix))
+    .filter(|rest| !rest.is_empty())
+    .unwrap_or(name);
     let last = name.rsplit('/').next().unwrap_or(name);
     if name.contains('@') || last.contains(':') {
         Ok(name.into())
@@ -216,6 +228,19 @@ mod tests {
         assert_eq!(
             normalise_name("localhost:5000/app").unwrap(),
             "localhost:5000/app:latest"
+        );
+        // Docker's familiar form
+        assert_eq!(
+            normalise_name("docker.io/library/busybox").unwrap(),
+            "busybox:latest"
+        );
+        assert_eq!(
+            normalise_name("index.docker.io/user/app:1").unwrap(),
+            "user/app:1"
+        );
+        assert_eq!(
+            normalise_name("ghcr.io/o/app").unwrap(),
+            "ghcr.io/o/app:latest"
         );
         assert!(normalise_name("").is_err());
         assert!(normalise_name("a b").is_err());

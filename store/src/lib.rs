@@ -32,6 +32,7 @@ pub mod compression;
 pub mod digest;
 pub mod error;
 mod import;
+mod incoming;
 pub mod index;
 pub mod layout;
 pub mod limits;
@@ -47,6 +48,7 @@ use oci_spec::image::ImageConfiguration;
 
 pub use self::digest::Digest;
 pub use self::error::{Result, StoreError};
+pub use self::incoming::{Incoming, IncomingImage};
 pub use self::index::{ImageId, ImageRecord};
 pub use self::limits::Limits;
 pub use self::unpack::UnpackOptions;
@@ -123,6 +125,8 @@ pub struct Store {
     blobs: Blobs,
     index: Index,
     options: StoreOptions,
+    /// Staging directories of images being received, which gc keeps.
+    incoming: incoming::Active,
     _lock: File,
 }
 
@@ -152,6 +156,7 @@ impl Store {
             index: Index::load(&index_path(&root))?,
             root,
             options,
+            incoming: Default::default(),
             _lock: lock,
         };
         store.clean_tmp()?;
@@ -243,11 +248,19 @@ impl Store {
     }
 
     /// Leftovers of an import that was interrupted (we hold the lock, so
-    /// nothing else is using them).
+    /// nothing else is using them), but not the images being received.
     fn clean_tmp(&self) -> Result<()> {
         let tmp = self.tmp_dir();
+        let receiving = self
+            .incoming
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         for entry in fs::read_dir(&tmp).at(&tmp)? {
             let path = entry.at(&tmp)?.path();
+            if receiving.contains(&path) {
+                continue;
+            }
             let removed = if path.is_dir() && !path.is_symlink() {
                 fs::remove_dir_all(&path)
             } else {

@@ -1,8 +1,12 @@
 //! What Husk's test suites build their inputs from: image archives of
-//! Debian's busybox-static, made the way the tools users have make them.
-//! Tests only; nothing here is in an image.
+//! Debian's busybox-static, made the way the tools users have make them,
+//! and the registries images are pulled from (Debian's docker-registry,
+//! and a scripted one that misbehaves). Tests only; nothing here is in an
+//! image.
 
 pub mod elf;
+pub mod fake_registry;
 pub mod oci;
+pub mod registry;
 
 pub use oci::{busybox_layer, oci_archive, sha256};

@@ -13,7 +13,7 @@ pub fn sha256(data: &[u8]) -> String {
 
 /// A header owned by root (a fresh ustar header has empty id fields,
 /// which the store rightly refuses).
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+pub(crate) fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(kind);
     h.set_mode(mode);
@@ -24,7 +24,12 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
     h
 }
 
-fn append(tar: &mut tar::Builder<Vec<u8>>, kind: tar::EntryType, name: &str, data: &[u8]) {
+pub(crate) fn append(
+    tar: &mut tar::Builder<Vec<u8>>,
+    kind: tar::EntryType,
+    name: &str,
+    data: &[u8],
+) {
     let mode = if kind == tar::EntryType::Directory {
         0o755
     } else {
@@ -63,18 +68,30 @@ pub fn busybox_layer() -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
-/// What `skopeo copy … oci-archive:FILE:NAME` writes, for one image of
-/// uncompressed layers.
-pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
-    let config = serde_json::to_vec(&json!({
+/// An OCI descriptor of `data`.
+pub fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
+    json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})
+}
+
+/// The config and the manifest (both serialised) of a linux image of
+/// uncompressed `layers`, for `architecture` (and `variant`, as arm64's
+/// `v8`, when given).
+pub fn config_and_manifest(
+    architecture: &str,
+    variant: Option<&str>,
+    layers: &[Vec<u8>],
+) -> (Vec<u8>, Vec<u8>) {
+    let mut config = json!({
         "created": "2024-01-01T00:00:00Z",
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
-    }))
-    .unwrap();
-    let descriptor = |media_type: &str, data: &[u8]| json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()});
+    });
+    if let Some(variant) = variant {
+        config["variant"] = json!(variant);
+    }
+    let config = serde_json::to_vec(&config).unwrap();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -84,6 +101,13 @@ pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
             .collect::<Vec<_>>(),
     }))
     .unwrap();
+    (config, manifest)
+}
+
+/// What `skopeo copy … oci-archive:FILE:NAME` writes, for one image of
+/// uncompressed layers.
+pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
+    let (config, manifest) = config_and_manifest("amd64", None, layers);
     let mut index = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
     index["annotations"] = json!({"org.opencontainers.image.ref.name": name});
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [index]})).unwrap();

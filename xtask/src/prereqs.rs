@@ -115,6 +115,16 @@ const PREREQS: &[Prereq] = &[
         present: || Path::new("/bin/busybox").is_file(),
         why: "test container images are built from it",
     },
+    Prereq {
+        package: "docker-registry",
+        present: || Path::new("/usr/bin/docker-registry").is_file(),
+        why: "registry peers for the pull tests",
+    },
+    Prereq {
+        package: "skopeo",
+        present: || has_command("skopeo"),
+        why: "registry peers for the pull tests",
+    },
 ];
 
 /// Makes sure every prerequisite is installed, or says what to install.

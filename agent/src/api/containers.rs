@@ -197,7 +197,7 @@ async fn stats(State(manager): State<Manager>, name: Name) -> Result<Json<Stats>
 }
 
 /// A streamed answer, one line per message, as they come.
-fn ndjson(lines: mpsc::Receiver<Vec<u8>>) -> Response {
+pub(super) fn ndjson(lines: mpsc::Receiver<Vec<u8>>) -> Response {
     let stream = futures_util::stream::unfold(lines, |mut lines| async move {
         lines
             .recv()

@@ -10,14 +10,15 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use husk_api::images::{
-    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
-    ImageSummary, ImportRequest, RemoveResponse,
+    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, IMAGES_PULL_PATH, ImageDetails,
+    ImageList, ImageSummary, ImportRequest, PullRequest, RemoveResponse,
 };
 use husk_store::{ImageId, Removed, Store};
 
 use super::error::ApiError;
 use crate::containers::Manager;
 use crate::images::ImageStore;
+use crate::pulls::Puller;
 
 /// Runs `f` with the store on a blocking thread; 503 when there is no
 /// store.
@@ -41,7 +42,7 @@ async fn with_store<T: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("image store task failed: {e}")))?
 }
 /// The store's summary as the API shows it.
-fn summary(image: husk_store::ImageSummary) -> ImageSummary {
+pub(crate) fn summary(image: husk_store::ImageSummary) -> ImageSummary {
     ImageSummary {
         id: image.id.to_string(),
         names: image.names,
@@ -68,15 +69,42 @@ fn removed(removed: &Removed) -> RemoveResponse {
 }
 
 /// The image routes; `containers` says which images are in use.
-pub fn routes(containers: Manager) -> Router<ImageStore> {
+pub fn routes(containers: Manager, puller: Puller) -> Router<ImageStore> {
     Router::new()
         .route(IMAGES_PATH, get(list))
+        .route(IMAGES_PULL_PATH, post(move |request| pull(puller, request)))
         .route(IMAGES_IMPORT_PATH, post(import))
         .route(IMAGES_GC_PATH, post(gc))
         .route(
             "/v1/images/{*reference}",
             get(inspect).delete(move |images, reference| remove(images, reference, containers)),
         )
+}
+
+/// Streams the pull's progress, one JSON line per event, the last
+/// `done` or `error`. A bad reference or platform is a 400 before any.
+async fn pull(
+    puller: Puller,
+    request: Result<Json<PullRequest>, JsonRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Json(request) = request?;
+    let mut following = puller
+        .start(&request.reference, request.platform.as_deref())
+        .map_err(ApiError::bad_request)?;
+    let (lines, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(event) = following.next().await {
+            let Ok(mut line) = serde_json::to_vec(&event) else {
+                continue;
+            };
+            line.push(b'\n');
+            if lines.send(line).await.is_err() {
+                // The client went away; the pull goes on for the others.
+                break;
+            }
+        }
+    });
+    Ok(super::ndjson(rx))
 }
 
 async fn import(

@@ -88,6 +88,7 @@ pub struct Status {
 pub async fn run(
     config: &UserDataConfig,
     manager: &Manager,
+    puller: &crate::pulls::Puller,
     network: Option<&crate::net::Network>,
     updater: &crate::update::Updater,
 ) -> Status {
@@ -95,7 +96,7 @@ pub async fn run(
         match UserData::parse(&text) {
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
-                apply_every_boot(config, &doc, network, updater, &mut status);
+                apply_every_boot(config, &doc, network, updater, puller, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -114,8 +115,8 @@ pub async fn run(
                 Err(e) => rejected(&found.source, &e),
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
-                    apply_every_boot(config, &doc, network, updater, &mut status);
-                    apply_first_boot(manager, &doc, &mut status).await;
+                    apply_every_boot(config, &doc, network, updater, puller, &mut status);
+                    apply_first_boot(manager, puller, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),
                         text.as_bytes(),
@@ -258,9 +259,15 @@ fn apply_every_boot(
     doc: &UserData,
     network: Option<&crate::net::Network>,
     updater: &crate::update::Updater,
+    puller: &crate::pulls::Puller,
     status: &mut Status,
 ) {
     apply_update_settings(updater, doc, status);
+    if let Some(registry) = &doc.registry
+        && let Err(e) = puller.extend(registry)
+    {
+        status.warnings.push(format!("registry: {e}"));
+    }
     if let Some(hostname) = &doc.hostname
         && let Err(e) = rustix::system::sethostname(hostname.as_bytes())
     {
@@ -329,11 +336,32 @@ fn ipv4_only(ips: &[std::net::IpAddr]) -> Vec<std::net::Ipv4Addr> {
         .collect()
 }
 
+/// How long first boot keeps trying to pull a container's image while
+/// the network (or the registry) is not there yet.
+const FIRST_BOOT_PULL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What is done once: the containers are made and started; from then on
 /// their restart policies keep them (and `rm` removes them for good).
-async fn apply_first_boot(manager: &Manager, doc: &UserData, status: &mut Status) {
+async fn apply_first_boot(
+    manager: &Manager,
+    puller: &crate::pulls::Puller,
+    doc: &UserData,
+    status: &mut Status,
+) {
     for options in &doc.containers {
         let name = options.name.clone();
+        if !puller.has_image(&options.image).await {
+            log::info!("container {name}: pulling {}", options.image);
+            if let Err(e) = puller
+                .pull_patiently(&options.image, FIRST_BOOT_PULL_DEADLINE)
+                .await
+            {
+                status
+                    .warnings
+                    .push(format!("container {name}: pull {}: {e}", options.image));
+                continue;
+            }
+        }
         let result = match manager.create(options.clone()).await {
             Ok(_) => manager.start(&name).await.map(|_| ()),
             Err(e) => Err(e),

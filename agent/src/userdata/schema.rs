@@ -36,12 +36,16 @@ pub struct UserData {
     pub hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSettings>,
-    /// Containers to run at boot; their images must be in the store
-    /// (preloaded by `husk-image build --preload`, or imported).
+    /// Containers to run at first boot; an image the store lacks is
+    /// pulled (retrying while the network comes up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<RunOptions>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
+    /// More registry settings (mirrors, CAs, credentials, insecure
+    /// registries), added to agent.toml's `[registry]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<husk_registry::RegistryConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -147,6 +151,11 @@ impl UserData {
                     "excludes a restart policy".into(),
                 );
             }
+        }
+        if let Some(registry) = &self.registry
+            && let Err(e) = registry.validate()
+        {
+            return bad("registry", e.to_string());
         }
         if let Some(update) = &self.update {
             let scheme_ok = ["https://", "http://", "file://"]

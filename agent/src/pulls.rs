@@ -1,0 +1,321 @@
+//! Pulls as the agent runs them: one registry client for the machine
+//! (agent.toml's `[registry]`, extended by user-data's), and one pull per
+//! reference at a time: a second request for an image being pulled
+//! follows the first's progress instead of fetching it again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use husk_api::images::{ImageSummary, PullEvent};
+use husk_registry::{Platform, Progress, PullOptions, Reference, Registries, RegistryConfig};
+use tokio::sync::{broadcast, watch};
+
+use crate::images::ImageStore;
+
+/// Progress events a slow follower may fall behind by before it skips
+/// some (the final event is never skipped: it comes through `watch`).
+const PROGRESS_BACKLOG: usize = 256;
+
+type Outcome = Option<Result<(String, ImageSummary), Failure>>;
+
+/// A pull in flight: its progress, and its outcome once known.
+#[derive(Clone)]
+struct Running {
+    progress: broadcast::Sender<PullEvent>,
+    outcome: watch::Receiver<Outcome>,
+}
+
+#[derive(Clone)]
+pub struct Puller {
+    registries: Arc<RwLock<Result<Arc<Registries>, String>>>,
+    config: Arc<RwLock<RegistryConfig>>,
+    images: ImageStore,
+    running: Arc<Mutex<HashMap<String, Running>>>,
+}
+
+impl std::fmt::Debug for Puller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Puller").finish_non_exhaustive()
+    }
+}
+
+/// Why a pull failed, and whether another try may do better.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub message: String,
+    pub transient: bool,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl Failure {
+    fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
+        }
+    }
+}
+
+/// A pull followed: progress as it comes, then the outcome.
+pub struct Following {
+    progress: broadcast::Receiver<PullEvent>,
+    outcome: watch::Receiver<Outcome>,
+    finished: bool,
+}
+
+impl Following {
+    fn new(progress: broadcast::Receiver<PullEvent>, outcome: watch::Receiver<Outcome>) -> Self {
+        Self {
+            progress,
+            outcome,
+            finished: false,
+        }
+    }
+
+    /// The verified manifest digest and the image, or why it failed.
+    pub async fn outcome(mut self) -> Result<(String, ImageSummary), Failure> {
+        loop {
+            if let Some(outcome) = self.outcome.borrow_and_update().clone() {
+                return outcome;
+            }
+            if self.outcome.changed().await.is_err() {
+                return Err(Failure::permanent("the pull ended without an outcome"));
+            }
+        }
+    }
+
+    /// The next event: progress as it comes, then `done` or `error`,
+    /// then `None`.
+    pub async fn next(&mut self) -> Option<PullEvent> {
+        use broadcast::error::{RecvError, TryRecvError};
+        while !self.finished {
+            match self.progress.try_recv() {
+                Ok(event) => return Some(event),
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(TryRecvError::Empty | TryRecvError::Closed) => {}
+            }
+            if let Some(outcome) = self.outcome.borrow().clone() {
+                self.finished = true;
+                return Some(match outcome {
+                    Ok((digest, image)) => PullEvent::Done { digest, image },
+                    Err(failure) => PullEvent::Error {
+                        message: failure.message,
+                    },
+                });
+            }
+            tokio::select! {
+                event = self.progress.recv() => match event {
+                    Ok(event) => return Some(event),
+                    Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => {
+                        if self.outcome.changed().await.is_err() && self.outcome.borrow().is_none() {
+                            break;
+                        }
+                    }
+                },
+                changed = self.outcome.changed() => {
+                    if changed.is_err() && self.outcome.borrow().is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        if self.finished {
+            return None;
+        }
+        self.finished = true;
+        Some(PullEvent::Error {
+            message: "the pull ended without an outcome".into(),
+        })
+    }
+}
+
+fn build(config: &RegistryConfig) -> Result<Arc<Registries>, String> {
+    Registries::new(config.clone())
+        .map(Arc::new)
+        .map_err(|e| format!("registry configuration: {e}"))
+}
+
+impl Puller {
+    pub fn new(config: RegistryConfig, images: ImageStore) -> Self {
+        let registries = build(&config);
+        if let Err(e) = &registries {
+            log::error!("{e}; pulls will fail until it is fixed");
+        }
+        Self {
+            registries: Arc::new(RwLock::new(registries)),
+            config: Arc::new(RwLock::new(config)),
+            images,
+            running: Arc::default(),
+        }
+    }
+
+    pub async fn has_image(&self, reference: &str) -> bool {
+        self.images.has(reference).await
+    }
+
+    /// Adds user-data's `[registry]` (mirrors, CAs, credentials).
+    pub fn extend(&self, more: &RegistryConfig) -> Result<(), String> {
+        let mut config = self
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        config.extend(more);
+        let registries = build(&config)?;
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+        *self
+            .registries
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Ok(registries);
+        Ok(())
+    }
+
+    /// Starts pulling `reference` (or joins the pull of it that is
+    /// running). A reference or platform that cannot be parsed is an
+    /// error at once.
+    pub fn start(&self, reference: &str, platform: Option<&str>) -> Result<Following, String> {
+        let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let platform: Platform = match platform {
+            Some(p) => p.parse()?,
+            None => Platform::default(),
+        };
+        let key = format!("{reference} {platform}");
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pull) = running.get(&key) {
+            log::info!("pull {reference}: joining the pull already running");
+            return Ok(Following::new(
+                pull.progress.subscribe(),
+                pull.outcome.clone(),
+            ));
+        }
+        let (progress, progress_rx) = broadcast::channel(PROGRESS_BACKLOG);
+        let (outcome_tx, outcome) = watch::channel(None);
+        running.insert(
+            key.clone(),
+            Running {
+                progress: progress.clone(),
+                outcome: outcome.clone(),
+            },
+        );
+        drop(running);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.run(&reference, platform, progress).await;
+            match &result {
+                Ok((digest, image)) => {
+                    log::info!("pulled {reference} ({digest}, image {})", image.id)
+                }
+                Err(e) => log::error!("pull {reference}: {e}"),
+            }
+            this.running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+            let _ = outcome_tx.send(Some(result));
+        });
+        Ok(Following::new(progress_rx, outcome))
+    }
+
+    async fn run(
+        &self,
+        reference: &Reference,
+        platform: Platform,
+        progress: broadcast::Sender<PullEvent>,
+    ) -> Result<(String, ImageSummary), Failure> {
+        let registries = self
+            .registries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .map_err(Failure::permanent)?;
+        let store = self
+            .images
+            .shared()
+            .map_err(|e| Failure::permanent(format!("the image store is unavailable: {e}")))?;
+        let report = Arc::new(move |event: Progress| {
+            if let Some(event) = event_of(event) {
+                let _ = progress.send(event);
+            }
+        });
+        let options = PullOptions {
+            platform,
+            progress: Some(report),
+        };
+        let pulled = husk_registry::pull(registries, store, reference, &options)
+            .await
+            .map_err(|e| Failure {
+                transient: e.is_transient(),
+                message: e.to_string(),
+            })?;
+        Ok((pulled.digest, crate::api::image_summary(pulled.image)))
+    }
+
+    /// Pulls, trying again with backoff while the failure is one a later
+    /// try may not have (the network is coming up), until `deadline`.
+    pub async fn pull_patiently(
+        &self,
+        reference: &str,
+        deadline: Duration,
+    ) -> Result<ImageSummary, Failure> {
+        let start = tokio::time::Instant::now();
+        let mut delay = Duration::from_secs(1);
+        loop {
+            let outcome = self
+                .start(reference, None)
+                .map_err(Failure::permanent)?
+                .outcome()
+                .await;
+            match outcome {
+                Ok((_, image)) => return Ok(image),
+                Err(e) if e.transient && start.elapsed() + delay < deadline => {
+                    log::warn!(
+                        "pull {reference}: {e}; trying again in {}s",
+                        delay.as_secs()
+                    );
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn event_of(progress: Progress) -> Option<PullEvent> {
+    Some(match progress {
+        Progress::Resolved {
+            reference,
+            digest,
+            layers,
+            size,
+        } => PullEvent::Resolved {
+            reference,
+            digest,
+            layers,
+            size,
+        },
+        Progress::LayerExists { digest, size } => PullEvent::LayerExists { digest, size },
+        Progress::LayerProgress { digest, done, size } => {
+            PullEvent::LayerProgress { digest, done, size }
+        }
+        Progress::LayerRetry {
+            digest,
+            attempt,
+            reason,
+        } => PullEvent::LayerRetry {
+            digest,
+            attempt,
+            reason,
+        },
+        Progress::LayerDone { digest, size } => PullEvent::LayerDone { digest, size },
+        // The outcome says it, with the image.
+        Progress::Done { .. } => return None,
+    })
+}

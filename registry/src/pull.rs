@@ -1,0 +1,293 @@
+//! A pull: resolve the reference, fetch and check the config, then fetch
+//! only the layers the store lacks, several at once, each streamed
+//! straight into the store's unpacker, and commit the image. Nothing is
+//! used before it is verified, and a pull that fails leaves the store as
+//! it was (the staged layers go with the [`husk_store::Incoming`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use husk_store::{Digest, ImageSummary, IncomingImage, Store};
+use oci_spec::image::ImageConfiguration;
+
+use super::blob_reader::BlobReader;
+use super::client::Registries;
+use super::error::RegistryError;
+use super::manifest::{self, Resolved};
+use super::platform::Platform;
+use super::progress::{Progress, ProgressFn, report};
+use super::reference::Reference;
+
+/// The most an image config may be (the store's bound on JSON blobs).
+const MAX_CONFIG: usize = husk_store::blobs::MAX_JSON_BLOB as usize;
+
+#[derive(Clone, Default)]
+pub struct PullOptions {
+    pub platform: Platform,
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for PullOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullOptions")
+            .field("platform", &self.platform)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone)]
+pub struct Pulled {
+    pub image: ImageSummary,
+    /// The manifest digest that was verified and stored: what runs.
+    pub digest: String,
+    /// The name the store gave it.
+    pub name: String,
+    pub layers_fetched: usize,
+    pub bytes_fetched: u64,
+}
+
+/// The name a pulled image gets: `name:tag`, or `name@digest` when the
+/// reference has a digest (which wins over its tag, as in Docker).
+pub fn store_name(reference: &Reference) -> String {
+    match (&reference.digest, &reference.tag) {
+        (Some(digest), _) => format!("{}@{digest}", reference.familiar_name()),
+        (None, Some(tag)) => format!("{}:{tag}", reference.familiar_name()),
+        (None, None) => format!("{}:latest", reference.familiar_name()),
+    }
+}
+
+/// Pulls `reference` into `store`.
+pub async fn pull(
+    registries: Arc<Registries>,
+    store: Arc<Mutex<Store>>,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<Pulled, RegistryError> {
+    let resolved = manifest::resolve(&registries, reference, &options.platform).await?;
+    let config_bytes = fetch_config(&registries, reference, &resolved).await?;
+    let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| {
+        RegistryError::BadManifest {
+            reference: reference.to_string(),
+            reason: format!("image config: {e}"),
+        }
+    })?;
+    let layers = resolved.manifest.layers();
+    let diff_ids = config
+        .rootfs()
+        .diff_ids()
+        .iter()
+        .map(|d| d.parse::<Digest>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(husk_store::StoreError::from)?;
+    if diff_ids.len() != layers.len() {
+        return Err(RegistryError::BadManifest {
+            reference: reference.to_string(),
+            reason: format!(
+                "its config lists {} diff_ids for {} layers",
+                diff_ids.len(),
+                layers.len()
+            ),
+        });
+    }
+    report(
+        &options.progress,
+        Progress::Resolved {
+            reference: reference.to_string(),
+            digest: resolved.digest.clone(),
+            layers: layers.len(),
+            size: layers.iter().map(|l| l.size()).sum(),
+        },
+    );
+
+    // Which layers to fetch (each once), under the store's lock briefly.
+    let (incoming, wanted) = {
+        let store = store.lock().unwrap_or_else(PoisonError::into_inner);
+        let incoming = Arc::new(store.begin_incoming()?);
+        let mut wanted: Vec<(Digest, u64, Digest)> = Vec::new();
+        for (layer, diff_id) in layers.iter().zip(&diff_ids) {
+            let blob: Digest = layer
+                .digest()
+                .to_string()
+                .parse()
+                .map_err(husk_store::StoreError::from)?;
+            if store.has_layer(diff_id) {
+                report(
+                    &options.progress,
+                    Progress::LayerExists {
+                        digest: blob.to_string(),
+                        size: layer.size(),
+                    },
+                );
+            } else if !wanted.iter().any(|(_, _, d)| d == diff_id) {
+                wanted.push((blob, layer.size(), *diff_id));
+            }
+        }
+        (incoming, wanted)
+    };
+
+    let bytes_fetched = wanted.iter().map(|(_, size, _)| size).sum();
+    fetch_layers(
+        &registries,
+        reference,
+        &resolved,
+        &incoming,
+        &wanted,
+        options,
+    )
+    .await?;
+
+    let name = store_name(reference);
+    let image = IncomingImage {
+        name: Some(name.clone()),
+        manifest_digest: resolved
+            .digest
+            .parse()
+            .map_err(husk_store::StoreError::from)?,
+        manifest_bytes: resolved.bytes.clone(),
+        config_bytes,
+    };
+    let summary = tokio::task::spawn_blocking(move || {
+        let incoming = Arc::try_unwrap(incoming)
+            .map_err(|_| RegistryError::Cancelled("a layer download is still running".into()))?;
+        let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+        store
+            .commit_incoming(incoming, image)
+            .map_err(RegistryError::from)
+    })
+    .await
+    .map_err(|e| RegistryError::Cancelled(e.to_string()))??;
+    report(
+        &options.progress,
+        Progress::Done {
+            reference: reference.to_string(),
+            id: summary.id.to_string(),
+            digest: resolved.digest.clone(),
+        },
+    );
+    Ok(Pulled {
+        image: summary,
+        digest: resolved.digest,
+        name,
+        layers_fetched: wanted.len(),
+        bytes_fetched,
+    })
+}
+
+/// The config blob, checked against its descriptor's size and digest.
+async fn fetch_config(
+    registries: &Registries,
+    reference: &Reference,
+    resolved: &Resolved,
+) -> Result<Vec<u8>, RegistryError> {
+    let descriptor = resolved.manifest.config();
+    let digest = descriptor.digest().to_string();
+    if descriptor.size() > MAX_CONFIG as u64 {
+        return Err(RegistryError::BadManifest {
+            reference: reference.to_string(),
+            reason: format!(
+                "its config is {} bytes, more than {MAX_CONFIG}",
+                descriptor.size()
+            ),
+        });
+    }
+    let response = registries
+        .get(
+            &resolved.endpoint,
+            &reference.repository,
+            &format!("blobs/{digest}"),
+            None,
+            0,
+        )
+        .await?;
+    let bytes = response.bytes(MAX_CONFIG).await?.to_vec();
+    let actual = Digest::of(&bytes).to_string();
+    if actual != digest || bytes.len() as u64 != descriptor.size() {
+        return Err(RegistryError::Digest {
+            what: format!(
+                "config of {reference} ({} bytes, descriptor {})",
+                bytes.len(),
+                descriptor.size()
+            ),
+            expected: digest,
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Downloads and unpacks the layers, at most the configured number at
+/// once; the first failure stops the others.
+async fn fetch_layers(
+    registries: &Arc<Registries>,
+    reference: &Reference,
+    resolved: &Resolved,
+    incoming: &Arc<husk_store::Incoming>,
+    wanted: &[(Digest, u64, Digest)],
+    options: &PullOptions,
+) -> Result<(), RegistryError> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(
+        registries.config().concurrent_downloads(),
+    ));
+    let cancel = Arc::new(AtomicBool::new(false));
+    // The endpoint that served the manifest first, then the others.
+    let mut endpoints = vec![resolved.endpoint.clone()];
+    endpoints.extend(
+        registries
+            .endpoints(reference)
+            .into_iter()
+            .filter(|e| *e != resolved.endpoint),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for &(blob, size, diff_id) in wanted {
+        let permits = Arc::clone(&permits);
+        let reader = BlobReader::new(
+            Arc::clone(registries),
+            endpoints.clone(),
+            reference.repository.clone(),
+            blob.to_string(),
+            size,
+            Arc::clone(&cancel),
+            options.progress.clone(),
+        );
+        let incoming = Arc::clone(incoming);
+        let progress = options.progress.clone();
+        let cancel = Arc::clone(&cancel);
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let unpacked = tokio::task::spawn_blocking(move || {
+                incoming.unpack_layer(&blob, size, &diff_id, reader)
+            })
+            .await
+            .map_err(|e| RegistryError::Cancelled(e.to_string()))?;
+            unpacked?;
+            report(
+                &progress,
+                Progress::LayerDone {
+                    digest: blob.to_string(),
+                    size,
+                },
+            );
+            Ok::<(), RegistryError>(())
+        });
+    }
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined
+            .map_err(|e| RegistryError::Cancelled(e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = result
+            && first_error.is_none()
+        {
+            cancel.store(true, Ordering::Relaxed);
+            first_error = Some(e);
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
