@@ -1,7 +1,9 @@
-//! A small HTTP/1.1 client over plain TCP, one connection per request:
-//! for the update repository (whose contents TUF authenticates, so the
-//! channel need not), resumable downloads, health checks and the EC2
-//! metadata service.
+//! The agent's HTTP client for the update repository (whose contents
+//! TUF authenticates), resumable downloads, health checks and the EC2
+//! metadata service: `http://` over plain TCP, one connection per
+//! request; `https://` through husk-registry's client (rustls, Mozilla's
+//! roots and the CAs of agent.toml's `[registry]`), the one TLS stack of
+//! the agent.
 
 use std::io;
 use std::time::Duration;
@@ -78,14 +80,47 @@ impl<S: Stream + Unpin> Stream for SyncStream<S> {
     }
 }
 
-/// GETs `url` (http only), from byte `from` on when it is not 0. The
+/// The HTTPS client, once the configured CAs are known (Mozilla's
+/// roots alone until then).
+static HTTPS: std::sync::RwLock<Option<husk_registry::http::HttpClient>> =
+    std::sync::RwLock::new(None);
+
+/// Trusts these CAs (PEM files and PEM text) besides Mozilla's roots for
+/// every `https://` request from now on.
+pub fn configure_tls(ca_files: &[String], ca_pems: &[String]) -> Result<(), String> {
+    let tls = husk_registry::http::tls_config(ca_files, ca_pems).map_err(|e| e.to_string())?;
+    *HTTPS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        Some(husk_registry::http::HttpClient::new(tls));
+    Ok(())
+}
+
+fn https_client() -> io::Result<husk_registry::http::HttpClient> {
+    let mut guard = HTTPS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(client) = guard.as_ref() {
+        return Ok(client.clone());
+    }
+    let tls = husk_registry::http::tls_config(&[], &[]).map_err(io::Error::other)?;
+    let client = husk_registry::http::HttpClient::new(tls);
+    *guard = Some(client.clone());
+    Ok(client)
+}
+
+/// GETs `url` (http or https), from byte `from` on when it is not 0. The
 /// timeout bounds connecting and the response head, not the body.
 pub async fn get(url: &Url, from: u64, timeout: Duration) -> io::Result<Response> {
-    if url.scheme() != "http" {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("{url}: only http:// and file:// are supported"),
-        ));
+    match url.scheme() {
+        "http" => {}
+        "https" => return get_https(url, from, timeout).await,
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{url}: only http://, https:// and file:// are supported"),
+            ));
+        }
     }
     let host = url
         .host_str()
@@ -103,6 +138,24 @@ pub async fn get(url: &Url, from: u64, timeout: Duration) -> io::Result<Response
         &[]
     };
     request(&address, "GET", &path, headers, timeout).await
+}
+
+async fn get_https(url: &Url, from: u64, timeout: Duration) -> io::Result<Response> {
+    let client = https_client()?;
+    let mut headers = Vec::new();
+    if from > 0 {
+        let range = hyper::header::HeaderValue::from_str(&format!("bytes={from}-"))
+            .map_err(io::Error::other)?;
+        headers.push((hyper::header::RANGE, range));
+    }
+    let response = tokio::time::timeout(timeout, client.get(url, &headers, false))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("{url}: no answer")))?
+        .map_err(io::Error::other)?;
+    Ok(Response {
+        status: response.status,
+        body: response.into_body(),
+    })
 }
 
 /// One request without a body to `address` (`host:port`). The timeout

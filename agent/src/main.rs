@@ -201,6 +201,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let user_data = husk_agent::userdata::UserDataConfig::new(&args.root, &args.run_dir);
     let updater = updater(&args, &config, &cmdline);
+    // One TLS configuration for every HTTPS client of the agent.
+    if let Err(e) =
+        husk_agent::http_client::configure_tls(&config.registry.ca_files, &config.registry.ca_pems)
+    {
+        log::error!("registry CAs: {e}; HTTPS trusts Mozilla's roots only");
+    }
     let puller = husk_agent::pulls::Puller::new(config.registry.clone(), images.clone());
     let socket = ApiSocket::bind(&args.socket)?
         .with_settings(config.api.clone())

@@ -3,7 +3,7 @@
 //! reference at a time: a second request for an image being pulled
 //! follows the first's progress instead of fetching it again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -17,12 +17,22 @@ use crate::images::ImageStore;
 /// some (the final event is never skipped: it comes through `watch`).
 const PROGRESS_BACKLOG: usize = 256;
 
-type Outcome = Option<Result<(String, ImageSummary), Failure>>;
+/// A pull's result: the verified manifest digest, the image, and how
+/// many layers had to be fetched.
+type Pulled = (String, ImageSummary, usize);
+
+type Outcome = Option<Result<Pulled, Failure>>;
+
+/// What a pull that joins late has missed: the manifest resolved and
+/// the layers settled so far. Events are sent under its lock, so a
+/// joiner sees each one once: in this, or from `progress`.
+type History = Arc<Mutex<Vec<PullEvent>>>;
 
 /// A pull in flight: its progress, and its outcome once known.
 #[derive(Clone)]
 struct Running {
     progress: broadcast::Sender<PullEvent>,
+    history: History,
     outcome: watch::Receiver<Outcome>,
 }
 
@@ -64,14 +74,21 @@ impl Failure {
 
 /// A pull followed: progress as it comes, then the outcome.
 pub struct Following {
+    /// The events before this follower joined, shown first.
+    missed: VecDeque<PullEvent>,
     progress: broadcast::Receiver<PullEvent>,
     outcome: watch::Receiver<Outcome>,
     finished: bool,
 }
 
 impl Following {
-    fn new(progress: broadcast::Receiver<PullEvent>, outcome: watch::Receiver<Outcome>) -> Self {
+    fn new(
+        missed: Vec<PullEvent>,
+        progress: broadcast::Receiver<PullEvent>,
+        outcome: watch::Receiver<Outcome>,
+    ) -> Self {
         Self {
+            missed: missed.into(),
             progress,
             outcome,
             finished: false,
@@ -79,7 +96,7 @@ impl Following {
     }
 
     /// The verified manifest digest and the image, or why it failed.
-    pub async fn outcome(mut self) -> Result<(String, ImageSummary), Failure> {
+    pub async fn outcome(mut self) -> Result<Pulled, Failure> {
         loop {
             if let Some(outcome) = self.outcome.borrow_and_update().clone() {
                 return outcome;
@@ -94,6 +111,9 @@ impl Following {
     /// then `None`.
     pub async fn next(&mut self) -> Option<PullEvent> {
         use broadcast::error::{RecvError, TryRecvError};
+        if let Some(event) = self.missed.pop_front() {
+            return Some(event);
+        }
         while !self.finished {
             match self.progress.try_recv() {
                 Ok(event) => return Some(event),
@@ -103,7 +123,11 @@ impl Following {
             if let Some(outcome) = self.outcome.borrow().clone() {
                 self.finished = true;
                 return Some(match outcome {
-                    Ok((digest, image)) => PullEvent::Done { digest, image },
+                    Ok((digest, image, layers_fetched)) => PullEvent::Done {
+                        digest,
+                        image,
+                        layers_fetched,
+                    },
                     Err(failure) => PullEvent::Error {
                         message: failure.message,
                     },
@@ -182,34 +206,38 @@ impl Puller {
     /// error at once.
     pub fn start(&self, reference: &str, platform: Option<&str>) -> Result<Following, String> {
         let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
-        let platform: Platform = match platform {
-            Some(p) => p.parse()?,
-            None => Platform::default(),
+        let platform: Option<Platform> = platform.map(str::parse).transpose()?;
+        let key = match &platform {
+            Some(platform) => format!("{reference} {platform}"),
+            None => format!("{reference}"),
         };
-        let key = format!("{reference} {platform}");
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(pull) = running.get(&key) {
             log::info!("pull {reference}: joining the pull already running");
+            let history = pull.history.lock().unwrap_or_else(PoisonError::into_inner);
             return Ok(Following::new(
+                history.clone(),
                 pull.progress.subscribe(),
                 pull.outcome.clone(),
             ));
         }
         let (progress, progress_rx) = broadcast::channel(PROGRESS_BACKLOG);
+        let history = History::default();
         let (outcome_tx, outcome) = watch::channel(None);
         running.insert(
             key.clone(),
             Running {
                 progress: progress.clone(),
+                history: history.clone(),
                 outcome: outcome.clone(),
             },
         );
         drop(running);
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this.run(&reference, platform, progress).await;
+            let result = this.run(&reference, platform, progress, history).await;
             match &result {
-                Ok((digest, image)) => {
+                Ok((digest, image, _)) => {
                     log::info!("pulled {reference} ({digest}, image {})", image.id)
                 }
                 Err(e) => log::error!("pull {reference}: {e}"),
@@ -220,15 +248,16 @@ impl Puller {
                 .remove(&key);
             let _ = outcome_tx.send(Some(result));
         });
-        Ok(Following::new(progress_rx, outcome))
+        Ok(Following::new(Vec::new(), progress_rx, outcome))
     }
 
     async fn run(
         &self,
         reference: &Reference,
-        platform: Platform,
+        platform: Option<Platform>,
         progress: broadcast::Sender<PullEvent>,
-    ) -> Result<(String, ImageSummary), Failure> {
+        history: History,
+    ) -> Result<Pulled, Failure> {
         let registries = self
             .registries
             .read()
@@ -241,6 +270,15 @@ impl Puller {
             .map_err(|e| Failure::permanent(format!("the image store is unavailable: {e}")))?;
         let report = Arc::new(move |event: Progress| {
             if let Some(event) = event_of(event) {
+                let mut history = history.lock().unwrap_or_else(PoisonError::into_inner);
+                if matches!(
+                    event,
+                    PullEvent::Resolved { .. }
+                        | PullEvent::LayerExists { .. }
+                        | PullEvent::LayerDone { .. }
+                ) {
+                    history.push(event.clone());
+                }
                 let _ = progress.send(event);
             }
         });
@@ -252,9 +290,13 @@ impl Puller {
             .await
             .map_err(|e| Failure {
                 transient: e.is_transient(),
-                message: e.to_string(),
+                message: printable(&e.to_string()),
             })?;
-        Ok((pulled.digest, crate::api::image_summary(pulled.image)))
+        Ok((
+            pulled.digest,
+            crate::api::image_summary(pulled.image),
+            pulled.layers_fetched,
+        ))
     }
 
     /// Pulls, trying again with backoff while the failure is one a later
@@ -273,7 +315,7 @@ impl Puller {
                 .outcome()
                 .await;
             match outcome {
-                Ok((_, image)) => return Ok(image),
+                Ok((_, image, _)) => return Ok(image),
                 Err(e) if e.transient && start.elapsed() + delay < deadline => {
                     log::warn!(
                         "pull {reference}: {e}; trying again in {}s",
@@ -318,4 +360,25 @@ fn event_of(progress: Progress) -> Option<PullEvent> {
         // The outcome says it, with the image.
         Progress::Done { .. } => return None,
     })
+}
+
+/// An error's text as it may be shown: what a hostile registry sent can
+/// reach it (a tar reader quoting the bytes it choked on), so control
+/// characters are replaced, and it is kept to a screenful.
+fn printable(text: &str) -> String {
+    text.chars()
+        .take(2000)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_bytes_are_not_printed_as_they_are() {
+        assert_eq!(printable("a\nb\x1b[2Jc"), "a\u{fffd}b\u{fffd}[2Jc");
+        assert_eq!(printable(&"x".repeat(5000)).len(), 2000);
+    }
 }

@@ -66,9 +66,15 @@ pub enum PullEvent {
     },
     /// Received, verified and unpacked.
     LayerDone { digest: String, size: u64 },
-    /// The image is in the store: the verified manifest digest, and the
-    /// image as `image ls` shows it.
-    Done { digest: String, image: ImageSummary },
+    /// The image is in the store: the verified manifest digest, the
+    /// image as `image ls` shows it, and how many layers were fetched
+    /// (0: the store had the image).
+    Done {
+        digest: String,
+        image: ImageSummary,
+        #[serde(default)]
+        layers_fetched: usize,
+    },
     /// The pull failed; the store is as it was.
     Error { message: String },
 }

@@ -131,9 +131,12 @@ fn router() -> &'static Router {
             ),
             images.clone(),
         );
+        // Its pulls end at once: the store is unavailable (no network).
+        let puller = husk_agent::pulls::Puller::new(Default::default(), images.clone());
         router_with(&ApiConfig {
             data_status: root.join("data.json"),
             images,
+            puller,
             containers,
             user_data_status: root.join("user-data.json"),
             updater: Updater::detached(root.join("update")),

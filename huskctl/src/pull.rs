@@ -73,7 +73,8 @@ impl Display for Lines {
                 layers,
                 size,
             } => out.line(format!(
-                "{reference}: {digest}, {layers} layers, {}",
+                "{reference}: {digest}, {layers} {}, {}",
+                if *layers == 1 { "layer" } else { "layers" },
                 human(*size)
             )),
             PullEvent::LayerExists { digest, .. } => {
@@ -188,7 +189,11 @@ pub async fn pull(
             |event: PullEvent| {
                 display.event(&event);
                 match event {
-                    PullEvent::Done { digest, image } => outcome = Some(Ok((digest, image))),
+                    PullEvent::Done {
+                        digest,
+                        image,
+                        layers_fetched,
+                    } => outcome = Some(Ok((digest, image, layers_fetched))),
                     PullEvent::Error { message } => outcome = Some(Err(message)),
                     _ => {}
                 }
@@ -196,13 +201,14 @@ pub async fn pull(
         )
         .await?;
     match outcome {
-        Some(Ok((digest, image))) => {
+        Some(Ok((digest, image, fetched))) => {
             output.line(format!("Digest: {digest}"));
-            output.line(format!(
-                "Status: downloaded {} ({})",
-                image.names.first().map_or(reference, String::as_str),
-                image.id
-            ));
+            let name = image.names.first().map_or(reference, String::as_str);
+            output.line(if fetched == 0 {
+                format!("Status: image is up to date for {name} ({})", image.id)
+            } else {
+                format!("Status: downloaded {name} ({})", image.id)
+            });
             Ok((digest, image))
         }
         Some(Err(message)) => Err(ClientError::Failed(message)),

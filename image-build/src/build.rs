@@ -110,13 +110,19 @@ pub struct BuildArgs {
     /// e2fsck-static]
     #[arg(long, value_name = "PATH")]
     pub e2fsck: Option<PathBuf>,
-    /// Container images (OCI layout or `docker save` archives) to put in
-    /// the data partition's image store, so the machine runs them offline
-    /// from its first boot. Repeatable. Their blobs are verified now; the
-    /// layers are unpacked by the agent at first boot (unpacking needs
-    /// privileges this build does not have).
-    #[arg(long, value_name = "ARCHIVE")]
-    pub preload: Vec<PathBuf>,
+    /// Container images to put in the data partition's image store, so
+    /// the machine runs them offline from its first boot: an OCI layout
+    /// or `docker save` archive, or `docker://REF` to pull from a
+    /// registry. Repeatable. Their blobs are verified now; the layers are
+    /// unpacked by the agent at first boot (unpacking needs privileges
+    /// this build does not have).
+    #[arg(long, value_name = "ARCHIVE|docker://REF")]
+    pub preload: Vec<crate::preload::Preload>,
+    /// How `--preload docker://…` reaches registries: a TOML file with a
+    /// `[registry]` table as agent.toml's (insecure registries, CAs,
+    /// mirrors, credentials); the `--agent-config` file will do.
+    #[arg(long, value_name = "FILE")]
+    pub registry_config: Option<PathBuf>,
     /// Another file for the image: HOST (on this machine) installed at
     /// GUEST (an absolute path) with MODE (octal, default 0644), after
     /// image.toml's [[extra_files]]. Repeatable.
@@ -742,7 +748,10 @@ pub fn run(args: &BuildArgs) -> Result<Summary, BuildError> {
     let mut data_spec = ext4::Ext4Spec::new(config.data_size, &config.seed, epoch);
     if !args.preload.is_empty() {
         let tree = scratch.path().join("data-root");
-        crate::preload::store_tree(&args.preload, &tree, config.data_size).map_err(failed)?;
+        let registry =
+            crate::preload::registry_config(args.registry_config.as_deref()).map_err(failed)?;
+        crate::preload::store_tree(&args.preload, &registry, &tree, config.data_size)
+            .map_err(failed)?;
         data_spec.source = Some(tree);
     }
     ext4::build(&data_spec, &data_path).map_err(failed)?;

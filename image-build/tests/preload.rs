@@ -14,6 +14,11 @@ fn kernel() -> PathBuf {
 
 /// Stand-in binaries and a config with a 40 MiB data partition.
 fn build(dir: &Path, out: &Path, archive: &Path) -> Output {
+    build_with(dir, out, &[archive.as_os_str()])
+}
+
+/// `build` with `args` in place of `--preload ARCHIVE`'s archive.
+fn build_with(dir: &Path, out: &Path, preload: &[&std::ffi::OsStr]) -> Output {
     let bin = dir.join("bin");
     fs::create_dir_all(&bin).unwrap();
     for name in ["husk-init", "husk-agent"] {
@@ -45,7 +50,7 @@ fn build(dir: &Path, out: &Path, archive: &Path) -> Output {
         .arg("--kernel")
         .arg(kernel())
         .arg("--preload")
-        .arg(archive)
+        .args(preload)
         .arg("--out")
         .arg(out)
         .env("SOURCE_DATE_EPOCH", "1700000000")
@@ -122,4 +127,72 @@ fn a_tampered_archive_stops_the_build() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.tar"), "{stderr}");
     assert!(stderr.contains("sha256:"), "{stderr}");
+}
+
+/// `--preload docker://REF`: pulled from the registry the way the agent
+/// pulls, with `--registry-config`'s `[registry]` (here: the registry is
+/// plain HTTP, so it must be listed as insecure); a registry serving a
+/// layer that is not its digest stops the build naming it.
+#[test]
+fn images_are_preloaded_from_a_registry() {
+    use husk_testkit::fake_registry::{Content, FakeRegistry, Fault, Layer};
+    let dir = tempfile::tempdir().unwrap();
+    let mut content = Content::new();
+    let image = content.image(
+        "library/busybox",
+        "1",
+        &[Layer::tar(husk_testkit::busybox_layer())],
+    );
+    let registry = FakeRegistry::start(content);
+    let config = dir.path().join("agent.toml");
+    fs::write(
+        &config,
+        format!("[registry]\ninsecure = [\"{}\"]\n", registry.host()),
+    )
+    .unwrap();
+    let reference = format!("docker://{}/library/busybox:1", registry.host());
+    let out = dir.path().join("out");
+    let output = build_with(
+        dir.path(),
+        &out,
+        &[
+            reference.as_ref(),
+            "--registry-config".as_ref(),
+            config.as_os_str(),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let disk = fs::read(out.join("disk.raw")).unwrap();
+    let data = dir.path().join("data.ext4");
+    fs::write(&data, &disk[65 * MIB..105 * MIB]).unwrap();
+    let index = debugfs(&data, "cat /images.json");
+    assert!(
+        index.contains(&format!("{}/library/busybox:1", registry.host())),
+        "{index}"
+    );
+    assert!(index.contains(&image.manifest), "{index}");
+
+    // Without the configuration, plain HTTP is refused.
+    let output = build_with(dir.path(), &dir.path().join("out2"), &[reference.as_ref()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("insecure"), "{stderr}");
+
+    registry.fault(&image.layers[0], Fault::WrongBytes);
+    let output = build_with(
+        dir.path(),
+        &dir.path().join("out3"),
+        &[
+            reference.as_ref(),
+            "--registry-config".as_ref(),
+            config.as_os_str(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains(&image.layers[0]), "{stderr}");
 }

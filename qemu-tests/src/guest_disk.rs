@@ -181,7 +181,11 @@ impl GuestDisk {
             .extend(files.map(|(host, guest, mode)| ExtraFile { host, guest, mode }));
         args.agent_config = self.agent_config;
         args.update_root = self.update_root;
-        args.preload = self.preload;
+        args.preload = self
+            .preload
+            .into_iter()
+            .map(husk_image::preload::Preload::Archive)
+            .collect();
         husk_image::build::run(&args)
             .map_err(|e| Error::Build(format!("husk-image build: {e}")))?;
         Ok(DiskImage {

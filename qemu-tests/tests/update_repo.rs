@@ -186,3 +186,45 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
+
+/// An `https://` repository: verified against the CAs the agent is
+/// given (agent.toml's `[registry]`), refused with the certificate's
+/// reason when its CA is not one of them.
+#[test]
+fn an_https_repository_is_verified_against_the_configured_cas() {
+    let fx = Fixture::new();
+    fx.release("2.0.0", 24).unwrap();
+    let ca = husk_testkit::registry::TestCa::new();
+    let server = husk_testkit::https_files::HttpsFiles::start(&fx.repo.dir, &ca).unwrap();
+    let (url, root) = (server.url(), fx.repo.root_json());
+    let (untrusted, trusted) = (fx.client.join("tuf-untrusted"), fx.client.join("tuf"));
+    let load = |datastore: &'static str| {
+        let datastore = if datastore == "tuf" {
+            &trusted
+        } else {
+            &untrusted
+        };
+        Repo::load(&url, &root, datastore)
+    };
+    block_on(async {
+        // Mozilla's roots alone: the test CA is not one of them.
+        husk_agent::http_client::configure_tls(&[], &[]).unwrap();
+        let error = load("tuf-untrusted").await.unwrap_err().to_string();
+        assert!(error.contains("certificate"), "{error}");
+        husk_agent::http_client::configure_tls(&[], &[ca.ca_pem()]).unwrap();
+        let repo = load("tuf").await.unwrap();
+        let manifest = repo.manifest().await.unwrap();
+        let release = manifest.find("stable", "2.0.0").expect("released");
+        let target = repo.uki(release).unwrap();
+        assert!(
+            target.url.as_str().starts_with("https://"),
+            "{}",
+            target.url
+        );
+        let path = download::fetch(&target, &fx.client.join("download"), "husk-2.0.0.efi")
+            .await
+            .unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(release::uki_version(&bytes).unwrap(), "2.0.0");
+    });
+}

@@ -40,6 +40,10 @@ pub(crate) struct BlobReader {
     pub skip: u64,
     pub failures: u32,
     pub last_report: Instant,
+    /// Why the transfer was given up, for the caller to tell the
+    /// network's failure from the layer's (the unpacker only sees an
+    /// I/O error).
+    pub gave_up: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl BlobReader {
@@ -69,6 +73,7 @@ impl BlobReader {
             skip: 0,
             failures: 0,
             last_report: Instant::now(),
+            gave_up: Arc::default(),
         }
     }
 
@@ -83,6 +88,29 @@ impl BlobReader {
             self.offset,
         ))?;
         self.skip = 0;
+        // A blob of another size than its descriptor's is refused before
+        // it is read (not read to its end and then asked past it).
+        let total = match response.status {
+            206 => response
+                .header("content-range")
+                .and_then(|r| r.rsplit_once('/'))
+                .and_then(|(_, total)| total.parse::<u64>().ok()),
+            _ => response
+                .header("content-length")
+                .and_then(|l| l.parse::<u64>().ok()),
+        };
+        if let Some(total) = total
+            && total != self.size
+        {
+            return Err(RegistryError::Status {
+                url: response.url.to_string(),
+                status: response.status,
+                message: format!(
+                    "the blob is {total} bytes, but its descriptor says {}",
+                    self.size
+                ),
+            });
+        }
         if self.offset > 0 {
             match response.status {
                 206 => {
@@ -121,10 +149,12 @@ impl BlobReader {
                 self.failures = 0;
                 return Ok(());
             }
-            return Err(io::Error::other(format!(
-                "blob {}: {error} (after {} tries)",
-                self.digest, self.failures
-            )));
+            let reason = format!("{error} (after {} tries)", self.failures);
+            *self
+                .gave_up
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.clone());
+            return Err(io::Error::other(format!("blob {}: {reason}", self.digest)));
         }
         report(
             &self.progress,
@@ -156,6 +186,16 @@ impl BlobReader {
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
+            // Given up stays given up: a reader drained after an error
+            // (the store reads on to name a bad blob) asks nothing more.
+            if let Some(reason) = self
+                .gave_up
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+            {
+                return Err(io::Error::other(format!("blob {}: {reason}", self.digest)));
+            }
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(io::Error::other(
                     "cancelled: another layer of the pull failed",
@@ -178,6 +218,11 @@ impl Read for BlobReader {
             };
             match self.handle.block_on(response.chunk()) {
                 Ok(Some(mut chunk)) => {
+                    // A try that brings data has not failed: a link that
+                    // drops now and then still finishes a large layer.
+                    if !chunk.is_empty() {
+                        self.failures = 0;
+                    }
                     if self.skip > 0 {
                         let drop = (self.skip as usize).min(chunk.len());
                         chunk = chunk.slice(drop..);

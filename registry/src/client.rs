@@ -12,7 +12,7 @@ use url::Url;
 use super::auth::{self, Challenge, MAX_TOKEN_RESPONSE, TokenResponse};
 use super::config::{Credentials, RegistryConfig, registry_key};
 use super::error::{RegistryError, registry_message};
-use super::http::{self, HttpClient, Response};
+use super::http::{self, HttpClient, HttpError, Response};
 use super::reference::Reference;
 
 /// Most of an error body that is read to name the problem.
@@ -45,7 +45,8 @@ impl Endpoint {
 pub struct Registries {
     http: HttpClient,
     config: RegistryConfig,
-    /// Bearer tokens by (endpoint host, scope).
+    /// What answered a challenge (`Basic …`, `Bearer …`) by (endpoint
+    /// host, scope).
     tokens: Mutex<HashMap<(String, String), Arc<str>>>,
 }
 
@@ -125,21 +126,52 @@ impl Registries {
         if from > 0 {
             headers.push((RANGE, header_value(&format!("bytes={from}-"))?));
         }
-        let cached = self.cached_token(&endpoint.host, &scope);
-        let mut authorization = cached.as_deref().map(|t| format!("Bearer {t}"));
+        // What answered the last challenge (Basic credentials or a
+        // token) goes with the first try: no 401 round trip per request.
+        let mut authorization = self
+            .cached_authorization(&endpoint.host, &scope)
+            .map(|a| a.to_string());
         for attempt in 0..2 {
             let mut sent = headers.clone();
             if let Some(value) = &authorization {
                 sent.push((AUTHORIZATION, header_value(value)?));
             }
-            let response = self.http.get(&url, &sent, endpoint.plain_http).await?;
+            let response = self
+                .http
+                .get(&url, &sent, endpoint.plain_http)
+                .await
+                .map_err(|e| plain_http_named(e, endpoint))?;
+            if response.status == 401 && attempt == 1 {
+                self.forget_authorization(&endpoint.host, &scope);
+                if authorization
+                    .as_deref()
+                    .is_some_and(|a| a.starts_with("Basic "))
+                {
+                    let user = self
+                        .credentials(&endpoint.host)
+                        .map(|c| c.username)
+                        .unwrap_or_default();
+                    return Err(RegistryError::Unauthorized {
+                        registry: endpoint.host.clone(),
+                        reason: format!("the registry refused the credentials of `{user}`"),
+                    });
+                }
+            }
             if response.status != 401 || attempt == 1 {
                 return check_status(response).await;
             }
             let challenge = response
                 .header(WWW_AUTHENTICATE.as_str())
                 .and_then(auth::parse_challenge);
-            authorization = Some(self.answer(endpoint, challenge, &scope).await?);
+            let answer = self.answer(endpoint, challenge, &scope).await?;
+            self.tokens
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(
+                    (endpoint.host.clone(), scope.clone()),
+                    Arc::from(answer.as_str()),
+                );
+            authorization = Some(answer);
         }
         unreachable_auth(endpoint)
     }
@@ -178,13 +210,6 @@ impl Registries {
                         credentials.as_ref(),
                     )
                     .await?;
-                self.tokens
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(
-                        (endpoint.host.clone(), scope.to_owned()),
-                        Arc::from(token.as_str()),
-                    );
                 Ok(format!("Bearer {token}"))
             }
             None => Err(unauthorized(
@@ -248,12 +273,20 @@ impl Registries {
             .ok_or_else(|| unauthorized("the token service answered no token".into()))
     }
 
-    fn cached_token(&self, host: &str, scope: &str) -> Option<Arc<str>> {
+    fn cached_authorization(&self, host: &str, scope: &str) -> Option<Arc<str>> {
         self.tokens
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&(host.to_owned(), scope.to_owned()))
             .cloned()
+    }
+
+    /// A cached answer the registry refused (an expired token).
+    fn forget_authorization(&self, host: &str, scope: &str) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(host.to_owned(), scope.to_owned()));
     }
 
     fn credentials(&self, host: &str) -> Option<Credentials> {
@@ -266,6 +299,43 @@ fn unreachable_auth(endpoint: &Endpoint) -> Result<Response, RegistryError> {
         registry: endpoint.host.clone(),
         reason: "still 401 after authenticating".into(),
     })
+}
+
+/// A registry that answers TLS in plain HTTP (to rustls, a record of no
+/// TLS content type) is named as such, with what to do about it. A
+/// mirror's error stays as it is (its URL's scheme says what it speaks,
+/// and a failing mirror is passed over).
+fn plain_http_named(error: HttpError, endpoint: &Endpoint) -> HttpError {
+    let HttpError::Transport { url, source } = error else {
+        return error;
+    };
+    // rustls's error is inside io::Errors (tokio-rustls's, hyper-rustls's),
+    // whose `source` skips it.
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+    let mut plain = false;
+    while let Some(cause) = next {
+        plain |= matches!(
+            cause.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+            ))
+        );
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        };
+    }
+    if !plain || endpoint.mirror {
+        return HttpError::Transport { url, source };
+    }
+    HttpError::Refused {
+        url,
+        reason:
+            "it does not speak TLS (plain HTTP?): list the registry as insecure to allow plain HTTP"
+                .into(),
+    }
 }
 
 fn header_value(text: &str) -> Result<HeaderValue, RegistryError> {

@@ -45,6 +45,8 @@ pub enum RegistryError {
         reference: String,
         errors: Vec<String>,
     },
+    #[error("blob {digest}: {reason}")]
+    Transfer { digest: String, reason: String },
     #[error("image store: {0}")]
     Store(#[from] StoreError),
     #[error("pull cancelled: {0}")]
@@ -58,7 +60,7 @@ impl RegistryError {
         match self {
             Self::Http(e) => e.is_transient(),
             Self::Status { status, .. } => *status >= 500 || *status == 429,
-            Self::AllEndpoints { .. } => true,
+            Self::AllEndpoints { .. } | Self::Transfer { .. } => true,
             _ => false,
         }
     }

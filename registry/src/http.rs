@@ -30,7 +30,7 @@ const MAX_REDIRECTS: usize = 5;
 pub enum HttpError {
     #[error("{url}: {reason}")]
     Refused { url: String, reason: String },
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", causes(.source))]
     Transport {
         url: String,
         #[source]
@@ -42,6 +42,22 @@ pub enum HttpError {
     Body { url: String, reason: String },
     #[error("CA file {path}: {reason}")]
     Ca { path: String, reason: String },
+}
+
+/// An error and its causes on one line: hyper's own message ("client
+/// error (Connect)") does not say why (a certificate, a refused port).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 impl HttpError {
@@ -160,6 +176,12 @@ impl Response {
                 }
             }
         }
+    }
+
+    /// The body as hyper has it, for a caller that streams it itself
+    /// (no stall deadline then).
+    pub fn into_body(self) -> Incoming {
+        self.body
     }
 
     /// The whole body, refused past `limit` bytes.

@@ -258,9 +258,17 @@ fn parse_manifest(
     media_type: &str,
     bytes: &[u8],
 ) -> Result<ImageManifest, RegistryError> {
-    if media_type.starts_with(DOCKER_SCHEMA1)
-        || bytes.windows(17).any(|w| w == b"\"schemaVersion\":1")
-    {
+    // The body's schemaVersion, however it is spaced (schema 1 was
+    // pretty-printed JWS), and whatever type it is served as.
+    #[derive(serde::Deserialize)]
+    struct Version {
+        #[serde(rename = "schemaVersion")]
+        schema_version: Option<u64>,
+    }
+    let version = serde_json::from_slice::<Version>(bytes)
+        .ok()
+        .and_then(|v| v.schema_version);
+    if media_type.starts_with(DOCKER_SCHEMA1) || version == Some(1) {
         return Err(bad(
             reference,
             "a Docker schema 1 manifest: deprecated and not supported (push it again with a current client)".into(),

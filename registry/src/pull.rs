@@ -23,7 +23,11 @@ const MAX_CONFIG: usize = husk_store::blobs::MAX_JSON_BLOB as usize;
 
 #[derive(Clone, Default)]
 pub struct PullOptions {
-    pub platform: Platform,
+    /// The platform asked for: an index is resolved to it, and a single
+    /// image of another platform is refused. None: the machine's
+    /// (linux/amd64), and a single image is taken as it is (as Docker,
+    /// with a warning).
+    pub platform: Option<Platform>,
     pub progress: Option<ProgressFn>,
 }
 
@@ -64,14 +68,34 @@ pub async fn pull(
     reference: &Reference,
     options: &PullOptions,
 ) -> Result<Pulled, RegistryError> {
-    let resolved = manifest::resolve(&registries, reference, &options.platform).await?;
-    let config_bytes = fetch_config(&registries, reference, &resolved).await?;
+    let platform = options.platform.clone().unwrap_or_default();
+    let resolved = patiently(reference, || {
+        manifest::resolve(&registries, reference, &platform)
+    })
+    .await?;
+    let config_bytes = patiently(reference, || {
+        fetch_config(&registries, reference, &resolved)
+    })
+    .await?;
     let config = ImageConfiguration::from_reader(&config_bytes[..]).map_err(|e| {
         RegistryError::BadManifest {
             reference: reference.to_string(),
             reason: format!("image config: {e}"),
         }
     })?;
+    let (os, architecture) = (config.os().to_string(), config.architecture().to_string());
+    if !platform.matches(&os, &architecture, config.variant().as_deref()) {
+        if options.platform.is_some() {
+            return Err(RegistryError::NoPlatform {
+                reference: reference.to_string(),
+                wanted: platform.to_string(),
+                available: format!("{os}/{architecture}, a single-platform image"),
+            });
+        }
+        log::warn!(
+            "pull {reference}: the image is {os}/{architecture}, not this machine's {platform}"
+        );
+    }
     let layers = resolved.manifest.layers();
     let diff_ids = config
         .rootfs()
@@ -174,6 +198,27 @@ pub async fn pull(
     })
 }
 
+/// Tries of a manifest or config fetch that fails for the network's or
+/// the server's reason (a layer's transfer resumes on its own).
+const METADATA_ATTEMPTS: u32 = 3;
+
+async fn patiently<T, F: std::future::Future<Output = Result<T, RegistryError>>>(
+    reference: &Reference,
+    mut fetch: impl FnMut() -> F,
+) -> Result<T, RegistryError> {
+    let mut attempt = 1;
+    loop {
+        match fetch().await {
+            Err(e) if e.is_transient() && attempt < METADATA_ATTEMPTS => {
+                log::warn!("pull {reference}: {e}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
 /// The config blob, checked against its descriptor's size and digest.
 async fn fetch_config(
     registries: &Registries,
@@ -250,6 +295,7 @@ async fn fetch_layers(
             Arc::clone(&cancel),
             options.progress.clone(),
         );
+        let gave_up = Arc::clone(&reader.gave_up);
         let incoming = Arc::clone(incoming);
         let progress = options.progress.clone();
         let cancel = Arc::clone(&cancel);
@@ -263,7 +309,21 @@ async fn fetch_layers(
             })
             .await
             .map_err(|e| RegistryError::Cancelled(e.to_string()))?;
-            unpacked?;
+            if let Err(error) = unpacked {
+                // The transfer's own failure, if that is what stopped the
+                // unpacker, rather than how the store saw it.
+                let gave_up = gave_up
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                return Err(match gave_up {
+                    Some(reason) => RegistryError::Transfer {
+                        digest: blob.to_string(),
+                        reason,
+                    },
+                    None => error.into(),
+                });
+            }
             report(
                 &progress,
                 Progress::LayerDone {

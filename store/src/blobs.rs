@@ -58,6 +58,15 @@ pub struct StagedBlob {
     pub size: u64,
 }
 
+impl std::fmt::Debug for StagedBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StagedBlob")
+            .field("digest", &self.digest)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
 impl StagedBlob {
     pub fn path(&self) -> &Path {
         self.file.path()

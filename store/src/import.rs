@@ -23,7 +23,7 @@ use super::{ImageSummary, Store};
 pub(super) struct Plan {
     pub(super) record: ImageRecord,
     /// The layer blobs (as distributed), matching `record.layers`.
-    layer_blobs: Vec<Digest>,
+    pub(super) layer_blobs: Vec<Digest>,
     manifest_bytes: Vec<u8>,
     config_bytes: Vec<u8>,
 }

@@ -17,10 +17,11 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use super::blobs::{BlobWriter, StagedBlob};
 use super::digest::{Digest, HashingReader};
 use super::error::{IoContext, Result, StoreError};
 use super::import::{self, Plan};
-use super::unpack::{UnpackOptions, unpack_layer};
+use super::unpack::{UnpackOptions, check_layer, unpack_layer};
 use super::{ImageSummary, Store};
 
 /// The staging directories of the [`Incoming`]s alive, which gc keeps.
@@ -32,9 +33,13 @@ pub struct Incoming {
     staging: tempfile::TempDir,
     layers_dir: PathBuf,
     options: UnpackOptions,
+    /// Keep verified blobs instead of unpacking ([`super::StoreOptions::defer_unpack`]).
+    defer: bool,
     active: Active,
     /// The layers unpacked so far, by diff_id.
     unpacked: Mutex<Vec<(Digest, PathBuf)>>,
+    /// With `defer`: the verified layer blobs, by diff_id and blob digest.
+    kept: Mutex<Vec<(Digest, Digest, StagedBlob)>>,
 }
 
 /// What the registry said the image is: the bytes of its manifest and
@@ -73,8 +78,10 @@ impl Store {
                 allow_devices: self.options.allow_devices,
                 limits: self.options.limits,
             },
+            defer: self.options.defer_unpack,
             active: Arc::clone(&self.incoming),
             unpacked: Mutex::new(Vec::new()),
+            kept: Mutex::new(Vec::new()),
         })
     }
 
@@ -108,8 +115,20 @@ impl Store {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner),
         );
+        let kept =
+            std::mem::take(&mut *incoming.kept.lock().unwrap_or_else(PoisonError::into_inner));
         let mut new_layers = Vec::new();
-        for diff_id in &plan.record.layers {
+        let mut deferred = Vec::new();
+        for (diff_id, blob, staged) in kept {
+            if plan.record.layers.contains(&diff_id) {
+                deferred.push((blob, staged));
+            }
+        }
+        for (i, diff_id) in plan.record.layers.iter().enumerate() {
+            let blob = plan.layer_blobs[i];
+            if deferred.iter().any(|(b, _)| *b == blob) || self.blobs.contains(&blob) {
+                continue;
+            }
             if let Some((_, dir)) = unpacked.iter().find(|(d, _)| d == diff_id) {
                 if !new_layers.iter().any(|(d, _)| d == diff_id) && !self.has_layer(diff_id) {
                     new_layers.push((*diff_id, dir.clone()));
@@ -122,15 +141,35 @@ impl Store {
             }
         }
         let summary = ImageSummary::from(&plan.record);
-        import::commit_plans(
-            self,
-            incoming.staging.path(),
-            &[plan],
-            new_layers,
-            Vec::new(),
-        )?;
+        import::commit_plans(self, incoming.staging.path(), &[plan], new_layers, deferred)?;
         Ok(summary)
     }
+}
+
+/// The whole blob read: its size and digest must be the descriptor's.
+/// `Err(None)`: it could not be read to its end (the reader's error is
+/// the one to report).
+fn check_blob(
+    finished: std::io::Result<(Digest, u64)>,
+    expected: &Digest,
+    size: u64,
+) -> Result<(), Option<StoreError>> {
+    let (actual, len) = finished.map_err(|_| None)?;
+    if len != size {
+        return Err(Some(StoreError::BlobSize {
+            digest: *expected,
+            expected: size,
+            actual: len,
+        }));
+    }
+    if actual != *expected {
+        return Err(Some(StoreError::BlobMismatch {
+            what: "layer",
+            expected: *expected,
+            actual,
+        }));
+    }
+    Ok(())
 }
 
 fn check_digest(data: &[u8], expected: &Digest, what: &'static str) -> Result<()> {
@@ -161,6 +200,9 @@ impl Incoming {
         if self.has(diff_id) {
             return Ok(());
         }
+        if self.defer {
+            return self.keep_layer(blob_digest, size, diff_id, blob);
+        }
         let dir = self
             .staging
             .path()
@@ -172,24 +214,25 @@ impl Incoming {
         };
         // One byte past the size is read so that a longer blob is caught.
         let mut hashing = HashingReader::new(blob.take(size.saturating_add(1)));
-        let actual_diff_id = unpack_layer(&mut hashing, &dir, self.options).map_err(layer_error)?;
-        let (actual, len) = hashing.finish().at(&dir)?;
-        if len != size {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(StoreError::BlobSize {
-                digest: *blob_digest,
-                expected: size,
-                actual: len,
-            });
-        }
-        if actual != *blob_digest {
-            let _ = fs::remove_dir_all(&dir);
-            return Err(StoreError::BlobMismatch {
-                what: "layer",
-                expected: *blob_digest,
-                actual,
-            });
-        }
+        let unpacked = unpack_layer(&mut hashing, &dir, self.options);
+        // Also when the unpacking failed: a blob that is not what its
+        // descriptor says is refused as such, not by what its bytes made
+        // the tar reader say.
+        let verified = check_blob(hashing.finish(), blob_digest, size);
+        let actual_diff_id = match (unpacked, verified) {
+            (_, Err(Some(e))) => {
+                let _ = fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+            (Err(e), _) => return Err(layer_error(e)),
+            (Ok(_), Err(None)) => {
+                return Err(StoreError::Io {
+                    path: dir,
+                    source: std::io::Error::other("reading the rest of the blob failed"),
+                });
+            }
+            (Ok(diff_id), Ok(())) => diff_id,
+        };
         if actual_diff_id != *diff_id {
             let _ = fs::remove_dir_all(&dir);
             return Err(StoreError::DiffIdMismatch {
@@ -205,6 +248,60 @@ impl Incoming {
         Ok(())
     }
 
+    /// Deferred unpacking: the blob is written as it streams and checked
+    /// as [`check_layer`] checks an import's, then kept for the machine
+    /// to unpack.
+    fn keep_layer(
+        &self,
+        blob_digest: &Digest,
+        size: u64,
+        diff_id: &Digest,
+        blob: impl Read,
+    ) -> Result<()> {
+        let mut writer = BlobWriter::new_in(self.staging.path())?;
+        let mut tee = Tee {
+            inner: blob.take(size.saturating_add(1)),
+            copy: &mut writer,
+        };
+        let checked = check_layer(&mut tee, self.options.limits);
+        // What follows the compressed stream's end is part of the blob.
+        let drained = std::io::copy(&mut tee, &mut std::io::sink());
+        let staged = writer.finish()?;
+        let verified = check_blob(
+            drained.map(|_| (staged.digest, staged.size)),
+            blob_digest,
+            size,
+        );
+        let actual_diff_id = match (checked, verified) {
+            (_, Err(Some(e))) => return Err(e),
+            (Err(source), _) => {
+                return Err(StoreError::Unpack {
+                    layer: *blob_digest,
+                    source,
+                });
+            }
+            (Ok(_), Err(None)) => {
+                return Err(StoreError::Io {
+                    path: staged.path().to_path_buf(),
+                    source: std::io::Error::other("reading the rest of the blob failed"),
+                });
+            }
+            (Ok(diff_id), Ok(())) => diff_id,
+        };
+        if actual_diff_id != *diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                layer: *blob_digest,
+                expected: *diff_id,
+                actual: actual_diff_id,
+            });
+        }
+        self.kept
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((*diff_id, *blob_digest, staged));
+        Ok(())
+    }
+
     fn has(&self, diff_id: &Digest) -> bool {
         self.layers_dir.join(diff_id.hex()).is_dir()
             || self
@@ -213,6 +310,26 @@ impl Incoming {
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .any(|(d, _)| d == diff_id)
+            || self
+                .kept
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .any(|(d, _, _)| d == diff_id)
+    }
+}
+
+/// A reader that copies what is read through it into a blob.
+struct Tee<'a, R> {
+    inner: R,
+    copy: &'a mut BlobWriter,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        std::io::Write::write_all(self.copy, &buf[..n])?;
+        Ok(n)
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod elf;
 pub mod fake_registry;
+pub mod https_files;
 pub mod oci;
 pub mod registry;
 

@@ -9,12 +9,12 @@
 //! private mount namespace with cgroup2 mounted (the host's cgroups are
 //! v1 hybrid), as the runtime tests do.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use husk_binaries::Artifacts;
+
+use crate::bench_agent::Machine;
 
 const IMAGE: &str = "bench.husk/busybox:1";
 /// containerd plus one containerd-shim-runc-v2 per container: the figure
@@ -31,86 +31,19 @@ pub fn run(containers: usize) -> Result<()> {
     let dir = husk_binaries::workspace_root().join("target/husk/bench-memory");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let mut machine = Machine::start(artifacts, &dir)?;
+    // This host's cgroup2 has no pids controller (v1 hybrid): no
+    // default pids limit, which the runtime could not set.
+    let mut machine = Machine::start(artifacts, &dir, "[limits.containers]\ndefault_pids = -1\n")?;
     let result = measure(&mut machine, containers);
-    machine.clean_up(containers);
+    clean_up(&mut machine, containers);
     result
 }
 
-struct Machine {
-    agent: Child,
-    huskctl: PathBuf,
-    socket: PathBuf,
-    dir: PathBuf,
-}
-
-impl Machine {
-    fn start(artifacts: &Artifacts, dir: &Path) -> Result<Self> {
-        let socket = dir.join("agent.sock");
-        // This host's cgroup2 has no pids controller (v1 hybrid): no
-        // default pids limit, which the runtime could not set.
-        std::fs::write(
-            dir.join("agent.toml"),
-            "[limits.containers]\ndefault_pids = -1\n",
-        )?;
-        let agent = Command::new(&artifacts.agent)
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--root")
-            .arg(dir.join("root"))
-            .arg("--run-dir")
-            .arg(dir.join("run"))
-            .arg("--config")
-            .arg(dir.join("agent.toml"))
-            .arg("--data-status")
-            .arg(dir.join("data.json"))
-            .arg("--no-machine-setup")
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("agent.log"))?)
-            .spawn()
-            .context("starting husk-agent")?;
-        let machine = Self {
-            agent,
-            huskctl: artifacts.huskctl.clone(),
-            socket,
-            dir: dir.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while machine.huskctl(&["health"]).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "the agent did not answer (see {})",
-                    dir.join("agent.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(machine)
+fn clean_up(machine: &mut Machine, containers: usize) {
+    for i in 0..containers {
+        let _ = machine.huskctl(&["rm", "-f", &name(i)]);
     }
-
-    fn huskctl(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.huskctl)
-            .arg("--socket")
-            .arg(&self.socket)
-            .args(args)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "huskctl {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn clean_up(&mut self, containers: usize) {
-        for i in 0..containers {
-            let _ = self.huskctl(&["rm", "-f", &name(i)]);
-        }
-        let _ = self.agent.kill();
-        let _ = self.agent.wait();
-    }
+    machine.stop();
 }
 
 fn name(i: usize) -> String {

@@ -2,8 +2,10 @@
 //! Rust so they run the same on every machine.
 
 mod bench;
+mod bench_agent;
 mod bench_containerd;
 mod bench_memory;
+mod bench_pull;
 mod bench_runtime;
 mod boot;
 mod cgroup_ns;
@@ -58,7 +60,8 @@ enum Task {
         out: Option<std::path::PathBuf>,
     },
     /// Benchmarks: boot milestones, container start latency against
-    /// crun and runc, memory per container. All of them by default.
+    /// crun and runc, memory per container, pulls against skopeo. All of
+    /// them by default.
     Bench {
         /// Only this one.
         #[arg(value_enum)]
@@ -79,6 +82,9 @@ enum Task {
         /// Memory benchmark: idle containers to run.
         #[arg(long, default_value_t = 100)]
         containers: usize,
+        /// Pull benchmark: pulls of each kind (median).
+        #[arg(long, default_value_t = 3)]
+        pulls: usize,
     },
     /// Coverage-guided fuzzing of the parsers of hostile input (fuzz/):
     /// each target for --time seconds from its seeds; fails on a crash,
@@ -102,6 +108,7 @@ enum BenchWhat {
     Boot,
     Runtime,
     Memory,
+    Pull,
 }
 
 fn main() -> ExitCode {
@@ -126,6 +133,7 @@ fn main() -> ExitCode {
             runs,
             shim_runs,
             containers,
+            pulls,
         } => {
             let all = what.is_none();
             let mut result = Ok(());
@@ -134,6 +142,9 @@ fn main() -> ExitCode {
             }
             if all || what == Some(BenchWhat::Memory) {
                 result = result.and_then(|()| bench_memory::run(containers.max(1)));
+            }
+            if all || what == Some(BenchWhat::Pull) {
+                result = result.and_then(|()| bench_pull::run(pulls.max(1)));
             }
             if all || what == Some(BenchWhat::Boot) {
                 result = result.and_then(|()| bench::run(boots.max(1), direct));

@@ -11,7 +11,7 @@ pub const DEFAULT_ROOT: &str = "/etc/husk/update/root.json";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpdateSettings {
-    /// The repository's base URL (`http://…` or `file://…`): metadata
+    /// The repository's base URL (`https://…`, `http://…` or `file://…`): metadata
     /// under `metadata/`, targets under `targets/`. None: no updates.
     pub repository: Option<String>,
     /// The trusted root.json, shipped in the image.
@@ -49,7 +49,7 @@ impl Default for UpdateSettings {
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     pub name: String,
-    /// `http://host:port/path`.
+    /// `http(s)://host:port/path`.
     pub http: String,
 }
 
@@ -59,9 +59,9 @@ impl UpdateSettings {
         if let Some(repository) = &self.repository {
             let url = url::Url::parse(repository)
                 .map_err(|e| format!("update.repository {repository:?}: {e}"))?;
-            if !matches!(url.scheme(), "http" | "file") {
+            if !matches!(url.scheme(), "https" | "http" | "file") {
                 return Err(format!(
-                    "update.repository {repository:?}: use http:// or file://"
+                    "update.repository {repository:?}: use https://, http:// or file://"
                 ));
             }
         }
@@ -74,9 +74,9 @@ impl UpdateSettings {
         for check in &self.health_checks {
             let url = url::Url::parse(&check.http)
                 .map_err(|e| format!("update.health_checks {:?}: {e}", check.name))?;
-            if url.scheme() != "http" {
+            if !matches!(url.scheme(), "http" | "https") {
                 return Err(format!(
-                    "update.health_checks {:?}: only http:// checks are supported",
+                    "update.health_checks {:?}: only http:// and https:// checks are supported",
                     check.name
                 ));
             }
@@ -152,9 +152,16 @@ mod tests {
         );
         settings.repository = Some("http://10.0.2.2:8080/repo/".into());
         settings.validate().unwrap();
+        settings.repository = Some("https://updates.example/husk/".into());
+        settings.validate().unwrap();
+        settings.health_checks.push(HealthCheck {
+            name: "tls".into(),
+            http: "https://x/".into(),
+        });
+        settings.validate().unwrap();
         settings.health_checks.push(HealthCheck {
             name: "web".into(),
-            http: "https://x/".into(),
+            http: "gopher://x/".into(),
         });
         assert!(settings.validate().unwrap_err().contains("\"web\""));
     }

@@ -1,4 +1,4 @@
-//! tough's transport over [`crate::http_client`] (http://) and the file
+//! tough's transport over [`crate::http_client`] (http://, https://) and the file
 //! system (file://). TUF authenticates what comes through it.
 
 use std::time::Duration;
@@ -18,7 +18,7 @@ impl Transport for RepoTransport {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
         match url.scheme() {
             "file" => FilesystemTransport.fetch(url).await,
-            "http" => {
+            "http" | "https" => {
                 let response = crate::http_client::get(&url, 0, TIMEOUT)
                     .await
                     .map_err(|e| {

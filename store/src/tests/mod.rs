@@ -5,6 +5,7 @@
 
 mod deferred;
 mod import;
+mod incoming;
 mod lifecycle;
 mod limits;
 mod malicious;
