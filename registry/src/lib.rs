@@ -27,6 +27,7 @@ pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod reference;
+pub mod trust;
 
 pub use self::client::Registries;
 pub use self::config::RegistryConfig;

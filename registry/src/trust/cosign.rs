@@ -1,0 +1,1 @@
+//! cosign-compatible signatures (being written).

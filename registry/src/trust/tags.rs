@@ -1,0 +1,1 @@
+//! Trusted tags through TUF (being written).
