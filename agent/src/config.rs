@@ -22,6 +22,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     /// `[registry]`: insecure registries, CAs, mirrors, credentials.
     pub registry: husk_registry::RegistryConfig,
+    /// `[policy]`: which images may be pulled, and what they must prove.
+    pub policy: husk_registry::policy::PolicyConfig,
 }
 
 /// `[limits.containers]`: defaults and maxima of memory, CPUs and pids;

@@ -207,7 +207,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     {
         log::error!("registry CAs: {e}; HTTPS trusts Mozilla's roots only");
     }
-    let puller = husk_agent::pulls::Puller::new(config.registry.clone(), images.clone());
+    // Keys and trusted-tag roots are read now: a policy that cannot be
+    // enforced stops the agent, as an invalid agent.toml does.
+    let policy = config
+        .policy
+        .load("agent.toml", &args.root.join("trust"))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    let puller = husk_agent::pulls::Puller::new(
+        config.registry.clone(),
+        husk_registry::policy::Policy::new(vec![policy]),
+        images.clone(),
+    );
     let socket = ApiSocket::bind(&args.socket)?
         .with_settings(config.api.clone())
         .with_config(ApiConfig {

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use husk_api::images::{ImageSummary, PullEvent};
+use husk_registry::policy::Policy;
 use husk_registry::{Platform, Progress, PullOptions, Reference, Registries, RegistryConfig};
 use tokio::sync::{broadcast, watch};
 
@@ -39,6 +40,8 @@ struct Running {
 #[derive(Clone)]
 pub struct Puller {
     registries: Arc<RwLock<Result<Arc<Registries>, String>>>,
+    /// The admission policy: agent.toml's, then user-data's layer.
+    policy: Arc<RwLock<Arc<Policy>>>,
     config: Arc<RwLock<RegistryConfig>>,
     images: ImageStore,
     running: Arc<Mutex<HashMap<String, Running>>>,
@@ -167,13 +170,14 @@ fn build(config: &RegistryConfig) -> Result<Arc<Registries>, String> {
 }
 
 impl Puller {
-    pub fn new(config: RegistryConfig, images: ImageStore) -> Self {
+    pub fn new(config: RegistryConfig, policy: Policy, images: ImageStore) -> Self {
         let registries = build(&config);
         if let Err(e) = &registries {
             log::error!("{e}; pulls will fail until it is fixed");
         }
         Self {
             registries: Arc::new(RwLock::new(registries)),
+            policy: Arc::new(RwLock::new(Arc::new(policy))),
             config: Arc::new(RwLock::new(config)),
             images,
             running: Arc::default(),
@@ -182,6 +186,12 @@ impl Puller {
 
     pub async fn has_image(&self, reference: &str) -> bool {
         self.images.has(reference).await
+    }
+
+    /// Adds user-data's `[policy]`: it must admit an image too.
+    pub fn add_policy(&self, layer: husk_registry::policy::Layer) {
+        let mut policy = self.policy.write().unwrap_or_else(PoisonError::into_inner);
+        *policy = Arc::new((**policy).clone().with(layer));
     }
 
     /// Adds user-data's `[registry]` (mirrors, CAs, credentials).
@@ -274,6 +284,7 @@ impl Puller {
                 if matches!(
                     event,
                     PullEvent::Resolved { .. }
+                        | PullEvent::Verified { .. }
                         | PullEvent::LayerExists { .. }
                         | PullEvent::LayerDone { .. }
                 ) {
@@ -282,9 +293,11 @@ impl Puller {
                 let _ = progress.send(event);
             }
         });
+        let policy = Arc::clone(&self.policy.read().unwrap_or_else(PoisonError::into_inner));
         let options = PullOptions {
             platform,
             progress: Some(report),
+            policy: Some(policy),
         };
         let pulled = husk_registry::pull(registries, store, reference, &options)
             .await
@@ -343,6 +356,7 @@ fn event_of(progress: Progress) -> Option<PullEvent> {
             layers,
             size,
         },
+        Progress::Verified { rule, detail } => PullEvent::Verified { rule, detail },
         Progress::LayerExists { digest, size } => PullEvent::LayerExists { digest, size },
         Progress::LayerProgress { digest, done, size } => {
             PullEvent::LayerProgress { digest, done, size }

@@ -51,6 +51,9 @@ pub enum PullEvent {
         layers: usize,
         size: u64,
     },
+    /// What the admission policy required is proven: `detail` says what
+    /// (the key that signed, the trusted tag's digest).
+    Verified { rule: String, detail: String },
     /// The store has the layer: not fetched.
     LayerExists { digest: String, size: u64 },
     LayerProgress {

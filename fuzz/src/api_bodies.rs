@@ -132,7 +132,8 @@ fn router() -> &'static Router {
             images.clone(),
         );
         // Its pulls end at once: the store is unavailable (no network).
-        let puller = husk_agent::pulls::Puller::new(Default::default(), images.clone());
+        let puller =
+            husk_agent::pulls::Puller::new(Default::default(), Default::default(), images.clone());
         router_with(&ApiConfig {
             data_status: root.join("data.json"),
             images,

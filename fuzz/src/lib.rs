@@ -15,6 +15,7 @@
 //! | [`user_data`] | the user-data document, also through `husk.userdata=` base64 |
 //! | [`dhcp_reply`] | a DHCP reply as the agent's client reads it: reply, lease |
 //! | [`gpt_read`] | a disk's GPT as husk-init reads and grows it |
+//! | [`registry_answers`] | a registry's manifest answers (indexes, platforms), auth challenges, token and error bodies; references |
 //! | [`api_bodies`] | the API's request bodies and queries, through the agent's routes, and the container spec built from them |
 //!
 //! Tests only: nothing here is in an image.
@@ -25,6 +26,7 @@ pub mod dhcp_reply;
 pub mod gpt_read;
 pub mod image_manifest;
 pub mod init_toml;
+pub mod registry_answers;
 mod scratch;
 mod spec;
 pub mod tar_unpack;
@@ -35,7 +37,7 @@ pub type Run = fn(&[u8]);
 
 /// Every target by name, as its binary and its corpus directory are
 /// named.
-pub const TARGETS: [(&str, Run); 8] = [
+pub const TARGETS: [(&str, Run); 9] = [
     ("tar_unpack", tar_unpack::run),
     ("image_manifest", image_manifest::run),
     ("init_toml", init_toml::run),
@@ -44,4 +46,5 @@ pub const TARGETS: [(&str, Run); 8] = [
     ("dhcp_reply", dhcp_reply::run),
     ("gpt_read", gpt_read::run),
     ("api_bodies", api_bodies::run),
+    ("registry_answers", registry_answers::run),
 ];

@@ -77,6 +77,9 @@ impl Display for Lines {
                 if *layers == 1 { "layer" } else { "layers" },
                 human(*size)
             )),
+            PullEvent::Verified { rule, detail } => {
+                out.line(format!("verified: {detail} ({rule})"))
+            }
             PullEvent::LayerExists { digest, .. } => {
                 out.line(format!("{}: already exists", short(digest)))
             }
@@ -128,6 +131,9 @@ impl Display for Bars {
                 reference, digest, ..
             } => {
                 let _ = self.multi.println(format!("{reference}: {digest}"));
+            }
+            PullEvent::Verified { rule, detail } => {
+                let _ = self.multi.println(format!("verified: {detail} ({rule})"));
             }
             PullEvent::LayerExists { digest, size } => {
                 let bar = self.bar(digest, *size);

@@ -23,6 +23,7 @@ pub mod release;
 pub mod release_cli;
 pub mod sparse;
 pub mod tools;
+pub mod trust_tag;
 pub mod uki;
 pub mod vhd;
 

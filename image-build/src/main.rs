@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use husk_image::build::{self, BuildArgs};
-use husk_image::{initramfs, kernel, release_cli};
+use husk_image::{initramfs, kernel, release_cli, trust_tag};
 
 /// Builds Husk images, unprivileged and reproducibly.
 ///
@@ -26,6 +26,7 @@ enum Command {
     Keygen(release_cli::KeygenArgs),
     RepoInit(release_cli::RepoInitArgs),
     Release(release_cli::ReleaseArgs),
+    TrustTag(trust_tag::TrustTagArgs),
 }
 
 #[derive(clap::Args)]
@@ -77,6 +78,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => report(release_cli::keygen(&args)),
         Command::RepoInit(args) => report(release_cli::repo_init(&args)),
         Command::Release(args) => report(release_cli::release(&args)),
+        Command::TrustTag(args) => report(trust_tag::run(&args)),
         Command::Initramfs(args) => match build_initramfs(args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -65,6 +65,10 @@ impl Registries {
         }
     }
 
+    pub fn http(&self) -> &HttpClient {
+        &self.http
+    }
+
     pub fn config(&self) -> &RegistryConfig {
         &self.config
     }

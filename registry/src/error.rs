@@ -45,6 +45,16 @@ pub enum RegistryError {
         reference: String,
         errors: Vec<String>,
     },
+    #[error(transparent)]
+    Refused(#[from] super::policy::Refused),
+    #[error("refused by the admission policy: {rule}: {reason}")]
+    Untrusted {
+        rule: String,
+        reason: String,
+        /// The proof could not be fetched (the network's failure), not
+        /// found wanting: a later try may succeed.
+        transient: bool,
+    },
     #[error("blob {digest}: {reason}")]
     Transfer { digest: String, reason: String },
     #[error("image store: {0}")]
@@ -61,6 +71,7 @@ impl RegistryError {
             Self::Http(e) => e.is_transient(),
             Self::Status { status, .. } => *status >= 500 || *status == 429,
             Self::AllEndpoints { .. } | Self::Transfer { .. } => true,
+            Self::Untrusted { transient, .. } => *transient,
             _ => false,
         }
     }

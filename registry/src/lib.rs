@@ -24,6 +24,8 @@ pub mod error;
 pub mod http;
 pub mod manifest;
 pub mod platform;
+pub mod policy;
+
 pub mod progress;
 pub mod pull;
 pub mod reference;

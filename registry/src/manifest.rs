@@ -3,7 +3,7 @@
 //! platform), each checked against its digest and refused with a reason
 //! when it is something else (schema 1, an artifact, a foreign layer).
 
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::client::{Endpoint, Registries};
 use super::error::RegistryError;
@@ -94,50 +94,17 @@ async fn resolve_at(
         reference.manifest_reference(),
     )
     .await?;
-    if !is_index(&media_type, &bytes) {
-        let manifest = parse_manifest(reference, &media_type, &bytes)?;
-        return Ok(Resolved {
-            manifest,
-            bytes,
-            digest,
-            index_digest: None,
-            endpoint: endpoint.clone(),
-        });
-    }
-    let index =
-        ImageIndex::from_reader(&bytes[..]).map_err(|e| bad(reference, format!("index: {e}")))?;
-    let chosen = index.manifests().iter().find(|m| {
-        m.platform().as_ref().is_some_and(|p| {
-            platform.matches(
-                &p.os().to_string(),
-                &p.architecture().to_string(),
-                p.variant().as_deref(),
-            )
-        })
-    });
-    let Some(chosen) = chosen else {
-        let available = index
-            .manifests()
-            .iter()
-            .filter_map(|m| m.platform().as_ref())
-            .map(|p| {
-                let mut s = format!("{}/{}", p.os(), p.architecture());
-                if let Some(v) = p.variant() {
-                    s.push('/');
-                    s.push_str(v);
-                }
-                s
-            })
-            .collect::<Vec<_>>();
-        return Err(RegistryError::NoPlatform {
-            reference: reference.to_string(),
-            wanted: platform.to_string(),
-            available: if available.is_empty() {
-                "no platforms".into()
-            } else {
-                available.join(", ")
-            },
-        });
+    let chosen = match read(reference, &media_type, &bytes, platform)? {
+        Answer::Manifest(manifest) => {
+            return Ok(Resolved {
+                manifest: *manifest,
+                bytes,
+                digest,
+                index_digest: None,
+                endpoint: endpoint.clone(),
+            });
+        }
+        Answer::Index(chosen) => chosen,
     };
     let child_digest = chosen.digest().to_string();
     let (child_type, child_bytes, child_computed) =
@@ -165,6 +132,65 @@ async fn resolve_at(
         digest: child_computed,
         index_digest: Some(digest),
         endpoint: endpoint.clone(),
+    })
+}
+
+/// What a manifest answer is.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// An image manifest that can run here.
+    Manifest(Box<ImageManifest>),
+    /// An index, and its entry for the platform.
+    Index(Box<Descriptor>),
+}
+
+/// Reads a registry's manifest answer as [`resolve`] does: an index
+/// resolved to `platform`'s entry, or an image manifest checked for what
+/// can be unpacked here.
+pub fn read(
+    reference: &Reference,
+    media_type: &str,
+    bytes: &[u8],
+    platform: &Platform,
+) -> Result<Answer, RegistryError> {
+    if !is_index(media_type, bytes) {
+        return parse_manifest(reference, media_type, bytes).map(|m| Answer::Manifest(Box::new(m)));
+    }
+    let index =
+        ImageIndex::from_reader(bytes).map_err(|e| bad(reference, format!("index: {e}")))?;
+    let chosen = index.manifests().iter().find(|m| {
+        m.platform().as_ref().is_some_and(|p| {
+            platform.matches(
+                &p.os().to_string(),
+                &p.architecture().to_string(),
+                p.variant().as_deref(),
+            )
+        })
+    });
+    if let Some(chosen) = chosen {
+        return Ok(Answer::Index(Box::new(chosen.clone())));
+    }
+    let available = index
+        .manifests()
+        .iter()
+        .filter_map(|m| m.platform().as_ref())
+        .map(|p| {
+            let mut s = format!("{}/{}", p.os(), p.architecture());
+            if let Some(v) = p.variant() {
+                s.push('/');
+                s.push_str(v);
+            }
+            s
+        })
+        .collect::<Vec<_>>();
+    Err(RegistryError::NoPlatform {
+        reference: reference.to_string(),
+        wanted: platform.to_string(),
+        available: if available.is_empty() {
+            "no platforms".into()
+        } else {
+            available.join(", ")
+        },
     })
 }
 

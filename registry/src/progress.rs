@@ -13,6 +13,9 @@ pub enum Progress {
         layers: usize,
         size: u64,
     },
+    /// A requirement of the admission policy is met (a signature, a
+    /// trusted tag).
+    Verified { rule: String, detail: String },
     /// The store has this layer: it is not fetched.
     LayerExists { digest: String, size: u64 },
     /// Bytes of a layer received so far (and unpacked as they came).

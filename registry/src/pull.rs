@@ -15,8 +15,10 @@ use super::client::Registries;
 use super::error::RegistryError;
 use super::manifest::{self, Resolved};
 use super::platform::Platform;
+use super::policy::Policy;
 use super::progress::{Progress, ProgressFn, report};
 use super::reference::Reference;
+use super::trust::{cosign, tags};
 
 /// The most an image config may be (the store's bound on JSON blobs).
 const MAX_CONFIG: usize = husk_store::blobs::MAX_JSON_BLOB as usize;
@@ -29,6 +31,8 @@ pub struct PullOptions {
     /// with a warning).
     pub platform: Option<Platform>,
     pub progress: Option<ProgressFn>,
+    /// What may be pulled, and what it must prove (none: anything).
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl std::fmt::Debug for PullOptions {
@@ -68,11 +72,72 @@ pub async fn pull(
     reference: &Reference,
     options: &PullOptions,
 ) -> Result<Pulled, RegistryError> {
+    let name = store_name(reference);
+    let requirements = match &options.policy {
+        Some(policy) => policy.admit(reference)?,
+        None => Default::default(),
+    };
+    // A tag whose digest a trusted-tags repository states is pulled by
+    // that digest: the verified digest is what runs, the tag is only the
+    // name.
+    let mut pinned = reference.clone();
+    for (rule, repository) in &requirements.fresh {
+        let digest = tags::trusted_digest(repository, registries.http(), reference)
+            .await
+            .map_err(|e| RegistryError::Untrusted {
+                rule: rule.clone(),
+                transient: e.is_transient(),
+                reason: e.to_string(),
+            })?;
+        if let Some(asked) = &pinned.digest
+            && *asked != digest
+        {
+            return Err(RegistryError::Untrusted {
+                rule: rule.clone(),
+                transient: false,
+                reason: format!(
+                    "{reference}: the trusted tags say {digest}, not {asked} (a stale or rolled-back tag?)"
+                ),
+            });
+        }
+        report(
+            &options.progress,
+            Progress::Verified {
+                rule: rule.clone(),
+                detail: format!("tag is {digest} per {}", repository.url),
+            },
+        );
+        pinned.digest = Some(digest);
+    }
+    let reference = &pinned;
     let platform = options.platform.clone().unwrap_or_default();
     let resolved = patiently(reference, || {
         manifest::resolve(&registries, reference, &platform)
     })
     .await?;
+    // What the publisher signed: the digest the reference resolved to
+    // (the index, for a multi-platform image), before anything else of
+    // the image is fetched.
+    let signed = resolved.index_digest.as_deref().unwrap_or(&resolved.digest);
+    for (rule, keys) in &requirements.signatures {
+        let verified = cosign::verify(&registries, &resolved.endpoint, reference, signed, keys)
+            .await
+            .map_err(|e| RegistryError::Untrusted {
+                rule: rule.clone(),
+                transient: e.is_transient(),
+                reason: e.to_string(),
+            })?;
+        report(
+            &options.progress,
+            Progress::Verified {
+                rule: rule.clone(),
+                detail: format!(
+                    "{signed} signed by {} (found by {})",
+                    verified.key, verified.found_by
+                ),
+            },
+        );
+    }
     let config_bytes = patiently(reference, || {
         fetch_config(&registries, reference, &resolved)
     })
@@ -161,7 +226,6 @@ pub async fn pull(
     )
     .await?;
 
-    let name = store_name(reference);
     let image = IncomingImage {
         name: Some(name.clone()),
         manifest_digest: resolved

@@ -186,9 +186,20 @@ fn check_tag(tag: &str) -> Result<(), String> {
 }
 
 fn check_host(host: &str) -> Result<(), String> {
-    let (name, port) = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => (name, Some(port)),
-        _ => (host, None),
+    // `[v6]` or `[v6]:port`; otherwise the port is after the last `:`.
+    let (name, port) = match host.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((address, "")) => (address, None),
+            Some((address, rest)) => match rest.strip_prefix(':') {
+                Some(port) => (address, Some(port)),
+                None => return Err(format!("registry `{host}` is not a host name")),
+            },
+            None => return Err(format!("registry `{host}` is not a host name")),
+        },
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
     };
     if let Some(port) = port
         && port.parse::<u16>().is_err()
@@ -331,6 +342,9 @@ mod tests {
             let err = Reference::parse(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text:?}: {err}");
         }
+        assert_eq!(Reference::parse("[::1]/a:b").unwrap().registry, "[::1]");
+        assert_eq!(Reference::parse("[::1]:5000/a").unwrap().registry, "[::1]:5000");
+        assert!(Reference::parse("[::1]x/a").is_err());
         let long = format!("{}/x", "a".repeat(300));
         assert!(Reference::parse(&long).is_err());
     }

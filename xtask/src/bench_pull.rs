@@ -37,7 +37,9 @@ pub fn run(pulls: usize) -> Result<()> {
     let host = registry.host();
     push_images(&dir, &registry)?;
     let toml = format!("[registry]\ninsecure = [\"{host}\"]\n");
-    let mut machine = Machine::start(artifacts, &dir.join("agent"), &toml)?;
+    let agent_dir = dir.join("agent");
+    std::fs::create_dir_all(&agent_dir)?;
+    let mut machine = Machine::start(artifacts, &agent_dir, &toml)?;
     let result = measure(&machine, &dir, &host, pulls);
     machine.stop();
     result

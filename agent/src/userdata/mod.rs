@@ -268,6 +268,25 @@ fn apply_every_boot(
     {
         status.warnings.push(format!("registry: {e}"));
     }
+    if let Some(policy) = &doc.policy {
+        match policy.load("user-data", &config.root.join("trust")) {
+            Ok(layer) => puller.add_policy(layer),
+            Err(e) => {
+                // Its rules cannot be enforced: nothing is admitted
+                // rather than more than it allows.
+                status
+                    .warnings
+                    .push(format!("policy: {e}; no image is pulled until it is fixed"));
+                let deny_all = husk_registry::policy::PolicyConfig {
+                    default: husk_registry::policy::Action::Deny,
+                    rules: Vec::new(),
+                };
+                if let Ok(layer) = deny_all.load("user-data (unusable)", &config.root) {
+                    puller.add_policy(layer);
+                }
+            }
+        }
+    }
     if let Some(hostname) = &doc.hostname
         && let Err(e) = rustix::system::sethostname(hostname.as_bytes())
     {

@@ -46,6 +46,10 @@ pub struct UserData {
     /// registries), added to agent.toml's `[registry]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<husk_registry::RegistryConfig>,
+    /// More admission rules: an image must satisfy agent.toml's policy
+    /// and these (they can forbid and require more, never loosen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<husk_registry::policy::PolicyConfig>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -156,6 +160,12 @@ impl UserData {
             && let Err(e) = registry.validate()
         {
             return bad("registry", e.to_string());
+        }
+        // Its keys and roots must be there now (read again when applied).
+        if let Some(policy) = &self.policy
+            && let Err(e) = policy.load("user-data", std::path::Path::new("/nonexistent"))
+        {
+            return bad("policy", e.to_string());
         }
         if let Some(update) = &self.update {
             let scheme_ok = ["https://", "http://", "file://"]

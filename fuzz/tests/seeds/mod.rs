@@ -31,6 +31,38 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("dhcp_reply", dhcp_reply()),
         ("gpt_read", disks::seeds()),
         ("api_bodies", api_bodies()),
+        ("registry_answers", registry_answers()),
+    ]
+}
+
+/// Answers as registries of the field send them.
+fn registry_answers() -> Vec<Seed> {
+    let zero = "0".repeat(64);
+    vec![
+        text(
+            "oci-index",
+            &format!(
+                "application/vnd.oci.image.index.v1+json\n{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.oci.image.index.v1+json\",\"manifests\":[{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:{zero}\",\"size\":7,\"platform\":{{\"architecture\":\"arm64\",\"os\":\"linux\",\"variant\":\"v8\"}}}},{{\"mediaType\":\"application/vnd.oci.image.manifest.v1+json\",\"digest\":\"sha256:{zero}\",\"size\":7,\"platform\":{{\"architecture\":\"amd64\",\"os\":\"linux\"}}}}]}}"
+            ),
+        ),
+        text(
+            "docker-manifest",
+            &format!(
+                "application/vnd.docker.distribution.manifest.v2+json\n{{\"schemaVersion\":2,\"mediaType\":\"application/vnd.docker.distribution.manifest.v2+json\",\"config\":{{\"mediaType\":\"application/vnd.docker.container.image.v1+json\",\"size\":2,\"digest\":\"sha256:{zero}\"}},\"layers\":[{{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"size\":2,\"digest\":\"sha256:{zero}\"}}]}}"
+            ),
+        ),
+        text(
+            "schema1",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws\n{\n   \"schemaVersion\": 1,\n   \"name\": \"x\"\n}",
+        ),
+        text(
+            "challenges",
+            "Bearer realm=\"https://auth.docker.io/token\",service=\"registry.docker.io\",scope=\"repository:library/nginx:pull\"\nBasic realm=\"Registry\"\nnginx:1.27\nlocalhost:5000/a/b@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+        text(
+            "errors",
+            "application/json\n{\"errors\":[{\"code\":\"MANIFEST_UNKNOWN\",\"message\":\"manifest unknown\"}],\"token\":\"t\"}",
+        ),
     ]
 }
 

@@ -235,7 +235,7 @@ fn check_oom_scores() -> Outcome {
 }
 
 /// The container's status from `huskctl inspect`.
-fn status(name: &str) -> Result<String, String> {
+pub(crate) fn status(name: &str) -> Result<String, String> {
     let json = huskctl(&["inspect", name])?;
     let info: serde_json::Value =
         serde_json::from_str(&json).map_err(|e| format!("inspect {name}: {e}"))?;

@@ -39,6 +39,22 @@ pub fn run(args: &[String]) -> Outcome {
             ));
         }
     }
+    if let Some(container) = args.get(2) {
+        // The status is written once the containers were started.
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match super::reboot::status(container) {
+                Ok(status) if status == "running" => break,
+                outcome if Instant::now() >= deadline => {
+                    return Err(format!(
+                        "container {container}: {outcome:?}, expected running"
+                    ));
+                }
+                _ => thread::sleep(Duration::from_millis(250)),
+            }
+        }
+        say("user-data", &format!("container {container} is running"));
+    }
     Ok(())
 }
 

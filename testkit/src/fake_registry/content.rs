@@ -22,6 +22,22 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub struct Content {
     pub(super) repositories: BTreeMap<String, Repository>,
     pub(super) blobs: BTreeMap<String, Vec<u8>>,
+    /// No OCI 1.1 referrers API: its requests answer 404, as
+    /// distribution 2.8's (Debian's docker-registry) do.
+    pub(super) no_referrers_api: bool,
+    /// Referrers indexes served as they are, by (name, subject digest),
+    /// in place of the one made of the stored manifests' subjects.
+    pub(super) referrers_indexes: BTreeMap<(String, String), Vec<u8>>,
+}
+
+/// What the referrers API answers for one subject.
+pub(super) enum Referrers {
+    /// The API is off (a 404 with no OCI error code).
+    Unsupported,
+    /// No such repository.
+    NoRepository,
+    /// The index, and whether the `artifactType` filter was applied.
+    Index { bytes: Vec<u8>, filtered: bool },
 }
 
 #[derive(Clone, Debug, Default)]
@@ -197,6 +213,84 @@ impl Content {
             .collect();
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         self.manifest(name, tag, OCI_INDEX, index.to_string().into_bytes())
+    }
+
+    /// Turns the OCI 1.1 referrers API (`GET /v2/<name>/referrers/<digest>`)
+    /// on (the default) or off: off, it answers 404 as distribution 2.8
+    /// (Debian's docker-registry) does, which clients take to mean "no
+    /// referrers API here" and fall back to tags.
+    pub fn set_referrers_api(&mut self, on: bool) {
+        self.no_referrers_api = !on;
+    }
+
+    /// Serves `bytes` (as an OCI index) for the referrers of `digest` in
+    /// `name`, whatever is stored: an index that lies, or is huge. The
+    /// `artifactType` filter is not applied to it.
+    pub fn referrers_index(&mut self, name: &str, digest: &str, bytes: Vec<u8>) {
+        self.referrers_indexes
+            .insert((name.to_string(), digest.to_string()), bytes);
+    }
+
+    /// The referrers API's answer for `digest` in `name`, as the OCI
+    /// distribution spec 1.1 has registries make it: an image index of a
+    /// descriptor of each manifest of `name` whose `subject` is `digest`
+    /// (by digest order), with its `artifactType` (the manifest's, else
+    /// its config's media type) and annotations; only those of
+    /// `artifact_type` when one is asked for.
+    pub(super) fn referrers(
+        &self,
+        name: &str,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> Referrers {
+        if self.no_referrers_api {
+            return Referrers::Unsupported;
+        }
+        if let Some(bytes) = self
+            .referrers_indexes
+            .get(&(name.to_string(), digest.to_string()))
+        {
+            return Referrers::Index {
+                bytes: bytes.clone(),
+                filtered: false,
+            };
+        }
+        let Some(repository) = self.repositories.get(name) else {
+            return Referrers::NoRepository;
+        };
+        let manifests: Vec<_> = repository
+            .manifests
+            .iter()
+            .filter_map(|(manifest_digest, stored)| {
+                let value: serde_json::Value = serde_json::from_slice(&stored.bytes).ok()?;
+                if value["subject"]["digest"].as_str() != Some(digest) {
+                    return None;
+                }
+                let kind = value["artifactType"]
+                    .as_str()
+                    .or(value["config"]["mediaType"].as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                if artifact_type.is_some_and(|wanted| wanted != kind) {
+                    return None;
+                }
+                let mut descriptor = json!({
+                    "mediaType": stored.media_type,
+                    "digest": manifest_digest,
+                    "size": stored.bytes.len(),
+                    "artifactType": kind,
+                });
+                if value["annotations"].is_object() {
+                    descriptor["annotations"] = value["annotations"].clone();
+                }
+                Some(descriptor)
+            })
+            .collect();
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        Referrers::Index {
+            bytes: index.to_string().into_bytes(),
+            filtered: artifact_type.is_some(),
+        }
     }
 
     /// The bytes and content type stored under `digest`, blob or manifest.

@@ -11,6 +11,11 @@
 //! - `GET|HEAD /v2/<name>/blobs/<digest>`: the blob, honouring
 //!   `Range: bytes=N-` (and `N-M`, `-N`) with 206 and Content-Range;
 //! - `GET /v2/<name>/tags/list`;
+//! - `GET /v2/<name>/referrers/<digest>` (OCI distribution 1.1): an
+//!   image index of the manifests of `<name>` whose `subject` is
+//!   `<digest>`, filtered by `?artifactType=` (and then saying so in
+//!   `OCI-Filters-Applied`); or 404 when [`Content::set_referrers_api`]
+//!   turned it off, as distribution 2.8 has no such route;
 //! - `GET /token?service=…&scope=…` in [`Auth::Token`] mode;
 //! - `GET /_redirected/<digest>`, where [`Fault::Redirect`] sends clients.
 //!
@@ -48,6 +53,7 @@ pub use content::{
 pub use faults::Fault;
 pub use http::{base64_decode, base64_encode};
 
+use content::Referrers;
 use faults::{Delivery, Faults};
 use http::{Request, Response};
 
@@ -151,6 +157,13 @@ impl FakeRegistry {
     /// to, whatever the fault's own count (a `Stall` once, say).
     pub fn fault_for(&self, digest: &str, fault: Fault, times: usize) {
         self.state().faults.add(digest, fault, Some(times));
+    }
+
+    /// Sets `fault` on the referrers API's answer for `digest` (only a
+    /// `Status` or one about the body: `DropAfter`, `Stall`, `Slow`,
+    /// `WrongBytes`).
+    pub fn referrers_fault(&self, digest: &str, fault: Fault) {
+        self.state().faults.add(&referrers_key(digest), fault, None);
     }
 
     pub fn clear_faults(&self, digest: &str) {
@@ -263,6 +276,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     }
 }
 
+/// The key of the faults set on the referrers of `digest`.
+fn referrers_key(digest: &str) -> String {
+    format!("referrers/{digest}")
+}
+
 /// What `Range: bytes=…` asks of a body of `len` bytes: `None` for no
 /// (or an unparsable, hence ignored) header, `Some(None)` when it cannot
 /// be satisfied, else the inclusive range.
@@ -334,6 +352,7 @@ impl State {
         match (kind, reference) {
             ("manifests", _) => self.manifest(name, reference, request),
             ("blobs", _) => self.serve(reference, request, false),
+            ("referrers", _) => self.referrers(name, reference, request),
             ("tags", "list") => match self.content.repositories.get(name) {
                 Some(repository) => {
                     let tags: Vec<_> = repository.tags.keys().collect();
@@ -364,6 +383,39 @@ impl State {
                 Response::error(404, "MANIFEST_UNKNOWN", &message)
             }
         }
+    }
+
+    /// The referrers of `digest` in `name`, through the faults set with
+    /// [`FakeRegistry::referrers_fault`].
+    fn referrers(&mut self, name: &str, digest: &str, request: &Request) -> Response {
+        let artifact_type = request.query_all("artifactType").next();
+        let (bytes, filtered) = match self.content.referrers(name, digest, artifact_type) {
+            Referrers::Unsupported => {
+                // distribution 2.8's router: a plain 404, no OCI error.
+                let mut response = Response::new(404);
+                response.body = b"404 page not found\n".to_vec();
+                return response.header("Content-Type", "text/plain; charset=utf-8");
+            }
+            Referrers::NoRepository => {
+                return Response::error(404, "NAME_UNKNOWN", &format!("no repository {name}"));
+            }
+            Referrers::Index { bytes, filtered } => (bytes, filtered),
+        };
+        let fault = self
+            .faults
+            .take(&referrers_key(digest), false, request.method == "GET");
+        if let Some(Fault::Status { code, .. }) = fault {
+            return Response::error(code, "UNKNOWN", &format!("injected status {code}"));
+        }
+        let mut response = Response::new(200).body(OCI_INDEX, bytes);
+        if filtered {
+            response = response.header("OCI-Filters-Applied", "artifactType");
+        }
+        if fault == Some(Fault::WrongBytes) {
+            response.body.iter_mut().for_each(|b| *b = !*b);
+        }
+        response.delivery = Delivery::of(fault.as_ref());
+        response
     }
 
     /// The blob or manifest of `digest`, through its faults; blobs (not

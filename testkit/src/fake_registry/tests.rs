@@ -549,3 +549,109 @@ fn base64_and_percent_decoding() {
     assert_eq!(base64_decode("Zm9v!"), None);
     assert_eq!(http::percent_decode("a%2Fb%3ac+d%"), "a/b:c d%");
 }
+
+#[test]
+fn referrers_list_the_manifests_of_a_subject_or_404_when_off() {
+    let mut content = Content::new();
+    let image = content.image("a/b", "latest", &[Layer::tar(tar_layer("x", b"x"))]);
+    let subject =
+        json!({"mediaType": OCI_MANIFEST, "digest": image.manifest, "size": image.manifest_size});
+    let empty = content.blob(b"{}".to_vec());
+    let referrer = |artifact_type: Option<&str>, config_type: &str| {
+        let mut manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": config_type, "digest": empty, "size": 2},
+            "layers": [],
+            "subject": subject,
+            "annotations": {"made": config_type},
+        });
+        if let Some(artifact_type) = artifact_type {
+            manifest["artifactType"] = json!(artifact_type);
+        }
+        serde_json::to_vec(&manifest).unwrap()
+    };
+    let sig = content.untagged_manifest(
+        "a/b",
+        OCI_MANIFEST,
+        referrer(
+            Some("application/x-sig"),
+            "application/vnd.oci.empty.v1+json",
+        ),
+    );
+    let sbom = content.untagged_manifest("a/b", OCI_MANIFEST, referrer(None, "application/x-sbom"));
+    // In another repository: not a referrer here.
+    content.untagged_manifest(
+        "a/c",
+        OCI_MANIFEST,
+        referrer(Some("application/x-sig"), "x"),
+    );
+    let registry = FakeRegistry::start(content);
+    let mut client = Client::connect(&registry);
+
+    let path = format!("/v2/a/b/referrers/{}", image.manifest);
+    let all = client.get(&path, &[]);
+    assert_eq!(all.status, 200);
+    assert_eq!(all.header("Content-Type"), Some(OCI_INDEX));
+    assert_eq!(all.header("OCI-Filters-Applied"), None);
+    let index = all.json();
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    let mut listed: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["mediaType"], OCI_MANIFEST);
+            assert!(d["size"].as_u64().unwrap() > 0);
+            assert!(d["annotations"]["made"].is_string());
+            (
+                d["digest"].as_str().unwrap().to_string(),
+                d["artifactType"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    let mut expected = vec![
+        (sig.clone(), "application/x-sig".to_string()),
+        (sbom.clone(), "application/x-sbom".to_string()),
+    ];
+    expected.sort();
+    assert_eq!(listed, expected);
+
+    let filtered = client.get(&format!("{path}?artifactType=application%2Fx-sig"), &[]);
+    assert_eq!(filtered.header("OCI-Filters-Applied"), Some("artifactType"));
+    assert_eq!(filtered.json()["manifests"][0]["digest"], sig.as_str());
+    assert_eq!(filtered.json()["manifests"].as_array().unwrap().len(), 1);
+
+    let none = client.get(&format!("/v2/a/b/referrers/{}", sha256(b"other")), &[]);
+    assert_eq!(
+        (none.status, none.json()["manifests"].clone()),
+        (200, json!([]))
+    );
+    let unknown = client.get(&format!("/v2/x/referrers/{}", image.manifest), &[]);
+    assert_eq!(
+        (unknown.status, unknown.error_code()),
+        (404, "NAME_UNKNOWN".into())
+    );
+
+    registry.referrers_fault(
+        &image.manifest,
+        Fault::Status {
+            code: 500,
+            times: 1,
+        },
+    );
+    assert_eq!(client.get(&path, &[]).status, 500);
+    assert_eq!(client.get(&path, &[]).status, 200);
+
+    registry.edit_content(|c| c.referrers_index("a/b", &image.manifest, b"not an index".to_vec()));
+    assert_eq!(client.get(&path, &[]).body, b"not an index");
+
+    registry.edit_content(|c| c.set_referrers_api(false));
+    let off = client.get(&path, &[]);
+    assert_eq!(off.status, 404);
+    assert_eq!(off.body, b"404 page not found\n");
+    // The rest is as it was.
+    let manifest = client.get("/v2/a/b/manifests/latest", &[]);
+    assert_eq!(sha256(&manifest.body), image.manifest);
+}

@@ -1,1 +1,0 @@
-//! cosign-compatible signatures (being written).

@@ -1,1 +1,0 @@
-//! Trusted tags through TUF (being written).
