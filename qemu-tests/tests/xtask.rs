@@ -98,6 +98,19 @@ fn bench_memory_measures_containers() {
 }
 
 #[test]
+fn bench_pull_compares_husk_with_skopeo() {
+    let out = text(&run(&["bench", "pull", "--pulls", "1"]));
+    for row in [
+        "| cold: 5 layers |",
+        "| 4 of 5 layers in the store |",
+        "skopeo / husk",
+    ] {
+        assert!(out.contains(row), "no {row} in:\n{out}");
+    }
+    assert!(out.contains("memory: husk-agent RSS"), "{out}");
+}
+
+#[test]
 fn bench_boot_reports_milestones() {
     let out = text(&run(&["bench", "boot", "--boots", "1", "--direct"]));
     assert!(out.contains("1 boots"), "{out}");
@@ -114,6 +127,8 @@ fn bench_runs_every_benchmark() {
         "1",
         "--containers",
         "1",
+        "--pulls",
+        "1",
         "--boots",
         "1",
         "--direct",
@@ -121,6 +136,7 @@ fn bench_runs_every_benchmark() {
     for part in [
         "| runc |",
         "memory with 1 idle containers",
+        "| cold: 5 layers |",
         "init start -> agent ready",
     ] {
         assert!(out.contains(part), "no {part:?} in:\n{out}");
