@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use husk_api::images::IMAGES_PULL_PATH;
@@ -15,7 +15,7 @@ use husk_testkit::busybox_layer;
 use husk_testkit::fake_registry::{Content, FakeRegistry, Fault, Image, Layer};
 use serde_json::Value;
 
-use common::{Agent, enter_cgroup2_namespace};
+use common::{Machine, enter_cgroup2_namespace, start_refused, text};
 
 /// The repository and tag the fake registry serves busybox under.
 const REPOSITORY: &str = "library/busybox";
@@ -31,53 +31,6 @@ fn registry() -> (FakeRegistry, Image) {
 /// agent.toml's `[registry]` with `host` reached over plain HTTP.
 fn insecure(host: &str) -> String {
     format!("[registry]\ninsecure = [\"{host}\"]\n")
-}
-
-/// An agent on a temporary state root and run directory, with this
-/// agent.toml (plus no default pids limit: this host's cgroup2 has no
-/// pids controller, as containers.rs says).
-struct Machine {
-    dir: tempfile::TempDir,
-    agent: Agent,
-}
-
-impl Machine {
-    fn start(agent_toml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // Searchable by a container's root in a user namespace, as
-        // containers.rs sets it.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let config = dir.path().join("agent.toml");
-        std::fs::write(
-            &config,
-            format!("{agent_toml}\n[limits.containers]\ndefault_pids = -1\n"),
-        )
-        .unwrap();
-        let args = agent_args(dir.path(), &config);
-        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
-        let agent = Agent::start(dir.path(), &args);
-        Self { dir, agent }
-    }
-}
-
-/// `--root`, `--run-dir` and `--config` in `dir`: nothing of the host's.
-fn agent_args(dir: &Path, config: &Path) -> Vec<PathBuf> {
-    vec![
-        "--root".into(),
-        dir.join("root"),
-        "--run-dir".into(),
-        dir.join("run"),
-        "--config".into(),
-        config.to_owned(),
-    ]
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `sha256:<hex>`'s first 12 hex digits, as the progress lines show a
@@ -526,27 +479,7 @@ fn an_invalid_registry_table_stops_the_agent() {
         "[registry]\nmirrors = {\"docker.io\" = [\"ftp://x\"]}\n",
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_husk-agent"))
-        .arg("--socket")
-        .arg(dir.path().join("agent.sock"))
-        .arg("--data-status")
-        .arg(dir.path().join("data.json"))
-        .arg("--no-machine-setup")
-        .args(agent_args(dir.path(), &config))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the agent started with an invalid [registry]");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = start_refused(dir.path(), &config);
     let (_, stderr) = text(&out);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("ftp://x"), "{stderr}");

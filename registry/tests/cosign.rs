@@ -1,7 +1,7 @@
-//! cosign signatures: made here in cosign's format (its keys, payloads,
-//! signature manifests by tag and by referrer), published into testkit's
-//! fake registry and Debian's docker-registry, and verified, or refused
-//! with the reason named.
+//! cosign signatures: made in cosign's format by `husk_testkit::cosign`
+//! (its keys, payloads, signature manifests by tag and by referrer),
+//! published into testkit's fake registry and Debian's docker-registry,
+//! and verified, or refused with the reason named.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -9,174 +9,42 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_ASN1_SIGNING, ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
-    KeyPair as _,
-};
-use base64::Engine as _;
+use aws_lc_rs::signature::{ECDSA_P384_SHA384_ASN1_SIGNING, EcdsaKeyPair, KeyPair as _};
 use husk_registry::http::{HttpClient, tls_config};
 use husk_registry::trust::cosign::{
     self, CosignError, KeyAlgorithm, PublicKey, SIGNATURE_ANNOTATION, SIGNATURE_ARTIFACT_TYPE,
     SIMPLE_SIGNING_MEDIA_TYPE, Verified,
 };
 use husk_registry::{Reference, Registries, RegistryConfig};
-use husk_testkit::fake_registry::{Content, FakeRegistry, Image, Layer, OCI_CONFIG, OCI_MANIFEST};
+use husk_testkit::cosign::{Sig, Signer, payload, pem, sig, signature_manifest};
+use husk_testkit::fake_registry::{Content, FakeRegistry, Image, Layer, OCI_MANIFEST};
 use husk_testkit::registry::{ManifestFormat, PushOptions, Registry, RegistryOptions};
 use husk_testkit::sha256;
 use serde_json::json;
 
 const REPO: &str = "team/app";
 
-fn b64(data: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(data)
+/// The key `signer`'s `cosign.pub` holds, as husk-registry reads it.
+trait Public {
+    fn public(&self) -> PublicKey;
 }
 
-/// A cosign key pair: `cosign generate-key-pair`'s ECDSA P-256, or
-/// Ed25519.
-enum Signer {
-    Ecdsa(EcdsaKeyPair),
-    Ed25519(Ed25519KeyPair),
-}
-
-impl Signer {
-    fn ecdsa() -> Self {
-        Self::Ecdsa(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_ASN1_SIGNING).unwrap())
-    }
-
-    fn ed25519() -> Self {
-        Self::Ed25519(Ed25519KeyPair::generate().unwrap())
-    }
-
-    fn spki(&self) -> Vec<u8> {
-        match self {
-            Self::Ecdsa(k) => k.public_key().as_der().unwrap().as_ref().to_vec(),
-            Self::Ed25519(k) => k.public_key().as_der().unwrap().as_ref().to_vec(),
-        }
-    }
-
-    /// `cosign.pub`.
-    fn pem(&self) -> String {
-        pem("PUBLIC KEY", &self.spki())
-    }
-
+impl Public for Signer {
     fn public(&self) -> PublicKey {
         PublicKey::from_pem(&self.pem()).unwrap()
     }
-
-    /// The base64 signature of `payload`, as cosign puts it in the
-    /// layer's annotation (ECDSA: over its SHA-256, ASN.1 DER).
-    fn sign(&self, payload: &[u8]) -> String {
-        let signature = match self {
-            Self::Ecdsa(k) => k
-                .sign(&SystemRandom::new(), payload)
-                .unwrap()
-                .as_ref()
-                .to_vec(),
-            Self::Ed25519(k) => k.sign(payload).as_ref().to_vec(),
-        };
-        b64(&signature)
-    }
 }
 
-/// A PEM block, 64 columns of base64, as Go's `pem.Encode` writes it.
-fn pem(label: &str, der: &[u8]) -> String {
-    let text = b64(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in text.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).unwrap());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-/// The simple-signing payload, byte for byte as sigstore's
-/// `payload.Cosign.MarshalJSON` makes it (no annotations).
-fn payload(docker_reference: &str, digest: &str) -> Vec<u8> {
-    format!(
-        r#"{{"critical":{{"identity":{{"docker-reference":"{docker_reference}"}},"image":{{"docker-manifest-digest":"{digest}"}},"type":"cosign container image signature"}},"optional":null}}"#
-    )
-    .into_bytes()
-}
-
-/// One signature layer: the payload and its base64 signature.
-struct Sig {
-    payload: Vec<u8>,
-    signature: String,
-}
-
-fn sig(signer: &Signer, payload: Vec<u8>) -> Sig {
-    let signature = signer.sign(&payload);
-    Sig { payload, signature }
-}
-
-/// Stores the payloads and the config of a signature manifest of `sigs`
-/// (as cosign's `WriteSignatures` makes it; with `subject` and the
-/// artifact type as `WriteSignaturesExperimentalOCI`'s) in `content`;
-/// returns the manifest. `blobs` stores them (content or a real
-/// registry).
-fn signature_manifest(
-    blobs: &mut dyn FnMut(Vec<u8>) -> String,
-    sigs: &[Sig],
-    subject: Option<(&str, usize)>,
-) -> Vec<u8> {
-    let layers: Vec<_> = sigs
-        .iter()
-        .map(|s| {
-            json!({
-                "mediaType": SIMPLE_SIGNING_MEDIA_TYPE,
-                "size": s.payload.len(),
-                "digest": blobs(s.payload.clone()),
-                "annotations": {SIGNATURE_ANNOTATION: s.signature},
-            })
-        })
-        .collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "",
-        "created": "0001-01-01T00:00:00Z",
-        "history": [{"created": "0001-01-01T00:00:00Z"}],
-        "os": "",
-        "rootfs": {"type": "layers", "diff_ids": sigs.iter().map(|s| sha256(&s.payload)).collect::<Vec<_>>()},
-        "config": {},
-    }))
-    .unwrap();
-    let config_size = config.len();
-    let mut manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": config_size, "digest": blobs(config)},
-        "layers": layers,
-    });
-    if let Some((digest, size)) = subject {
-        manifest["artifactType"] = json!(SIGNATURE_ARTIFACT_TYPE);
-        manifest["config"]["mediaType"] = json!(SIGNATURE_ARTIFACT_TYPE);
-        manifest["subject"] = json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size});
-    }
-    serde_json::to_vec(&manifest).unwrap()
-}
-
-/// Publishes `sigs` for `image` as `sha256-<hex>.sig`; returns the
-/// signature manifest's digest.
+/// Publishes `sigs` for `image` of [`REPO`] as `sha256-<hex>.sig`;
+/// returns the signature manifest's digest.
 fn by_tag(content: &mut Content, image: &Image, sigs: &[Sig]) -> String {
-    let manifest = signature_manifest(&mut |b| content.blob(b), sigs, None);
-    content.manifest(
-        REPO,
-        &cosign::signature_tag(&image.manifest),
-        OCI_MANIFEST,
-        manifest,
-    )
+    husk_testkit::cosign::by_tag(content, REPO, image, sigs)
 }
 
-/// Publishes `sigs` for `image` as a referrer (a manifest whose subject
-/// it is); returns its digest.
+/// Publishes `sigs` for `image` of [`REPO`] as a referrer; returns its
+/// digest.
 fn by_referrer(content: &mut Content, image: &Image, sigs: &[Sig]) -> String {
-    let manifest = signature_manifest(
-        &mut |b| content.blob(b),
-        sigs,
-        Some((&image.manifest, image.manifest_size)),
-    );
-    content.untagged_manifest(REPO, OCI_MANIFEST, manifest)
+    husk_testkit::cosign::by_referrer(content, REPO, image, sigs)
 }
 
 fn tar(name: &str, data: &[u8]) -> Vec<u8> {
@@ -751,6 +619,18 @@ async fn registry_failures_are_named_and_transient() {
     );
     // The next try gets it.
     verify(&fake, &v1, &[signer.public()]).await.unwrap();
+}
+
+/// testkit writes signatures in cosign's format on its own: its names
+/// are the ones this crate reads.
+#[test]
+fn testkit_signs_with_the_names_cosign_uses() {
+    use husk_testkit::cosign as made;
+    assert_eq!(made::SIGNATURE_ANNOTATION, SIGNATURE_ANNOTATION);
+    assert_eq!(made::SIGNATURE_ARTIFACT_TYPE, SIGNATURE_ARTIFACT_TYPE);
+    assert_eq!(made::SIMPLE_SIGNING_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA_TYPE);
+    let digest = sha256(b"image");
+    assert_eq!(made::signature_tag(&digest), cosign::signature_tag(&digest));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! and a scripted one that misbehaves). Tests only; nothing here is in an
 //! image.
 
+pub mod cosign;
 pub mod elf;
 pub mod fake_registry;
 pub mod https_files;

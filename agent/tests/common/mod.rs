@@ -15,24 +15,36 @@ use std::time::Duration;
 /// binaries only for their own package's tests).
 pub fn huskctl_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let agent = Path::new(env!("CARGO_BIN_EXE_husk-agent"));
-        let bin = agent.with_file_name("huskctl");
-        let profile = agent.parent().and_then(Path::file_name);
-        let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        build.args(["build", "-p", "huskctl", "--bin", "huskctl"]);
-        if profile.is_some_and(|p| p == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("running cargo build -p huskctl");
-        assert!(status.success(), "cargo build -p huskctl: {status}");
-        assert!(
-            bin.is_file(),
-            "{} is not there after the build",
-            bin.display()
-        );
-        bin
-    })
+    BIN.get_or_init(|| sibling_bin("huskctl", "huskctl"))
+}
+
+/// husk-image, the publisher's tool (`keygen`, `repo-init`,
+/// `trust-tag`), built as [`huskctl_bin`] is.
+pub fn husk_image_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| sibling_bin("husk-image", "husk-image"))
+}
+
+/// `cargo build -p PACKAGE --bin NAME` in the agent's profile; its path.
+fn sibling_bin(package: &str, name: &str) -> PathBuf {
+    let agent = Path::new(env!("CARGO_BIN_EXE_husk-agent"));
+    let bin = agent.with_file_name(name);
+    let profile = agent.parent().and_then(Path::file_name);
+    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    build.args(["build", "-p", package, "--bin", name]);
+    if profile.is_some_and(|p| p == "release") {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .unwrap_or_else(|e| panic!("running cargo build -p {package}: {e}"));
+    assert!(status.success(), "cargo build -p {package}: {status}");
+    assert!(
+        bin.is_file(),
+        "{} is not there after the build",
+        bin.display()
+    );
+    bin
 }
 
 /// An agent on a temporary socket and image store, killed on drop.
@@ -121,6 +133,80 @@ impl Drop for Agent {
             let _ = child.wait();
         }
     }
+}
+
+/// An agent on a temporary state root and run directory, with this
+/// agent.toml (plus no default pids limit: this host's cgroup2 has no
+/// pids controller, as containers.rs says).
+pub struct Machine {
+    pub dir: tempfile::TempDir,
+    pub agent: Agent,
+}
+
+impl Machine {
+    pub fn start(agent_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // Searchable by a container's root in a user namespace, as
+        // containers.rs sets it.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let config = dir.path().join("agent.toml");
+        std::fs::write(
+            &config,
+            format!("{agent_toml}\n[limits.containers]\ndefault_pids = -1\n"),
+        )
+        .unwrap();
+        let args = agent_args(dir.path(), &config);
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let agent = Agent::start(dir.path(), &args);
+        Self { dir, agent }
+    }
+}
+
+/// `--root`, `--run-dir` and `--config` in `dir`: nothing of the host's.
+pub fn agent_args(dir: &Path, config: &Path) -> Vec<PathBuf> {
+    vec![
+        "--root".into(),
+        dir.join("root"),
+        "--run-dir".into(),
+        dir.join("run"),
+        "--config".into(),
+        config.to_owned(),
+    ]
+}
+
+/// Runs the agent on `dir` with `config`, which must stop it: what it
+/// printed, once it exited (within 20 s, or the test fails).
+pub fn start_refused(dir: &Path, config: &Path) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_husk-agent"))
+        .arg("--socket")
+        .arg(dir.join("agent.sock"))
+        .arg("--data-status")
+        .arg(dir.join("data.json"))
+        .arg("--no-machine-setup")
+        .args(agent_args(dir, config))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the agent started with {}", config.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// A command's stdout and stderr, as text.
+pub fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const IN_NAMESPACE: &str = "HUSK_TEST_IN_CGROUP2_NS";
