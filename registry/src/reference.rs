@@ -343,7 +343,10 @@ mod tests {
             assert!(err.contains(says), "{text:?}: {err}");
         }
         assert_eq!(Reference::parse("[::1]/a:b").unwrap().registry, "[::1]");
-        assert_eq!(Reference::parse("[::1]:5000/a").unwrap().registry, "[::1]:5000");
+        assert_eq!(
+            Reference::parse("[::1]:5000/a").unwrap().registry,
+            "[::1]:5000"
+        );
         assert!(Reference::parse("[::1]x/a").is_err());
         let long = format!("{}/x", "a".repeat(300));
         assert!(Reference::parse(&long).is_err());
