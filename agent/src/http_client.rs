@@ -96,7 +96,9 @@ pub fn configure_tls(ca_files: &[String], ca_pems: &[String]) -> Result<(), Stri
     Ok(())
 }
 
-fn https_client() -> io::Result<husk_registry::http::HttpClient> {
+/// The agent's HTTP(S) client, with the configured CAs: for what needs
+/// more than one plain request (the update repository, through tough).
+pub fn shared() -> io::Result<husk_registry::http::HttpClient> {
     let mut guard = HTTPS
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -141,7 +143,7 @@ pub async fn get(url: &Url, from: u64, timeout: Duration) -> io::Result<Response
 }
 
 async fn get_https(url: &Url, from: u64, timeout: Duration) -> io::Result<Response> {
-    let client = https_client()?;
+    let client = shared()?;
     let mut headers = Vec::new();
     if from > 0 {
         let range = hyper::header::HeaderValue::from_str(&format!("bytes={from}-"))

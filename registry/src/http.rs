@@ -30,7 +30,7 @@ const MAX_REDIRECTS: usize = 5;
 pub enum HttpError {
     #[error("{url}: {reason}")]
     Refused { url: String, reason: String },
-    #[error("{url}: {}", causes(.source))]
+    #[error("{url}: {}", error_chain(.source))]
     Transport {
         url: String,
         #[source]
@@ -44,9 +44,11 @@ pub enum HttpError {
     Ca { path: String, reason: String },
 }
 
-/// An error and its causes on one line: hyper's own message ("client
-/// error (Connect)") does not say why (a certificate, a refused port).
-fn causes(error: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, each said once: the outer
+/// message often does not say why (hyper's "client error (Connect)":
+/// a certificate, a refused port; tough's: "signature threshold not met",
+/// "expired", "version rollback").
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {

@@ -30,6 +30,7 @@ pub mod progress;
 pub mod pull;
 pub mod reference;
 pub mod trust;
+pub mod tuf;
 
 pub use self::client::Registries;
 pub use self::config::RegistryConfig;

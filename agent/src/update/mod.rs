@@ -19,7 +19,6 @@ pub mod mount;
 pub mod repo;
 pub mod settings;
 pub mod state;
-mod transport;
 
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};

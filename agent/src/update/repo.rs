@@ -11,7 +11,6 @@ use tough::{IntoVec, Repository, RepositoryLoader, TargetName};
 use url::Url;
 
 use super::UpdateError;
-use super::transport::RepoTransport;
 
 /// The largest manifest accepted.
 const MAX_MANIFEST: u64 = 1 << 20;
@@ -69,11 +68,13 @@ impl Repo {
         std::fs::create_dir_all(datastore)
             .map_err(|e| UpdateError::Io(format!("{}: {e}", datastore.display())))?;
         let repository = RepositoryLoader::new(&root_bytes, metadata_base, targets_base.clone())
-            .transport(RepoTransport)
+            .transport(husk_registry::tuf::TufTransport::new(
+                crate::http_client::shared().map_err(|e| UpdateError::Io(e.to_string()))?,
+            ))
             .datastore(datastore)
             .load()
             .await
-            .map_err(|e| UpdateError::Refused(describe(&e)))?;
+            .map_err(|e| UpdateError::Refused(husk_registry::http::error_chain(&e)))?;
         Ok(Self {
             repository,
             targets_base,
@@ -108,12 +109,12 @@ impl Repo {
             .repository
             .read_target(&name)
             .await
-            .map_err(|e| UpdateError::Refused(describe(&e)))?
+            .map_err(|e| UpdateError::Refused(husk_registry::http::error_chain(&e)))?
             .ok_or_else(|| UpdateError::Refused("the repository has no manifest.json".into()))?;
         let bytes = stream
             .into_vec()
             .await
-            .map_err(|e| UpdateError::Refused(describe(&e)))?;
+            .map_err(|e| UpdateError::Refused(husk_registry::http::error_chain(&e)))?;
         Manifest::parse(&bytes).map_err(|e| UpdateError::Refused(e.to_string()))
     }
 
@@ -151,18 +152,3 @@ impl Repo {
     }
 }
 
-/// tough's error with its causes, which carry the useful part
-/// ("signature threshold not met", "expired", "version rollback").
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

@@ -10,7 +10,6 @@
 //! when its timestamp lapses: freshness), no rollback to metadata older
 //! than what the datastore has seen, and the target's length and hash.
 
-mod transport;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,7 +19,7 @@ use tough::schema::RoleType;
 use tough::{IntoVec, RepositoryLoader, TargetName, TransportError};
 use url::Url;
 
-use self::transport::TagTransport;
+use crate::tuf::TufTransport;
 use crate::http::{HttpClient, HttpError};
 use crate::reference::Reference;
 
@@ -173,7 +172,7 @@ pub async fn trusted_digest(
     let _guard = lock.lock().await;
 
     let repository = RepositoryLoader::new(&root, metadata_base, targets_base)
-        .transport(TagTransport::new(http.clone()))
+        .transport(TufTransport::new(http.clone()))
         .datastore(&repo.datastore)
         .load()
         .await
@@ -270,7 +269,7 @@ impl Failing<'_> {
     /// read, or a failed verification (anything else).
     fn tough_error(&self, error: &tough::error::Error) -> TagError {
         let (repository, reference) = (self.repo.url.clone(), self.reference.to_string());
-        let reason = describe(error);
+        let reason = crate::http::error_chain(error);
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
         while let Some(cause) = next {
             if let Some(tough_error) = cause.downcast_ref::<tough::error::Error>() {
@@ -358,22 +357,6 @@ fn role_name(role: RoleType) -> String {
         RoleType::DelegatedTargets => "delegated targets",
     }
     .to_owned()
-}
-
-/// tough's error with its causes, which carry the useful part
-/// ("signature threshold not met", "expired", "version rollback").
-fn describe(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! tough's transport for tag repositories: http:// and https:// through
+//! tough's transport for TUF repositories (the trusted tags, and the OS
+//! update repository the agent follows): http:// and https:// through
 //! [`HttpClient`], file:// through tough's own. TUF authenticates what
 //! comes through it, so plain HTTP is fine for a repository whose URL
 //! says `http://` (and only then: an https:// repository that redirects
@@ -18,18 +19,18 @@ use url::Url;
 use crate::http::{HttpClient, STALL_TIMEOUT};
 
 #[derive(Debug, Clone)]
-pub(crate) struct TagTransport {
+pub struct TufTransport {
     http: HttpClient,
 }
 
-impl TagTransport {
-    pub(crate) fn new(http: HttpClient) -> Self {
+impl TufTransport {
+    pub fn new(http: HttpClient) -> Self {
         Self { http }
     }
 }
 
 #[tough::async_trait]
-impl Transport for TagTransport {
+impl Transport for TufTransport {
     async fn fetch(&self, url: Url) -> Result<TransportStream, TransportError> {
         match url.scheme() {
             "file" => FilesystemTransport.fetch(url).await,
