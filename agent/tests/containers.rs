@@ -12,7 +12,7 @@ use std::time::Duration;
 use husk_api::containers::{ContainerInfo, Stats, Status};
 use serde_json::Value;
 
-use common::{Agent, enter_cgroup2_namespace, eventually};
+use common::{Agent, enter_cgroup2_namespace, eventually, kill_containers};
 use husk_testkit::{busybox_layer, oci_archive};
 
 const IMAGE: &str = "husk.test/busybox:1";
@@ -104,31 +104,7 @@ impl Drop for Machine {
     /// Leaves nothing running, even after a failure: every container's
     /// cgroup killed and removed, every shim killed.
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.path("root/containers")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().into_string().unwrap_or_default();
-            let shim_pid = self.path(&format!("run/containers/{name}/shim.pid"));
-            if let Ok(shim) = std::fs::read(&shim_pid)
-                && let Ok(shim) = serde_json::from_slice::<Value>(&shim)
-                && let Some(pid) = shim["pid"].as_i64()
-                && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            let cgroup = PathBuf::from(format!("/sys/fs/cgroup/husk/{name}"));
-            if cgroup.exists() {
-                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-                // No assertion here: this may run while a test panics.
-                for _ in 0..50 {
-                    if std::fs::remove_dir(&cgroup).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+        kill_containers(&self.path("root"), &self.path("run"));
     }
 }
 

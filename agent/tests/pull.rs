@@ -280,30 +280,7 @@ struct Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.root.join("containers")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().into_string().unwrap_or_default();
-            let shim_pid = self.run.join(format!("containers/{name}/shim.pid"));
-            if let Ok(shim) = std::fs::read(&shim_pid)
-                && let Ok(shim) = serde_json::from_slice::<Value>(&shim)
-                && let Some(pid) = shim["pid"].as_i64()
-                && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
-            {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-            let cgroup = PathBuf::from(format!("/sys/fs/cgroup/husk/{name}"));
-            if cgroup.exists() {
-                let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
-                for _ in 0..50 {
-                    if std::fs::remove_dir(&cgroup).is_ok() {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
-        }
+        common::kill_containers(&self.root, &self.run);
     }
 }
 

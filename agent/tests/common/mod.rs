@@ -260,3 +260,34 @@ pub fn eventually<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// After a test, passed or not: every container's shim killed, and its
+/// cgroup killed and removed (`root` and `run` are the agent's
+/// `--root` and `--run-dir`). No assertion: this may run while a test
+/// panics.
+pub fn kill_containers(root: &Path, run: &Path) {
+    let Ok(entries) = std::fs::read_dir(root.join("containers")) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().into_string().unwrap_or_default();
+        let shim_pid = run.join(format!("containers/{name}/shim.pid"));
+        if let Ok(shim) = std::fs::read(&shim_pid)
+            && let Ok(shim) = serde_json::from_slice::<serde_json::Value>(&shim)
+            && let Some(pid) = shim["pid"].as_i64()
+            && let Some(pid) = rustix::process::Pid::from_raw(pid as i32)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let cgroup = PathBuf::from(format!("/sys/fs/cgroup/husk/{name}"));
+        if cgroup.exists() {
+            let _ = std::fs::write(cgroup.join("cgroup.kill"), "1");
+            for _ in 0..50 {
+                if std::fs::remove_dir(&cgroup).is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
