@@ -1,8 +1,8 @@
 //! What Husk's test suites build their inputs from: image archives of
 //! Debian's busybox-static, made the way the tools users have make them,
 //! and the registries images are pulled from (Debian's docker-registry,
-//! and a scripted one that misbehaves). Tests only; nothing here is in an
-//! image.
+//! a token server in front of it, and a scripted one that misbehaves).
+//! Tests only; nothing here is in an image.
 
 pub mod cosign;
 pub mod elf;
@@ -10,5 +10,6 @@ pub mod fake_registry;
 pub mod https_files;
 pub mod oci;
 pub mod registry;
+pub mod token_proxy;
 
 pub use oci::{busybox_layer, oci_archive, sha256};

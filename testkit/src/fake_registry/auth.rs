@@ -79,7 +79,7 @@ pub fn basic_authorization(user: &str, pass: &str) -> String {
     )
 }
 
-pub(super) fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     let n = COUNT.fetch_add(1, Ordering::Relaxed);
     let (a, b) = (
@@ -90,7 +90,7 @@ pub(super) fn random_token() -> String {
 }
 
 /// The credentials of a `Basic` Authorization header.
-pub(super) fn basic_credentials(authorization: Option<&str>) -> Option<(String, String)> {
+pub(crate) fn basic_credentials(authorization: Option<&str>) -> Option<(String, String)> {
     let (scheme, encoded) = authorization?.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -100,9 +100,25 @@ pub(super) fn basic_credentials(authorization: Option<&str>) -> Option<(String, 
     Some((user.to_string(), pass.to_string()))
 }
 
-pub(super) fn bearer_token(authorization: Option<&str>) -> Option<&str> {
+pub(crate) fn bearer_token(authorization: Option<&str>) -> Option<&str> {
     let (scheme, token) = authorization?.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The repositories a `/token` request's `scope`s ask to pull
+/// (`repository:NAME:pull`, or `*`; several scopes in one parameter,
+/// space-separated, or in several).
+pub(crate) fn pull_repositories(request: &Request) -> BTreeSet<String> {
+    request
+        .query_all("scope")
+        .flat_map(|scopes| scopes.split(' '))
+        .filter_map(|scope| {
+            let (resource, actions) = scope.rsplit_once(':')?;
+            let name = resource.strip_prefix("repository:")?;
+            let pull = actions.split(',').any(|a| a == "pull" || a == "*");
+            pull.then(|| name.to_string())
+        })
+        .collect()
 }
 
 impl State {
@@ -154,16 +170,7 @@ impl State {
         if request.query_all("service").next() != Some(SERVICE) {
             return Response::error(400, "DENIED", &format!("service must be {SERVICE}"));
         }
-        let repositories: BTreeSet<String> = request
-            .query_all("scope")
-            .flat_map(|scopes| scopes.split(' '))
-            .filter_map(|scope| {
-                let (resource, actions) = scope.rsplit_once(':')?;
-                let name = resource.strip_prefix("repository:")?;
-                let pull = actions.split(',').any(|a| a == "pull" || a == "*");
-                pull.then(|| name.to_string())
-            })
-            .collect();
+        let repositories = pull_repositories(request);
         let token = random_token();
         let body = match field {
             TokenField::Token => json!({"token": token, "expires_in": 300}),

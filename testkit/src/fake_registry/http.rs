@@ -1,6 +1,8 @@
-//! Just enough HTTP/1.1 for the fake registry: a request head read by
-//! hand (bodies by Content-Length only, and discarded), a response head
-//! written by hand, and the Base64 and percent-decoding the routes need.
+//! Just enough HTTP/1.1 for the fake registry (and the token proxy,
+//! which reads its upstream's response heads with [`read_line`]): a
+//! request head read by hand (bodies by Content-Length only, and
+//! discarded), a response head written by hand, and the Base64 and
+//! percent-decoding the routes need.
 
 use std::io::{self, BufRead, Read as _};
 
@@ -10,7 +12,7 @@ use super::faults::Delivery;
 const MAX_HEAD: usize = 64 * 1024;
 
 /// A request as the routes see it.
-pub(super) struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// The request target as sent (path and query).
     pub target: String,
@@ -48,7 +50,7 @@ fn invalid(what: &str) -> io::Error {
 
 /// One line of the head, without its CRLF (or bare LF), charged to
 /// `budget`; `None` at a clean end of stream.
-fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<String>> {
+pub(crate) fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<String>> {
     let mut line = Vec::new();
     let n = r
         .by_ref()
@@ -76,7 +78,7 @@ fn read_line(r: &mut impl BufRead, budget: &mut usize) -> io::Result<Option<Stri
 /// The next request on a connection; `None` when the client closed it
 /// between requests. A malformed request is an `InvalidData` error (the
 /// server answers 400 and closes).
-pub(super) fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
+pub(crate) fn read_request(r: &mut impl BufRead) -> io::Result<Option<Request>> {
     let mut budget = MAX_HEAD;
     // RFC 9112 2.2: empty lines before a request line are ignored.
     let line = loop {
@@ -169,7 +171,7 @@ pub(super) fn percent_decode(s: &str) -> String {
 }
 
 /// A response: status, headers and body, and how the body goes out.
-pub(super) struct Response {
+pub(crate) struct Response {
     pub status: u16,
     headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -178,7 +180,7 @@ pub(super) struct Response {
     pub head_only: bool,
     /// Close the connection after this response (and say so).
     pub close: bool,
-    pub delivery: Delivery,
+    pub(super) delivery: Delivery,
 }
 
 impl Response {

@@ -29,10 +29,11 @@
 //! request. Dropping the registry stops it: every connection is shut and
 //! every thread joined.
 
-mod auth;
+// auth and http are shared with the token proxy (crate::token_proxy).
+pub(crate) mod auth;
 mod content;
 mod faults;
-mod http;
+pub(crate) mod http;
 #[cfg(test)]
 mod tests;
 

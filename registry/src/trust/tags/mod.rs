@@ -10,7 +10,6 @@
 //! when its timestamp lapses: freshness), no rollback to metadata older
 //! than what the datastore has seen, and the target's length and hash.
 
-
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -19,9 +18,9 @@ use tough::schema::RoleType;
 use tough::{IntoVec, RepositoryLoader, TargetName, TransportError};
 use url::Url;
 
-use crate::tuf::TufTransport;
 use crate::http::{HttpClient, HttpError};
 use crate::reference::Reference;
+use crate::tuf::TufTransport;
 
 /// Where target names of tags start.
 pub const TARGET_PREFIX: &str = "tags/";
