@@ -14,6 +14,10 @@ use tokio::sync::{broadcast, watch};
 
 use crate::images::ImageStore;
 
+/// The longest a pull may take: a registry that trickles bytes does not
+/// hold the pull (and every request joining it) for ever.
+const PULL_DEADLINE: Duration = Duration::from_secs(3600);
+
 /// Progress events a slow follower may fall behind by before it skips
 /// some (the final event is never skipped: it comes through `watch`).
 const PROGRESS_BACKLOG: usize = 256;
@@ -42,6 +46,8 @@ pub struct Puller {
     registries: Arc<RwLock<Result<Arc<Registries>, String>>>,
     /// The admission policy: agent.toml's, then user-data's layer.
     policy: Arc<RwLock<Arc<Policy>>>,
+    /// Whether agent.toml's policy refuses or requires anything.
+    policy_constrains: bool,
     config: Arc<RwLock<RegistryConfig>>,
     images: ImageStore,
     running: Arc<Mutex<HashMap<String, Running>>>,
@@ -171,6 +177,7 @@ fn build(config: &RegistryConfig) -> Result<Arc<Registries>, String> {
 
 impl Puller {
     pub fn new(config: RegistryConfig, policy: Policy, images: ImageStore) -> Self {
+        let policy_constrains = policy.constrains();
         let registries = build(&config);
         if let Err(e) = &registries {
             log::error!("{e}; pulls will fail until it is fixed");
@@ -178,6 +185,7 @@ impl Puller {
         Self {
             registries: Arc::new(RwLock::new(registries)),
             policy: Arc::new(RwLock::new(Arc::new(policy))),
+            policy_constrains,
             config: Arc::new(RwLock::new(config)),
             images,
             running: Arc::default(),
@@ -194,21 +202,48 @@ impl Puller {
         *policy = Arc::new((**policy).clone().with(layer));
     }
 
-    /// Adds user-data's `[registry]` (mirrors, CAs, credentials).
-    pub fn extend(&self, more: &RegistryConfig) -> Result<(), String> {
+    /// Adds user-data's `[registry]`: credentials always; mirrors,
+    /// insecure registries and CAs only while agent.toml's policy admits
+    /// everything. Under a policy they would change where an admitted
+    /// name's content comes from, which is loosening it: they are left
+    /// out, and the returned warning says so.
+    pub fn extend(&self, more: &RegistryConfig) -> Result<Option<String>, String> {
+        let mut more = more.clone();
+        let mut warning = None;
+        if self.policy_constrains {
+            let dropped: Vec<&str> = [
+                ("mirrors", !more.mirrors.is_empty()),
+                ("insecure", !more.insecure.is_empty()),
+                ("ca_files", !more.ca_files.is_empty()),
+                ("ca_pems", !more.ca_pems.is_empty()),
+            ]
+            .into_iter()
+            .filter_map(|(key, set)| set.then_some(key))
+            .collect();
+            if !dropped.is_empty() {
+                warning = Some(format!(
+                    "{} not applied: agent.toml has an admission policy, which user-data cannot loosen",
+                    dropped.join(", ")
+                ));
+                more.mirrors.clear();
+                more.insecure.clear();
+                more.ca_files.clear();
+                more.ca_pems.clear();
+            }
+        }
         let mut config = self
             .config
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        config.extend(more);
+        config.extend(&more);
         let registries = build(&config)?;
         *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
         *self
             .registries
             .write()
             .unwrap_or_else(PoisonError::into_inner) = Ok(registries);
-        Ok(())
+        Ok(warning)
     }
 
     /// Starts pulling `reference` (or joins the pull of it that is
@@ -299,12 +334,22 @@ impl Puller {
             progress: Some(report),
             policy: Some(policy),
         };
-        let pulled = husk_registry::pull(registries, store, reference, &options)
-            .await
-            .map_err(|e| Failure {
-                transient: e.is_transient(),
-                message: printable(&e.to_string()),
-            })?;
+        let pulled = tokio::time::timeout(
+            PULL_DEADLINE,
+            husk_registry::pull(registries, store, reference, &options),
+        )
+        .await
+        .map_err(|_| Failure {
+            transient: true,
+            message: format!(
+                "{reference}: not done within {} minutes: given up",
+                PULL_DEADLINE.as_secs() / 60
+            ),
+        })?
+        .map_err(|e| Failure {
+            transient: e.is_transient(),
+            message: printable(&e.to_string()),
+        })?;
         Ok((
             pulled.digest,
             crate::api::image_summary(pulled.image),
@@ -322,11 +367,16 @@ impl Puller {
         let start = tokio::time::Instant::now();
         let mut delay = Duration::from_secs(1);
         loop {
-            let outcome = self
-                .start(reference, None)
-                .map_err(Failure::permanent)?
-                .outcome()
-                .await;
+            let left = deadline.saturating_sub(start.elapsed());
+            let following = self.start(reference, None).map_err(Failure::permanent)?;
+            let outcome = tokio::time::timeout(left, following.outcome())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure::permanent(format!(
+                        "{reference}: not pulled within {}s",
+                        deadline.as_secs()
+                    )))
+                });
             match outcome {
                 Ok((_, image, _)) => return Ok(image),
                 Err(e) if e.transient && start.elapsed() + delay < deadline => {
@@ -389,6 +439,41 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_data_cannot_reroute_what_a_policy_admits() {
+        let user_data: RegistryConfig = serde_json::from_str(
+            r#"{"mirrors": {"registry.example": ["https://evil.example/"]}, "insecure": ["registry.example"], "auths": {"registry.example": {"username": "u", "password": "p"}}}"#,
+        )
+        .unwrap();
+        let policy: husk_registry::policy::PolicyConfig =
+            toml::from_str("default = \"deny\"\n[[rules]]\nregistry = \"registry.example\"\n")
+                .unwrap();
+        let layer = policy
+            .load("agent.toml", std::path::Path::new("/nonexistent"))
+            .unwrap();
+        let puller = Puller::new(
+            Default::default(),
+            Policy::new(vec![layer]),
+            ImageStore::default(),
+        );
+        let warning = puller.extend(&user_data).unwrap().unwrap();
+        assert!(
+            warning.contains("mirrors, insecure not applied"),
+            "{warning}"
+        );
+        let config = puller.config.read().unwrap().clone();
+        assert!(config.mirrors.is_empty() && config.insecure.is_empty());
+        assert!(
+            config.credentials("registry.example").is_some(),
+            "credentials are added"
+        );
+
+        // Without a policy, nothing is loosened by them: applied.
+        let open = Puller::new(Default::default(), Policy::default(), ImageStore::default());
+        assert_eq!(open.extend(&user_data).unwrap(), None);
+        assert!(open.config.read().unwrap().is_insecure("registry.example"));
+    }
 
     #[test]
     fn hostile_bytes_are_not_printed_as_they_are() {

@@ -19,6 +19,9 @@ use super::progress::{Progress, ProgressFn, report};
 
 /// Tries per endpoint before the next one is used.
 pub const ATTEMPTS_PER_ENDPOINT: u32 = 4;
+/// Connections one blob may take in all, progress or not: a server that
+/// sends a byte per connection does not hold a pull for ever.
+pub const MAX_RECONNECTS: u32 = 64;
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) struct BlobReader {
@@ -39,6 +42,7 @@ pub(crate) struct BlobReader {
     /// Bytes still to drop from a 200 answer to a Range request.
     pub skip: u64,
     pub failures: u32,
+    pub reconnects: u32,
     pub last_report: Instant,
     /// Why the transfer was given up, for the caller to tell the
     /// network's failure from the layer's (the unpacker only sees an
@@ -72,6 +76,7 @@ impl BlobReader {
             pending: Bytes::new(),
             skip: 0,
             failures: 0,
+            reconnects: 0,
             last_report: Instant::now(),
             gave_up: Arc::default(),
         }
@@ -137,6 +142,13 @@ impl BlobReader {
     fn failed(&mut self, error: String, transient: bool) -> io::Result<()> {
         self.response = None;
         self.failures += 1;
+        self.reconnects += 1;
+        if self.reconnects > MAX_RECONNECTS {
+            return self.give_up(format!(
+                "{error} ({} connections for one blob: giving up)",
+                self.reconnects
+            ));
+        }
         if !transient || self.failures >= ATTEMPTS_PER_ENDPOINT {
             if self.endpoint + 1 < self.endpoints.len() {
                 log::warn!(
@@ -149,12 +161,8 @@ impl BlobReader {
                 self.failures = 0;
                 return Ok(());
             }
-            let reason = format!("{error} (after {} tries)", self.failures);
-            *self
-                .gave_up
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.clone());
-            return Err(io::Error::other(format!("blob {}: {reason}", self.digest)));
+            let tries = self.failures;
+            return self.give_up(format!("{error} (after {tries} tries)"));
         }
         report(
             &self.progress,
@@ -166,6 +174,14 @@ impl BlobReader {
         );
         std::thread::sleep(self.base_delay * 2u32.pow(self.failures - 1));
         Ok(())
+    }
+
+    fn give_up(&mut self, reason: String) -> io::Result<()> {
+        *self
+            .gave_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.clone());
+        Err(io::Error::other(format!("blob {}: {reason}", self.digest)))
     }
 
     fn report_progress(&mut self, force: bool) {
@@ -218,15 +234,16 @@ impl Read for BlobReader {
             };
             match self.handle.block_on(response.chunk()) {
                 Ok(Some(mut chunk)) => {
-                    // A try that brings data has not failed: a link that
-                    // drops now and then still finishes a large layer.
-                    if !chunk.is_empty() {
-                        self.failures = 0;
-                    }
                     if self.skip > 0 {
                         let drop = (self.skip as usize).min(chunk.len());
                         chunk = chunk.slice(drop..);
                         self.skip -= drop as u64;
+                    }
+                    // A try that brings new data has not failed: a link
+                    // that drops now and then still finishes a large
+                    // layer (bytes skipped again are no progress).
+                    if !chunk.is_empty() {
+                        self.failures = 0;
                     }
                     self.pending = chunk;
                 }

@@ -41,13 +41,21 @@ impl Endpoint {
 }
 
 /// A client of registries with one configuration. Cheap to share.
-#[derive(Debug)]
 pub struct Registries {
     http: HttpClient,
     config: RegistryConfig,
     /// What answered a challenge (`Basic …`, `Bearer …`) by (endpoint
     /// host, scope).
     tokens: Mutex<HashMap<(String, String), Arc<str>>>,
+}
+
+impl std::fmt::Debug for Registries {
+    // Never the cached `Authorization` values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registries")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Registries {
@@ -163,6 +171,20 @@ impl Registries {
             }
             if response.status != 401 || attempt == 1 {
                 return check_status(response).await;
+            }
+            // Only the registry's own 401 is answered with its
+            // credentials, not one from where it redirected (a CDN, an
+            // open redirect) naming a realm of its choosing.
+            let same_origin = response.url.host_str() == url.host_str()
+                && response.url.port_or_known_default() == url.port_or_known_default();
+            if !same_origin {
+                return Err(RegistryError::Unauthorized {
+                    registry: endpoint.host.clone(),
+                    reason: format!(
+                        "{} (where it redirected) asks for credentials: not given",
+                        response.url
+                    ),
+                });
             }
             let challenge = response
                 .header(WWW_AUTHENTICATE.as_str())

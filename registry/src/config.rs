@@ -10,8 +10,6 @@ use std::fmt;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use super::reference::DOCKER_HUB;
-
 /// Docker's own limit on parallel layer downloads.
 pub const DEFAULT_CONCURRENT_DOWNLOADS: usize = 3;
 
@@ -131,10 +129,7 @@ pub fn registry_key(key: &str) -> String {
         .trim_start_matches("https://")
         .trim_start_matches("http://");
     let host = host.split('/').next().unwrap_or(host);
-    match host {
-        "index.docker.io" | "registry-1.docker.io" | "docker.io" => DOCKER_HUB.into(),
-        other => other.to_ascii_lowercase(),
-    }
+    super::reference::canonical_host(host)
 }
 
 impl RegistryConfig {
@@ -240,7 +235,11 @@ mod tests {
             (hub.username.as_str(), hub.password.as_str()),
             ("user", "pass")
         );
-        assert_eq!(config.credentials("registry-1.docker.io"), Some(hub));
+        assert_eq!(
+            config.credentials("registry-1.docker.io"),
+            Some(hub.clone())
+        );
+        assert_eq!(config.credentials("INDEX.docker.io:443"), Some(hub));
         assert_eq!(config.credentials("GHCR.io").unwrap().password, "p");
         assert_eq!(config.credentials("quay.io").unwrap().username, "<token>");
         assert_eq!(config.credentials("example.com"), None);

@@ -107,6 +107,13 @@ async fn resolve_at(
         Answer::Index(chosen) => chosen,
     };
     let child_digest = chosen.digest().to_string();
+    // Only a digest that is checked binds the manifest to its index.
+    if child_digest.parse::<husk_store::Digest>().is_err() {
+        return Err(bad(
+            reference,
+            format!("index entry `{child_digest}`: only sha256 digests are supported"),
+        ));
+    }
     let (child_type, child_bytes, child_computed) =
         fetch(registries, endpoint, reference, &child_digest).await?;
     if is_index(&child_type, &child_bytes) {

@@ -145,7 +145,11 @@ impl PolicyConfig {
                 return Err(bad("`registry` is required (a host, or \"*\")".into()));
             }
             if let Some(repository) = &rule.repository
-                && (repository.is_empty() || repository[..repository.len() - 1].contains('*'))
+                && (repository.is_empty()
+                    || repository
+                        .strip_suffix('*')
+                        .unwrap_or(repository)
+                        .contains('*'))
             {
                 return Err(bad(format!(
                     "repository `{repository}`: exact, or a prefix ending in `*`"
@@ -187,10 +191,12 @@ impl PolicyConfig {
                             root.display()
                         )));
                     }
+                    let root_bytes = std::fs::read(&root)
+                        .map_err(|e| bad(format!("require_fresh.root {}: {e}", root.display())))?;
                     Some(TagRepository {
                         url: fresh.repository.clone(),
+                        datastore: datastores.join(datastore_name(&fresh.repository, &root_bytes)),
                         root,
-                        datastore: datastores.join(datastore_name(&fresh.repository)),
                     })
                 }
             };
@@ -212,9 +218,14 @@ impl PolicyConfig {
     }
 }
 
-/// A directory name for a repository's datastore: its URL, hashed.
-fn datastore_name(url: &str) -> String {
-    husk_store::Digest::of(url.as_bytes()).hex()[..16].to_owned()
+/// A directory name for a repository's datastore: its URL (without a
+/// trailing `/`) and its pinned root, hashed, so two rules trusting one
+/// URL with different roots never share what they remember.
+fn datastore_name(url: &str, root: &[u8]) -> String {
+    let mut both = url.trim_end_matches('/').as_bytes().to_vec();
+    both.push(0);
+    both.extend_from_slice(husk_store::Digest::of(root).hex().as_bytes());
+    husk_store::Digest::of(&both).hex()
 }
 
 impl Rule {
@@ -235,6 +246,14 @@ impl Rule {
 impl Policy {
     pub fn new(layers: Vec<Layer>) -> Self {
         Self { layers }
+    }
+
+    /// Whether anything is refused or required (a policy of no rules
+    /// and `default = "allow"` admits everything as it is).
+    pub fn constrains(&self) -> bool {
+        self.layers
+            .iter()
+            .any(|l| l.default == Action::Deny || !l.rules.is_empty())
     }
 
     /// Adds a layer (user-data's): it must admit an image too.
@@ -378,6 +397,10 @@ mod tests {
             ("[[rules]]\nrepository = \"x\"\n", "`registry` is required"),
             (
                 "[[rules]]\nregistry = \"r\"\nrepository = \"a*b\"\n",
+                "prefix ending in `*`",
+            ),
+            (
+                "[[rules]]\nregistry = \"r\"\nrepository = \"**\"\n",
                 "prefix ending in `*`",
             ),
             (

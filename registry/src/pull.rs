@@ -185,7 +185,7 @@ pub async fn pull(
             reference: reference.to_string(),
             digest: resolved.digest.clone(),
             layers: layers.len(),
-            size: layers.iter().map(|l| l.size()).sum(),
+            size: layers.iter().fold(0u64, |n, l| n.saturating_add(l.size())),
         },
     );
 
@@ -215,7 +215,9 @@ pub async fn pull(
         (incoming, wanted)
     };
 
-    let bytes_fetched = wanted.iter().map(|(_, size, _)| size).sum();
+    let bytes_fetched = wanted
+        .iter()
+        .fold(0u64, |n, (_, size, _)| n.saturating_add(*size));
     fetch_layers(
         &registries,
         reference,
@@ -339,6 +341,8 @@ async fn fetch_layers(
         registries.config().concurrent_downloads(),
     ));
     let cancel = Arc::new(AtomicBool::new(false));
+    // A pull given up (its future dropped: a deadline) stops its readers.
+    let _stop = StopOnDrop(Arc::clone(&cancel));
     // The endpoint that served the manifest first, then the others.
     let mut endpoints = vec![resolved.endpoint.clone()];
     endpoints.extend(
@@ -413,5 +417,15 @@ async fn fetch_layers(
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Sets the flag every reader of a pull checks, when the pull ends
+/// whichever way.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }

@@ -142,13 +142,34 @@ fn split_registry(name: &str) -> (String, String) {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
         {
-            let registry = match first {
-                "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
-                other => other,
-            };
-            (registry.into(), rest.into())
+            (canonical_host(first), rest.into())
         }
         _ => (DOCKER_HUB.into(), name.into()),
+    }
+}
+
+/// One spelling per registry, so that what the policy, the credentials
+/// and the trusted tags match is what is fetched: lowercase, no trailing
+/// dot, no `:443` (HTTPS's port), Docker Hub's aliases as `docker.io`.
+pub fn canonical_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let host = host.strip_suffix(":443").unwrap_or(&host);
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => {
+            match name.strip_suffix('.') {
+                Some(name) if !name.is_empty() => format!("{name}:{port}"),
+                _ => host.to_owned(),
+            }
+        }
+        _ => host
+            .strip_suffix('.')
+            .filter(|h| !h.is_empty())
+            .unwrap_or(host)
+            .to_owned(),
+    };
+    match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.into(),
+        _ => host,
     }
 }
 
@@ -206,7 +227,11 @@ fn check_host(host: &str) -> Result<(), String> {
     {
         return Err(format!("registry `{host}`: port `{port}` is not a number"));
     }
+    // Labels of a name (not of a bracketed IPv6 address) are never
+    // empty: `..` and `.x` are no hosts.
+    let labels_ok = host.starts_with('[') || name.split('.').all(|label| !label.is_empty());
     let valid = !name.is_empty()
+        && labels_ok
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
@@ -342,12 +367,28 @@ mod tests {
             let err = Reference::parse(text).unwrap_err().to_string();
             assert!(err.contains(says), "{text:?}: {err}");
         }
+        // One spelling per registry: what rules match is what is fetched.
+        for (spelt, canonical) in [
+            ("GHCR.io", "ghcr.io"),
+            ("ghcr.io:443", "ghcr.io"),
+            ("ghcr.io.", "ghcr.io"),
+            ("ghcr.io.:5000", "ghcr.io:5000"),
+            ("INDEX.DOCKER.IO", "docker.io"),
+            ("registry-1.docker.io:443", "docker.io"),
+        ] {
+            let r = Reference::parse(&format!("{spelt}/o/app")).unwrap();
+            assert_eq!(r.registry, canonical, "{spelt}");
+        }
         assert_eq!(Reference::parse("[::1]/a:b").unwrap().registry, "[::1]");
         assert_eq!(
             Reference::parse("[::1]:5000/a").unwrap().registry,
             "[::1]:5000"
         );
         assert!(Reference::parse("[::1]x/a").is_err());
+        for no_host in ["../x:1", "./a/b:1", ".x/a", "a..b/c"] {
+            let err = Reference::parse(no_host).unwrap_err().to_string();
+            assert!(err.contains("not a host name"), "{no_host}: {err}");
+        }
         let long = format!("{}/x", "a".repeat(300));
         assert!(Reference::parse(&long).is_err());
     }

@@ -69,6 +69,8 @@ pub enum StoreError {
         expected: u64,
         actual: u64,
     },
+    #[error("layer {layer}: more than {limit} bytes after the end of its compressed stream")]
+    TrailingData { layer: Digest, limit: u64 },
     #[error("image config {config}: {reason}")]
     BadConfig { config: Digest, reason: String },
     #[error("stored blob {digest} is corrupt: its content is {actual}")]

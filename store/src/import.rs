@@ -192,7 +192,9 @@ pub(super) fn plan_record(
             names,
             manifest: manifest_digest,
             layers,
-            size: manifest_layers.iter().map(|l| l.size()).sum(),
+            size: manifest_layers
+                .iter()
+                .fold(0u64, |n, l| n.saturating_add(l.size())),
             os,
             architecture: config.architecture().to_string(),
             created: config.created().clone(),

@@ -126,7 +126,12 @@ impl Store {
         }
         for (i, diff_id) in plan.record.layers.iter().enumerate() {
             let blob = plan.layer_blobs[i];
-            if deferred.iter().any(|(b, _)| *b == blob) || self.blobs.contains(&blob) {
+            // A layer kept as a blob counts only in a deferred store:
+            // elsewhere `blobs/` holds manifests and configs, whose digest
+            // a hostile manifest may name as a layer.
+            if deferred.iter().any(|(b, _)| *b == blob)
+                || (incoming.defer && self.blobs.contains(&blob))
+            {
                 continue;
             }
             if let Some((_, dir)) = unpacked.iter().find(|(d, _)| d == diff_id) {
@@ -144,6 +149,20 @@ impl Store {
         import::commit_plans(self, incoming.staging.path(), &[plan], new_layers, deferred)?;
         Ok(summary)
     }
+}
+
+/// What a blob may hold after its compressed stream's end (padding).
+const TRAILING: u64 = 1 << 20;
+/// How much more of a blob is read after its layer was refused, to
+/// name a blob that is not its digest as such: beyond, the refusal is
+/// the layer's (a hostile descriptor's size is not read to its end).
+const DRAIN: u64 = 64 << 20;
+
+/// Reads the rest of `reader`, `limit` bytes at most: whether that was
+/// all of it.
+fn drain(reader: &mut impl Read, limit: u64) -> std::io::Result<bool> {
+    let read = std::io::copy(&mut reader.take(limit + 1), &mut std::io::sink())?;
+    Ok(read <= limit)
 }
 
 /// The whole blob read: its size and digest must be the descriptor's.
@@ -218,7 +237,15 @@ impl Incoming {
         // Also when the unpacking failed: a blob that is not what its
         // descriptor says is refused as such, not by what its bytes made
         // the tar reader say.
-        let verified = check_blob(hashing.finish(), blob_digest, size);
+        let limit = if unpacked.is_ok() { TRAILING } else { DRAIN };
+        let verified = match drain(&mut hashing, limit) {
+            Ok(true) => check_blob(hashing.finish(), blob_digest, size),
+            Ok(false) if unpacked.is_ok() => Err(Some(StoreError::TrailingData {
+                layer: *blob_digest,
+                limit,
+            })),
+            Ok(false) | Err(_) => Err(None),
+        };
         let actual_diff_id = match (unpacked, verified) {
             (_, Err(Some(e))) => {
                 let _ = fs::remove_dir_all(&dir);
@@ -265,13 +292,17 @@ impl Incoming {
         };
         let checked = check_layer(&mut tee, self.options.limits);
         // What follows the compressed stream's end is part of the blob.
-        let drained = std::io::copy(&mut tee, &mut std::io::sink());
+        let limit = if checked.is_ok() { TRAILING } else { DRAIN };
+        let drained = drain(&mut tee, limit);
         let staged = writer.finish()?;
-        let verified = check_blob(
-            drained.map(|_| (staged.digest, staged.size)),
-            blob_digest,
-            size,
-        );
+        let verified = match drained {
+            Ok(true) => check_blob(Ok((staged.digest, staged.size)), blob_digest, size),
+            Ok(false) if checked.is_ok() => Err(Some(StoreError::TrailingData {
+                layer: *blob_digest,
+                limit,
+            })),
+            Ok(false) | Err(_) => Err(None),
+        };
         let actual_diff_id = match (checked, verified) {
             (_, Err(Some(e))) => return Err(e),
             (Err(source), _) => {

@@ -58,9 +58,6 @@ pub fn normalise_name(name: &str) -> Result<String> {
     if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("it contains whitespace or control characters"));
     }
-    if name.starts_with("sha256:") {
-        return Err(invalid("a name cannot look like an image id"));
-    }
     // Docker's familiar form: `docker.io/library/nginx` is `nginx`, so
     // that a pulled image is found by the name a user types.
     let name = [
@@ -73,6 +70,9 @@ pub fn normalise_name(name: &str) -> Result<String> {
     .find_map(|prefix| name.strip_prefix(prefix))
     .filter(|rest| !rest.is_empty())
     .unwrap_or(name);
+    if name.starts_with("sha256:") {
+        return Err(invalid("a name cannot look like an image id"));
+    }
     let last = name.rsplit('/').next().unwrap_or(name);
     if name.contains('@') || last.contains(':') {
         Ok(name.into())
@@ -244,6 +244,7 @@ mod tests {
         );
         assert!(normalise_name("").is_err());
         assert!(normalise_name("a b").is_err());
+        assert!(normalise_name(&format!("docker.io/library/sha256:{}", "0".repeat(64))).is_err());
     }
 
     #[test]

@@ -51,9 +51,10 @@ impl ApiError {
             | E::Unpack { .. } => StatusCode::BAD_REQUEST,
             // What a registry sent (pulls answer in their stream; these
             // are here for completeness).
-            E::BadManifest { .. } | E::BlobMismatch { .. } | E::BlobSize { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            E::BadManifest { .. }
+            | E::BlobMismatch { .. }
+            | E::BlobSize { .. }
+            | E::TrailingData { .. } => StatusCode::BAD_GATEWAY,
             E::Io { path, .. } if Some(path.as_path()) == archive => StatusCode::BAD_REQUEST,
             E::Locked { .. } => StatusCode::SERVICE_UNAVAILABLE,
             E::Io { .. } | E::BadConfig { .. } | E::CorruptBlob { .. } | E::BadIndex { .. } => {

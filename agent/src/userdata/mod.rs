@@ -263,10 +263,14 @@ fn apply_every_boot(
     status: &mut Status,
 ) {
     apply_update_settings(updater, doc, status);
-    if let Some(registry) = &doc.registry
-        && let Err(e) = puller.extend(registry)
-    {
-        status.warnings.push(format!("registry: {e}"));
+    if let Some(registry) = &doc.registry {
+        match puller.extend(registry) {
+            Ok(None) => {}
+            Ok(Some(warning)) | Err(warning) => {
+                log::warn!("user-data registry: {warning}");
+                status.warnings.push(format!("registry: {warning}"));
+            }
+        }
     }
     if let Some(policy) = &doc.policy {
         match policy.load("user-data", &config.root.join("trust")) {
