@@ -4,14 +4,16 @@
 //! docker-registry and skopeo (the fixture fails without them) and root
 //! (the store unpacks with ownership).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
+use common::TestStore;
 use husk_registry::config::AuthEntry;
 use husk_registry::progress::Progress;
 use husk_registry::{ProgressFn, PullOptions, Pulled, Reference, Registries, RegistryConfig};
-use husk_store::Store;
 use husk_testkit::registry::{
     Compression, ManifestFormat, PushOptions, Registry, RegistryOptions, TestCa, image_layout,
     multi_arch_layout, random_layers, skopeo_copy, skopeo_inspect_raw,
@@ -452,54 +454,4 @@ fn inspect(reg: &Registry, repository: &str) -> Pushed {
         digest: sha256(&raw),
         manifest: serde_json::from_slice(&raw).expect("a JSON manifest"),
     }
-}
-
-struct TestStore {
-    dir: tempfile::TempDir,
-    store: Arc<Mutex<Store>>,
-}
-
-impl TestStore {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).expect("open the store");
-        Self {
-            dir,
-            store: Arc::new(Mutex::new(store)),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap()
-    }
-
-    /// `path`'s bytes in the top-most layer of the pulled image that has it.
-    fn file(&self, pulled: &Pulled, path: &str) -> Option<Vec<u8>> {
-        let layers = self
-            .lock()
-            .layer_paths(&pulled.image.id)
-            .expect("layers unpacked");
-        layers
-            .iter()
-            .rev()
-            .find_map(|dir| std::fs::read(dir.join(path)).ok())
-    }
-
-    /// No image, no layer, nothing staged.
-    fn assert_untouched(&self) {
-        let images = self.lock().list();
-        assert!(images.is_empty(), "{images:?}");
-        let root = self.dir.path().join("store");
-        for sub in ["tmp", "layers"] {
-            let left = entries(&root.join(sub));
-            assert!(left.is_empty(), "{sub}/ has {left:?}");
-        }
-    }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
 }

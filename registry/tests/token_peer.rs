@@ -8,13 +8,14 @@
 //! with. Needs the packages docker-registry and skopeo, and root (the
 //! store unpacks with ownership).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+mod common;
 
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use common::TestStore;
 use husk_registry::config::AuthEntry;
 use husk_registry::{PullOptions, Pulled, Reference, Registries, RegistryConfig};
-use husk_store::Store;
 use husk_testkit::fake_registry::{RequestLog, basic_authorization};
 use husk_testkit::registry::{
     PushOptions, Registry, RegistryOptions, Tls, image_layout, skopeo_copy, skopeo_inspect_raw,
@@ -296,54 +297,4 @@ async fn pull(
     husk_registry::pull(registries, Arc::clone(&store.store), &reference, &options)
         .await
         .map_err(|e| e.to_string())
-}
-
-struct TestStore {
-    dir: tempfile::TempDir,
-    store: Arc<Mutex<Store>>,
-}
-
-impl TestStore {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("store")).expect("open the store");
-        Self {
-            dir,
-            store: Arc::new(Mutex::new(store)),
-        }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap()
-    }
-
-    /// `path`'s bytes in the top-most layer of the pulled image that has it.
-    fn file(&self, pulled: &Pulled, path: &str) -> Option<Vec<u8>> {
-        let layers = self
-            .lock()
-            .layer_paths(&pulled.image.id)
-            .expect("layers unpacked");
-        layers
-            .iter()
-            .rev()
-            .find_map(|dir| std::fs::read(dir.join(path)).ok())
-    }
-
-    /// No image, no layer, nothing staged.
-    fn assert_untouched(&self) {
-        let images = self.lock().list();
-        assert!(images.is_empty(), "{images:?}");
-        let root = self.dir.path().join("store");
-        for sub in ["tmp", "layers"] {
-            let left = entries(&root.join(sub));
-            assert!(left.is_empty(), "{sub}/ has {left:?}");
-        }
-    }
-}
-
-fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect()
 }
