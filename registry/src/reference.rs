@@ -139,9 +139,7 @@ impl fmt::Display for Reference {
 
 fn split_registry(name: &str) -> (String, String) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" =>
-        {
+        Some((first, rest)) if looks_like_registry(first) || first.starts_with('.') => {
             (canonical_host(first), rest.into())
         }
         _ => (DOCKER_HUB.into(), name.into()),
@@ -153,24 +151,32 @@ fn split_registry(name: &str) -> (String, String) {
 /// dot, no `:443` (HTTPS's port), Docker Hub's aliases as `docker.io`.
 pub fn canonical_host(host: &str) -> String {
     let host = host.to_ascii_lowercase();
-    let host = host.strip_suffix(":443").unwrap_or(&host);
-    let host = match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || host.starts_with('[') => {
-            match name.strip_suffix('.') {
-                Some(name) if !name.is_empty() => format!("{name}:{port}"),
-                _ => host.to_owned(),
-            }
-        }
-        _ => host
-            .strip_suffix('.')
-            .filter(|h| !h.is_empty())
-            .unwrap_or(host)
-            .to_owned(),
+    // Each shortening only if what is left is still read as a registry
+    // (`foo:443/x` is not `foo/x`, which is Docker Hub's).
+    let keep = |shorter: Option<String>, host: String| match shorter {
+        Some(shorter) if looks_like_registry(&shorter) => shorter,
+        _ => host,
     };
+    let host = keep(host.strip_suffix(":443").map(str::to_owned), host.clone());
+    let without_dot = match host.rsplit_once(':') {
+        Some((name, port)) if !host.starts_with('[') => {
+            name.strip_suffix('.').map(|name| format!("{name}:{port}"))
+        }
+        Some(_) => None,
+        None => host.strip_suffix('.').map(str::to_owned),
+    };
+    let host = keep(without_dot, host);
     match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB.into(),
         _ => host,
     }
+}
+
+/// What Docker reads as a registry rather than a repository component.
+fn looks_like_registry(first: &str) -> bool {
+    !first.is_empty()
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+        && !first.starts_with('.')
 }
 
 fn parse_digest(digest: &str) -> Result<String, String> {
@@ -229,12 +235,18 @@ fn check_host(host: &str) -> Result<(), String> {
     }
     // Labels of a name (not of a bracketed IPv6 address) are never
     // empty: `..` and `.x` are no hosts.
-    let labels_ok = host.starts_with('[') || name.split('.').all(|label| !label.is_empty());
+    let bracketed = host.starts_with('[');
+    let labels_ok = bracketed
+        || name
+            .strip_suffix('.')
+            .unwrap_or(name)
+            .split('.')
+            .all(|label| !label.is_empty());
     let valid = !name.is_empty()
         && labels_ok
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'[' | b']' | b':'));
+        && name.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-') || (bracketed && b == b':')
+        });
     if valid {
         Ok(())
     } else {
@@ -385,7 +397,21 @@ mod tests {
             "[::1]:5000"
         );
         assert!(Reference::parse("[::1]x/a").is_err());
-        for no_host in ["../x:1", "./a/b:1", ".x/a", "a..b/c"] {
+        // Single-label hosts keep what makes them registries.
+        assert_eq!(Reference::parse("foo:443/x").unwrap().registry, "foo:443");
+        assert_eq!(Reference::parse("foo./x").unwrap().registry, "foo.");
+        assert_eq!(
+            Reference::parse("localhost.:443/x").unwrap().registry,
+            "localhost"
+        );
+        for no_host in [
+            "../x:1",
+            "./a/b:1",
+            ".x/a",
+            "a..b/c",
+            "ap[ion./kw",
+            "a]b.c/x",
+        ] {
             let err = Reference::parse(no_host).unwrap_err().to_string();
             assert!(err.contains("not a host name"), "{no_host}: {err}");
         }
