@@ -98,14 +98,7 @@ async fn the_platform_asked_for_is_chosen_from_an_index() {
         platform: Some("linux/arm64".parse().unwrap()),
         ..Default::default()
     };
-    let pulled = pull(
-        &registries(config_for(&fake)),
-        &store,
-        &reference(&fake, "latest"),
-        &options,
-    )
-    .await
-    .unwrap();
+    let pulled = pull_latest_with(&fake, &store, &options).await.unwrap();
     assert_eq!(pulled.image.architecture, "arm64");
     let store_images = store.store.lock().unwrap().list();
     assert_eq!(store_images.len(), 1);

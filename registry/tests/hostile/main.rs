@@ -232,11 +232,20 @@ pub async fn pull(
 /// Pulls `<fake>/library/busybox:latest` into `store` with `fake`'s
 /// plain configuration.
 pub async fn pull_latest(fake: &FakeRegistry, store: &TestStore) -> Result<Pulled, RegistryError> {
+    pull_latest_with(fake, store, &PullOptions::default()).await
+}
+
+/// `pull_latest` with these options (a progress recorder, a platform).
+pub async fn pull_latest_with(
+    fake: &FakeRegistry,
+    store: &TestStore,
+    options: &PullOptions,
+) -> Result<Pulled, RegistryError> {
     pull(
         &registries(config_for(fake)),
         store,
         &reference(fake, "latest"),
-        &PullOptions::default(),
+        options,
     )
     .await
 }

@@ -126,14 +126,7 @@ async fn at_most_the_configured_number_of_layers_at_once() {
     let (fake, image) = slow_image();
     let (options, seen) = gets_at_first_done(&fake, &image.layers);
     let store = TestStore::new();
-    pull(
-        &registries(config_for(&fake)),
-        &store,
-        &reference(&fake, "latest"),
-        &options,
-    )
-    .await
-    .unwrap();
+    pull_latest_with(&fake, &store, &options).await.unwrap();
     let gets = seen.lock().unwrap().clone().unwrap();
     assert_eq!(gets.iter().sum::<usize>(), 3, "{gets:?}");
     assert!(gets.iter().all(|&n| n <= 1), "{gets:?}");

@@ -31,14 +31,9 @@ async fn a_dropped_connection_resumes_from_the_byte_reached() {
     );
     let store = TestStore::new();
     let events = Events::default();
-    let pulled = pull(
-        &registries(config_for(&fake)),
-        &store,
-        &reference(&fake, "latest"),
-        &events.options(),
-    )
-    .await
-    .unwrap();
+    let pulled = pull_latest_with(&fake, &store, &events.options())
+        .await
+        .unwrap();
     assert_eq!(pulled.layers_fetched, 1);
     assert_eq!(pulled.image.layers, 1);
 
@@ -66,14 +61,9 @@ async fn a_stall_is_noticed_and_the_download_resumed() {
     );
     let store = TestStore::new();
     let events = Events::default();
-    pull(
-        &registries(config_for(&fake)),
-        &store,
-        &reference(&fake, "latest"),
-        &events.options(),
-    )
-    .await
-    .unwrap();
+    pull_latest_with(&fake, &store, &events.options())
+        .await
+        .unwrap();
     let ranges = blob_ranges(&fake, layer);
     assert_eq!(ranges.len(), 2, "{ranges:?}");
     let from = range_start(ranges[1].as_deref().unwrap());
@@ -199,14 +189,9 @@ async fn transient_5xx_on_a_layer_are_retried() {
     );
     let store = TestStore::new();
     let events = Events::default();
-    pull(
-        &registries(config_for(&fake)),
-        &store,
-        &reference(&fake, "latest"),
-        &events.options(),
-    )
-    .await
-    .unwrap();
+    pull_latest_with(&fake, &store, &events.options())
+        .await
+        .unwrap();
     assert_eq!(fake.blob_gets(layer), 3);
     let retries = events.retries(layer);
     assert!(
