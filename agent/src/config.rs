@@ -24,6 +24,8 @@ pub struct AgentConfig {
     pub registry: husk_registry::RegistryConfig,
     /// `[policy]`: which images may be pulled, and what they must prove.
     pub policy: husk_registry::policy::PolicyConfig,
+    /// `[network]`: the containers' bridge.
+    pub network: crate::bridge::NetworkSettings,
 }
 
 /// `[limits.containers]`: defaults and maxima of memory, CPUs and pids;
@@ -91,6 +93,7 @@ impl AgentConfig {
         config.update.validate()?;
         config.limits.containers.validate()?;
         config.registry.validate().map_err(|e| e.to_string())?;
+        config.network.check()?;
         Ok(config)
     }
 }
@@ -143,6 +146,13 @@ mod tests {
         assert_eq!(config.limits.images.max_layer_entries, 10);
         let err = AgentConfig::parse("[limits.containers]\ndefault_pids = 0\n").unwrap_err();
         assert!(err.contains("pids"), "{err}");
+        let config =
+            AgentConfig::parse("[network]\nsubnet = \"10.99.0.0/24\"\nmtu = 1400\n").unwrap();
+        assert_eq!(config.network.subnet.to_string(), "10.99.0.0/24");
+        let err = AgentConfig::parse("[network]\nsubnet = \"10.99.0.1/24\"\n").unwrap_err();
+        assert!(err.contains("host bits"), "{err}");
+        let err = AgentConfig::parse("[network]\nsubnet = \"nonsense\"\n").unwrap_err();
+        assert!(err.starts_with("2:"), "{err}");
         let missing = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap();
         assert_eq!(missing, AgentConfig::default());
     }

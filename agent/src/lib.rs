@@ -8,6 +8,7 @@
 //! Clients never link this crate: they speak husk-api.
 
 pub mod api;
+pub mod bridge;
 pub mod clock;
 pub mod config;
 pub mod containers;
@@ -15,6 +16,7 @@ pub mod http_client;
 pub mod images;
 pub mod logger;
 pub mod net;
+pub mod nft;
 pub mod oom;
 pub mod pulls;
 pub mod server;

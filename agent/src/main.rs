@@ -195,6 +195,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     manager_config.limits = config.limits.containers;
     manager_config.log_max_size = config.logs.max_size;
     manager_config.log_max_files = config.logs.max_files;
+    manager_config.network = config.network.clone();
     let containers = Manager::new(manager_config, images.clone());
     if images.error().is_none() {
         containers.restore().await;

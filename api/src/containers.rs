@@ -3,11 +3,13 @@
 //! line ([`Frame`]), sent as the container writes.
 
 mod options;
+mod ports;
 mod restart;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::options::{NetworkMode, RunOptions, UserNamespace};
+pub use self::options::{NetworkMode, RunOptions, UserNamespace, parse_extra_host};
+pub use self::ports::{MAX_RANGE, PortMapping, PortProtocol, PortSpecError, parse_publish};
 pub use self::restart::{ParseRestartPolicyError, RestartPolicy};
 
 /// `GET` (list) and `POST` (create, a [`RunOptions`]).
@@ -96,6 +98,23 @@ pub struct ContainerInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_ms: Option<u64>,
     pub options: RunOptions,
+    /// Its place on the bridge while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkInfo>,
+}
+
+/// A bridged container's addresses and the ports it really published
+/// (a host port asked as 0 is the one the agent picked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkInfo {
+    /// The bridge interface (`husk0`).
+    pub bridge: String,
+    pub ip_address: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mac_address: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
 }
 
 /// `logs`' options (the query of `GET …/logs`).

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use husk_api::containers::{
     CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, Frame, LogEntry, NetworkMode,
-    RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream, WaitResponse,
-    container_path,
+    PortMapping, RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream, WaitResponse,
+    container_path, parse_extra_host, parse_publish,
 };
 use husk_api::images::image_path;
 use husk_api::{Client, ClientError, Method};
@@ -68,9 +68,19 @@ pub struct CreateArgs {
     /// no, on-failure[:N], always, unless-stopped.
     #[arg(long, default_value = "no")]
     restart: RestartPolicy,
-    /// none or host.
-    #[arg(long, default_value = "none", value_parser = parse_network)]
+    /// bridge (the agent's bridge, NAT out), none (only lo) or host.
+    #[arg(long, default_value = "bridge", value_parser = parse_network)]
     network: NetworkMode,
+    /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp], ranges
+    /// as 8000-8009:80-89; repeatable.
+    #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:PORT", value_parser = parse_publish_arg)]
+    publish: Vec<Vec<PortMapping>>,
+    /// A name server for the container's /etc/resolv.conf; repeatable.
+    #[arg(long, value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
+    /// NAME:IP, a line of the container's /etc/hosts; repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    add_host: Vec<String>,
     /// All capabilities, no seccomp (if the agent's policy allows it).
     #[arg(long)]
     privileged: bool,
@@ -173,10 +183,19 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 
 fn parse_network(text: &str) -> Result<NetworkMode, String> {
     match text {
+        "bridge" | "default" => Ok(NetworkMode::Bridge),
         "none" => Ok(NetworkMode::None),
         "host" => Ok(NetworkMode::Host),
-        _ => Err(format!("`{text}`: none or host")),
+        _ => Err(format!("`{text}`: bridge, none or host")),
     }
+}
+
+fn parse_publish_arg(text: &str) -> Result<Vec<PortMapping>, String> {
+    parse_publish(text).map_err(|e| e.to_string())
+}
+
+fn parse_add_host(text: &str) -> Result<String, String> {
+    parse_extra_host(text).map(|_| text.to_string())
 }
 
 /// Docker's `--storage-opt size=SIZE`, the one option Husk knows.
@@ -206,6 +225,9 @@ impl CreateArgs {
         opts.pids_limit = self.pids_limit;
         opts.storage_size = self.storage_opt;
         opts.network = self.network;
+        opts.ports = self.publish.into_iter().flatten().collect();
+        opts.dns = self.dns;
+        opts.extra_hosts = self.add_host;
         opts.privileged = self.privileged;
         opts.userns_auto = self.userns == "auto";
         opts.restart = self.restart;

@@ -38,6 +38,18 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "efivarfs",
     // config drives (NoCloud's cidata is usually an ISO 9660 image)
     "isofs",
+    // containers' networks: the bridge, veth pairs, and the nftables
+    // expressions of the agent's table (NAT, masquerade, conntrack state,
+    // fib address types); their dependencies (nf_conntrack, nf_nat,
+    // nft_fib_ipv4/6) come through modules.dep
+    "bridge",
+    "veth",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_fib_inet",
     // the data partition's project quotas (ext4's quota feature needs the
     // v2 quota format; init loads it before mounting)
     "quota_v2",

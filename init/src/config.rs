@@ -115,12 +115,14 @@ fn default_timeout() -> u64 {
 /// Containers (overlay), the power button (evdev), the filesystems
 /// config drives use (FAT and ISO 9660, NoCloud's `cidata`): the agent
 /// mounts those at first boot and there is no modprobe to load them then;
-/// and efivarfs, where systemd-boot says whether this boot is on trial.
+/// efivarfs, where systemd-boot says whether this boot is on trial; and
+/// containers' networks (bridge, veth, the nftables expressions of the
+/// agent's table): the kernel would ask a modprobe there is not for them.
 fn default_modules() -> Vec<String> {
     DEFAULT_MODULES.iter().map(|m| (*m).into()).collect()
 }
 
-const DEFAULT_MODULES: [&str; 7] = [
+const DEFAULT_MODULES: [&str; 15] = [
     "overlay",
     "evdev",
     "vfat",
@@ -128,6 +130,14 @@ const DEFAULT_MODULES: [&str; 7] = [
     "nls_ascii",
     "isofs",
     "efivarfs",
+    "bridge",
+    "veth",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_fib_inet",
 ];
 
 fn default_services() -> heapless::Vec<ServiceConfig, MAX_SERVICES> {

@@ -91,6 +91,8 @@ struct UserNet {
     forwards: Vec<Forward>,
     /// Where [`METADATA_ADDR`] goes; None: nowhere.
     metadata: Option<SocketAddr>,
+    /// Host loopback TCP ports forwarded to guest ports (`hostfwd`).
+    host_forwards: Vec<(u16, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +204,16 @@ impl VmBuilder {
         let guest = SocketAddrV4::new(FORWARD_ADDR, guest_port);
         let net = self.user_net.get_or_insert_with(UserNet::default);
         net.forwards.push(Forward { guest, host });
+        self
+    }
+
+    /// TCP connections to 127.0.0.1:`host_port` on this host reach the
+    /// guest's `guest_port` (slirp's `hostfwd`, as a cloud's load balancer
+    /// reaches a machine's port; implies [`VmBuilder::user_net`]). Pick
+    /// the host port with [`free_port`].
+    pub fn forward_to_guest(mut self, host_port: u16, guest_port: u16) -> Self {
+        let net = self.user_net.get_or_insert_with(UserNet::default);
+        net.host_forwards.push((host_port, guest_port));
         self
     }
 
@@ -448,6 +460,9 @@ fn netdev(net: &UserNet, bash: &Path) -> String {
         );
         spec.push(guestfwd(forward.guest, &connect_to(bash, forward.host)));
     }
+    for (host_port, guest_port) in &net.host_forwards {
+        spec.push(format!("hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}"));
+    }
     match net.metadata {
         Some(host) => spec.push(guestfwd(METADATA_ADDR, &connect_to(bash, host))),
         // A command that exits at once: the guest's connection is
@@ -456,6 +471,14 @@ fn netdev(net: &UserNet, bash: &Path) -> String {
         None => {}
     }
     spec.join(",")
+}
+
+/// A TCP port on 127.0.0.1 nothing listens on now (the kernel's pick), for
+/// [`VmBuilder::forward_to_guest`].
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// A `guestfwd` rule: TCP connections to `guest` go to `target`.

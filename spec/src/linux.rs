@@ -47,7 +47,9 @@ pub fn namespaces(opts: &RunOptions) -> Vec<LinuxNamespace> {
         LinuxNamespaceType::Mount,
         LinuxNamespaceType::Cgroup,
     ];
-    if opts.network == NetworkMode::None {
+    // A bridged container's namespace is made by the agent, which sets
+    // its path; `none` gets a fresh one from the runtime.
+    if opts.network != NetworkMode::Host {
         types.push(LinuxNamespaceType::Network);
     }
     if opts.userns.is_some() {

@@ -68,6 +68,34 @@ pub fn busybox_layer() -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
+/// A layer of regular files (path, mode, contents), with the
+/// directories they need.
+pub fn files_layer(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, mode, data) in files {
+        let mut dir = std::path::Path::new(path).parent();
+        let mut missing = Vec::new();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            if dirs.insert(d.to_path_buf()) {
+                missing.push(d.to_path_buf());
+            }
+            dir = d.parent();
+        }
+        for d in missing.iter().rev() {
+            append(
+                &mut tar,
+                tar::EntryType::Directory,
+                d.to_str().unwrap(),
+                b"",
+            );
+        }
+        let mut h = header(tar::EntryType::Regular, *mode, data.len() as u64);
+        tar.append_data(&mut h, path, *data).unwrap();
+    }
+    tar.into_inner().unwrap()
+}
+
 /// An OCI descriptor of `data`.
 pub fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
     json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})

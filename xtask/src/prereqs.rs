@@ -125,6 +125,11 @@ const PREREQS: &[Prereq] = &[
         present: || has_command("skopeo"),
         why: "registry peers for the pull tests",
     },
+    Prereq {
+        package: "nftables",
+        present: || has_command("nft"),
+        why: "the firewall tests read the agent's nftables table back with `nft` (agent/tests/nft.rs)",
+    },
 ];
 
 /// Makes sure every prerequisite is installed, or says what to install.

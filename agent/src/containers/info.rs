@@ -6,7 +6,12 @@ use super::record::ContainerRecord;
 use super::time::rfc3339_ms;
 
 /// The API's view of a container's record.
-pub fn info(record: &ContainerRecord, status: Status, pid: Option<i32>) -> ContainerInfo {
+pub fn info(
+    record: &ContainerRecord,
+    status: Status,
+    pid: Option<i32>,
+    network: Option<husk_api::containers::NetworkInfo>,
+) -> ContainerInfo {
     ContainerInfo {
         name: record.name().to_string(),
         image: record.options.image.clone(),
@@ -27,5 +32,6 @@ pub fn info(record: &ContainerRecord, status: Status, pid: Option<i32>) -> Conta
         started_ms: record.started_ms,
         finished_ms: record.finished_ms,
         options: record.options.clone(),
+        network,
     }
 }

@@ -51,9 +51,11 @@ impl Manager {
     async fn spawn_shim(&self, slot: &Arc<Slot>) -> Result<()> {
         let result = self.try_spawn_shim(slot).await;
         match &result {
-            Ok((shim, init_pid)) => {
+            Ok((shim, init_pid, network)) => {
                 let (shim, init_pid) = (*shim, *init_pid);
+                let network = network.clone();
                 slot.update(|s| {
+                    s.network = network;
                     s.status = Status::Running;
                     s.shim = Some(shim);
                     s.init_pid = Some(init_pid);
@@ -80,7 +82,19 @@ impl Manager {
         result.map(|_| ())
     }
 
-    async fn try_spawn_shim(&self, slot: &Slot) -> Result<(ShimPid, i32)> {
+    async fn try_spawn_shim(
+        &self,
+        slot: &Slot,
+    ) -> Result<(ShimPid, i32, Option<husk_api::containers::NetworkInfo>)> {
+        let network = self.attach_network(slot).await?;
+        let started = self.try_spawn_shim_attached(slot).await;
+        if started.is_err() {
+            self.detach_network(slot).await;
+        }
+        started.map(|(shim, pid)| (shim, pid, network))
+    }
+
+    async fn try_spawn_shim_attached(&self, slot: &Slot) -> Result<(ShimPid, i32)> {
         let paths = &slot.paths;
         let config = &self.0.config;
         std::fs::create_dir_all(&paths.run).at(&paths.run)?;
@@ -183,7 +197,7 @@ impl Manager {
             if slot.snapshot().generation != generation || slot.snapshot().removed {
                 return; // a stop or removal already handled it
             }
-            let restart = manager.record_exit(&slot);
+            let restart = manager.record_exit(&slot).await;
             drop(guard);
             manager.after_exit(&slot, restart, generation).await;
         });
@@ -191,7 +205,8 @@ impl Manager {
 
     /// Reads what the shim left and updates the record. Returns whether
     /// the restart policy wants the container back. Called under the lock.
-    pub(super) fn record_exit(&self, slot: &Slot) -> bool {
+    pub(super) async fn record_exit(&self, slot: &Slot) -> bool {
+        self.detach_network(slot).await;
         let status: Option<ExitStatus> = read_json(&slot.paths.exit()).ok();
         if status.is_none() {
             // The shim was killed: clean up after it.
@@ -331,7 +346,7 @@ impl Manager {
             self.signal_container(&slot.name, libc::SIGKILL, true);
             wait_for_exit(shim, Some(KILL_WAIT)).await;
         }
-        self.record_exit(&slot);
+        self.record_exit(&slot).await;
         Ok(slot.info())
     }
 
@@ -371,7 +386,7 @@ impl Manager {
             if let Some(shim) = snapshot.shim {
                 wait_for_exit(shim, Some(KILL_WAIT)).await;
             }
-            self.record_exit(&slot);
+            self.record_exit(&slot).await;
         }
         slot.state.send_modify(|s| {
             s.generation += 1;
@@ -379,6 +394,7 @@ impl Manager {
         });
         self.table().remove(name);
         self.rebalance_storage();
+        self.release_network(name).await;
         // The record first: a crash halfway leaves no container that
         // points at missing files, only files without a record.
         for path in [

@@ -37,6 +37,8 @@ pub struct ManagerConfig {
     pub log_max_files: u32,
     /// Between the stop signal and SIGKILL (Docker's 10 s).
     pub stop_timeout: Duration,
+    /// `[network]`: the bridge.
+    pub network: crate::bridge::NetworkSettings,
 }
 
 impl ManagerConfig {
@@ -49,6 +51,7 @@ impl ManagerConfig {
             log_max_size: DEFAULT_MAX_SIZE,
             log_max_files: DEFAULT_MAX_FILES,
             stop_timeout: Duration::from_secs(10),
+            network: crate::bridge::NetworkSettings::default(),
         }
     }
 }
@@ -72,6 +75,9 @@ pub(super) struct Inner {
     pub table: Mutex<BTreeMap<String, Arc<Slot>>>,
     /// The writable layers' quotas.
     pub storage: super::storage::Storage,
+    /// The bridge, or why it cannot be had (bridged containers then fail
+    /// to start with that reason; the rest work).
+    pub networks: std::result::Result<crate::bridge::Networks, String>,
 }
 
 /// One container in the table.
@@ -98,6 +104,8 @@ pub(super) struct Snapshot {
     /// Exits in a row that came before a healthy run (for the backoff).
     pub quick_exits: u32,
     pub removed: bool,
+    /// Its place on the bridge while it runs.
+    pub network: Option<husk_api::containers::NetworkInfo>,
 }
 
 impl Slot {
@@ -107,7 +115,7 @@ impl Slot {
 
     pub fn info(&self) -> ContainerInfo {
         let s = self.state.borrow();
-        super::info::info(&s.record, s.status, s.init_pid)
+        super::info::info(&s.record, s.status, s.init_pid, s.network.clone())
     }
 
     /// Changes the state and writes the record. A record that cannot be
@@ -136,11 +144,26 @@ impl Manager {
             log::error!("creating {}: {e}", containers.display());
         }
         let storage = super::storage::Storage::probe(&containers, config.limits.storage_reserve);
+        let layout = &config.layout;
+        let networks = crate::bridge::Networks::new(
+            config.network.clone(),
+            crate::bridge::NetworkPaths {
+                state: layout.root.join("network"),
+                attachments: layout.run.join("network"),
+                netns: layout.run.join("netns"),
+                host_resolv_conf: layout.run.join("resolv.conf"),
+            },
+        )
+        .map_err(|e| {
+            log::error!("bridge: {e}");
+            e.to_string()
+        });
         Self(Arc::new(Inner {
             config,
             images,
             table: Mutex::new(BTreeMap::new()),
             storage,
+            networks,
         }))
     }
 
@@ -210,6 +233,8 @@ impl Manager {
             opts.name = self.generate_name();
         }
         check_name(&opts.name)?;
+        crate::bridge::Networks::check_options(&opts)
+            .map_err(|e| ManagerError::Invalid(e.to_string()))?;
         if opts.auto_remove && opts.restart != RestartPolicy::No {
             return Err(ManagerError::Invalid(
                 "auto-remove (--rm) and a restart policy exclude each other".into(),
@@ -269,6 +294,7 @@ impl Manager {
             &|file| layered::read_file(&layers, file),
         )?;
         clamp_rlimits(&mut spec);
+        self.add_network_to_spec(&mut spec, &opts, &paths);
         if paths.dir.exists() {
             return Err(ManagerError::Conflict(format!(
                 "{} exists but no container {name} is known: remove it or pick another name",
@@ -345,6 +371,7 @@ impl Manager {
             generation: 0,
             quick_exits: 0,
             removed: false,
+            network: None,
         });
         let slot = Arc::new(Slot {
             name: name.clone(),
@@ -409,6 +436,7 @@ impl Manager {
             };
             self.restore_one(paths, record).await;
         }
+        self.restore_networks().await;
     }
 
     async fn restore_one(&self, paths: ContainerPaths, record: ContainerRecord) {
@@ -434,7 +462,7 @@ impl Manager {
         if exited_while_away {
             log::info!("{name}: exited while the agent was away");
             let _guard = slot.op.lock().await;
-            let restart = self.record_exit(&slot);
+            let restart = self.record_exit(&slot).await;
             drop(_guard);
             self.after_exit(&slot, restart, 0).await;
             return;

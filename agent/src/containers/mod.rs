@@ -16,6 +16,7 @@ pub mod layered;
 mod lifecycle;
 pub mod logs;
 pub mod manager;
+mod network;
 pub mod paths;
 pub mod record;
 pub mod restart;

@@ -213,7 +213,9 @@ const IN_NAMESPACE: &str = "HUSK_TEST_IN_CGROUP2_NS";
 
 /// For tests that run containers (this host's cgroups are v1 hybrid):
 /// re-executes the test as root in a private mount namespace with cgroup2
-/// on /sys/fs/cgroup. True when the caller should run the test body now;
+/// on /sys/fs/cgroup, and a network namespace of its own (only `lo`, up):
+/// the agent's bridge, veths and nftables table are the test's, never the
+/// host's, and are gone with it even when it fails. True when the caller should run the test body now;
 /// false when it already ran in the child (asserted). Not root: the test
 /// fails, naming why (a root-only test must never pass unrun).
 pub fn enter_cgroup2_namespace(test: &str) -> bool {
@@ -225,8 +227,8 @@ pub fn enter_cgroup2_namespace(test: &str) -> bool {
         "{test} needs root (namespaces, mounts, cgroups): run it as root, as CI does"
     );
     let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c"])
-        .arg("mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
+        .args(["-m", "-n", "--propagation", "private", "sh", "-c"])
+        .arg("ip link set lo up && mount -t cgroup2 none /sys/fs/cgroup && exec \"$0\" \"$@\"")
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env(IN_NAMESPACE, "1")

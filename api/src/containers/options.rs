@@ -60,8 +60,24 @@ pub struct RunOptions {
     /// (the runtime scales it to cgroup v2's io.weight as runc does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_weight: Option<u16>,
+    /// Docker's default: the agent's bridge (`husk0`, NAT out).
     #[serde(default)]
     pub network: NetworkMode,
+    /// Published ports (`-p`); only on the bridge. Mappings, or `-p`
+    /// strings as in a compose file.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::ports::deserialize_ports"
+    )]
+    pub ports: Vec<super::ports::PortMapping>,
+    /// Name servers for the container's /etc/resolv.conf (`--dns`),
+    /// instead of the host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// `NAME:IP` lines for its /etc/hosts (`--add-host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<String>,
     /// All capabilities, no seccomp, no masked paths (if the agent's
     /// security policy allows it).
     #[serde(default)]
@@ -105,6 +121,9 @@ impl RunOptions {
             storage_size: None,
             io_weight: None,
             network: NetworkMode::default(),
+            ports: Vec::new(),
+            dns: Vec::new(),
+            extra_hosts: Vec::new(),
             privileged: false,
             userns: None,
             userns_auto: false,
@@ -115,14 +134,51 @@ impl RunOptions {
     }
 }
 
-/// The container's network. There is no bridge yet: a container has either
-/// its own namespace with only `lo`, or the host's.
+/// The container's network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
+    /// Its own namespace, on the agent's bridge: an address from the
+    /// bridge's subnet, a default route through it, NAT out of the host.
     #[default]
+    Bridge,
+    /// Its own namespace with only `lo`.
     None,
+    /// The host's namespace (if the security policy allows it).
     Host,
+}
+
+impl std::fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Bridge => "bridge",
+            Self::None => "none",
+            Self::Host => "host",
+        })
+    }
+}
+
+/// Checks an `--add-host` entry, `NAME:IP` (an IPv6 address may be in
+/// brackets), and gives back the two parts.
+pub fn parse_extra_host(entry: &str) -> Result<(String, std::net::IpAddr), String> {
+    let (name, ip) = entry
+        .split_once(':')
+        .ok_or_else(|| format!("extra host {entry:?}: expected NAME:IP"))?;
+    let ip_text = ip.trim_start_matches('[').trim_end_matches(']');
+    let ip = ip_text
+        .parse()
+        .map_err(|_| format!("extra host {entry:?}: {ip_text:?} is not an IP address"))?;
+    let valid_name = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+    if !valid_name {
+        return Err(format!(
+            "extra host {entry:?}: the name must be letters, digits, '-', '.' and '_'"
+        ));
+    }
+    Ok((name.to_string(), ip))
 }
 
 /// A user namespace mapping: one contiguous range for uids, one for gids.

@@ -1,0 +1,98 @@
+//! The files a container's own network needs, written into its directory
+//! before each start and bound over its `/etc/resolv.conf`, `/etc/hosts`
+//! and `/etc/hostname` (as Docker does): the host's name servers (or
+//! `--dns`), its own name and address, `--add-host` lines.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use husk_api::containers::parse_extra_host;
+
+/// The container's resolv.conf: `dns` when the user gave some, else the
+/// host's, without loopback servers (the container's loopback is its
+/// own: a server there is not the host's).
+pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    if dns.is_empty() {
+        for line in host.lines() {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(ip)) => {
+                    let loopback = ip.parse::<IpAddr>().map_or(true, |ip| ip.is_loopback());
+                    if !loopback {
+                        out.push_str(&format!("nameserver {ip}\n"));
+                        servers += 1;
+                    }
+                }
+                (Some("search" | "domain" | "options"), Some(_)) => {
+                    out.push_str(line.trim());
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+    } else {
+        for ip in dns {
+            out.push_str(&format!("nameserver {ip}\n"));
+            servers += 1;
+        }
+    }
+    if servers == 0 {
+        out.insert_str(
+            0,
+            "# The host has no name server a container can reach (none yet, or only loopback ones).\n",
+        );
+    }
+    out
+}
+
+/// The container's /etc/hosts.
+pub fn hosts(hostname: &str, address: Option<Ipv4Addr>, extra: &[String]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+         fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    if let Some(ip) = address {
+        out.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    for entry in extra {
+        // Checked when the container was created; a bad one is skipped.
+        if let Ok((name, ip)) = parse_extra_host(entry) {
+            out.push_str(&format!("{ip}\t{name}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_out_loopback_servers_and_keeps_search() {
+        let host = "nameserver 127.0.0.53\nnameserver 10.0.2.3\nsearch example.internal\n# x\n";
+        let out = resolv_conf(host, &[]);
+        assert_eq!(out, "nameserver 10.0.2.3\nsearch example.internal\n");
+        let out = resolv_conf("nameserver ::1\n", &[]);
+        assert!(out.starts_with("# The host has no name server"), "{out}");
+    }
+
+    #[test]
+    fn dns_flags_win() {
+        let out = resolv_conf("nameserver 10.0.2.3\n", &["9.9.9.9".parse().unwrap()]);
+        assert_eq!(out, "nameserver 9.9.9.9\n");
+    }
+
+    #[test]
+    fn hosts_name_the_container_and_the_extra_hosts() {
+        let out = hosts(
+            "web",
+            Some(Ipv4Addr::new(172, 17, 0, 2)),
+            &["db:10.0.0.5".into(), "v6:[fd00::1]".into()],
+        );
+        assert!(out.contains("127.0.0.1\tlocalhost\n"));
+        assert!(out.contains("172.17.0.2\tweb\n"));
+        assert!(out.contains("10.0.0.5\tdb\n"));
+        assert!(out.contains("fd00::1\tv6\n"));
+    }
+}

@@ -1,0 +1,202 @@
+//! The bridge's links over rtnetlink: the bridge itself, a veth pair per
+//! container (its inner end made straight inside the container's
+//! namespace, so no host-side `eth0` ever exists to collide or leak), and
+//! the container's addresses and default route, set from inside.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
+
+use futures_util::TryStreamExt;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::{
+    Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
+};
+
+/// The container's end of its veth.
+pub const CONTAINER_IFNAME: &str = "eth0";
+
+/// A netlink connection on the calling thread's namespace, driven on the
+/// current runtime.
+pub fn connect() -> std::io::Result<Handle> {
+    let (connection, handle, _) = rtnetlink::new_connection()?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+/// The link's index, None when there is no such link.
+pub async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink::Error> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(link) => Ok(link.map(|l| l.header.index)),
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bridge `name` with `gateway/prefix` on it, up; made if missing.
+/// Returns its index.
+pub async fn ensure_bridge(
+    handle: &Handle,
+    name: &str,
+    gateway: Ipv4Addr,
+    prefix: u8,
+) -> Result<u32, rtnetlink::Error> {
+    let index = match index_of(handle, name).await? {
+        Some(index) => index,
+        None => {
+            handle
+                .link()
+                .add(LinkBridge::new(name).build())
+                .execute()
+                .await?;
+            index_of(handle, name)
+                .await?
+                .ok_or(rtnetlink::Error::RequestFailed)?
+        }
+    };
+    handle
+        .address()
+        .add(index, IpAddr::V4(gateway), prefix)
+        .replace()
+        .execute()
+        .await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await?;
+    Ok(index)
+}
+
+/// Deletes the link `name` if it exists.
+pub async fn delete(handle: &Handle, name: &str) -> Result<(), rtnetlink::Error> {
+    if let Some(index) = index_of(handle, name).await? {
+        match handle.link().del(index).execute().await {
+            // Gone meanwhile (its namespace was freed).
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// The pair `host_name` (on the bridge, up) and `eth0` inside the
+/// namespace `netns`, with the container's MAC address.
+pub async fn add_veth(
+    handle: &Handle,
+    host_name: &str,
+    bridge: u32,
+    netns: &std::fs::File,
+    mtu: u32,
+    mac: [u8; 6],
+) -> Result<(), rtnetlink::Error> {
+    // A pair left by a crash, or one the kernel has not freed yet.
+    delete(handle, host_name).await?;
+    let peer = LinkMessageBuilder::<LinkUnspec>::new()
+        .name(CONTAINER_IFNAME.to_string())
+        .mtu(mtu)
+        .address(mac.to_vec())
+        .setns_by_fd(netns.as_raw_fd())
+        .build();
+    let pair = LinkVeth::new(host_name, CONTAINER_IFNAME)
+        .mtu(mtu)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
+        .build();
+    handle.link().add(pair).execute().await?;
+    let index = index_of(handle, host_name)
+        .await?
+        .ok_or(rtnetlink::Error::RequestFailed)?;
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .controller(bridge)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+}
+
+/// Inside the container's namespace: `lo` and `eth0` up, the address,
+/// the default route through the gateway.
+pub async fn configure_inside(
+    handle: &Handle,
+    address: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+) -> Result<(), rtnetlink::Error> {
+    for name in ["lo", CONTAINER_IFNAME] {
+        let index = index_of(handle, name)
+            .await?
+            .ok_or(rtnetlink::Error::RequestFailed)?;
+        if name == CONTAINER_IFNAME {
+            handle
+                .address()
+                .add(index, IpAddr::V4(address), prefix)
+                .replace()
+                .execute()
+                .await?;
+        }
+        handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).up().build())
+            .execute()
+            .await?;
+    }
+    let route = RouteMessageBuilder::<Ipv4Addr>::new()
+        .gateway(gateway)
+        .build();
+    handle.route().add(route).replace().execute().await
+}
+
+/// The MTU of the link the default route leaves by (the uplink), None
+/// when there is no default route yet.
+pub async fn uplink_mtu(handle: &Handle) -> Result<Option<u32>, rtnetlink::Error> {
+    use rtnetlink::packet_route::route::RouteAttribute;
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    let mut oif = None;
+    while let Some(route) = routes.try_next().await? {
+        if route.header.destination_prefix_length != 0 {
+            continue;
+        }
+        oif = route.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Oif(i) => Some(*i),
+            _ => None,
+        });
+        if oif.is_some() {
+            break;
+        }
+    }
+    let Some(oif) = oif else { return Ok(None) };
+    let mut links = handle.link().get().match_index(oif).execute();
+    Ok(links.try_next().await?.and_then(|l| {
+        l.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Mtu(m) => Some(*m),
+            _ => None,
+        })
+    }))
+}
+
+/// The host links whose names start with `prefix` (the veths the agent
+/// made), for cleaning up after a crash.
+pub async fn names_with_prefix(
+    handle: &Handle,
+    prefix: &str,
+) -> Result<Vec<String>, rtnetlink::Error> {
+    let mut links = handle.link().get().execute();
+    let mut names = Vec::new();
+    while let Some(link) = links.try_next().await? {
+        for attr in &link.attributes {
+            if let LinkAttribute::IfName(name) = attr
+                && name.starts_with(prefix)
+            {
+                names.push(name.clone());
+            }
+        }
+    }
+    Ok(names)
+}

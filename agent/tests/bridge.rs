@@ -1,0 +1,509 @@
+//! The bridge end to end on this host, as root: the real agent and
+//! huskctl, containers on `husk0` with published ports, NAT out, the
+//! firewall read back with Debian's `nft`. Each test runs in network and
+//! mount namespaces of its own (`enter_cgroup2_namespace`); "outside the
+//! machine" is one more network namespace, joined to the test's by a veth
+//! (192.0.2.1 here, 192.0.2.2 there), which also plays the cloud's
+//! metadata service (169.254.169.254).
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use husk_api::containers::ContainerInfo;
+
+use common::{Agent, agent_args, enter_cgroup2_namespace, eventually, kill_containers};
+use husk_testkit::{busybox_layer, oci_archive};
+
+const IMAGE: &str = "husk.test/busybox:1";
+const HOST_IP: &str = "192.0.2.1";
+const OUTSIDE_IP: &str = "192.0.2.2";
+
+/// A web server in a container: `hello from NAME` on port 80.
+fn httpd(name: &str) -> String {
+    format!(
+        "mkdir -p /www && echo hello from {name} > /www/index.html && exec busybox httpd -f -p 80 -h /www"
+    )
+}
+
+/// The test's machine: an agent on a temporary root, the busybox image,
+/// and the outside world.
+struct Machine {
+    dir: tempfile::TempDir,
+    agent: Option<Agent>,
+    outside: Outside,
+}
+
+impl Machine {
+    fn new(agent_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        std::fs::write(
+            dir.path().join("agent.toml"),
+            format!("{agent_toml}\n[limits.containers]\ndefault_pids = -1\n"),
+        )
+        .unwrap();
+        // The host's name server, as the net module would write it.
+        std::fs::create_dir_all(dir.path().join("run")).unwrap();
+        std::fs::write(
+            dir.path().join("run/resolv.conf"),
+            "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch husk.test\n",
+        )
+        .unwrap();
+        let outside = Outside::new();
+        let mut machine = Self {
+            dir,
+            agent: None,
+            outside,
+        };
+        machine.start_agent();
+        let archive = machine.dir.path().join("busybox.tar");
+        std::fs::write(&archive, oci_archive(IMAGE, &[busybox_layer()])).unwrap();
+        machine.ok(&["image", "import", archive.to_str().unwrap()]);
+        machine
+    }
+
+    fn start_agent(&mut self) {
+        let args = agent_args(self.dir.path(), &self.dir.path().join("agent.toml"));
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        self.agent = Some(Agent::start(self.dir.path(), &args));
+    }
+
+    fn crash_agent(&mut self) {
+        drop(self.agent.take());
+    }
+
+    fn huskctl(&self, args: &[&str]) -> Output {
+        self.agent.as_ref().unwrap().huskctl(args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.agent.as_ref().unwrap().huskctl_ok(args)
+    }
+
+    fn err(&self, args: &[&str]) -> String {
+        self.agent.as_ref().unwrap().huskctl_err(args)
+    }
+
+    fn inspect(&self, name: &str) -> ContainerInfo {
+        serde_json::from_str(&self.ok(&["inspect", name])).unwrap()
+    }
+
+    /// `busybox wget` in a new container on the bridge.
+    fn wget_from_container(&self, url: &str) -> Output {
+        self.huskctl(&[
+            "run",
+            "--rm",
+            IMAGE,
+            "sh",
+            "-c",
+            // Not wget as the container's init: `timeout` signals the
+            // process it runs, and an init ignores SIGTERM.
+            &format!("busybox timeout 5 busybox wget -q -O - {url}; exit $?"),
+        ])
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        kill_containers(&self.dir.path().join("root"), &self.dir.path().join("run"));
+    }
+}
+
+/// Another network namespace, held by a `sleep` (gone with it), joined to
+/// the test's by a veth: outside the machine.
+struct Outside {
+    holder: Child,
+    servers: Vec<Child>,
+}
+
+impl Outside {
+    fn new() -> Self {
+        let holder = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .spawn()
+            .unwrap();
+        let pid = holder.id().to_string();
+        // Wait until the sleep is in its own namespace.
+        eventually(Duration::from_secs(5), "the outside namespace", || {
+            let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
+            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+            (ours != theirs).then_some(())
+        });
+        sh(&format!(
+            "ip link add up0 type veth peer name out0 && ip link set out0 netns {pid} && \
+             ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && \
+             ip route add 169.254.169.254/32 via {OUTSIDE_IP}"
+        ));
+        let outside = Self {
+            holder,
+            servers: Vec::new(),
+        };
+        outside.sh(&format!(
+            "ip link set lo up && ip addr add {OUTSIDE_IP}/24 dev out0 && \
+             ip addr add 169.254.169.254/32 dev out0 && ip link set out0 up && \
+             ip route add default via {HOST_IP}"
+        ));
+        outside
+    }
+
+    fn enter(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.holder.id().to_string(), "-n", "--"]);
+        cmd
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        let out = self.enter().args(["sh", "-c", script]).output().unwrap();
+        assert!(out.status.success(), "outside: {script}: {out:?}");
+        out
+    }
+
+    fn wget(&self, url: &str) -> Output {
+        self.enter()
+            .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
+            .output()
+            .unwrap()
+    }
+
+    /// An HTTP server out there, serving `body` on `port`.
+    fn serve(&mut self, port: u16, body: &str, dir: &Path) {
+        let www = dir.join(format!("www-{port}"));
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("index.html"), body).unwrap();
+        let child = self
+            .enter()
+            .args(["busybox", "httpd", "-f", "-p", &port.to_string(), "-h"])
+            .arg(&www)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.servers.push(child);
+        eventually(Duration::from_secs(5), "the outside server", || {
+            self.wget(&format!("http://{OUTSIDE_IP}:{port}/"))
+                .status
+                .success()
+                .then_some(())
+        });
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        for child in self
+            .servers
+            .iter_mut()
+            .chain(std::iter::once(&mut self.holder))
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sh(script: &str) -> Output {
+    let out = Command::new("sh").args(["-c", script]).output().unwrap();
+    assert!(out.status.success(), "{script}: {out:?}");
+    out
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The agent's table as Debian's nft prints it.
+fn ruleset() -> String {
+    let out = Command::new("nft")
+        .args(["list", "table", "inet", "husk"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "nft list table inet husk: {out:?}");
+    stdout(&out)
+}
+
+fn wget(url: &str) -> Output {
+    // Not wget's own -T: Debian's busybox 1.35 crashes with it.
+    Command::new("timeout")
+        .args(["5", "busybox", "wget", "-q", "-O", "-", url])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_published_port_answers_from_outside_the_host_and_other_containers() {
+    if !enter_cgroup2_namespace(
+        "a_published_port_answers_from_outside_the_host_and_other_containers",
+    ) {
+        return;
+    }
+    let mut machine = Machine::new("");
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "bridge-web",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("bridge-web"),
+    ]);
+    let info = machine.inspect("bridge-web");
+    let network = info.network.expect("a bridged container has a network");
+    assert_eq!(network.bridge, "husk0");
+    assert_eq!(network.ip_address.to_string(), "172.17.0.2");
+    assert_eq!(network.gateway.to_string(), "172.17.0.1");
+    assert_eq!(network.mac_address, "02:42:ac:11:00:02");
+    assert_eq!(network.ports.len(), 1);
+
+    let url = format!("http://{HOST_IP}:8080/");
+    let answered = eventually(
+        Duration::from_secs(10),
+        "web through 8080 from outside",
+        || {
+            let out = machine.outside.wget(&url);
+            out.status.success().then(|| stdout(&out))
+        },
+    );
+    assert_eq!(answered, "hello from bridge-web\n");
+    // The host itself, through its own address.
+    assert_eq!(stdout(&wget(&url)), "hello from bridge-web\n");
+    // Another container, through the host's address (hairpin).
+    let out = machine.wget_from_container(&url);
+    assert_eq!(stdout(&out), "hello from bridge-web\n", "{out:?}");
+
+    // Out through NAT: a server outside sees the host, and answers.
+    let dir = machine.dir.path().to_path_buf();
+    machine.outside.serve(8000, "from outside\n", &dir);
+    let out = machine.wget_from_container(&format!("http://{OUTSIDE_IP}:8000/"));
+    assert_eq!(stdout(&out), "from outside\n", "{out:?}");
+
+    // Nothing else of the host: not the metadata service (which the host
+    // reaches), not a port of the host's own.
+    machine.outside.serve(80, "metadata\n", &dir);
+    assert_eq!(stdout(&wget("http://169.254.169.254/")), "metadata\n");
+    let out = machine.wget_from_container("http://169.254.169.254/");
+    assert!(
+        !out.status.success(),
+        "a container reached the metadata service: {out:?}"
+    );
+    let host_server = Command::new("busybox")
+        .args(["httpd", "-f", "-p", "9000", "-h"])
+        .arg(&dir)
+        .spawn()
+        .unwrap();
+    let _host_server = KillOnDrop(host_server);
+    let out = machine.wget_from_container("http://172.17.0.1:9000/");
+    assert!(
+        !out.status.success(),
+        "a container reached the host: {out:?}"
+    );
+    // Both were dropped and counted.
+    let rules = ruleset();
+    for (needle, what) in [
+        ("ip daddr 169.254.169.254 counter packets ", "metadata"),
+        ("iifname \"husk*\" counter packets ", "container to host"),
+    ] {
+        let line = rules
+            .lines()
+            .find(|l| l.contains(needle) && l.contains(what))
+            .unwrap_or_else(|| panic!("no {what} rule: {rules}"));
+        assert!(!line.contains("packets 0 "), "nothing counted: {line}");
+    }
+
+    // The container's files.
+    let cat = machine.ok(&[
+        "exec",
+        "bridge-web",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+        "/etc/hostname",
+    ]);
+    assert!(cat.contains("nameserver 192.0.2.53\n"), "{cat}");
+    assert!(
+        !cat.contains("127.0.0.53"),
+        "a loopback server reached a container: {cat}"
+    );
+    assert!(cat.contains("172.17.0.2\tbridge-web\n"), "{cat}");
+
+    // Removed: its rule, its namespace and its veth go with it.
+    assert!(ruleset().contains("dport 8080"), "{}", ruleset());
+    machine.ok(&["rm", "-f", "bridge-web"]);
+    let rules = ruleset();
+    assert!(
+        !rules.contains("dport 8080"),
+        "a removed container's port: {rules}"
+    );
+    assert!(
+        !machine.dir.path().join("run/netns/bridge-web").exists(),
+        "the namespace is left"
+    );
+    eventually(Duration::from_secs(5), "the veth to go", || {
+        let links = stdout(&sh("ip -o link show"));
+        (!links.contains(": vh")).then_some(())
+    });
+    let out = machine.outside.wget(&url);
+    assert!(!out.status.success(), "the port still answers: {out:?}");
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale() {
+    if !enter_cgroup2_namespace("an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale") {
+        return;
+    }
+    let mut machine = Machine::new("");
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "restart-web",
+        "-p",
+        "8080:80",
+        "-p",
+        "127.0.0.1::81",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("restart-web"),
+    ]);
+    machine.ok(&["run", "-d", "--name", "restart-idle", IMAGE, "sleep", "600"]);
+    machine.ok(&["create", "--name", "restart-later", IMAGE, "true"]);
+    let before = ruleset();
+    let picked = machine.inspect("restart-web").network.unwrap().ports[1].host_port;
+    assert_ne!(picked, 0);
+    // What a crash halfway through an attach would leave: a namespace, a
+    // veth, an attachment of a container that is not running.
+    let run = machine.dir.path().join("run");
+    std::fs::write(run.join("netns/restart-later"), b"").unwrap();
+    sh("ip link add vh0123456789 type veth peer name vhpeer0");
+    machine.crash_agent();
+    machine.start_agent();
+    let after = ruleset();
+    assert_eq!(before, after, "the table changed across the restart");
+    let links = stdout(&sh("ip -o link show"));
+    assert!(!links.contains("vh0123456789"), "a stale veth: {links}");
+    assert!(
+        !run.join("netns/restart-later").exists(),
+        "a stale namespace"
+    );
+    // The running container still answers, its picked port still its own.
+    let info = machine.inspect("restart-web");
+    assert_eq!(info.network.unwrap().ports[1].host_port, picked);
+    let answered = eventually(Duration::from_secs(10), "web after the restart", || {
+        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(answered, "hello from restart-web\n");
+    // A stop takes its rules out; a start puts them back once, at the
+    // same address.
+    machine.ok(&["stop", "-t", "1", "restart-web"]);
+    assert!(!ruleset().contains("dport 8080"));
+    machine.ok(&["start", "restart-web"]);
+    let rules = ruleset();
+    assert_eq!(rules.matches("dport 8080").count(), 1, "{rules}");
+    assert_eq!(
+        machine
+            .inspect("restart-web")
+            .network
+            .unwrap()
+            .ip_address
+            .to_string(),
+        "172.17.0.2"
+    );
+}
+
+#[test]
+fn conflicting_and_malformed_requests_are_refused_by_name() {
+    if !enter_cgroup2_namespace("conflicting_and_malformed_requests_are_refused_by_name") {
+        return;
+    }
+    let machine = Machine::new("");
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "refused-a",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let err = machine.err(&[
+        "run",
+        "-d",
+        "--name",
+        "refused-b",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        err.contains("8080/tcp is already published by container refused-a"),
+        "{err}"
+    );
+    // The refused container is left created, and holds nothing.
+    let info = machine.inspect("refused-b");
+    assert!(info.network.is_none(), "{info:?}");
+    assert!(!machine.dir.path().join("run/netns/refused-b").exists());
+    // A port a host process has.
+    let taken = std::net::TcpListener::bind("0.0.0.0:9090").unwrap();
+    let err = machine.err(&[
+        "run",
+        "-d",
+        "--name",
+        "refused-c",
+        "-p",
+        "9090:80",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    assert!(
+        err.contains("9090/tcp is already in use on the host"),
+        "{err}"
+    );
+    drop(taken);
+    for (args, part) in [
+        (
+            vec!["-p", "8081:80", "--network", "none"],
+            "need the bridge network",
+        ),
+        (vec!["-p", "80000:80"], "a port is 1 to 65535"),
+        (vec!["-p", "8082:80/sctp"], "tcp or udp"),
+        (vec!["--add-host", "nocolon"], "NAME:IP"),
+        (vec!["--network", "overlay"], "bridge, none or host"),
+    ] {
+        let mut full = vec!["run", "--rm"];
+        full.extend(args.iter().copied());
+        full.extend([IMAGE, "true"]);
+        let out = machine.huskctl(&full);
+        assert!(!out.status.success(), "{full:?} ran");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(part), "{full:?}: {err}");
+    }
+    // The agent refuses a subnet it cannot use, naming it.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[network]\nsubnet = \"172.17.0.5/16\"\n").unwrap();
+    let out = common::start_refused(dir.path(), &config);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("host bits"), "{text}");
+}
