@@ -196,6 +196,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     manager_config.log_max_size = config.logs.max_size;
     manager_config.log_max_files = config.logs.max_files;
     manager_config.network = config.network.clone();
+    if manager_config.network.host_firewall.is_none() {
+        manager_config.network.host_firewall = Some(!args.no_machine_setup);
+    }
     let containers = Manager::new(manager_config, images.clone());
     if images.error().is_none() {
         containers.restore().await;

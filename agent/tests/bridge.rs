@@ -20,6 +20,9 @@ use husk_testkit::{busybox_layer, oci_archive};
 const IMAGE: &str = "husk.test/busybox:1";
 const HOST_IP: &str = "192.0.2.1";
 const OUTSIDE_IP: &str = "192.0.2.2";
+/// The machine's own firewall on (the agent leaves it off with
+/// `--no-machine-setup`, which every test agent has), one port open.
+const FIREWALL: &str = "[network]\nhost_firewall = true\ninbound = [\"9001/tcp\"]\n";
 
 /// A web server in a container: `hello from NAME` on port 80.
 fn httpd(name: &str) -> String {
@@ -240,7 +243,7 @@ fn a_published_port_answers_from_outside_the_host_and_other_containers() {
     ) {
         return;
     }
-    let mut machine = Machine::new("");
+    let mut machine = Machine::new(FIREWALL);
     machine.ok(&[
         "run",
         "-d",
@@ -260,6 +263,9 @@ fn a_published_port_answers_from_outside_the_host_and_other_containers() {
     assert_eq!(network.gateway.to_string(), "172.17.0.1");
     assert_eq!(network.mac_address, "02:42:ac:11:00:02");
     assert_eq!(network.ports.len(), 1);
+    let ps = machine.ok(&["ps"]);
+    assert!(ps.lines().next().unwrap().ends_with("PORTS"), "{ps}");
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
 
     let url = format!("http://{HOST_IP}:8080/");
     let answered = eventually(
@@ -298,6 +304,30 @@ fn a_published_port_answers_from_outside_the_host_and_other_containers() {
         .spawn()
         .unwrap();
     let _host_server = KillOnDrop(host_server);
+    let open_server = Command::new("busybox")
+        .args(["httpd", "-f", "-p", "9001", "-h"])
+        .arg(&dir)
+        .spawn()
+        .unwrap();
+    let _open_server = KillOnDrop(open_server);
+    std::fs::write(dir.join("index.html"), "the host\n").unwrap();
+    // The machine's own firewall: a port it serves is closed to the
+    // outside unless agent.toml opens it.
+    let open = eventually(Duration::from_secs(5), "the open port", || {
+        let out = machine.outside.wget(&format!("http://{HOST_IP}:9001/"));
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(open, "the host\n");
+    let out = machine.outside.wget(&format!("http://{HOST_IP}:9000/"));
+    assert!(
+        !out.status.success(),
+        "a closed port of the host answered: {out:?}"
+    );
+    assert_eq!(
+        stdout(&wget("http://127.0.0.1:9000/")),
+        "the host\n",
+        "loopback is the host's"
+    );
     let out = machine.wget_from_container("http://172.17.0.1:9000/");
     assert!(
         !out.status.success(),
@@ -308,6 +338,7 @@ fn a_published_port_answers_from_outside_the_host_and_other_containers() {
     for (needle, what) in [
         ("ip daddr 169.254.169.254 counter packets ", "metadata"),
         ("iifname \"husk*\" counter packets ", "container to host"),
+        ("counter packets ", "\"inbound\""),
     ] {
         let line = rules
             .lines()
@@ -366,7 +397,7 @@ fn an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale() {
     if !enter_cgroup2_namespace("an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale") {
         return;
     }
-    let mut machine = Machine::new("");
+    let mut machine = Machine::new(FIREWALL);
     machine.ok(&[
         "run",
         "-d",
@@ -432,7 +463,7 @@ fn conflicting_and_malformed_requests_are_refused_by_name() {
     if !enter_cgroup2_namespace("conflicting_and_malformed_requests_are_refused_by_name") {
         return;
     }
-    let machine = Machine::new("");
+    let machine = Machine::new(FIREWALL);
     machine.ok(&[
         "run",
         "-d",
@@ -506,4 +537,81 @@ fn conflicting_and_malformed_requests_are_refused_by_name() {
     let out = common::start_refused(dir.path(), &config);
     let text = String::from_utf8_lossy(&out.stderr);
     assert!(text.contains("host bits"), "{text}");
+}
+
+/// README's container network commands, as a user types them (after
+/// `--socket`, which says where this test's agent is).
+#[test]
+fn the_readme_network_commands_work_as_written() {
+    if !enter_cgroup2_namespace("the_readme_network_commands_work_as_written") {
+        return;
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("Containers get Docker's default network")
+        .nth(1)
+        .expect("README's container network paragraph");
+    let block = section
+        .split("```sh")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let commands: Vec<Vec<&str>> = block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(commands.len(), 2, "{block}");
+    let machine = Machine::new(FIREWALL);
+    let archive = machine.dir.path().join("web.tar");
+    std::fs::write(&archive, husk_testkit::web_image_archive()).unwrap();
+    machine.ok(&["image", "import", archive.to_str().unwrap()]);
+    let mut outputs = Vec::new();
+    for command in &commands {
+        assert_eq!(command[0], "huskctl", "{command:?}");
+        outputs.push(machine.ok(&command[1..]));
+    }
+    let info: ContainerInfo = serde_json::from_str(&outputs[1]).unwrap();
+    assert_eq!(info.network.unwrap().ports[0].host_port, 8080);
+    let answered = eventually(Duration::from_secs(10), "web through 8080", || {
+        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(answered, "hello from web-1\n");
+    machine.ok(&["rm", "-f", "web"]);
+}
+
+/// A container in a user namespace of its own joins the namespace the
+/// agent made (owned by the host's user namespace: the runtime joins it
+/// before cloning into the new one) and binds port 80 as its root.
+#[test]
+fn a_container_in_a_user_namespace_is_bridged_too() {
+    if !enter_cgroup2_namespace("a_container_in_a_user_namespace_is_bridged_too") {
+        return;
+    }
+    let machine = Machine::new(FIREWALL);
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "userns-web",
+        "--userns",
+        "auto",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("userns-web"),
+    ]);
+    let answered = eventually(Duration::from_secs(10), "the userns container", || {
+        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(answered, "hello from userns-web\n");
+    machine.ok(&["rm", "-f", "userns-web"]);
 }

@@ -252,6 +252,7 @@ fn drop_counters_count_what_containers_may_not_do() {
         bridges: vec![bridge("huskt0", 31)],
         ports: Vec::new(),
         metadata_allowed: Vec::new(),
+        host: None,
     };
     nft::apply(&state).unwrap();
     let zero = nft::drop_counters().unwrap();

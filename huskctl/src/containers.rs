@@ -481,8 +481,8 @@ fn now_ms() -> u64 {
 pub fn ps_table(containers: &[ContainerInfo], now_ms: u64) -> String {
     let ago = |ms: u64| table::ago((now_ms.saturating_sub(ms) / 1000) as i64);
     let mut out = format!(
-        "{:<24} {:<24} {:<24} {:<16} {}\n",
-        "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS"
+        "{:<24} {:<24} {:<24} {:<16} {:<24} {}\n",
+        "NAME", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS"
     );
     for c in containers {
         let status = match c.status {
@@ -507,14 +507,27 @@ pub fn ps_table(containers: &[ContainerInfo], now_ms: u64) -> String {
             command.truncate(20);
             command.push_str("…\"");
         }
-        out.push_str(&format!(
-            "{:<24} {:<24} {:<24} {:<16} {}\n",
+        // Docker's column: `0.0.0.0:8080->80/tcp`, the ports published now.
+        let ports: Vec<String> = c
+            .network
+            .iter()
+            .flat_map(|n| &n.ports)
+            .map(|p| match p.host_ip {
+                None => format!("0.0.0.0:{p}"),
+                Some(_) => p.to_string(),
+            })
+            .collect();
+        let line = format!(
+            "{:<24} {:<24} {:<24} {:<16} {:<24} {}",
             c.name,
             c.image,
             command,
             ago(c.created_ms),
-            status
-        ));
+            status,
+            ports.join(", ")
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
     out
 }

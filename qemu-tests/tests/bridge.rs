@@ -16,12 +16,6 @@ use qemu_tests::{Error, config_drive};
 /// The example, as a user copies it onto a config drive.
 const EXAMPLE: &str = include_str!("../../examples/user-data.toml");
 
-/// What the example's `cmd = ["/web", "--listen", ":8080"]` runs: a web
-/// server on the port it is given.
-const WEB: &[u8] = b"#!/bin/sh\n\
-    # /web --listen :PORT\n\
-    exec busybox httpd -f -p \"${2#:}\" -h /www\n";
-
 #[test]
 fn the_readme_example_publishes_its_port_on_the_default_image() -> qemu_tests::Result<()> {
     let dir = qemu_tests::TestDir::new("bridge_example")?;
@@ -30,18 +24,8 @@ fn the_readme_example_publishes_its_port_on_the_default_image() -> qemu_tests::R
         "the example changed: {EXAMPLE}"
     );
     let archive = dir.path().join("web.tar");
-    let site = husk_testkit::files_layer(&[
-        ("web", 0o755, WEB),
-        ("www/index.html", 0o644, b"hello from web-1\n"),
-    ]);
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(
-            "registry.example/web:1.4",
-            &[husk_testkit::busybox_layer(), site],
-        ),
-    )
-    .map_err(|e| Error::io("writing the image archive", e))?;
+    std::fs::write(&archive, husk_testkit::web_image_archive())
+        .map_err(|e| Error::io("writing the image archive", e))?;
     let drive = config_drive(dir.path(), EXAMPLE)?;
     // The product's image: its init.toml, its agent.toml (none).
     let disk = qemu_tests::GuestDisk::builder()

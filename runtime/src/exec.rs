@@ -4,8 +4,8 @@
 //! the container's cgroup, enters the PID namespace for its children and
 //! clones; it stays in the host's other namespaces, where the pid file,
 //! the `--log` file and the console socket are. The child joins the
-//! namespaces (the user namespace first: it grants the rights to join
-//! the others), moves itself into the cgroup, takes the container
+//! namespaces (the network one, then the user namespace, which grants
+//! the rights to join the others: see [`NAMESPACES`]), moves itself into the cgroup, takes the container
 //! process's security (rlimits, user, capabilities, no_new_privs,
 //! seccomp last) and execs the command found in the container's PATH.
 //! Its errors come back on a pipe its execve closes, so `exec` fails
@@ -60,8 +60,13 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
 }
 
-/// Namespaces in the order they are joined.
-const NAMESPACES: [&str; 8] = ["user", "ipc", "uts", "net", "pid", "cgroup", "time", "mnt"];
+/// Namespaces in the order they are joined. The network namespace comes
+/// before the user namespace: it may be owned by the host's user
+/// namespace (one an engine made and the container joined, as Husk's
+/// bridge does), where only the host's root may enter it; the host's root
+/// may enter any other too. The user namespace then grants the rights to
+/// join the rest.
+const NAMESPACES: [&str; 8] = ["net", "user", "ipc", "uts", "pid", "cgroup", "time", "mnt"];
 
 impl Container {
     /// Runs `opts.args` in the container; returns its exit code (128 +
@@ -282,8 +287,8 @@ struct Child<'a> {
 }
 
 impl Child<'_> {
-    /// In the child: joins the namespaces (the user namespace first: it
-    /// grants the rights to join the others), then sets the process up.
+    /// In the child: joins the namespaces (in [`NAMESPACES`]' order), then
+    /// sets the process up.
     /// Returns only on failure.
     fn setup(
         &self,

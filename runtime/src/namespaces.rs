@@ -23,6 +23,14 @@ pub struct Plan {
     pub join: Vec<(LinuxNamespaceType, PathBuf)>,
     /// A PID namespace joined by path: the parent enters it for its children.
     pub join_pid: Option<PathBuf>,
+    /// A network namespace joined by path by a container with a new user
+    /// namespace: the parent joins it before the clone, while it still
+    /// has CAP_SYS_ADMIN over the namespace's owner (the init, already in
+    /// its new user namespace, has none there), and the init inherits it
+    /// — runc's nsexec joins path namespaces before it unshares the user
+    /// namespace for the same reason. How a bridged container of Husk's
+    /// agent gets its network in a user namespace.
+    pub join_net_before_clone: Option<PathBuf>,
     pub new_user: bool,
     pub new_net: bool,
     pub new_uts: bool,
@@ -150,6 +158,14 @@ impl Plan {
                 "a container without a mount namespace (its mounts would be the host's)".into(),
             ));
         }
+        if plan.new_user
+            && let Some(i) = plan
+                .join
+                .iter()
+                .position(|(t, _)| *t == LinuxNamespaceType::Network)
+        {
+            plan.join_net_before_clone = Some(plan.join.remove(i).1);
+        }
         plan.join
             .sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
         Ok(plan)
@@ -161,7 +177,11 @@ impl Plan {
     /// host's, for `/proc/1/ns/mnt`).
     pub fn check_paths(&self) -> Result<()> {
         let pid = self.join_pid.iter().map(|p| (LinuxNamespaceType::Pid, p));
-        for (t, path) in self.join.iter().map(|(t, p)| (*t, p)).chain(pid) {
+        let net = self
+            .join_net_before_clone
+            .iter()
+            .map(|p| (LinuxNamespaceType::Network, p));
+        for (t, path) in self.join.iter().map(|(t, p)| (*t, p)).chain(pid).chain(net) {
             let want = flag(t)?;
             let got = sys::namespace_kind(path).map_err(|e| {
                 RuntimeError::Config(format!(
@@ -260,6 +280,13 @@ pub fn write_id_maps(pid: Pid, linux: &Linux) -> Result<()> {
 pub fn join_pid_for_children(path: &Path) -> Result<()> {
     sys::setns(path, libc::CLONE_NEWPID as u64)
         .step(|| format!("joining the pid namespace {}", path.display()))
+}
+
+/// The parent enters a network namespace its next child inherits (see
+/// [`Plan::join_net_before_clone`]).
+pub fn join_net_for_children(path: &Path) -> Result<()> {
+    sys::setns(path, libc::CLONE_NEWNET as u64)
+        .step(|| format!("joining the network namespace {}", path.display()))
 }
 
 /// True if the id mapping maps container id 0.

@@ -137,6 +137,9 @@ pub fn spawn(config: &InitConfig) -> Result<Pid> {
     if let Some(path) = &config.plan.join_pid {
         namespaces::join_pid_for_children(path)?;
     }
+    if let Some(path) = &config.plan.join_net_before_clone {
+        namespaces::join_net_for_children(path)?;
+    }
     let child = sys::clone3(config.plan.clone_flags).step(|| "cloning the container init")?;
     let Some(pid) = child else {
         drop(report_rx);

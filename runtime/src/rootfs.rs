@@ -313,20 +313,43 @@ fn mount_cgroup(ctx: &RootfsContext, root: &Root, at: &Path, options: &Options) 
     if ctx.new_cgroup_ns {
         // In its own cgroup namespace a fresh cgroup2 shows the container's
         // cgroup as the root (what runc does with nsdelegate semantics).
-        ctx.sys
-            .mount("cgroup2", &dest, "cgroup2", options.flags, None)
-            .step(|| format!("mounting cgroup2 on {shown}"))
+        let fresh = ctx
+            .sys
+            .mount("cgroup2", &dest, "cgroup2", options.flags, None);
+        match fresh {
+            // In a user namespace whose network namespace is not its own
+            // (a bridged container joins the one the engine made), /sys is
+            // the host's bound (above), with the host's cgroup2 on
+            // /sys/fs/cgroup: the kernel refuses the same filesystem again
+            // on the same mount point (EBUSY), or the mount (EPERM). Bind
+            // the container's own cgroup instead, as runc does.
+            Err(e)
+                if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::EPERM))
+                    && ctx.cgroup_dir.is_some() =>
+            {
+                bind_cgroup_dir(ctx, root, at, options)
+            }
+            other => other.step(|| format!("mounting cgroup2 on {shown}")),
+        }
     } else {
-        let Some(dir) = ctx.cgroup_dir else {
-            return Ok(());
-        };
-        ctx.sys
-            .bind(dir, &dest, false)
-            .step(|| format!("binding {} on {shown}", dir.display()))?;
-        let on_top = root.target(at, Kind::RealDir)?;
-        remount_bind(ctx.sys, &on_top.proc_path(), options.flags, options.clear)
-            .step(|| format!("remounting {shown}"))
+        bind_cgroup_dir(ctx, root, at, options)
     }
+}
+
+/// The container's cgroup directory bound on `at`.
+fn bind_cgroup_dir(ctx: &RootfsContext, root: &Root, at: &Path, options: &Options) -> Result<()> {
+    let shown = at.display();
+    let target = root.target(at, Kind::RealDir)?;
+    let dest = target.proc_path();
+    let Some(dir) = ctx.cgroup_dir else {
+        return Ok(());
+    };
+    ctx.sys
+        .bind(dir, &dest, false)
+        .step(|| format!("binding {} on {shown}", dir.display()))?;
+    let on_top = root.target(at, Kind::RealDir)?;
+    remount_bind(ctx.sys, &on_top.proc_path(), options.flags, options.clear)
+        .step(|| format!("remounting {shown}"))
 }
 
 /// Remounts a bind mount with new flags, keeping the flags the kernel locks

@@ -12,4 +12,4 @@ pub mod oci;
 pub mod registry;
 pub mod token_proxy;
 
-pub use oci::{busybox_layer, files_layer, oci_archive, sha256};
+pub use oci::{WEB_IMAGE, busybox_layer, files_layer, oci_archive, sha256, web_image_archive};

@@ -96,6 +96,22 @@ pub fn files_layer(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     tar.into_inner().unwrap()
 }
 
+/// The image of the README's and examples/user-data.toml's web server,
+/// `registry.example/web:1.4`: busybox and `/web --listen :PORT`, an
+/// HTTP server answering `hello from web-1` on that port.
+pub fn web_image_archive() -> Vec<u8> {
+    const WEB: &[u8] =
+        b"#!/bin/sh\n# /web --listen :PORT\nexec busybox httpd -f -p \"${2#:}\" -h /www\n";
+    let site = files_layer(&[
+        ("web", 0o755, WEB),
+        ("www/index.html", 0o644, b"hello from web-1\n"),
+    ]);
+    oci_archive(WEB_IMAGE, &[busybox_layer(), site])
+}
+
+/// [`web_image_archive`]'s name.
+pub const WEB_IMAGE: &str = "registry.example/web:1.4";
+
 /// An OCI descriptor of `data`.
 pub fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
     json!({"mediaType": media_type, "digest": sha256(data), "size": data.len()})

@@ -58,6 +58,13 @@ pub struct NetworkSettings {
     /// The containers' MTU; default: the uplink's (that of the link the
     /// default route leaves by), else 1500.
     pub mtu: Option<u32>,
+    /// The machine's inbound firewall (docs/NETWORK.md): on, unless the
+    /// agent leaves the machine alone (`--no-machine-setup`: tests, an
+    /// agent run by hand on a workstation).
+    pub host_firewall: Option<bool>,
+    /// Ports the machine itself accepts connections on besides replies
+    /// (`"8080/tcp"`): ports host-network containers serve.
+    pub inbound: Vec<String>,
 }
 
 impl Default for NetworkSettings {
@@ -66,6 +73,8 @@ impl Default for NetworkSettings {
             bridge: "husk0".into(),
             subnet: Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).unwrap_or_default(),
             mtu: None,
+            host_firewall: None,
+            inbound: Vec::new(),
         }
     }
 }
@@ -84,11 +93,15 @@ impl NetworkSettings {
                 self.bridge
             ));
         }
-        if self.bridge.starts_with(VETH_PREFIX) {
+        if !self.bridge.starts_with(crate::nft::BRIDGE_PREFIX) {
             return Err(format!(
-                "[network] bridge {:?}: names starting with {VETH_PREFIX:?} are the containers' veths",
-                self.bridge
+                "[network] bridge {:?}: must start with {:?} (the firewall's rules match bridges by it)",
+                self.bridge,
+                crate::nft::BRIDGE_PREFIX
             ));
+        }
+        for entry in &self.inbound {
+            parse_inbound(entry)?;
         }
         if self.subnet.prefix_len() > 30 {
             return Err(format!(
@@ -116,6 +129,26 @@ impl NetworkSettings {
             return Err(format!("[network] mtu {mtu}: 1280 to 65535"));
         }
         Ok(())
+    }
+}
+
+/// `"8080/tcp"`, `"53/udp"` (`/tcp` may be left out).
+fn parse_inbound(entry: &str) -> Result<(crate::nft::Protocol, u16), String> {
+    let (port, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
+    let protocol = match proto {
+        "tcp" => crate::nft::Protocol::Tcp,
+        "udp" => crate::nft::Protocol::Udp,
+        _ => {
+            return Err(format!(
+                "[network] inbound {entry:?}: the protocol is tcp or udp"
+            ));
+        }
+    };
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 => Ok((protocol, p)),
+        _ => Err(format!(
+            "[network] inbound {entry:?}: a port is 1 to 65535 (\"8080/tcp\")"
+        )),
     }
 }
 
@@ -413,12 +446,23 @@ impl Networks {
         if let Err(e) = state.ipam.retain(&exists) {
             log::error!("bridge: {e}");
         }
-        if !state.attached.is_empty() {
-            if let Err(e) = self.ensure_bridge(&mut state).await {
-                log::error!("bridge: {e}");
-            }
-            if let Err(e) = self.apply_firewall(&state) {
-                log::error!("bridge: {e}");
+        if !state.attached.is_empty()
+            && let Err(e) = self.ensure_bridge(&mut state).await
+        {
+            log::error!("bridge: {e}");
+        }
+        // The machine's own firewall is there from the start, containers
+        // or not.
+        if !state.attached.is_empty() || self.0.settings.host_firewall == Some(true) {
+            match self.apply_firewall(&state) {
+                Ok(()) if self.0.settings.host_firewall == Some(true) => {
+                    log::info!(
+                        "firewall: inbound traffic limited to replies, DHCP, ICMP and {} port(s)",
+                        self.0.settings.inbound.len()
+                    );
+                }
+                Ok(()) => {}
+                Err(e) => log::error!("firewall: {e}"),
             }
         }
     }
@@ -541,6 +585,16 @@ impl Networks {
             }],
             ports: Vec::new(),
             metadata_allowed: Vec::new(),
+            host: settings
+                .host_firewall
+                .unwrap_or(false)
+                .then(|| crate::nft::HostFirewall {
+                    inbound: settings
+                        .inbound
+                        .iter()
+                        .filter_map(|e| parse_inbound(e).ok())
+                        .collect(),
+                }),
         };
         for (name, attachment) in &state.attached {
             for port in &attachment.info.ports {
@@ -636,7 +690,14 @@ mod tests {
         s = NetworkSettings::default();
         s.bridge = "a-very-long-bridge-name".into();
         assert!(s.check().unwrap_err().contains("1 to 15"));
-        s.bridge = "vh0".into();
-        assert!(s.check().unwrap_err().contains("veths"));
+        s.bridge = "br0".into();
+        assert!(s.check().unwrap_err().contains("must start with"), "{s:?}");
+        s = NetworkSettings::default();
+        s.inbound = vec!["22/sctp".into()];
+        assert!(s.check().unwrap_err().contains("tcp or udp"));
+        s.inbound = vec!["0".into()];
+        assert!(s.check().unwrap_err().contains("1 to 65535"));
+        s.inbound = vec!["22".into(), "53/udp".into()];
+        assert_eq!(s.check(), Ok(()));
     }
 }

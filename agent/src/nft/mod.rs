@@ -34,6 +34,21 @@ pub struct FirewallState {
     pub ports: Vec<PortRule>,
     /// Container addresses allowed to reach the cloud metadata service.
     pub metadata_allowed: Vec<IpAddr>,
+    /// The machine's own inbound firewall; None: the machine's own
+    /// traffic is left alone (only containers' is filtered).
+    pub host: Option<HostFirewall>,
+}
+
+/// What the machine itself accepts from its networks: replies to what it
+/// asked (conntrack's established and related, which covers DNS and NTP
+/// answers), its DHCP leases, ICMP (path MTU, neighbour discovery), and
+/// `inbound`; everything else is counted and dropped. Published ports
+/// are not here: their DNAT sends them to `forward`, not `input`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostFirewall {
+    /// Ports the machine accepts connections on (the remote API when it
+    /// listens; ports host-network containers serve).
+    pub inbound: Vec<(Protocol, u16)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

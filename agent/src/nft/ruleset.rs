@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::batch::Batch;
 use super::expr::{self, AnonSet, Expr, Family, IfName, RuleBuilder, Verdict};
 use super::uapi::*;
-use super::{BRIDGE_PREFIX, FirewallState, NftError, Protocol, TABLE};
+use super::{BRIDGE_PREFIX, FirewallState, HostFirewall, NftError, Protocol, TABLE};
 
 /// The cloud metadata service, as EC2 (and most clouds) place it.
 const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
@@ -332,11 +332,88 @@ pub fn build(state: &FirewallState) -> Result<Ruleset, NftError> {
             .counter()
             .verdict(Verdict::Drop),
     );
+    if let Some(host) = &state.host {
+        host_rules(host, &mut add);
+    }
 
     Ok(Ruleset {
         chains: CHAINS.to_vec(),
         rules,
     })
+}
+
+/// The machine's own inbound firewall (after the containers' rules of
+/// `input`), and no forwarding of anything but the bridges' traffic: with
+/// IPv4 forwarding on for the bridges, the machine must not become a
+/// router for its uplink's neighbours.
+fn host_rules(host: &HostFirewall, add: &mut impl FnMut(&'static str, &str, RuleBuilder)) {
+    add(
+        "forward",
+        "not a router",
+        RuleBuilder::new().counter().verdict(Verdict::Drop),
+    );
+    add(
+        "input",
+        "loopback",
+        RuleBuilder::new()
+            .iifname(false, IfName::Exact("lo"))
+            .verdict(Verdict::Accept),
+    );
+    add(
+        "input",
+        "replies",
+        RuleBuilder::new()
+            .ct_state(
+                NF_CT_STATE_ESTABLISHED_BIT | NF_CT_STATE_RELATED_BIT,
+                "established,related",
+            )
+            .verdict(Verdict::Accept),
+    );
+    add(
+        "input",
+        "invalid",
+        RuleBuilder::new()
+            .ct_state(NF_CT_STATE_INVALID_BIT, "invalid")
+            .verdict(Verdict::Drop),
+    );
+    for (proto, comment) in [(IPPROTO_ICMP, "icmp"), (IPPROTO_ICMPV6, "icmpv6")] {
+        add(
+            "input",
+            comment,
+            RuleBuilder::new().l4proto(proto).verdict(Verdict::Accept),
+        );
+    }
+    // A lease's offer and ack come before there is a connection to
+    // match: the DHCPv4 and DHCPv6 client ports.
+    for (port, comment) in [(68, "dhcp"), (546, "dhcpv6")] {
+        add(
+            "input",
+            comment,
+            RuleBuilder::new()
+                .l4proto(IPPROTO_UDP)
+                .dport("udp", port)
+                .verdict(Verdict::Accept),
+        );
+    }
+    for (protocol, port) in &host.inbound {
+        let (proto, word) = match protocol {
+            Protocol::Tcp => (IPPROTO_TCP, "tcp"),
+            Protocol::Udp => (IPPROTO_UDP, "udp"),
+        };
+        add(
+            "input",
+            &format!("inbound {port}/{word}"),
+            RuleBuilder::new()
+                .l4proto(proto)
+                .dport(word, *port)
+                .verdict(Verdict::Accept),
+        );
+    }
+    add(
+        "input",
+        "inbound",
+        RuleBuilder::new().counter().verdict(Verdict::Drop),
+    );
 }
 
 /// The whole address: `/32` or `/128`.
@@ -598,6 +675,7 @@ mod tests {
                 },
             ],
             metadata_allowed: vec!["172.17.0.5".parse().unwrap(), "fd00:1::5".parse().unwrap()],
+            host: None,
         }
     }
 
