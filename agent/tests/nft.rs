@@ -93,6 +93,9 @@ fn sample() -> FirewallState {
         metadata_allowed: ["172.17.0.5", "172.17.0.6", "fd00:1::5"]
             .map(|a| a.parse().unwrap())
             .to_vec(),
+        host: Some(nft::HostFirewall {
+            inbound: vec![(Protocol::Tcp, 22), (Protocol::Udp, 5353)],
+        }),
     }
 }
 
@@ -144,6 +147,16 @@ fn apply_builds_the_table_nft_lists() {
             "iifname \"husk*\" meta l4proto icmp accept",
             "iifname \"husk*\" meta l4proto ipv6-icmp accept",
             "iifname \"husk*\" counter packets 0 bytes 0 drop comment \"container to host\"",
+            // the machine's own inbound firewall
+            "counter packets 0 bytes 0 drop comment \"not a router\"",
+            "iifname \"lo\" accept comment \"loopback\"",
+            "ct state established,related accept comment \"replies\"",
+            "meta l4proto icmp accept comment \"icmp\"",
+            "udp dport 68 accept comment \"dhcp\"",
+            "udp dport 546 accept comment \"dhcpv6\"",
+            "tcp dport 22 accept comment \"inbound 22/tcp\"",
+            "udp dport 5353 accept comment \"inbound 5353/udp\"",
+            "counter packets 0 bytes 0 drop comment \"inbound\"",
         ],
     );
     // The internal bridge has no way out, and nothing masquerades it.
@@ -388,7 +401,7 @@ fn thousands_of_ports_fit_one_batch_and_one_listing() {
     nft::apply(&state).unwrap();
     // Read back with a dump of many datagrams.
     let counters = nft::drop_counters().unwrap();
-    assert_eq!(counters.len(), 3, "{counters:?}");
+    assert_eq!(counters.len(), 5, "{counters:?}");
     let listing = listing();
     assert_eq!(listing.matches(" dnat ip to ").count(), 4000);
     assert!(listing.contains("tcp dport 13999 dnat ip to 172.17.16.250:80"));
