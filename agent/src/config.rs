@@ -119,6 +119,16 @@ pub(crate) fn position(text: &str, error: &toml::de::Error) -> Option<(usize, us
 mod tests {
     use super::*;
 
+    /// docs/NETWORK.md's `[network]`, as it is written there.
+    #[test]
+    fn the_documented_network_settings_parse() {
+        let doc = include_str!("../../docs/NETWORK.md");
+        let text = doc.split("```toml").nth(1).unwrap();
+        let text = text.split("```").next().unwrap();
+        let config = AgentConfig::parse(text).unwrap();
+        assert_eq!(config.network, crate::bridge::NetworkSettings::default());
+    }
+
     #[test]
     fn defaults_values_and_errors() {
         assert_eq!(AgentConfig::parse("").unwrap(), AgentConfig::default());

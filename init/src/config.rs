@@ -361,21 +361,26 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        let text = r#"
-hostname = "husk"
-shutdown_timeout_secs = 10   # grace between SIGTERM and SIGKILL
-modules = ["overlay", "evdev", "vfat", "nls_cp437", "nls_ascii", "isofs", "efivarfs"]  # always loaded, besides coldplug
-
-[[service]]
-name = "husk-agent"
-command = ["/usr/bin/husk-agent"]
-restart = "always"           # always | on-failure | never
-notify = true                # readiness is READY=1 on $NOTIFY_SOCKET
-on_crash_loop = "reboot-on-trial"  # stay | reboot-on-trial
-"#;
+        // docs/ARCHITECTURE.md's init.toml, as it is written there.
+        let doc = include_str!("../../docs/ARCHITECTURE.md");
+        let section = doc.split("## init.toml").nth(1).unwrap();
+        let text = section.split("```toml").nth(1).unwrap();
+        let text = text.split("```").next().unwrap();
+        assert!(text.contains("[[service]]"), "{text}");
         let c = parse(PATH, text).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.shutdown_timeout(), Duration::from_secs(10));
+    }
+
+    /// husk-image writes its own default init.toml into every image: it
+    /// must load what init would (a module left out there is a feature
+    /// missing on every machine, as the containers' bridge once was).
+    #[test]
+    fn the_image_builders_default_is_inits_default() {
+        let text = include_str!("../../image-build/src/default-init.toml");
+        let c = parse(PATH, text).unwrap();
+        assert_eq!(c.modules, DEFAULT_MODULES);
+        assert_eq!(c, Config::default());
     }
 
     #[test]
