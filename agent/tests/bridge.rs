@@ -20,6 +20,8 @@ use husk_testkit::{busybox_layer, oci_archive};
 const IMAGE: &str = "husk.test/busybox:1";
 const HOST_IP: &str = "192.0.2.1";
 const OUTSIDE_IP: &str = "192.0.2.2";
+const HOST_IP6: &str = "2001:db8::1";
+const OUTSIDE_IP6: &str = "2001:db8::2";
 /// The machine's own firewall on (the agent leaves it off with
 /// `--no-machine-setup`, which every test agent has), one port open.
 const FIREWALL: &str = "[network]\nhost_firewall = true\ninbound = [\"9001/tcp\"]\n";
@@ -138,8 +140,8 @@ impl Outside {
         });
         sh(&format!(
             "ip link add up0 type veth peer name out0 && ip link set out0 netns {pid} && \
-             ip addr add {HOST_IP}/24 dev up0 && ip link set up0 up && \
-             ip route add 169.254.169.254/32 via {OUTSIDE_IP}"
+             ip addr add {HOST_IP}/24 dev up0 && ip -6 addr add {HOST_IP6}/64 dev up0 nodad && \
+             ip link set up0 up && ip route add 169.254.169.254/32 via {OUTSIDE_IP}"
         ));
         let outside = Self {
             holder,
@@ -147,8 +149,9 @@ impl Outside {
         };
         outside.sh(&format!(
             "ip link set lo up && ip addr add {OUTSIDE_IP}/24 dev out0 && \
-             ip addr add 169.254.169.254/32 dev out0 && ip link set out0 up && \
-             ip route add default via {HOST_IP}"
+             ip addr add 169.254.169.254/32 dev out0 && ip -6 addr add {OUTSIDE_IP6}/64 dev out0 nodad && \
+             ip link set out0 up && ip route add default via {HOST_IP} && \
+             ip -6 route add default via {HOST_IP6}"
         ));
         outside
     }
@@ -446,7 +449,11 @@ fn an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale() {
     assert!(!ruleset().contains("dport 8080"));
     machine.ok(&["start", "restart-web"]);
     let rules = ruleset();
-    assert_eq!(rules.matches("dport 8080").count(), 1, "{rules}");
+    assert_eq!(
+        rules.matches("dnat ip to 172.17.0.2:80 ").count(),
+        1,
+        "{rules}"
+    );
     assert_eq!(
         machine
             .inspect("restart-web")
@@ -614,4 +621,53 @@ fn a_container_in_a_user_namespace_is_bridged_too() {
     });
     assert_eq!(answered, "hello from userns-web\n");
     machine.ok(&["rm", "-f", "userns-web"]);
+}
+
+/// Dual stack: containers have IPv6 addresses of the machine's unique
+/// local prefix, reach each other and the outside (NAT66) on IPv6, and a
+/// port published on every address answers on the host's IPv6 address.
+#[test]
+fn ipv6_between_containers_out_and_through_a_published_port() {
+    if !enter_cgroup2_namespace("ipv6_between_containers_out_and_through_a_published_port") {
+        return;
+    }
+    let mut machine = Machine::new(FIREWALL);
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "v6-web",
+        "-p",
+        "8080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("v6-web"),
+    ]);
+    let network = machine.inspect("v6-web").network.unwrap();
+    let v6 = network.ipv6_address.expect("a dual-stack address");
+    assert_eq!(v6.octets()[0], 0xfd, "a unique local address: {v6}");
+    assert!(v6.to_string().ends_with("::ac11:2"), "{v6}");
+    assert_eq!(network.ipv6_prefix_len, Some(64));
+    // Another container, straight to its IPv6 address on the bridge.
+    let answered = eventually(Duration::from_secs(10), "v6-web over IPv6", || {
+        let out = machine.wget_from_container(&format!("http://[{v6}]:80/"));
+        out.status.success().then(|| stdout(&out))
+    });
+    assert_eq!(answered, "hello from v6-web\n");
+    // From outside, through the host's IPv6 address.
+    let out = machine.outside.wget(&format!("http://[{HOST_IP6}]:8080/"));
+    assert_eq!(stdout(&out), "hello from v6-web\n", "{out:?}");
+    // Out, masqueraded.
+    let dir = machine.dir.path().to_path_buf();
+    machine
+        .outside
+        .serve(8000, "from outside over IPv6\n", &dir);
+    let out = machine.wget_from_container(&format!("http://[{OUTSIDE_IP6}]:8000/"));
+    assert_eq!(stdout(&out), "from outside over IPv6\n", "{out:?}");
+    let rules = ruleset();
+    assert!(rules.contains("dnat ip6 to ["), "{rules}");
+    let cat = machine.ok(&["exec", "v6-web", "cat", "/etc/hosts"]);
+    assert!(cat.contains(&format!("{v6}\tv6-web\n")), "{cat}");
+    machine.ok(&["rm", "-f", "v6-web"]);
 }

@@ -113,6 +113,13 @@ pub struct NetworkInfo {
     pub prefix_len: u8,
     pub gateway: std::net::Ipv4Addr,
     pub mac_address: String,
+    /// Its IPv6 address on a dual-stack bridge (docs/NETWORK.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<std::net::Ipv6Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_prefix_len: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_gateway: Option<std::net::Ipv6Addr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
 }

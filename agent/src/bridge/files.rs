@@ -47,12 +47,20 @@ pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
 }
 
 /// The container's /etc/hosts.
-pub fn hosts(hostname: &str, address: Option<Ipv4Addr>, extra: &[String]) -> String {
+pub fn hosts(
+    hostname: &str,
+    address: Option<Ipv4Addr>,
+    address_v6: Option<std::net::Ipv6Addr>,
+    extra: &[String],
+) -> String {
     let mut out = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
          fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
     );
     if let Some(ip) = address {
+        out.push_str(&format!("{ip}\t{hostname}\n"));
+    }
+    if let Some(ip) = address_v6 {
         out.push_str(&format!("{ip}\t{hostname}\n"));
     }
     for entry in extra {
@@ -88,10 +96,12 @@ mod tests {
         let out = hosts(
             "web",
             Some(Ipv4Addr::new(172, 17, 0, 2)),
+            Some("fd00::ac11:2".parse().unwrap()),
             &["db:10.0.0.5".into(), "v6:[fd00::1]".into()],
         );
         assert!(out.contains("127.0.0.1\tlocalhost\n"));
         assert!(out.contains("172.17.0.2\tweb\n"));
+        assert!(out.contains("fd00::ac11:2\tweb\n"));
         assert!(out.contains("10.0.0.5\tdb\n"));
         assert!(out.contains("fd00::1\tv6\n"));
     }

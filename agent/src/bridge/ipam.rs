@@ -9,10 +9,10 @@
 //! and conntrack.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,11 @@ struct Book {
     last: Option<Ipv4Addr>,
     /// Container name → its address.
     addresses: BTreeMap<String, Ipv4Addr>,
+    /// The bridge's IPv6 /64 when none is configured: a unique local
+    /// prefix (RFC 4193) drawn once at random and kept, so a machine's
+    /// containers keep their IPv6 addresses across reboots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ula: Option<Ipv6Net>,
 }
 
 /// The address book of one bridge, in memory and on disk.
@@ -67,6 +72,7 @@ impl Ipam {
             subnet,
             last: None,
             addresses: BTreeMap::new(),
+            ula: None,
         };
         let book = match std::fs::read(path) {
             Ok(bytes) => {
@@ -82,7 +88,10 @@ impl Ipam {
                         "bridge: the subnet changed from {} to {subnet}; its addresses are handed out afresh",
                         book.subnet
                     );
-                    fresh
+                    Book {
+                        ula: book.ula,
+                        ..fresh
+                    }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh,
@@ -106,6 +115,34 @@ impl Ipam {
     /// The bridge's own address: the subnet's first host address.
     pub fn gateway(&self) -> Ipv4Addr {
         first_host(self.book.subnet)
+    }
+
+    /// The bridge's IPv6 /64: `configured`, else the machine's own unique
+    /// local prefix, drawn (and written down) the first time.
+    pub fn subnet_v6(&mut self, configured: Option<Ipv6Net>) -> Result<Ipv6Net, IpamError> {
+        if let Some(net) = configured {
+            return Ok(net.trunc());
+        }
+        if let Some(net) = self.book.ula {
+            return Ok(net);
+        }
+        let mut random = [0u8; 7];
+        // 40 bits of global id and 16 of subnet id: fdXX:XXXX:XXXX:SSSS::/64.
+        rustix::rand::getrandom(&mut random, rustix::rand::GetRandomFlags::empty()).map_err(
+            |e| IpamError::Write {
+                path: self.path.clone(),
+                source: e.into(),
+            },
+        )?;
+        let mut octets = [0u8; 16];
+        octets[0] = 0xfd;
+        octets[1..8].copy_from_slice(&random);
+        let net = Ipv6Net::new(Ipv6Addr::from(octets), 64)
+            .unwrap_or_default()
+            .trunc();
+        self.book.ula = Some(net);
+        self.save()?;
+        Ok(net)
     }
 
     /// The container's address, handed out (and written down) if it has
@@ -192,6 +229,18 @@ impl Ipam {
     }
 }
 
+/// A container's IPv6 address: the /64 with its IPv4 address as the last
+/// 32 bits, so it needs no book of its own and follows the IPv4 one.
+pub fn address_v6(subnet: Ipv6Net, v4: Ipv4Addr) -> Ipv6Addr {
+    let prefix = u128::from(subnet.network());
+    Ipv6Addr::from(prefix | u128::from(u32::from(v4)))
+}
+
+/// The bridge's own IPv6 address: `…::1` of the /64.
+pub fn gateway_v6(subnet: Ipv6Net) -> Ipv6Addr {
+    Ipv6Addr::from(u128::from(subnet.network()) | 1)
+}
+
 fn first_host(subnet: Ipv4Net) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(subnet.network()) + 1)
 }
@@ -246,6 +295,27 @@ mod tests {
         );
         ipam.release("c1").unwrap();
         assert_eq!(ipam.address_of("c5").unwrap(), Ipv4Addr::new(10, 1, 0, 3));
+    }
+
+    #[test]
+    fn a_unique_local_prefix_is_drawn_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.json");
+        let mut ipam = Ipam::open(&path, net("10.1.0.0/24")).unwrap();
+        let ula = ipam.subnet_v6(None).unwrap();
+        assert_eq!(ula.prefix_len(), 64);
+        assert_eq!(ula.network().octets()[0], 0xfd, "{ula}");
+        assert_eq!(ipam.subnet_v6(None).unwrap(), ula);
+        // Across a reopen, and a change of the IPv4 subnet.
+        let mut reopened = Ipam::open(&path, net("10.2.0.0/24")).unwrap();
+        assert_eq!(reopened.subnet_v6(None).unwrap(), ula);
+        let configured: Ipv6Net = "fd00:1:2:3::/64".parse().unwrap();
+        assert_eq!(reopened.subnet_v6(Some(configured)).unwrap(), configured);
+        assert_eq!(
+            address_v6(configured, Ipv4Addr::new(172, 17, 0, 2)).to_string(),
+            "fd00:1:2:3::ac11:2"
+        );
+        assert_eq!(gateway_v6(configured).to_string(), "fd00:1:2:3::1");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! namespace, so no host-side `eth0` ever exists to collide or leak), and
 //! the container's addresses and default route, set from inside.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 
 use futures_util::TryStreamExt;
@@ -40,6 +40,7 @@ pub async fn ensure_bridge(
     name: &str,
     gateway: Ipv4Addr,
     prefix: u8,
+    v6: Option<(Ipv6Addr, u8)>,
 ) -> Result<u32, rtnetlink::Error> {
     let index = match index_of(handle, name).await? {
         Some(index) => index,
@@ -60,6 +61,21 @@ pub async fn ensure_bridge(
         .replace()
         .execute()
         .await?;
+    if let Some((gateway6, prefix6)) = v6 {
+        // No duplicate address detection: the bridge's address is the
+        // agent's to give, and a tentative address would stall the
+        // containers' first packets for a second or two.
+        let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+        if let Err(e) = std::fs::write(&dad, "0") {
+            log::debug!("bridge: {dad}: {e}");
+        }
+        handle
+            .address()
+            .add(index, IpAddr::V6(gateway6), prefix6)
+            .replace()
+            .execute()
+            .await?;
+    }
     handle
         .link()
         .set(LinkUnspec::new_with_index(index).up().build())
@@ -125,18 +141,29 @@ pub async fn configure_inside(
     address: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
+    v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 ) -> Result<(), rtnetlink::Error> {
+    let mut eth0 = 0;
     for name in ["lo", CONTAINER_IFNAME] {
         let index = index_of(handle, name)
             .await?
             .ok_or(rtnetlink::Error::RequestFailed)?;
         if name == CONTAINER_IFNAME {
+            eth0 = index;
             handle
                 .address()
                 .add(index, IpAddr::V4(address), prefix)
                 .replace()
                 .execute()
                 .await?;
+            if let Some((address6, prefix6, _)) = v6 {
+                handle
+                    .address()
+                    .add(index, IpAddr::V6(address6), prefix6)
+                    .replace()
+                    .execute()
+                    .await?;
+            }
         }
         handle
             .link()
@@ -147,7 +174,15 @@ pub async fn configure_inside(
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(gateway)
         .build();
-    handle.route().add(route).replace().execute().await
+    handle.route().add(route).replace().execute().await?;
+    if let Some((_, _, gateway6)) = v6 {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new()
+            .output_interface(eth0)
+            .gateway(gateway6)
+            .build();
+        handle.route().add(route).replace().execute().await?;
+    }
+    Ok(())
 }
 
 /// The MTU of the link the default route leaves by (the uplink), None

@@ -33,7 +33,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -58,6 +58,13 @@ pub struct NetworkSettings {
     /// The containers' MTU; default: the uplink's (that of the link the
     /// default route leaves by), else 1500.
     pub mtu: Option<u32>,
+    /// Dual stack: an IPv6 address for every container besides its IPv4
+    /// one, published ports on IPv6 too.
+    pub ipv6: bool,
+    /// The bridge's IPv6 prefix (at most a /96: a container's address is
+    /// the prefix and its IPv4 address); default: a unique local /64
+    /// drawn at random once per machine (RFC 4193).
+    pub subnet_v6: Option<Ipv6Net>,
     /// The machine's inbound firewall (docs/NETWORK.md): on, unless the
     /// agent leaves the machine alone (`--no-machine-setup`: tests, an
     /// agent run by hand on a workstation).
@@ -73,6 +80,8 @@ impl Default for NetworkSettings {
             bridge: "husk0".into(),
             subnet: Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).unwrap_or_default(),
             mtu: None,
+            ipv6: true,
+            subnet_v6: None,
             host_firewall: None,
             inbound: Vec::new(),
         }
@@ -122,6 +131,25 @@ impl NetworkSettings {
                 "[network] subnet {}: overlaps the loopback or link-local range",
                 self.subnet
             ));
+        }
+        if let Some(net) = self.subnet_v6 {
+            if net.prefix_len() > 96 {
+                return Err(format!(
+                    "[network] subnet_v6 {net}: at most a /96 (a container's address is the prefix and its IPv4 address)"
+                ));
+            }
+            if net != net.trunc() {
+                return Err(format!(
+                    "[network] subnet_v6 {net}: the address has host bits set (did you mean {}?)",
+                    net.trunc()
+                ));
+            }
+            let first = net.network().segments()[0];
+            if first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00 || net.network().is_loopback() {
+                return Err(format!(
+                    "[network] subnet_v6 {net}: not a link-local, multicast or loopback prefix"
+                ));
+            }
         }
         if let Some(mtu) = self.mtu
             && !(1280..=65535).contains(&mtu)
@@ -207,6 +235,8 @@ struct Attachment {
 
 struct State {
     ipam: ipam::Ipam,
+    /// The bridge's IPv6 prefix (dual stack), None: IPv4 only.
+    subnet_v6: Option<Ipv6Net>,
     bridge_index: Option<u32>,
     attached: BTreeMap<String, Attachment>,
     /// The sockets holding each container's published host ports.
@@ -237,12 +267,18 @@ pub type NetworkFiles = Vec<(&'static str, PathBuf)>;
 
 impl Networks {
     pub fn new(settings: NetworkSettings, paths: NetworkPaths) -> Result<Self, NetError> {
-        let ipam = ipam::Ipam::open(&paths.state.join("bridge.json"), settings.subnet)?;
+        let mut ipam = ipam::Ipam::open(&paths.state.join("bridge.json"), settings.subnet)?;
+        let subnet_v6 = if settings.ipv6 {
+            Some(ipam.subnet_v6(settings.subnet_v6)?)
+        } else {
+            None
+        };
         Ok(Self(Arc::new(Inner {
             settings,
             paths,
             state: tokio::sync::Mutex::new(State {
                 ipam,
+                subnet_v6,
                 bridge_index: None,
                 attached: BTreeMap::new(),
                 reservations: BTreeMap::new(),
@@ -270,6 +306,7 @@ impl Networks {
         opts: &RunOptions,
         dir: &Path,
         address: Option<Ipv4Addr>,
+        address_v6: Option<std::net::Ipv6Addr>,
     ) -> Result<NetworkFiles, NetError> {
         let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
         let host_resolv =
@@ -287,7 +324,7 @@ impl Networks {
             write(
                 "hosts",
                 "/etc/hosts",
-                files::hosts(&hostname, address, &opts.extra_hosts),
+                files::hosts(&hostname, address, address_v6, &opts.extra_hosts),
             )?;
         }
         if opts.network != NetworkMode::None {
@@ -310,7 +347,12 @@ impl Networks {
         let mut state = self.0.state.lock().await;
         // A start after a crash or an unclean stop.
         self.detach_locked(&mut state, name).await;
-        let reservations = ports::reserve(name, &opts.ports, &state.reservations)?;
+        let reservations = ports::reserve(
+            name,
+            &opts.ports,
+            &state.reservations,
+            state.subnet_v6.is_some(),
+        )?;
         let bridge = self.ensure_bridge(&mut state).await?;
         let address = state.ipam.address_of(name)?;
         let info = NetworkInfo {
@@ -319,6 +361,9 @@ impl Networks {
             prefix_len: state.ipam.subnet().prefix_len(),
             gateway: state.ipam.gateway(),
             mac_address: format_mac(mac_for(address)),
+            ipv6_address: state.subnet_v6.map(|net| ipam::address_v6(net, address)),
+            ipv6_prefix_len: state.subnet_v6.map(|net| net.prefix_len()),
+            ipv6_gateway: state.subnet_v6.map(ipam::gateway_v6),
             ports: reservations.mappings(),
         };
         let attachment = Attachment {
@@ -403,7 +448,7 @@ impl Networks {
             match serde_json::from_slice::<Attachment>(&bytes) {
                 Ok(attachment) => {
                     let mappings = attachment.info.ports.clone();
-                    match ports::reserve_exact(name, &mappings) {
+                    match ports::reserve_exact(name, &mappings, state.subnet_v6.is_some()) {
                         Ok(r) => {
                             state.reservations.insert(name.clone(), r);
                         }
@@ -479,11 +524,15 @@ impl Networks {
         }
         let settings = &self.0.settings;
         let handle = links::connect().map_err(NetError::io("a netlink socket"))?;
+        let v6 = state
+            .subnet_v6
+            .map(|net| (ipam::gateway_v6(net), net.prefix_len()));
         let index = links::ensure_bridge(
             &handle,
             &settings.bridge,
             state.ipam.gateway(),
             state.ipam.subnet().prefix_len(),
+            v6,
         )
         .await
         .map_err(NetError::netlink(format!(
@@ -493,6 +542,10 @@ impl Networks {
         // Containers reach the outside through the host's routing.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .map_err(NetError::io("enabling IPv4 forwarding"))?;
+        if v6.is_some() {
+            std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
+                .map_err(NetError::io("enabling IPv6 forwarding"))?;
+        }
         state.bridge_index = Some(index);
         Ok(index)
     }
@@ -528,13 +581,17 @@ impl Networks {
             attachment.veth
         )))?;
         let (address, prefix, gateway) = (info.ip_address, info.prefix_len, info.gateway);
+        let v6 = match (info.ipv6_address, info.ipv6_prefix_len, info.ipv6_gateway) {
+            (Some(a), Some(p), Some(g)) => Some((a, p, g)),
+            _ => None,
+        };
         netns::run_in(&path, move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async move {
                 let handle = links::connect()?;
-                links::configure_inside(&handle, address, prefix, gateway)
+                links::configure_inside(&handle, address, prefix, gateway, v6)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
             })
@@ -580,7 +637,7 @@ impl Networks {
                     state.ipam.subnet().network(),
                     state.ipam.subnet().prefix_len(),
                 ),
-                subnet_v6: None,
+                subnet_v6: state.subnet_v6.map(|net| (net.network(), net.prefix_len())),
                 internal: false,
             }],
             ports: Vec::new(),
@@ -598,7 +655,9 @@ impl Networks {
         };
         for (name, attachment) in &state.attached {
             for port in &attachment.info.ports {
-                firewall.ports.push(port_rule(name, &attachment.info, port));
+                firewall
+                    .ports
+                    .extend(port_rules(name, &attachment.info, port));
             }
         }
         crate::nft::apply(&firewall)?;
@@ -621,19 +680,36 @@ impl Networks {
     }
 }
 
-fn port_rule(container: &str, info: &NetworkInfo, port: &PortMapping) -> crate::nft::PortRule {
-    crate::nft::PortRule {
+/// The DNAT rules of one published port: to the container's IPv4
+/// address, and to its IPv6 one on a dual-stack bridge (a port on every
+/// address is both; one on a given address, that address's family).
+fn port_rules(
+    container: &str,
+    info: &NetworkInfo,
+    port: &PortMapping,
+) -> Vec<crate::nft::PortRule> {
+    let rule = |container_ip: IpAddr| crate::nft::PortRule {
         protocol: match port.protocol {
             husk_api::containers::PortProtocol::Tcp => crate::nft::Protocol::Tcp,
             husk_api::containers::PortProtocol::Udp => crate::nft::Protocol::Udp,
         },
         host_ip: port.host_ip,
         host_port: port.host_port,
-        container_ip: IpAddr::V4(info.ip_address),
+        container_ip,
         container_port: port.container_port,
         bridge: info.bridge.clone(),
         comment: format!("{container} {port}"),
+    };
+    let mut rules = Vec::new();
+    if !matches!(port.host_ip, Some(IpAddr::V6(_))) {
+        rules.push(rule(IpAddr::V4(info.ip_address)));
     }
+    if let Some(v6) = info.ipv6_address
+        && !matches!(port.host_ip, Some(IpAddr::V4(_)))
+    {
+        rules.push(rule(IpAddr::V6(v6)));
+    }
+    rules
 }
 
 /// The host end of a container's veth: short enough for IFNAMSIZ, one

@@ -11,13 +11,16 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// The sysctls every container namespace gets, as Docker sets them since
-/// 20.10: binding ports below 1024 and ICMP echo sockets need no
-/// capability inside a namespace that is the container's alone (and a
-/// container in a user namespace has no capability in this one).
-const SYSCTLS: [(&str, &str); 2] = [
+/// The sysctls every container namespace gets. The first two as Docker
+/// sets them since 20.10: binding ports below 1024 and ICMP echo sockets
+/// need no capability inside a namespace that is the container's alone
+/// (and a container in a user namespace has no capability in this one).
+const SYSCTLS: [(&str, &str); 3] = [
     ("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0"),
     ("/proc/sys/net/ipv4/ping_group_range", "0 2147483647"),
+    // The container's IPv6 address is the agent's to give: no duplicate
+    // address detection holding it tentative for its first seconds.
+    ("/proc/sys/net/ipv6/conf/default/accept_dad", "0"),
 ];
 
 /// Makes a namespace pinned at `path` (a stale one there is removed first).

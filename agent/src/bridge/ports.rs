@@ -7,7 +7,7 @@
 //! port asked as 0 is one the kernel picks from its ephemeral range.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
 
 use husk_api::containers::{NetworkMode, PortMapping, PortProtocol, RunOptions, parse_extra_host};
@@ -29,7 +29,7 @@ pub enum PortError {
     InUse { port: String },
     #[error("port {port}: {ip} is not an address of this machine")]
     NotLocal { port: String, ip: IpAddr },
-    #[error("port {port}: only IPv4 host addresses can be published for now")]
+    #[error("port {port}: the bridge has no IPv6 ([network] ipv6 = false)")]
     Ipv6 { port: String },
     #[error("reserving port {port}: {source}")]
     Socket {
@@ -50,11 +50,6 @@ pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
     }
     let mut seen = std::collections::HashSet::new();
     for port in &opts.ports {
-        if matches!(port.host_ip, Some(IpAddr::V6(_))) {
-            return Err(PortError::Ipv6 {
-                port: port.to_string(),
-            });
-        }
         if port.host_port != 0 && !seen.insert((port.host_port, port.protocol)) {
             return Err(PortError::Twice(format!(
                 "host port {}/{}",
@@ -65,9 +60,10 @@ pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
     Ok(())
 }
 
-/// One container's reserved ports.
+/// One container's reserved ports (a port on every address is held on
+/// IPv4 and, on a dual-stack bridge, IPv6).
 #[derive(Debug, Default)]
-pub struct Reservations(Vec<(PortMapping, OwnedFd)>);
+pub struct Reservations(Vec<(PortMapping, Vec<OwnedFd>)>);
 
 impl Reservations {
     /// The mappings as published (picked host ports filled in).
@@ -81,6 +77,7 @@ pub fn reserve(
     container: &str,
     ports: &[PortMapping],
     others: &BTreeMap<String, Reservations>,
+    ipv6: bool,
 ) -> Result<Reservations, PortError> {
     for port in ports.iter().filter(|p| p.host_port != 0) {
         for (owner, theirs) in others.iter().filter(|(n, _)| n.as_str() != container) {
@@ -97,39 +94,42 @@ pub fn reserve(
             }
         }
     }
-    reserve_exact(container, ports)
+    reserve_exact(container, ports, ipv6)
 }
 
 /// Binds each port (for an agent that restarts, the ports its running
 /// containers already publish).
-pub fn reserve_exact(_container: &str, ports: &[PortMapping]) -> Result<Reservations, PortError> {
+pub fn reserve_exact(
+    _container: &str,
+    ports: &[PortMapping],
+    ipv6: bool,
+) -> Result<Reservations, PortError> {
     let mut held = Vec::new();
     for port in ports {
-        let ip = match port.host_ip {
-            None => Ipv4Addr::UNSPECIFIED,
-            Some(IpAddr::V4(ip)) => ip,
-            Some(IpAddr::V6(_)) => {
-                return Err(PortError::Ipv6 {
-                    port: port.to_string(),
-                });
-            }
+        let named = |e: std::io::Error, ip: IpAddr| match e.raw_os_error() {
+            Some(libc::EADDRINUSE) => PortError::InUse {
+                port: describe(port),
+            },
+            Some(libc::EADDRNOTAVAIL) => PortError::NotLocal {
+                port: describe(port),
+                ip,
+            },
+            _ => PortError::Socket {
+                port: describe(port),
+                source: e,
+            },
         };
-        let fd =
-            bind(port.protocol, SocketAddr::from((ip, port.host_port))).map_err(|e| {
-                match e.raw_os_error() {
-                    Some(libc::EADDRINUSE) => PortError::InUse {
-                        port: describe(port),
-                    },
-                    Some(libc::EADDRNOTAVAIL) => PortError::NotLocal {
-                        port: describe(port),
-                        ip: IpAddr::V4(ip),
-                    },
-                    _ => PortError::Socket {
-                        port: describe(port),
-                        source: e,
-                    },
-                }
-            })?;
+        let first: IpAddr = match port.host_ip {
+            None => Ipv4Addr::UNSPECIFIED.into(),
+            Some(ip) => ip,
+        };
+        if first.is_ipv6() && !ipv6 {
+            return Err(PortError::Ipv6 {
+                port: describe(port),
+            });
+        }
+        let fd = bind(port.protocol, SocketAddr::new(first, port.host_port))
+            .map_err(|e| named(e, first))?;
         let mut mapping = *port;
         if mapping.host_port == 0 {
             mapping.host_port = local_port(&fd).map_err(|source| PortError::Socket {
@@ -137,7 +137,15 @@ pub fn reserve_exact(_container: &str, ports: &[PortMapping]) -> Result<Reservat
                 source,
             })?;
         }
-        held.push((mapping, fd));
+        let mut fds = vec![fd];
+        // Every address: IPv6's too, on the same port.
+        if port.host_ip.is_none() && ipv6 {
+            let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+            let fd6 = bind(mapping.protocol, SocketAddr::new(any6, mapping.host_port))
+                .map_err(|e| named(e, any6))?;
+            fds.push(fd6);
+        }
+        held.push((mapping, fds));
     }
     Ok(Reservations(held))
 }
@@ -151,12 +159,21 @@ fn describe(port: &PortMapping) -> String {
 
 /// A socket bound to `addr` and never listened on: it holds the port.
 fn bind(protocol: PortProtocol, addr: SocketAddr) -> std::io::Result<OwnedFd> {
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
     let kind = match protocol {
         PortProtocol::Tcp => SocketType::STREAM,
         PortProtocol::Udp => SocketType::DGRAM,
     };
-    let fd = rustix::net::socket_with(AddressFamily::INET, kind, SocketFlags::CLOEXEC, None)?;
+    let family = if addr.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    };
+    let fd = rustix::net::socket_with(family, kind, SocketFlags::CLOEXEC, None)?;
+    if addr.is_ipv6() {
+        // Only IPv6: the IPv4 socket holds IPv4.
+        sockopt::set_ipv6_v6only(&fd, true)?;
+    }
     rustix::net::bind(&fd, &addr)?;
     Ok(fd)
 }
@@ -202,24 +219,24 @@ mod tests {
     #[test]
     fn a_bound_port_and_another_containers_are_named() {
         let mapping = husk_api::containers::parse_publish("127.0.0.1::80").unwrap();
-        let first = reserve("a", &mapping, &BTreeMap::new()).unwrap();
+        let first = reserve("a", &mapping, &BTreeMap::new(), true).unwrap();
         let picked = first.mappings()[0];
         assert_ne!(picked.host_port, 0, "the kernel picked a port");
         let mut others = BTreeMap::new();
         others.insert("a".to_string(), first);
         let again = [picked];
-        let err = reserve("b", &again, &others).unwrap_err().to_string();
+        let err = reserve("b", &again, &others, true).unwrap_err().to_string();
         assert!(err.contains("already published by container a"), "{err}");
         // A socket of someone else on the port.
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = taken.local_addr().unwrap().port();
         let mapping = husk_api::containers::parse_publish(&format!("127.0.0.1:{port}:80")).unwrap();
-        let err = reserve("c", &mapping, &BTreeMap::new())
+        let err = reserve("c", &mapping, &BTreeMap::new(), true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("already in use on the host"), "{err}");
         let mapping = husk_api::containers::parse_publish("192.0.2.77:8080:80").unwrap();
-        let err = reserve("d", &mapping, &BTreeMap::new())
+        let err = reserve("d", &mapping, &BTreeMap::new(), true)
             .unwrap_err()
             .to_string();
         assert!(err.contains("not an address of this machine"), "{err}");

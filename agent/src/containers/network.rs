@@ -84,7 +84,8 @@ impl Manager {
             None
         };
         let address = info.as_ref().map(|i| i.ip_address);
-        if let Err(e) = networks.write_files(&opts, &slot.paths.dir, address) {
+        let address_v6 = info.as_ref().and_then(|i| i.ipv6_address);
+        if let Err(e) = networks.write_files(&opts, &slot.paths.dir, address, address_v6) {
             if info.is_some() {
                 networks.detach(&slot.name).await;
             }
