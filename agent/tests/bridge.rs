@@ -649,6 +649,11 @@ fn ipv6_between_containers_out_and_through_a_published_port() {
     assert_eq!(v6.octets()[0], 0xfd, "a unique local address: {v6}");
     assert!(v6.to_string().ends_with("::ac11:2"), "{v6}");
     assert_eq!(network.ipv6_prefix_len, Some(64));
+    // Forwarding is on for the bridge, and the uplink still takes router
+    // advertisements (SLAAC).
+    let read = |f: &str| std::fs::read_to_string(f).unwrap().trim().to_string();
+    assert_eq!(read("/proc/sys/net/ipv6/conf/all/forwarding"), "1");
+    assert_eq!(read("/proc/sys/net/ipv6/conf/up0/accept_ra"), "2");
     // Another container, straight to its IPv6 address on the bridge.
     let answered = eventually(Duration::from_secs(10), "v6-web over IPv6", || {
         let out = machine.wget_from_container(&format!("http://[{v6}]:80/"));

@@ -543,6 +543,7 @@ impl Networks {
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
             .map_err(NetError::io("enabling IPv4 forwarding"))?;
         if v6.is_some() {
+            keep_accepting_router_advertisements();
             std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
                 .map_err(NetError::io("enabling IPv6 forwarding"))?;
         }
@@ -710,6 +711,30 @@ fn port_rules(
         rules.push(rule(IpAddr::V6(v6)));
     }
     rules
+}
+
+/// A router ignores router advertisements (`accept_ra = 1` means "unless
+/// forwarding"): before IPv6 forwarding goes on for the bridge, the
+/// machine's own links (and links that appear later) are told to keep
+/// taking them (`2`), so an uplink's SLAAC address and default route
+/// survive the bridge.
+fn keep_accepting_router_advertisements() {
+    let conf = Path::new("/proc/sys/net/ipv6/conf");
+    let Ok(entries) = std::fs::read_dir(conf) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "all" || name == "lo" || name.starts_with(crate::nft::BRIDGE_PREFIX) {
+            continue;
+        }
+        let file = entry.path().join("accept_ra");
+        if std::fs::read_to_string(&file).is_ok_and(|v| v.trim() == "1")
+            && let Err(e) = std::fs::write(&file, "2")
+        {
+            log::warn!("bridge: {}: {e}", file.display());
+        }
+    }
 }
 
 /// The host end of a container's veth: short enough for IFNAMSIZ, one
