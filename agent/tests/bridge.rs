@@ -528,6 +528,7 @@ fn conflicting_and_malformed_requests_are_refused_by_name() {
         (vec!["-p", "8082:80/sctp"], "tcp or udp"),
         (vec!["--add-host", "nocolon"], "NAME:IP"),
         (vec!["--network", "overlay"], "bridge, none or host"),
+        (vec!["--metadata-access"], "allow_metadata_access = false"),
     ] {
         let mut full = vec!["run", "--rm"];
         full.extend(args.iter().copied());
@@ -675,4 +676,42 @@ fn ipv6_between_containers_out_and_through_a_published_port() {
     let cat = machine.ok(&["exec", "v6-web", "cat", "/etc/hosts"]);
     assert!(cat.contains(&format!("{v6}\tv6-web\n")), "{cat}");
     machine.ok(&["rm", "-f", "v6-web"]);
+}
+
+/// The metadata service for the one container agent.toml lets ask it.
+#[test]
+fn metadata_access_is_one_containers_where_agent_toml_allows_it() {
+    if !enter_cgroup2_namespace("metadata_access_is_one_containers_where_agent_toml_allows_it") {
+        return;
+    }
+    let mut machine = Machine::new(&format!(
+        "{FIREWALL}[security]\nallow_metadata_access = true\n"
+    ));
+    let dir = machine.dir.path().to_path_buf();
+    machine.outside.serve(80, "metadata\n", &dir);
+    let url = "http://169.254.169.254/";
+    let fetch = |extra: &[&str]| {
+        let script = format!("busybox timeout 5 busybox wget -q -O - {url}; exit $?");
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend([IMAGE, "sh", "-c", script.as_str()]);
+        machine.huskctl(&args)
+    };
+    let out = fetch(&["--metadata-access"]);
+    assert_eq!(stdout(&out), "metadata\n", "{out:?}");
+    let out = fetch(&[]);
+    assert!(
+        !out.status.success(),
+        "a container without access reached it: {out:?}"
+    );
+    let err = machine.err(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--metadata-access",
+        IMAGE,
+        "true",
+    ]);
+    assert!(err.contains("for bridged containers"), "{err}");
 }

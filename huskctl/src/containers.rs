@@ -81,6 +81,9 @@ pub struct CreateArgs {
     /// NAME:IP, a line of the container's /etc/hosts; repeatable.
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     add_host: Vec<String>,
+    /// Let it reach the cloud's metadata service (if agent.toml allows).
+    #[arg(long)]
+    metadata_access: bool,
     /// All capabilities, no seccomp (if the agent's policy allows it).
     #[arg(long)]
     privileged: bool,
@@ -228,6 +231,7 @@ impl CreateArgs {
         opts.ports = self.publish.into_iter().flatten().collect();
         opts.dns = self.dns;
         opts.extra_hosts = self.add_host;
+        opts.metadata_access = self.metadata_access;
         opts.privileged = self.privileged;
         opts.userns_auto = self.userns == "auto";
         opts.restart = self.restart;

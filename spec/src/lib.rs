@@ -123,6 +123,13 @@ fn check_policy(opts: &RunOptions, policy: &SecurityPolicy) -> Result<(), SpecEr
                 .into(),
         ));
     }
+    if opts.metadata_access && !policy.allow_metadata_access {
+        return Err(SpecError::Forbidden(
+            "reaching the cloud's metadata service is disabled by the agent's configuration \
+             (security policy: allow_metadata_access = false)"
+                .into(),
+        ));
+    }
     if opts.network == NetworkMode::Host && !policy.allow_host_network {
         return Err(SpecError::Forbidden(
             "the host network is disabled by the agent's configuration \

@@ -19,6 +19,10 @@ pub struct SecurityPolicy {
     /// Allow `network: host`: the container sees and binds the host's
     /// interfaces.
     pub allow_host_network: bool,
+    /// Allow `metadata_access: true`: a bridged container reaching the
+    /// cloud's metadata service (169.254.169.254, fd00:ec2::254), and with
+    /// it the machine's instance credentials.
+    pub allow_metadata_access: bool,
 }
 
 /// agent.toml `[security] userns`.
@@ -39,6 +43,7 @@ impl SecurityPolicy {
             userns: UsernsPolicy::Optional,
             allow_privileged: true,
             allow_host_network: true,
+            allow_metadata_access: true,
         }
     }
 }

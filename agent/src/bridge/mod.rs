@@ -231,6 +231,9 @@ pub struct NetworkPaths {
 struct Attachment {
     info: NetworkInfo,
     veth: String,
+    /// It may reach the metadata service (`metadata_access`).
+    #[serde(default)]
+    metadata_access: bool,
 }
 
 struct State {
@@ -369,6 +372,7 @@ impl Networks {
         let attachment = Attachment {
             info: info.clone(),
             veth: veth_name(name),
+            metadata_access: opts.metadata_access,
         };
         // Written first: an agent that dies while plumbing finds the
         // attachment when it is back, and removes what it made (the
@@ -659,6 +663,13 @@ impl Networks {
                 firewall
                     .ports
                     .extend(port_rules(name, &attachment.info, port));
+            }
+            if attachment.metadata_access {
+                let info = &attachment.info;
+                firewall.metadata_allowed.push(IpAddr::V4(info.ip_address));
+                firewall
+                    .metadata_allowed
+                    .extend(info.ipv6_address.map(IpAddr::V6));
             }
         }
         crate::nft::apply(&firewall)?;

@@ -45,6 +45,12 @@ pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
     if !opts.ports.is_empty() && opts.network != NetworkMode::Bridge {
         return Err(PortError::NotBridged(opts.network));
     }
+    if opts.metadata_access && opts.network != NetworkMode::Bridge {
+        return Err(PortError::Invalid(format!(
+            "metadata access is for bridged containers: with --network {} the firewall does not stand between the container and the metadata service",
+            opts.network
+        )));
+    }
     for entry in &opts.extra_hosts {
         parse_extra_host(entry).map_err(PortError::Invalid)?;
     }

@@ -78,6 +78,11 @@ pub struct RunOptions {
     /// `NAME:IP` lines for its /etc/hosts (`--add-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_hosts: Vec<String>,
+    /// Let this bridged container reach the cloud's metadata service
+    /// (`--metadata-access`), which every other container is kept from;
+    /// only where agent.toml allows it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_access: bool,
     /// All capabilities, no seccomp, no masked paths (if the agent's
     /// security policy allows it).
     #[serde(default)]
@@ -124,6 +129,7 @@ impl RunOptions {
             ports: Vec::new(),
             dns: Vec::new(),
             extra_hosts: Vec::new(),
+            metadata_access: false,
             privileged: false,
             userns: None,
             userns_auto: false,
