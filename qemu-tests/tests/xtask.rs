@@ -111,6 +111,20 @@ fn bench_pull_compares_husk_with_skopeo() {
 }
 
 #[test]
+fn bench_network_compares_the_bridge_with_none_and_loopback() {
+    let out = text(&run(&["bench", "network", "--idle", "2"]));
+    for row in [
+        "bridge / none, median (p95)",
+        "| host loopback 127.0.0.1",
+        "through its published ports (192.0.2.1, DNAT)",
+        "(no DNAT; baseline) |",
+        "2 idle containers",
+    ] {
+        assert!(out.contains(row), "no {row} in:\n{out}");
+    }
+}
+
+#[test]
 fn bench_boot_reports_milestones() {
     let out = text(&run(&["bench", "boot", "--boots", "1", "--direct"]));
     assert!(out.contains("1 boots"), "{out}");

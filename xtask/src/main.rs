@@ -5,6 +5,7 @@ mod bench;
 mod bench_agent;
 mod bench_containerd;
 mod bench_memory;
+mod bench_network;
 mod bench_pull;
 mod bench_runtime;
 mod boot;
@@ -60,8 +61,9 @@ enum Task {
         out: Option<std::path::PathBuf>,
     },
     /// Benchmarks: boot milestones, container start latency against
-    /// crun and runc, memory per container, pulls against skopeo. All of
-    /// them by default.
+    /// crun and runc, memory per container, pulls against skopeo, the
+    /// bridge against `--network none` and loopback. All of them by
+    /// default.
     Bench {
         /// Only this one.
         #[arg(value_enum)]
@@ -85,6 +87,10 @@ enum Task {
         /// Pull benchmark: pulls of each kind (median).
         #[arg(long, default_value_t = 3)]
         pulls: usize,
+        /// Network benchmark: idle containers running while the published
+        /// port's latency and the starts are measured again.
+        #[arg(long, default_value_t = 100)]
+        idle: usize,
     },
     /// Coverage-guided fuzzing of the parsers of hostile input (fuzz/):
     /// each target for --time seconds from its seeds; fails on a crash,
@@ -109,6 +115,7 @@ enum BenchWhat {
     Runtime,
     Memory,
     Pull,
+    Network,
 }
 
 fn main() -> ExitCode {
@@ -134,6 +141,7 @@ fn main() -> ExitCode {
             shim_runs,
             containers,
             pulls,
+            idle,
         } => {
             let all = what.is_none();
             let mut result = Ok(());
@@ -145,6 +153,9 @@ fn main() -> ExitCode {
             }
             if all || what == Some(BenchWhat::Pull) {
                 result = result.and_then(|()| bench_pull::run(pulls.max(1)));
+            }
+            if all || what == Some(BenchWhat::Network) {
+                result = result.and_then(|()| bench_network::run(idle));
             }
             if all || what == Some(BenchWhat::Boot) {
                 result = result.and_then(|()| bench::run(boots.max(1), direct));

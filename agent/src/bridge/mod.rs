@@ -45,6 +45,12 @@ pub use self::ports::PortError;
 /// Host ends of the containers' veths: `vh` and a hash of the name.
 const VETH_PREFIX: &str = "vh";
 
+/// A link the containers' networks own (a bridge, a container's veth),
+/// which the machine's network must leave alone: no DHCP on it.
+pub fn is_containers_link(name: &str) -> bool {
+    name.starts_with(crate::nft::BRIDGE_PREFIX) || name.starts_with(VETH_PREFIX)
+}
+
 /// `[network]` of agent.toml.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -781,6 +787,14 @@ mod tests {
         assert!(a.len() <= 15 && a.starts_with(VETH_PREFIX), "{a}");
         assert_ne!(a, b);
         assert_eq!(a, veth_name("web"));
+    }
+
+    #[test]
+    fn the_machines_network_leaves_the_bridges_links_alone() {
+        assert!(is_containers_link("husk0"));
+        assert!(is_containers_link(&veth_name("web")));
+        assert!(!is_containers_link("eth0"));
+        assert!(!is_containers_link("ens5"));
     }
 
     #[test]

@@ -217,7 +217,9 @@ async fn run(control: Network) -> std::io::Result<()> {
                         managed.push(l.index);
                         continue;
                     }
-                    if !l.ethernet {
+                    // The containers' bridge and veths are Ethernet too,
+                    // but no DHCP server is behind them.
+                    if !l.ethernet || crate::bridge::is_containers_link(&l.name) {
                         continue;
                     }
                     managed.push(l.index);
