@@ -168,6 +168,15 @@ impl Outside {
         out
     }
 
+    /// The body at `url`, once it answers (within 10 s, or the test fails
+    /// naming `what`).
+    fn wget_until(&self, url: &str, what: &str) -> String {
+        eventually(Duration::from_secs(10), what, || {
+            let out = self.wget(url);
+            out.status.success().then(|| stdout(&out))
+        })
+    }
+
     fn wget(&self, url: &str) -> Output {
         self.enter()
             .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
@@ -438,10 +447,9 @@ fn an_agent_restart_keeps_every_rule_once_and_cleans_what_is_stale() {
     // The running container still answers, its picked port still its own.
     let info = machine.inspect("restart-web");
     assert_eq!(info.network.unwrap().ports[1].host_port, picked);
-    let answered = eventually(Duration::from_secs(10), "web after the restart", || {
-        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
-        out.status.success().then(|| stdout(&out))
-    });
+    let answered = machine
+        .outside
+        .wget_until(&format!("http://{HOST_IP}:8080/"), "web after the restart");
     assert_eq!(answered, "hello from restart-web\n");
     // A stop takes its rules out; a start puts them back once, at the
     // same address.
@@ -585,10 +593,9 @@ fn the_readme_network_commands_work_as_written() {
     }
     let info: ContainerInfo = serde_json::from_str(&outputs[1]).unwrap();
     assert_eq!(info.network.unwrap().ports[0].host_port, 8080);
-    let answered = eventually(Duration::from_secs(10), "web through 8080", || {
-        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
-        out.status.success().then(|| stdout(&out))
-    });
+    let answered = machine
+        .outside
+        .wget_until(&format!("http://{HOST_IP}:8080/"), "web through 8080");
     assert_eq!(answered, "hello from web-1\n");
     machine.ok(&["rm", "-f", "web"]);
 }
@@ -616,10 +623,9 @@ fn a_container_in_a_user_namespace_is_bridged_too() {
         "-c",
         &httpd("userns-web"),
     ]);
-    let answered = eventually(Duration::from_secs(10), "the userns container", || {
-        let out = machine.outside.wget(&format!("http://{HOST_IP}:8080/"));
-        out.status.success().then(|| stdout(&out))
-    });
+    let answered = machine
+        .outside
+        .wget_until(&format!("http://{HOST_IP}:8080/"), "the userns container");
     assert_eq!(answered, "hello from userns-web\n");
     machine.ok(&["rm", "-f", "userns-web"]);
 }

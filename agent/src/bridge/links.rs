@@ -55,12 +55,7 @@ pub async fn ensure_bridge(
                 .ok_or(rtnetlink::Error::RequestFailed)?
         }
     };
-    handle
-        .address()
-        .add(index, IpAddr::V4(gateway), prefix)
-        .replace()
-        .execute()
-        .await?;
+    add_address(handle, index, IpAddr::V4(gateway), prefix).await?;
     if let Some((gateway6, prefix6)) = v6 {
         // No duplicate address detection: the bridge's address is the
         // agent's to give, and a tentative address would stall the
@@ -69,12 +64,7 @@ pub async fn ensure_bridge(
         if let Err(e) = std::fs::write(&dad, "0") {
             log::debug!("bridge: {dad}: {e}");
         }
-        handle
-            .address()
-            .add(index, IpAddr::V6(gateway6), prefix6)
-            .replace()
-            .execute()
-            .await?;
+        add_address(handle, index, IpAddr::V6(gateway6), prefix6).await?;
     }
     handle
         .link()
@@ -150,19 +140,9 @@ pub async fn configure_inside(
             .ok_or(rtnetlink::Error::RequestFailed)?;
         if name == CONTAINER_IFNAME {
             eth0 = index;
-            handle
-                .address()
-                .add(index, IpAddr::V4(address), prefix)
-                .replace()
-                .execute()
-                .await?;
+            add_address(handle, index, IpAddr::V4(address), prefix).await?;
             if let Some((address6, prefix6, _)) = v6 {
-                handle
-                    .address()
-                    .add(index, IpAddr::V6(address6), prefix6)
-                    .replace()
-                    .execute()
-                    .await?;
+                add_address(handle, index, IpAddr::V6(address6), prefix6).await?;
             }
         }
         handle
@@ -234,4 +214,19 @@ pub async fn names_with_prefix(
         }
     }
     Ok(names)
+}
+
+/// Adds (or keeps) `address/prefix` on the link.
+async fn add_address(
+    handle: &Handle,
+    index: u32,
+    address: IpAddr,
+    prefix: u8,
+) -> Result<(), rtnetlink::Error> {
+    handle
+        .address()
+        .add(index, address, prefix)
+        .replace()
+        .execute()
+        .await
 }
