@@ -4,6 +4,7 @@
 mod containers;
 mod error;
 mod images;
+mod networks;
 mod update;
 
 use std::path::PathBuf;
@@ -89,6 +90,9 @@ pub fn router_with(config: &ApiConfig) -> Router {
                     data: crate::system::data_status(&data_status),
                     user_data: crate::userdata::status_value(&user_data_status),
                     network: crate::userdata::status_value(&net_status),
+                    time: crate::userdata::status_value(
+                        &user_data_status.with_file_name("time.json"),
+                    ),
                 })
             }),
         )
@@ -97,6 +101,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 .with_state(config.images.clone()),
         )
         .merge(containers::routes().with_state(config.containers.clone()))
+        .merge(networks::routes().with_state(config.containers.clone()))
         .merge(update::routes().with_state(config.updater.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

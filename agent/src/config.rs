@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub policy: husk_registry::policy::PolicyConfig,
     /// `[network]`: the containers' bridge.
     pub network: crate::bridge::NetworkSettings,
+    /// `[time]`: the NTP servers, step threshold, on/off.
+    pub time: crate::timesync::TimeSettings,
 }
 
 /// `[limits.containers]`: defaults and maxima of memory, CPUs and pids;
@@ -94,6 +96,7 @@ impl AgentConfig {
         config.limits.containers.validate()?;
         config.registry.validate().map_err(|e| e.to_string())?;
         config.network.check()?;
+        config.time.check()?;
         Ok(config)
     }
 }
@@ -163,6 +166,19 @@ mod tests {
         assert!(err.contains("host bits"), "{err}");
         let err = AgentConfig::parse("[network]\nsubnet = \"nonsense\"\n").unwrap_err();
         assert!(err.starts_with("2:"), "{err}");
+        let config = AgentConfig::parse(
+            "[time]\nservers = [\"169.254.169.123\", \"time.example:123\"]\nstep_threshold_ms = 250\n",
+        )
+        .unwrap();
+        assert_eq!(config.time.servers.len(), 2);
+        assert_eq!(config.time.step_threshold_ms, 250);
+        assert!(config.time.enabled);
+        let config = AgentConfig::parse("[time]\nenabled = false\n").unwrap();
+        assert!(!config.time.enabled);
+        let err = AgentConfig::parse("[time]\nserver = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("2:1:") && err.contains("server"), "{err}");
+        let err = AgentConfig::parse("[time]\nservers = [\"time.example:x\"]\n").unwrap_err();
+        assert!(err.starts_with("time.servers[0]:"), "{err}");
         let missing = AgentConfig::load(Path::new("/nonexistent/agent.toml")).unwrap();
         assert_eq!(missing, AgentConfig::default());
     }

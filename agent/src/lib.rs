@@ -21,5 +21,6 @@ pub mod oom;
 pub mod pulls;
 pub mod server;
 pub mod system;
+pub mod timesync;
 pub mod update;
 pub mod userdata;

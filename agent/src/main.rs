@@ -246,14 +246,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         network = Some(husk_agent::net::start(net));
     }
+    // After the network: DHCP's NTP servers are read from its net.json.
+    let time_mode = if args.no_machine_setup {
+        husk_agent::timesync::Mode::MeasureOnly
+    } else {
+        husk_agent::timesync::Mode::Set
+    };
+    let time = husk_agent::timesync::start(husk_agent::timesync::TimeConfig::new(
+        config.time.clone(),
+        time_mode,
+        &args.run_dir,
+    ));
     // First-boot configuration, while the API already serves; then the
     // judgement of this boot (user-data may start the containers it
     // waits for), and the periodic update checks.
     if !args.no_machine_setup {
         let updater = updater.clone();
         tokio::spawn(async move {
-            husk_agent::userdata::run(&user_data, &containers, &puller, network.as_ref(), &updater)
-                .await;
+            husk_agent::userdata::run(
+                &user_data,
+                &containers,
+                &puller,
+                network.as_ref(),
+                &updater,
+                &time,
+            )
+            .await;
             updater.assess_boot(&containers).await;
             updater.run_background().await;
         });

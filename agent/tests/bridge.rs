@@ -8,245 +8,13 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
 use husk_api::containers::ContainerInfo;
+use std::time::Duration;
 
-use common::{Agent, agent_args, enter_cgroup2_namespace, eventually, kill_containers};
-use husk_testkit::{busybox_layer, oci_archive};
-
-const IMAGE: &str = "husk.test/busybox:1";
-const HOST_IP: &str = "192.0.2.1";
-const OUTSIDE_IP: &str = "192.0.2.2";
-const HOST_IP6: &str = "2001:db8::1";
-const OUTSIDE_IP6: &str = "2001:db8::2";
-/// The machine's own firewall on (the agent leaves it off with
-/// `--no-machine-setup`, which every test agent has), one port open.
-const FIREWALL: &str = "[network]\nhost_firewall = true\ninbound = [\"9001/tcp\"]\n";
-
-/// A web server in a container: `hello from NAME` on port 80.
-fn httpd(name: &str) -> String {
-    format!(
-        "mkdir -p /www && echo hello from {name} > /www/index.html && exec busybox httpd -f -p 80 -h /www"
-    )
-}
-
-/// The test's machine: an agent on a temporary root, the busybox image,
-/// and the outside world.
-struct Machine {
-    dir: tempfile::TempDir,
-    agent: Option<Agent>,
-    outside: Outside,
-}
-
-impl Machine {
-    fn new(agent_toml: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        std::fs::write(
-            dir.path().join("agent.toml"),
-            format!("{agent_toml}\n[limits.containers]\ndefault_pids = -1\n"),
-        )
-        .unwrap();
-        // The host's name server, as the net module would write it.
-        std::fs::create_dir_all(dir.path().join("run")).unwrap();
-        std::fs::write(
-            dir.path().join("run/resolv.conf"),
-            "nameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch husk.test\n",
-        )
-        .unwrap();
-        let outside = Outside::new();
-        let mut machine = Self {
-            dir,
-            agent: None,
-            outside,
-        };
-        machine.start_agent();
-        let archive = machine.dir.path().join("busybox.tar");
-        std::fs::write(&archive, oci_archive(IMAGE, &[busybox_layer()])).unwrap();
-        machine.ok(&["image", "import", archive.to_str().unwrap()]);
-        machine
-    }
-
-    fn start_agent(&mut self) {
-        let args = agent_args(self.dir.path(), &self.dir.path().join("agent.toml"));
-        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
-        self.agent = Some(Agent::start(self.dir.path(), &args));
-    }
-
-    fn crash_agent(&mut self) {
-        drop(self.agent.take());
-    }
-
-    fn huskctl(&self, args: &[&str]) -> Output {
-        self.agent.as_ref().unwrap().huskctl(args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.agent.as_ref().unwrap().huskctl_ok(args)
-    }
-
-    fn err(&self, args: &[&str]) -> String {
-        self.agent.as_ref().unwrap().huskctl_err(args)
-    }
-
-    fn inspect(&self, name: &str) -> ContainerInfo {
-        serde_json::from_str(&self.ok(&["inspect", name])).unwrap()
-    }
-
-    /// `busybox wget` in a new container on the bridge.
-    fn wget_from_container(&self, url: &str) -> Output {
-        self.huskctl(&[
-            "run",
-            "--rm",
-            IMAGE,
-            "sh",
-            "-c",
-            // Not wget as the container's init: `timeout` signals the
-            // process it runs, and an init ignores SIGTERM.
-            &format!("busybox timeout 5 busybox wget -q -O - {url}; exit $?"),
-        ])
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        kill_containers(&self.dir.path().join("root"), &self.dir.path().join("run"));
-    }
-}
-
-/// Another network namespace, held by a `sleep` (gone with it), joined to
-/// the test's by a veth: outside the machine.
-struct Outside {
-    holder: Child,
-    servers: Vec<Child>,
-}
-
-impl Outside {
-    fn new() -> Self {
-        let holder = Command::new("unshare")
-            .args(["-n", "sleep", "600"])
-            .spawn()
-            .unwrap();
-        let pid = holder.id().to_string();
-        // Wait until the sleep is in its own namespace.
-        eventually(Duration::from_secs(5), "the outside namespace", || {
-            let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
-            let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-            (ours != theirs).then_some(())
-        });
-        sh(&format!(
-            "ip link add up0 type veth peer name out0 && ip link set out0 netns {pid} && \
-             ip addr add {HOST_IP}/24 dev up0 && ip -6 addr add {HOST_IP6}/64 dev up0 nodad && \
-             ip link set up0 up && ip route add 169.254.169.254/32 via {OUTSIDE_IP}"
-        ));
-        let outside = Self {
-            holder,
-            servers: Vec::new(),
-        };
-        outside.sh(&format!(
-            "ip link set lo up && ip addr add {OUTSIDE_IP}/24 dev out0 && \
-             ip addr add 169.254.169.254/32 dev out0 && ip -6 addr add {OUTSIDE_IP6}/64 dev out0 nodad && \
-             ip link set out0 up && ip route add default via {HOST_IP} && \
-             ip -6 route add default via {HOST_IP6}"
-        ));
-        outside
-    }
-
-    fn enter(&self) -> Command {
-        let mut cmd = Command::new("nsenter");
-        cmd.args(["-t", &self.holder.id().to_string(), "-n", "--"]);
-        cmd
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        let out = self.enter().args(["sh", "-c", script]).output().unwrap();
-        assert!(out.status.success(), "outside: {script}: {out:?}");
-        out
-    }
-
-    /// The body at `url`, once it answers (within 10 s, or the test fails
-    /// naming `what`).
-    fn wget_until(&self, url: &str, what: &str) -> String {
-        eventually(Duration::from_secs(10), what, || {
-            let out = self.wget(url);
-            out.status.success().then(|| stdout(&out))
-        })
-    }
-
-    fn wget(&self, url: &str) -> Output {
-        self.enter()
-            .args(["timeout", "5", "busybox", "wget", "-q", "-O", "-", url])
-            .output()
-            .unwrap()
-    }
-
-    /// An HTTP server out there, serving `body` on `port`.
-    fn serve(&mut self, port: u16, body: &str, dir: &Path) {
-        let www = dir.join(format!("www-{port}"));
-        std::fs::create_dir_all(&www).unwrap();
-        std::fs::write(www.join("index.html"), body).unwrap();
-        let child = self
-            .enter()
-            .args(["busybox", "httpd", "-f", "-p", &port.to_string(), "-h"])
-            .arg(&www)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.servers.push(child);
-        eventually(Duration::from_secs(5), "the outside server", || {
-            self.wget(&format!("http://{OUTSIDE_IP}:{port}/"))
-                .status
-                .success()
-                .then_some(())
-        });
-    }
-}
-
-impl Drop for Outside {
-    fn drop(&mut self) {
-        for child in self
-            .servers
-            .iter_mut()
-            .chain(std::iter::once(&mut self.holder))
-        {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn sh(script: &str) -> Output {
-    let out = Command::new("sh").args(["-c", script]).output().unwrap();
-    assert!(out.status.success(), "{script}: {out:?}");
-    out
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// The agent's table as Debian's nft prints it.
-fn ruleset() -> String {
-    let out = Command::new("nft")
-        .args(["list", "table", "inet", "husk"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "nft list table inet husk: {out:?}");
-    stdout(&out)
-}
-
-fn wget(url: &str) -> Output {
-    // Not wget's own -T: Debian's busybox 1.35 crashes with it.
-    Command::new("timeout")
-        .args(["5", "busybox", "wget", "-q", "-O", "-", url])
-        .output()
-        .unwrap()
-}
+use common::net_machine::*;
+use common::{enter_cgroup2_namespace, eventually};
 
 #[test]
 fn a_published_port_answers_from_outside_the_host_and_other_containers() {
@@ -530,12 +298,13 @@ fn conflicting_and_malformed_requests_are_refused_by_name() {
     for (args, part) in [
         (
             vec!["-p", "8081:80", "--network", "none"],
-            "need the bridge network",
+            "need a bridge network",
         ),
         (vec!["-p", "80000:80"], "a port is 1 to 65535"),
         (vec!["-p", "8082:80/sctp"], "tcp or udp"),
         (vec!["--add-host", "nocolon"], "NAME:IP"),
-        (vec!["--network", "overlay"], "bridge, none or host"),
+        (vec!["--network", "overlay"], "no such network: overlay"),
+        (vec!["--network", "bad/name"], "(or bridge, none, host)"),
         (vec!["--metadata-access"], "allow_metadata_access = false"),
     ] {
         let mut full = vec!["run", "--rm"];
@@ -562,26 +331,12 @@ fn the_readme_network_commands_work_as_written() {
     if !enter_cgroup2_namespace("the_readme_network_commands_work_as_written") {
         return;
     }
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme
-        .split("Containers get Docker's default network")
-        .nth(1)
-        .expect("README's container network paragraph");
-    let block = section
-        .split("```sh")
-        .nth(1)
-        .unwrap()
-        .split("```")
-        .next()
-        .unwrap();
-    let commands: Vec<Vec<&str>> = block
-        .lines()
-        .map(|l| l.split(" #").next().unwrap().trim())
-        .filter(|l| !l.is_empty())
-        .map(|l| l.split_whitespace().collect())
+    let commands = readme_commands("Containers get Docker's default network");
+    let commands: Vec<Vec<&str>> = commands
+        .iter()
+        .map(|c| c.iter().map(String::as_str).collect())
         .collect();
-    assert_eq!(commands.len(), 2, "{block}");
+    assert_eq!(commands.len(), 2, "{commands:?}");
     let machine = Machine::new(FIREWALL);
     let archive = machine.dir.path().join("web.tar");
     std::fs::write(&archive, husk_testkit::web_image_archive()).unwrap();

@@ -142,8 +142,8 @@ fn apply_builds_the_table_nft_lists() {
             "oifname \"husk*\" counter packets 0 bytes 0 drop comment \"isolation\"",
             // input
             "iifname \"husk*\" ct state established,related accept",
-            "iifname \"husk*\" udp dport 53 accept",
-            "iifname \"husk*\" tcp dport 53 accept",
+            "iifname \"husk0\" ip daddr 172.17.0.0/16 udp dport 53 accept comment \"dns husk0\"",
+            "iifname \"husk0\" ip6 daddr fd00:1::/64 tcp dport 53 accept comment \"dns husk0\"",
             "iifname \"husk*\" meta l4proto icmp accept",
             "iifname \"husk*\" meta l4proto ipv6-icmp accept",
             "iifname \"husk*\" counter packets 0 bytes 0 drop comment \"container to host\"",
@@ -160,7 +160,20 @@ fn apply_builds_the_table_nft_lists() {
         ],
     );
     // The internal bridge has no way out, and nothing masquerades it.
-    assert!(!listing.contains("oifname != \"husk1\""), "{listing}");
+    assert!(
+        listing.contains("iifname \"husk1\" oifname != \"husk1\" counter packets 0 bytes 0 drop comment \"internal husk1\""),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("oifname \"husk1\" iifname != \"husk1\" counter packets 0 bytes 0 drop comment \"internal husk1\""),
+        "{listing}"
+    );
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.contains("oifname != \"husk1\"") && l.contains("masquerade")),
+        "{listing}"
+    );
     assert!(
         !listing.contains("iifname \"husk1\" oifname != \"husk*\""),
         "{listing}"
@@ -401,7 +414,9 @@ fn thousands_of_ports_fit_one_batch_and_one_listing() {
     nft::apply(&state).unwrap();
     // Read back with a dump of many datagrams.
     let counters = nft::drop_counters().unwrap();
-    assert_eq!(counters.len(), 5, "{counters:?}");
+    // One per drop rule's comment: the internal bridge's, metadata,
+    // isolation, not a router, container to host, inbound.
+    assert_eq!(counters.len(), 6, "{counters:?}");
     let listing = listing();
     assert_eq!(listing.matches(" dnat ip to ").count(), 4000);
     assert!(listing.contains("tcp dport 13999 dnat ip to 172.17.16.250:80"));

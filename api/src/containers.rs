@@ -101,12 +101,19 @@ pub struct ContainerInfo {
     /// Its place on the bridge while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkInfo>,
+    /// The user networks connected to it besides its own
+    /// (`network connect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected: Vec<crate::networks::Connected>,
 }
 
 /// A bridged container's addresses and the ports it really published
 /// (a host port asked as 0 is the one the agent picked).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkInfo {
+    /// The network (`bridge`, or a user network's name).
+    #[serde(default = "default_network")]
+    pub network: String,
     /// The bridge interface (`husk0`).
     pub bridge: String,
     pub ip_address: std::net::Ipv4Addr,
@@ -198,4 +205,8 @@ pub struct Stats {
     pub oom_kills: u64,
     /// Milliseconds since the epoch, to compute rates between samples.
     pub time_ms: u64,
+}
+
+fn default_network() -> String {
+    crate::networks::DEFAULT_NETWORK.to_owned()
 }

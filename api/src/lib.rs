@@ -11,6 +11,7 @@
 pub mod client;
 pub mod containers;
 pub mod images;
+pub mod networks;
 pub mod update;
 
 use serde::{Deserialize, Serialize};
@@ -41,6 +42,11 @@ pub struct System {
     /// `/run/husk/net.json`: links, addresses, leases.
     #[serde(default)]
     pub network: serde_json::Value,
+    /// `/run/husk/time.json`: the time service's last sync (server,
+    /// offset_ms, delay_ms, stratum, correction, at), its servers, mode,
+    /// `clock_set`, last success and error; `{"state":"unknown"}`.
+    #[serde(default)]
+    pub time: serde_json::Value,
 }
 
 /// The health answer: the agent is up and serving.

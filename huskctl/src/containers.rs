@@ -68,9 +68,13 @@ pub struct CreateArgs {
     /// no, on-failure[:N], always, unless-stopped.
     #[arg(long, default_value = "no")]
     restart: RestartPolicy,
-    /// bridge (the agent's bridge, NAT out), none (only lo) or host.
+    /// bridge (the agent's bridge, NAT out), none (only lo), host, or a
+    /// user network's name (`huskctl network create`).
     #[arg(long, default_value = "bridge", value_parser = parse_network)]
     network: NetworkMode,
+    /// Another name it answers to on its user network's DNS; repeatable.
+    #[arg(long = "network-alias", value_name = "NAME")]
+    network_alias: Vec<String>,
     /// Publish a port: [IP:][HOSTPORT:]CONTAINERPORT[/tcp|/udp], ranges
     /// as 8000-8009:80-89; repeatable.
     #[arg(short, long = "publish", value_name = "[IP:]HOSTPORT:PORT", value_parser = parse_publish_arg)]
@@ -185,11 +189,11 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 }
 
 fn parse_network(text: &str) -> Result<NetworkMode, String> {
-    match text {
-        "bridge" | "default" => Ok(NetworkMode::Bridge),
-        "none" => Ok(NetworkMode::None),
-        "host" => Ok(NetworkMode::Host),
-        _ => Err(format!("`{text}`: bridge, none or host")),
+    match NetworkMode::from(text.to_owned()) {
+        NetworkMode::Named(name) => husk_api::networks::check_network_name(&name)
+            .map(|()| NetworkMode::Named(name))
+            .map_err(|e| format!("{e} (or bridge, none, host)")),
+        mode => Ok(mode),
     }
 }
 
@@ -228,6 +232,7 @@ impl CreateArgs {
         opts.pids_limit = self.pids_limit;
         opts.storage_size = self.storage_opt;
         opts.network = self.network;
+        opts.network_aliases = self.network_alias;
         opts.ports = self.publish.into_iter().flatten().collect();
         opts.dns = self.dns;
         opts.extra_hosts = self.add_host;

@@ -5,6 +5,7 @@
 //! machine has a shell to run it).
 
 mod containers;
+mod networks;
 mod pull;
 mod table;
 mod update;
@@ -48,6 +49,9 @@ enum Command {
     /// Signed A/B OS updates: check, apply, status, rollback.
     #[command(subcommand)]
     Update(update::UpdateCommand),
+    /// The containers' networks: create, ls, inspect, rm, connect, disconnect.
+    #[command(subcommand)]
+    Network(networks::NetworkCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
 }
@@ -106,9 +110,30 @@ fn main() -> ExitCode {
             }),
             Command::Status { json } => client.get::<System>(SYSTEM_PATH).await.map(|s| {
                 if json {
-                    println!("{}", serde_json::json!({ "data": s.data }));
+                    println!("{}", serde_json::to_value(&s).unwrap_or_default());
                 } else {
                     println!("data: {}", husk_api::describe_data(&s.data));
+                    let time = &s.time;
+                    let text = |key: &str| time.get(key).and_then(serde_json::Value::as_str);
+                    let offset = time.get("offset_ms").and_then(serde_json::Value::as_f64);
+                    let at = time.get("at").and_then(serde_json::Value::as_u64);
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let measured = if text("mode") == Some("measure-only") {
+                        " (measured only)"
+                    } else {
+                        ""
+                    };
+                    match (text("state"), text("server"), offset, at, text("error")) {
+                        (Some("synced"), Some(server), Some(offset), Some(at), _) => println!(
+                            "time: synced to {server}, offset {offset:.1} ms, {} s ago{measured}",
+                            now.saturating_sub(at)
+                        ),
+                        (Some("disabled"), ..) => println!("time: disabled"),
+                        (_, _, _, _, Some(error)) => println!("time: not synced: {error}"),
+                        _ => {}
+                    }
                 }
             }),
             Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::pull(
@@ -121,6 +146,7 @@ fn main() -> ExitCode {
             .map(drop),
             Command::Image(command) => image(&client, command).await,
             Command::Update(command) => update::run(&client, command).await,
+            Command::Network(command) => networks::run(&client, command).await,
             Command::Container(command) => {
                 return containers::run(&client, command).await;
             }

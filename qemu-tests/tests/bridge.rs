@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use qemu_tests::{Error, config_drive};
@@ -33,53 +32,16 @@ fn the_readme_example_publishes_its_port_on_the_default_image() -> qemu_tests::R
         .build(dir.path())?;
     let host_port =
         qemu_tests::vm_builder::free_port().map_err(|e| Error::io("picking a free port", e))?;
-    let mut vm = qemu_tests::VmBuilder::new(dir)
-        .ovmf(
-            qemu_tests::guest_disk::OVMF_CODE,
-            qemu_tests::guest_disk::OVMF_VARS,
-        )
-        .drive(&disk.raw, "raw")
-        .drive(&drive, "raw")
+    let mut vm = uefi_with_config(dir, &disk, &drive)
         .forward_to_guest(host_port, 80)
         .launch()?;
     vm.wait_for_line(
-        "bridge: web is 172.17.0.2/16 on husk0, publishing 80->8080/tcp",
+        "bridge: web is 172.17.0.2/16 on bridge (husk0), publishing 80->8080/tcp",
         TO_UEFI_AGENT_READY,
     )?;
     vm.wait_for_line("web: started", TO_CHECK)?;
-    let body = http_get_until(host_port, Duration::from_secs(60))?;
+    let body = http_get_until(host_port, "/", "hello from web-1", Duration::from_secs(60))?;
     assert!(body.ends_with("hello from web-1\n"), "{body}");
     power_off(&mut vm)?;
     Ok(())
-}
-
-/// GET / on 127.0.0.1:`port`, retried until it answers 200 or `limit`.
-fn http_get_until(port: u16, limit: Duration) -> qemu_tests::Result<String> {
-    let deadline = Instant::now() + limit;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        match http_get(port) {
-            Ok(answer)
-                if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") =>
-            {
-                return Ok(answer);
-            }
-            Ok(answer) => last = answer,
-            Err(e) => last = e.to_string(),
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    Err(Error::io(
-        "the published port",
-        std::io::Error::other(format!("no answer in {limit:?}: {last}")),
-    ))
-}
-
-fn http_get(port: u16) -> std::io::Result<String> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(b"GET / HTTP/1.0\r\nHost: web-1\r\n\r\n")?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    Ok(answer)
 }

@@ -47,11 +47,6 @@ fn a_restart_always_container_comes_back_after_a_reboot() -> Result<()> {
     vm.wait_for_line(REBOOT, TO_SHUTDOWN_LINE)?;
     vm.wait_for_line(INIT_STARTING, TO_UEFI_AGENT_READY)?;
     vm.expect_check("container-reboot", TO_UEFI_AGENT_READY)?;
-    // A power button press about one second after the agent is ready on
-    // this second boot was lost once in two runs (init logged nothing);
-    // not yet understood, see the closing note of issue 4. Until then the
-    // test presses it a little later.
-    std::thread::sleep(std::time::Duration::from_secs(3));
     power_off(&mut vm)?;
     Ok(())
 }

@@ -121,14 +121,7 @@ fn user_data_starts_a_preloaded_container_at_first_boot() -> Result<()> {
         .checker()
         .preload(&archive)
         .build(dir.path())?;
-    let mut vm = qemu_tests::VmBuilder::new(dir)
-        .ovmf(
-            qemu_tests::guest_disk::OVMF_CODE,
-            qemu_tests::guest_disk::OVMF_VARS,
-        )
-        .drive(&disk.raw, "raw")
-        .drive(&drive, "raw")
-        .launch()?;
+    let mut vm = uefi_with_config(dir, &disk, &drive).launch()?;
     vm.wait_for_line("unpacked preloaded layer", TO_UEFI_AGENT_READY)?;
     vm.expect_check("user-data", TO_UEFI_AGENT_READY)?;
     std::thread::sleep(std::time::Duration::from_secs(3));

@@ -4,7 +4,9 @@
 //! a token server in front of it, and a scripted one that misbehaves).
 //! Tests only; nothing here is in an image.
 
+pub mod chronyd;
 pub mod cosign;
+pub mod dnsmasq;
 pub mod elf;
 pub mod fake_registry;
 pub mod https_files;

@@ -60,6 +60,11 @@ const PREREQS: &[Prereq] = &[
         why: "writes qcow2 images and checks the image writers",
     },
     Prereq {
+        package: "dnsmasq-base",
+        present: || has_command("dnsmasq"),
+        why: "the DNS peer of the user networks' name server (husk-dns, the agent's tests)",
+    },
+    Prereq {
         package: "gdisk",
         present: || has_command("sgdisk"),
         why: "checks the GPT writer",
@@ -130,6 +135,11 @@ const PREREQS: &[Prereq] = &[
         present: || has_command("nft"),
         why: "the firewall tests read the agent's nftables table back with `nft` (agent/tests/nft.rs)",
     },
+    Prereq {
+        package: "chrony",
+        present: || Path::new("/usr/sbin/chronyd").is_file(),
+        why: "an NTP server for the time tests, run with -x so it never sets this clock (ntp/tests/chrony.rs, agent/tests/time.rs)",
+    },
 ];
 
 /// Makes sure every prerequisite is installed, or says what to install.
@@ -180,7 +190,9 @@ fn ensure_these(wanted: Vec<&Prereq>) -> Result<()> {
         install.push("--allow-downgrades");
         install.push(pin);
     }
+    let no_starts = NoServiceStarts::install();
     run_apt(&install)?;
+    drop(no_starts);
     let still: Vec<&str> = missing
         .iter()
         .filter(|p| !(p.present)())
@@ -221,6 +233,45 @@ fn candidate_version(policy: &str) -> Option<String> {
         .map(str::trim)
         .filter(|v| !v.is_empty() && *v != "(none)")
         .map(str::to_owned)
+}
+
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// A policy-rc.d answering 101 ("action forbidden") while apt installs:
+/// invoke-rc.d and deb-systemd-invoke ask it before starting a package's
+/// service, and chrony's postinst would otherwise start a chronyd that
+/// disciplines this machine's clock. Removed afterwards; one already
+/// there (Docker images have one) is left as it is.
+struct NoServiceStarts(Option<&'static Path>);
+
+impl NoServiceStarts {
+    fn install() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let path = Path::new(POLICY_RC_D);
+        if path.exists() {
+            return Self(None);
+        }
+        let written = std::fs::write(
+            path,
+            "#!/bin/sh\n# cargo xtask: no service starts while it installs prerequisites\nexit 101\n",
+        )
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)));
+        match written {
+            Ok(()) => Self(Some(path)),
+            Err(e) => {
+                eprintln!("xtask: writing {POLICY_RC_D}: {e}; new packages' services may start");
+                Self(None)
+            }
+        }
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 fn run_apt(args: &[&str]) -> Result<()> {

@@ -45,13 +45,13 @@ impl From<ManagerError> for ApiError {
     fn from(error: ManagerError) -> Self {
         use ManagerError as E;
         let status = match &error {
-            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::NoSuchNetwork(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::StartFailed { .. } => StatusCode::BAD_REQUEST,
             E::Image(e) => return ApiError::from_store(e, None),
             E::Spec(husk_spec::SpecError::Forbidden(_)) => StatusCode::FORBIDDEN,
             E::Spec(_) => StatusCode::BAD_REQUEST,
-            E::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            E::StoreUnavailable(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())

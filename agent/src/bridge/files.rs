@@ -46,6 +46,39 @@ pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
     out
 }
 
+/// The container's resolv.conf on a user network: the network's DNS
+/// server (on its gateway) answers, the host's search domains and
+/// options are kept.
+pub fn resolv_conf_user(host: &str, gateway: Ipv4Addr) -> String {
+    let mut out = format!("nameserver {gateway}\n");
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if let (Some("search" | "domain"), Some(_)) = (words.next(), words.next()) {
+            out.push_str(line.trim());
+            out.push('\n');
+        }
+    }
+    // As Docker's: a container's name (no dot) is asked as it is first,
+    // not after every search domain has gone to the upstream servers.
+    out.push_str("options ndots:0\n");
+    out
+}
+
+/// The domains of a resolv.conf's `search` (or `domain`) line.
+pub fn search_domains(resolv_conf: &str) -> Vec<String> {
+    let mut domains = Vec::new();
+    for line in resolv_conf.lines() {
+        let mut words = line.split_whitespace();
+        if let Some("search" | "domain") = words.next() {
+            domains = words
+                .map(|d| d.trim_end_matches('.').to_owned())
+                .filter(|d| !d.is_empty())
+                .collect();
+        }
+    }
+    domains
+}
+
 /// The container's /etc/hosts.
 pub fn hosts(
     hostname: &str,

@@ -180,7 +180,7 @@ impl Ipam {
         Ok(())
     }
 
-    #[cfg(test)]
+    /// Who holds which address.
     pub fn allocations(&self) -> impl Iterator<Item = (&str, Ipv4Addr)> {
         self.book.addresses.iter().map(|(n, ip)| (n.as_str(), *ip))
     }

@@ -86,11 +86,13 @@ pub async fn delete(handle: &Handle, name: &str) -> Result<(), rtnetlink::Error>
     Ok(())
 }
 
-/// The pair `host_name` (on the bridge, up) and `eth0` inside the
-/// namespace `netns`, with the container's MAC address.
+/// The pair `host_name` (on the bridge, up) and `inside` (`eth0`, or
+/// `eth1`… for a network connected later) in the namespace `netns`, with
+/// the container's MAC address.
 pub async fn add_veth(
     handle: &Handle,
     host_name: &str,
+    inside: &str,
     bridge: u32,
     netns: &std::fs::File,
     mtu: u32,
@@ -99,12 +101,12 @@ pub async fn add_veth(
     // A pair left by a crash, or one the kernel has not freed yet.
     delete(handle, host_name).await?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name(CONTAINER_IFNAME.to_string())
+        .name(inside.to_string())
         .mtu(mtu)
         .address(mac.to_vec())
         .setns_by_fd(netns.as_raw_fd())
         .build();
-    let pair = LinkVeth::new(host_name, CONTAINER_IFNAME)
+    let pair = LinkVeth::new(host_name, inside)
         .mtu(mtu)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))
         .build();
@@ -124,21 +126,23 @@ pub async fn add_veth(
         .await
 }
 
-/// Inside the container's namespace: `lo` and `eth0` up, the address,
-/// the default route through the gateway.
+/// Inside the container's namespace: `lo` and `ifname` up, the
+/// addresses, and for its first network (`eth0`) the default routes
+/// through the gateway.
 pub async fn configure_inside(
     handle: &Handle,
+    ifname: &str,
     address: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
     v6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 ) -> Result<(), rtnetlink::Error> {
     let mut eth0 = 0;
-    for name in ["lo", CONTAINER_IFNAME] {
+    for name in ["lo", ifname] {
         let index = index_of(handle, name)
             .await?
             .ok_or(rtnetlink::Error::RequestFailed)?;
-        if name == CONTAINER_IFNAME {
+        if name == ifname {
             eth0 = index;
             add_address(handle, index, IpAddr::V4(address), prefix).await?;
             if let Some((address6, prefix6, _)) = v6 {
@@ -150,6 +154,11 @@ pub async fn configure_inside(
             .set(LinkUnspec::new_with_index(index).up().build())
             .execute()
             .await?;
+    }
+    // A network connected later reaches its own subnet only (Docker's
+    // too): the way out stays the first network's.
+    if ifname != CONTAINER_IFNAME {
+        return Ok(());
     }
     let route = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(gateway)

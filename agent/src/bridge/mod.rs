@@ -21,26 +21,38 @@
 //! Must not know: the container manager's records, the runtime, the API
 //! server.
 
+mod connect;
+mod dns;
 mod files;
 mod ipam;
 mod links;
+mod net;
 pub mod netns;
 mod ports;
+mod registry;
+mod settings;
 mod sys;
+mod user;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use husk_api::containers::{NetworkInfo, NetworkMode, PortMapping, RunOptions};
+use husk_api::networks::DEFAULT_NETWORK;
 
 pub use self::ipam::IpamError;
+use self::net::Net;
 pub use self::ports::PortError;
+pub use self::settings::NetworkSettings;
+pub use self::user::check_network_request;
+
+/// The user networks' definitions, in the state directory.
+const NETWORKS_FILE: &str = "networks.json";
 
 /// Host ends of the containers' veths: `vh` and a hash of the name.
 const VETH_PREFIX: &str = "vh";
@@ -49,141 +61,6 @@ const VETH_PREFIX: &str = "vh";
 /// which the machine's network must leave alone: no DHCP on it.
 pub fn is_containers_link(name: &str) -> bool {
     name.starts_with(crate::nft::BRIDGE_PREFIX) || name.starts_with(VETH_PREFIX)
-}
-
-/// `[network]` of agent.toml.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct NetworkSettings {
-    /// The bridge interface.
-    pub bridge: String,
-    /// The bridge's subnet. Docker's default; it is none of the clouds'
-    /// own ranges (AWS's default VPC is 172.31.0.0/16, GCP's 10.128.0.0/9,
-    /// Azure's 10.0.0.0/16) nor their metadata addresses.
-    pub subnet: Ipv4Net,
-    /// The containers' MTU; default: the uplink's (that of the link the
-    /// default route leaves by), else 1500.
-    pub mtu: Option<u32>,
-    /// Dual stack: an IPv6 address for every container besides its IPv4
-    /// one, published ports on IPv6 too.
-    pub ipv6: bool,
-    /// The bridge's IPv6 prefix (at most a /96: a container's address is
-    /// the prefix and its IPv4 address); default: a unique local /64
-    /// drawn at random once per machine (RFC 4193).
-    pub subnet_v6: Option<Ipv6Net>,
-    /// The machine's inbound firewall (docs/NETWORK.md): on, unless the
-    /// agent leaves the machine alone (`--no-machine-setup`: tests, an
-    /// agent run by hand on a workstation).
-    pub host_firewall: Option<bool>,
-    /// Ports the machine itself accepts connections on besides replies
-    /// (`"8080/tcp"`): ports host-network containers serve.
-    pub inbound: Vec<String>,
-}
-
-impl Default for NetworkSettings {
-    fn default() -> Self {
-        Self {
-            bridge: "husk0".into(),
-            subnet: Ipv4Net::new(Ipv4Addr::new(172, 17, 0, 0), 16).unwrap_or_default(),
-            mtu: None,
-            ipv6: true,
-            subnet_v6: None,
-            host_firewall: None,
-            inbound: Vec::new(),
-        }
-    }
-}
-
-impl NetworkSettings {
-    /// Refuses settings that cannot work, naming the field.
-    pub fn check(&self) -> Result<(), String> {
-        let name_ok = (1..=15).contains(&self.bridge.len())
-            && self
-                .bridge
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !name_ok {
-            return Err(format!(
-                "[network] bridge {:?}: 1 to 15 of letters, digits, '-', '_' and '.'",
-                self.bridge
-            ));
-        }
-        if !self.bridge.starts_with(crate::nft::BRIDGE_PREFIX) {
-            return Err(format!(
-                "[network] bridge {:?}: must start with {:?} (the firewall's rules match bridges by it)",
-                self.bridge,
-                crate::nft::BRIDGE_PREFIX
-            ));
-        }
-        for entry in &self.inbound {
-            parse_inbound(entry)?;
-        }
-        if self.subnet.prefix_len() > 30 {
-            return Err(format!(
-                "[network] subnet {}: at least a /30 (a gateway and a container)",
-                self.subnet
-            ));
-        }
-        if self.subnet != self.subnet.trunc() {
-            return Err(format!(
-                "[network] subnet {}: the address has host bits set (did you mean {}?)",
-                self.subnet,
-                self.subnet.trunc()
-            ));
-        }
-        let metadata = Ipv4Addr::new(169, 254, 169, 254);
-        if self.subnet.contains(&metadata) || self.subnet.contains(&Ipv4Addr::LOCALHOST) {
-            return Err(format!(
-                "[network] subnet {}: overlaps the loopback or link-local range",
-                self.subnet
-            ));
-        }
-        if let Some(net) = self.subnet_v6 {
-            if net.prefix_len() > 96 {
-                return Err(format!(
-                    "[network] subnet_v6 {net}: at most a /96 (a container's address is the prefix and its IPv4 address)"
-                ));
-            }
-            if net != net.trunc() {
-                return Err(format!(
-                    "[network] subnet_v6 {net}: the address has host bits set (did you mean {}?)",
-                    net.trunc()
-                ));
-            }
-            let first = net.network().segments()[0];
-            if first & 0xffc0 == 0xfe80 || first & 0xff00 == 0xff00 || net.network().is_loopback() {
-                return Err(format!(
-                    "[network] subnet_v6 {net}: not a link-local, multicast or loopback prefix"
-                ));
-            }
-        }
-        if let Some(mtu) = self.mtu
-            && !(1280..=65535).contains(&mtu)
-        {
-            return Err(format!("[network] mtu {mtu}: 1280 to 65535"));
-        }
-        Ok(())
-    }
-}
-
-/// `"8080/tcp"`, `"53/udp"` (`/tcp` may be left out).
-fn parse_inbound(entry: &str) -> Result<(crate::nft::Protocol, u16), String> {
-    let (port, proto) = entry.split_once('/').unwrap_or((entry, "tcp"));
-    let protocol = match proto {
-        "tcp" => crate::nft::Protocol::Tcp,
-        "udp" => crate::nft::Protocol::Udp,
-        _ => {
-            return Err(format!(
-                "[network] inbound {entry:?}: the protocol is tcp or udp"
-            ));
-        }
-    };
-    match port.parse::<u16>() {
-        Ok(p) if p != 0 => Ok((protocol, p)),
-        _ => Err(format!(
-            "[network] inbound {entry:?}: a port is 1 to 65535 (\"8080/tcp\")"
-        )),
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +81,34 @@ pub enum NetError {
     },
     #[error("the firewall: {0}")]
     Firewall(#[from] crate::nft::NftError),
+    #[error("no such network: {0}")]
+    NoSuchNetwork(String),
+    #[error("a network named {0} already exists")]
+    NetworkExists(String),
+    #[error("{0}")]
+    InvalidNetwork(String),
+    #[error("network {name} is in use by {}", containers.join(", "))]
+    NetworkInUse {
+        name: String,
+        containers: Vec<String>,
+    },
+    #[error("network {0} is the agent's own (agent.toml's [network]); it cannot be removed")]
+    Builtin(String),
+    #[error("network {0} is internal: it has no way in, so nothing can be published on it")]
+    InternalPorts(String),
+    #[error("network mode {0} has no network to attach to")]
+    NotBridged(String),
+    #[error("container {0} is not running (a stopped one is connected when it starts)")]
+    NotRunning(String),
+    #[error("container {container} is already on network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error("the user networks ({0}) cannot be read")]
+    Registry(String),
+    #[error("the DNS server of network {network}: {source}")]
+    Dns {
+        network: String,
+        source: husk_dns::DnsError,
+    },
 }
 
 impl NetError {
@@ -221,7 +126,7 @@ impl NetError {
 /// Where the networks keep their state.
 #[derive(Debug, Clone)]
 pub struct NetworkPaths {
-    /// `<root>/network`: the address book.
+    /// `<root>/network`: the address books, the user networks.
     pub state: PathBuf,
     /// `<run>/network`: the running containers' attachments.
     pub attachments: PathBuf,
@@ -231,7 +136,7 @@ pub struct NetworkPaths {
     pub host_resolv_conf: PathBuf,
 }
 
-/// A running container's place on the bridge, as written to its
+/// A running container's place on its network, as written to its
 /// attachment file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Attachment {
@@ -240,16 +145,62 @@ struct Attachment {
     /// It may reach the metadata service (`metadata_access`).
     #[serde(default)]
     metadata_access: bool,
+    /// The names it answers to on a user network's DNS (its own and
+    /// `--network-alias`es).
+    #[serde(default)]
+    names: Vec<String>,
+    /// The networks connected to it besides its own (`network connect`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    connected: Vec<Endpoint>,
+}
+
+/// A container's place on a network connected to it while it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Endpoint {
+    info: NetworkInfo,
+    veth: String,
+    /// Its name inside (`eth1`…).
+    ifname: String,
+    names: Vec<String>,
+}
+
+impl Attachment {
+    /// Every endpoint: its own network's, then the connected ones, as
+    /// (network, names, info).
+    fn endpoints(&self) -> impl Iterator<Item = (&str, &[String], &NetworkInfo)> {
+        std::iter::once((
+            self.info.network.as_str(),
+            self.names.as_slice(),
+            &self.info,
+        ))
+        .chain(
+            self.connected
+                .iter()
+                .map(|e| (e.info.network.as_str(), e.names.as_slice(), &e.info)),
+        )
+    }
 }
 
 struct State {
-    ipam: ipam::Ipam,
-    /// The bridge's IPv6 prefix (dual stack), None: IPv4 only.
-    subnet_v6: Option<Ipv6Net>,
-    bridge_index: Option<u32>,
+    /// By name: `bridge` (the agent's) and the user networks.
+    nets: BTreeMap<String, Net>,
+    /// User networks whose address book could not be opened: kept as
+    /// written (their names, subnets and bridges stay taken) until it can.
+    broken: Vec<registry::NetworkDef>,
+    /// Why networks.json could not be read: nothing is written over it
+    /// (no network made or removed) until someone looks.
+    registry_error: Option<String>,
     attached: BTreeMap<String, Attachment>,
     /// The sockets holding each container's published host ports.
     reservations: BTreeMap<String, ports::Reservations>,
+}
+
+impl State {
+    fn net(&mut self, name: &str) -> Result<&mut Net, NetError> {
+        self.nets
+            .get_mut(name)
+            .ok_or_else(|| NetError::NoSuchNetwork(name.to_owned()))
+    }
 }
 
 /// The containers' networks, cheap to clone.
@@ -282,13 +233,37 @@ impl Networks {
         } else {
             None
         };
+        let mut nets = BTreeMap::new();
+        let builtin = Net::builtin(&settings.bridge, ipam, subnet_v6);
+        nets.insert(builtin.name.clone(), builtin);
+        let (defs, registry_error) = match registry::load(&paths.state.join(NETWORKS_FILE)) {
+            Ok(defs) => (defs, None),
+            Err(e) => {
+                log::error!(
+                    "network: {e}; the user networks are unavailable, and no network is made or removed until the file is fixed or moved away"
+                );
+                (Vec::new(), Some(e))
+            }
+        };
+        let mut broken = Vec::new();
+        for def in defs {
+            match user::open(&paths.state, &def) {
+                Ok(net) => {
+                    nets.insert(def.name.clone(), net);
+                }
+                Err(e) => {
+                    log::error!("network {}: {e}; its containers cannot start", def.name);
+                    broken.push(def);
+                }
+            }
+        }
         Ok(Self(Arc::new(Inner {
             settings,
             paths,
             state: tokio::sync::Mutex::new(State {
-                ipam,
-                subnet_v6,
-                bridge_index: None,
+                nets,
+                broken,
+                registry_error,
                 attached: BTreeMap::new(),
                 reservations: BTreeMap::new(),
             }),
@@ -302,20 +277,29 @@ impl Networks {
     }
 
     /// Checks a container's network options when it is created: ports
-    /// only on the bridge, no host port twice in one container.
+    /// only on a bridge, no host port twice in one container.
     pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
         ports::check_options(opts)
     }
 
+    /// Whether a network of this name exists.
+    pub async fn exists(&self, name: &str) -> bool {
+        self.0.state.lock().await.nets.contains_key(name)
+    }
+
+    /// Whether it is internal; None when there is no such network.
+    pub async fn is_internal(&self, name: &str) -> Option<bool> {
+        self.0.state.lock().await.nets.get(name).map(|n| n.internal)
+    }
+
     /// Writes the container's network files into `dir` and says where
     /// they go. Called before every start (the host's name servers may
-    /// have changed).
+    /// have changed). `info`: where it was just attached, if bridged.
     pub fn write_files(
         &self,
         opts: &RunOptions,
         dir: &Path,
-        address: Option<Ipv4Addr>,
-        address_v6: Option<std::net::Ipv6Addr>,
+        info: Option<&NetworkInfo>,
     ) -> Result<NetworkFiles, NetError> {
         let hostname = opts.hostname.clone().unwrap_or_else(|| opts.name.clone());
         let host_resolv =
@@ -328,6 +312,8 @@ impl Networks {
             out.push((target, path));
             Ok::<(), NetError>(())
         };
+        let address = info.map(|i| i.ip_address);
+        let address_v6 = info.and_then(|i| i.ipv6_address);
         if opts.network != NetworkMode::Host {
             write("hostname", "/etc/hostname", format!("{hostname}\n"))?;
             write(
@@ -337,61 +323,68 @@ impl Networks {
             )?;
         }
         if opts.network != NetworkMode::None {
-            let text = if opts.network == NetworkMode::Host {
-                host_resolv
-            } else {
-                files::resolv_conf(&host_resolv, &opts.dns)
+            let user_network = info.filter(|i| i.network != DEFAULT_NETWORK);
+            let text = match user_network {
+                _ if opts.network == NetworkMode::Host => host_resolv,
+                Some(info) => files::resolv_conf_user(&host_resolv, info.gateway),
+                None => files::resolv_conf(&host_resolv, &opts.dns),
             };
             write("resolv.conf", "/etc/resolv.conf", text)?;
         }
         Ok(out)
     }
 
-    /// Puts a container on the bridge before it starts: its address (kept
-    /// from an earlier start), its namespace, its veth, its published
-    /// ports (reserved on the host, then in the firewall). On failure
-    /// nothing of it is left but its address in the book.
+    /// Puts a container on its network before it starts: its address
+    /// (kept from an earlier start), its namespace, its veth, its
+    /// published ports (reserved on the host, then in the firewall), its
+    /// names on the network's DNS. On failure nothing of it is left but
+    /// its address in the book.
     pub async fn attach(&self, opts: &RunOptions) -> Result<NetworkInfo, NetError> {
         let name = opts.name.as_str();
+        let network = opts
+            .network
+            .network_name()
+            .ok_or_else(|| NetError::NotBridged(opts.network.to_string()))?;
         let mut state = self.0.state.lock().await;
         // A start after a crash or an unclean stop.
         self.detach_locked(&mut state, name).await;
-        let reservations = ports::reserve(
-            name,
-            &opts.ports,
-            &state.reservations,
-            state.subnet_v6.is_some(),
-        )?;
-        let bridge = self.ensure_bridge(&mut state).await?;
-        let address = state.ipam.address_of(name)?;
-        let info = NetworkInfo {
-            bridge: self.0.settings.bridge.clone(),
-            ip_address: address,
-            prefix_len: state.ipam.subnet().prefix_len(),
-            gateway: state.ipam.gateway(),
-            mac_address: format_mac(mac_for(address)),
-            ipv6_address: state.subnet_v6.map(|net| ipam::address_v6(net, address)),
-            ipv6_prefix_len: state.subnet_v6.map(|net| net.prefix_len()),
-            ipv6_gateway: state.subnet_v6.map(ipam::gateway_v6),
-            ports: reservations.mappings(),
-        };
+        let net = state.net(network)?;
+        if net.internal && !opts.ports.is_empty() {
+            return Err(NetError::InternalPorts(network.to_owned()));
+        }
+        let dual_stack = net.subnet_v6.is_some();
+        let reservations = ports::reserve(name, &opts.ports, &state.reservations, dual_stack)?;
+        let bridge = self.ensure_bridge(state.net(network)?).await?;
+        let net = state.net(network)?;
+        let address = net.ipam.address_of(name)?;
+        let info = net.endpoint(address, reservations.mappings());
+        let mut names = vec![name.to_owned()];
+        names.extend(opts.network_aliases.iter().cloned());
         let attachment = Attachment {
             info: info.clone(),
             veth: veth_name(name),
             metadata_access: opts.metadata_access,
+            names,
+            connected: Vec::new(),
         };
         // Written first: an agent that dies while plumbing finds the
         // attachment when it is back, and removes what it made (the
         // container never started).
         let file = self.attachment_file(name);
-        std::fs::create_dir_all(&self.0.paths.attachments)
-            .and_then(|()| serde_json::to_vec(&attachment).map_err(std::io::Error::other))
-            .and_then(|json| husk_common::atomic::write_atomic(&file, &json, 0o600))
-            .map_err(NetError::io(format!("writing {}", file.display())))?;
-        let made = self.plumb(name, &attachment, bridge).await;
+        self.write_attachment(name, &attachment)?;
+        let made = match self.plumb(name, &attachment, bridge).await {
+            Ok(()) => {
+                self.announce(state.net(network)?, name, &attachment.names, &info)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = made {
             self.unplumb(name, &attachment.veth).await;
             let _ = std::fs::remove_file(&file);
+            if let Ok(net) = state.net(network) {
+                net.names.remove(name);
+            }
             return Err(e);
         }
         state.attached.insert(name.to_string(), attachment.clone());
@@ -399,14 +392,18 @@ impl Networks {
         if let Err(e) = self.apply_firewall(&state) {
             state.attached.remove(name);
             state.reservations.remove(name);
+            if let Ok(net) = state.net(network) {
+                net.names.remove(name);
+            }
             self.unplumb(name, &attachment.veth).await;
             let _ = std::fs::remove_file(&file);
             let _ = self.apply_firewall(&state);
             return Err(e);
         }
         log::info!(
-            "bridge: {name} is {address}/{} on {}{}",
+            "bridge: {name} is {address}/{} on {} ({}){}",
             info.prefix_len,
+            info.network,
             info.bridge,
             if info.ports.is_empty() {
                 String::new()
@@ -424,8 +421,9 @@ impl Networks {
         Ok(info)
     }
 
-    /// Takes a container off the bridge once it has stopped: its ports,
-    /// its namespace (and with it its veth). Its address stays its own.
+    /// Takes a container off its network once it has stopped: its ports,
+    /// its names, its namespace (and with it its veth). Its address stays
+    /// its own.
     pub async fn detach(&self, container: &str) {
         let mut state = self.0.state.lock().await;
         if self.detach_locked(&mut state, container).await
@@ -435,19 +433,22 @@ impl Networks {
         }
     }
 
-    /// A container was removed: detached, and its address freed.
+    /// A container was removed: detached, and its addresses freed.
     pub async fn release(&self, container: &str) {
         self.detach(container).await;
         let mut state = self.0.state.lock().await;
-        if let Err(e) = state.ipam.release(container) {
-            log::error!("bridge: freeing the address of {container}: {e}");
+        for net in state.nets.values_mut() {
+            if let Err(e) = net.ipam.release(container) {
+                log::error!("bridge: freeing the address of {container}: {e}");
+            }
         }
     }
 
     /// After the agent starts: takes back the attachments of the
-    /// containers still running, removes everything else the bridge made
-    /// (namespaces, veths, addresses of containers that are gone), and
-    /// writes the firewall once.
+    /// containers still running, removes everything else the networks
+    /// made (namespaces, veths, bridges of removed networks, addresses of
+    /// containers that are gone), brings the DNS servers of the networks
+    /// in use back, and writes the firewall once.
     pub async fn restore(&self, running: &[String], exists: impl Fn(&str) -> bool) {
         let mut state = self.0.state.lock().await;
         for name in running {
@@ -456,9 +457,10 @@ impl Networks {
                 continue;
             };
             match serde_json::from_slice::<Attachment>(&bytes) {
-                Ok(attachment) => {
+                Ok(attachment) if state.nets.contains_key(&attachment.info.network) => {
                     let mappings = attachment.info.ports.clone();
-                    match ports::reserve_exact(name, &mappings, state.subnet_v6.is_some()) {
+                    let dual_stack = attachment.info.ipv6_address.is_some();
+                    match ports::reserve_exact(name, &mappings, dual_stack) {
                         Ok(r) => {
                             state.reservations.insert(name.clone(), r);
                         }
@@ -466,6 +468,10 @@ impl Networks {
                     }
                     state.attached.insert(name.clone(), attachment);
                 }
+                Ok(attachment) => log::error!(
+                    "bridge: {name} is on {}, which no longer exists; left out",
+                    attachment.info.network
+                ),
                 Err(e) => log::error!("bridge: {}: {e}; left out", file.display()),
             }
         }
@@ -484,27 +490,70 @@ impl Networks {
                 let _ = std::fs::remove_file(&path);
             }
         }
-        let keep: Vec<String> = state.attached.values().map(|a| a.veth.clone()).collect();
+        let mut keep: Vec<String> = state
+            .attached
+            .values()
+            .flat_map(|a| {
+                std::iter::once(a.veth.clone()).chain(a.connected.iter().map(|e| e.veth.clone()))
+            })
+            .collect();
+        keep.extend(state.nets.values().map(|n| n.interface.clone()));
+        keep.extend(state.broken.iter().map(|d| d.interface.clone()));
+        // Which bridges are stale is not known without the registry.
+        let bridges_known = state.registry_error.is_none();
         if let Ok(handle) = links::connect() {
-            match links::names_with_prefix(&handle, VETH_PREFIX).await {
-                Ok(names) => {
-                    for veth in names.iter().filter(|n| !keep.contains(n)) {
-                        log::info!("bridge: removing the stale veth {veth}");
-                        if let Err(e) = links::delete(&handle, veth).await {
-                            log::error!("bridge: deleting {veth}: {e}");
-                        }
-                    }
+            let mut stale = Vec::new();
+            let prefixes: &[&str] = if bridges_known {
+                &[VETH_PREFIX, crate::nft::BRIDGE_PREFIX]
+            } else {
+                &[VETH_PREFIX]
+            };
+            for prefix in prefixes {
+                match links::names_with_prefix(&handle, prefix).await {
+                    Ok(names) => stale.extend(names.into_iter().filter(|n| !keep.contains(n))),
+                    Err(e) => log::error!("bridge: listing links: {e}"),
                 }
-                Err(e) => log::error!("bridge: listing links: {e}"),
+            }
+            for link in stale {
+                log::info!("bridge: removing the stale link {link}");
+                if let Err(e) = links::delete(&handle, &link).await {
+                    log::error!("bridge: deleting {link}: {e}");
+                }
             }
         }
-        if let Err(e) = state.ipam.retain(&exists) {
-            log::error!("bridge: {e}");
+        for net in state.nets.values_mut() {
+            if let Err(e) = net.ipam.retain(&exists) {
+                log::error!("bridge: {e}");
+            }
         }
-        if !state.attached.is_empty()
-            && let Err(e) = self.ensure_bridge(&mut state).await
-        {
-            log::error!("bridge: {e}");
+        let in_use: Vec<String> = state
+            .attached
+            .values()
+            .flat_map(|a| a.endpoints().map(|(network, _, _)| network.to_owned()))
+            .collect();
+        for network in in_use {
+            if let Ok(net) = state.net(&network)
+                && let Err(e) = self.ensure_bridge(net).await
+            {
+                log::error!("bridge: {e}");
+            }
+        }
+        let attachments: Vec<(String, Attachment)> = state
+            .attached
+            .iter()
+            .map(|(c, a)| (c.clone(), a.clone()))
+            .collect();
+        for (container, attachment) in &attachments {
+            for (network, names, info) in attachment.endpoints() {
+                if let Ok(net) = state.net(network)
+                    && let Err(e) = self.announce(net, container, names, info).await
+                {
+                    log::error!("bridge: {e}");
+                }
+            }
+            for endpoint in &attachment.connected {
+                connect::link_names(&mut state, &attachment.info, &endpoint.info.network, true);
+            }
         }
         // The machine's own firewall is there from the start, containers
         // or not.
@@ -528,26 +577,25 @@ impl Networks {
         state.attached.get(container).map(|a| a.info.clone())
     }
 
-    async fn ensure_bridge(&self, state: &mut State) -> Result<u32, NetError> {
-        if let Some(index) = state.bridge_index {
+    async fn ensure_bridge(&self, net: &mut Net) -> Result<u32, NetError> {
+        if let Some(index) = net.bridge_index {
             return Ok(index);
         }
-        let settings = &self.0.settings;
         let handle = links::connect().map_err(NetError::io("a netlink socket"))?;
-        let v6 = state
+        let v6 = net
             .subnet_v6
-            .map(|net| (ipam::gateway_v6(net), net.prefix_len()));
+            .map(|v6| (ipam::gateway_v6(v6), v6.prefix_len()));
         let index = links::ensure_bridge(
             &handle,
-            &settings.bridge,
-            state.ipam.gateway(),
-            state.ipam.subnet().prefix_len(),
+            &net.interface,
+            net.gateway(),
+            net.ipam.subnet().prefix_len(),
             v6,
         )
         .await
         .map_err(NetError::netlink(format!(
-            "setting up the bridge {}",
-            settings.bridge
+            "setting up the bridge {} of {}",
+            net.interface, net.name
         )))?;
         // Containers reach the outside through the host's routing.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
@@ -557,8 +605,34 @@ impl Networks {
             std::fs::write("/proc/sys/net/ipv6/conf/all/forwarding", "1")
                 .map_err(NetError::io("enabling IPv6 forwarding"))?;
         }
-        state.bridge_index = Some(index);
+        net.bridge_index = Some(index);
         Ok(index)
+    }
+
+    /// A container's names on a user network's DNS server (started on
+    /// the network's first container).
+    async fn announce(
+        &self,
+        net: &mut Net,
+        container: &str,
+        names: &[String],
+        info: &NetworkInfo,
+    ) -> Result<(), NetError> {
+        if !net.has_dns() {
+            return Ok(());
+        }
+        let mut addresses = vec![IpAddr::V4(info.ip_address)];
+        addresses.extend(info.ipv6_address.map(IpAddr::V6));
+        // Resolvers that try only the search domains for a name without
+        // dots (busybox's nslookup, musl's with ndots) ask `db.example.internal`:
+        // that is the container too, as Podman's aardvark-dns answers.
+        let host = std::fs::read_to_string(&self.0.paths.host_resolv_conf).unwrap_or_default();
+        let mut all: Vec<String> = names.to_vec();
+        for domain in files::search_domains(&host) {
+            all.extend(names.iter().map(|n| format!("{n}.{domain}")));
+        }
+        net.names.set(container, &all, &addresses);
+        dns::ensure_server(net, &self.0.paths.host_resolv_conf).await
     }
 
     /// The namespace, the veth, the addresses inside.
@@ -573,24 +647,43 @@ impl Networks {
             "making the network namespace {}",
             path.display()
         )))?;
+        self.plumb_endpoint(
+            name,
+            &attachment.veth,
+            links::CONTAINER_IFNAME,
+            &attachment.info,
+            bridge,
+        )
+        .await
+    }
+
+    /// One veth into the container's namespace, its addresses inside
+    /// (and the default routes, on `eth0`).
+    async fn plumb_endpoint(
+        &self,
+        name: &str,
+        veth: &str,
+        ifname: &str,
+        info: &NetworkInfo,
+        bridge: u32,
+    ) -> Result<(), NetError> {
+        let path = self.netns_path(name);
         let mtu = self.mtu().await;
         let handle = links::connect().map_err(NetError::io("a netlink socket"))?;
         let ns = std::fs::File::open(&path)
             .map_err(NetError::io(format!("opening {}", path.display())))?;
-        let info = &attachment.info;
         links::add_veth(
             &handle,
-            &attachment.veth,
+            veth,
+            ifname,
             bridge,
             &ns,
             mtu,
             mac_for(info.ip_address),
         )
         .await
-        .map_err(NetError::netlink(format!(
-            "adding the veth {}",
-            attachment.veth
-        )))?;
+        .map_err(NetError::netlink(format!("adding the veth {veth}")))?;
+        let ifname = ifname.to_owned();
         let (address, prefix, gateway) = (info.ip_address, info.prefix_len, info.gateway);
         let v6 = match (info.ipv6_address, info.ipv6_prefix_len, info.ipv6_gateway) {
             (Some(a), Some(p), Some(g)) => Some((a, p, g)),
@@ -602,7 +695,7 @@ impl Networks {
                 .build()?;
             runtime.block_on(async move {
                 let handle = links::connect()?;
-                links::configure_inside(&handle, address, prefix, gateway, v6)
+                links::configure_inside(&handle, &ifname, address, prefix, gateway, v6)
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))
             })
@@ -632,7 +725,26 @@ impl Networks {
         let attached = state.attached.remove(container);
         let _ = std::fs::remove_file(self.attachment_file(container));
         if let Some(attachment) = &attached {
+            for (network, _, _) in attachment.endpoints() {
+                if let Ok(net) = state.net(network) {
+                    net.names.remove(container);
+                }
+            }
+            if let Ok(net) = state.net(&attachment.info.network) {
+                net.names
+                    .unlink_client(IpAddr::V4(attachment.info.ip_address));
+                if let Some(v6) = attachment.info.ipv6_address {
+                    net.names.unlink_client(IpAddr::V6(v6));
+                }
+            }
             self.unplumb(container, &attachment.veth).await;
+            // The connected networks' veths go with the namespace; a host
+            // end the kernel has not freed yet is deleted by name.
+            if let Ok(handle) = links::connect() {
+                for endpoint in &attachment.connected {
+                    let _ = links::delete(&handle, &endpoint.veth).await;
+                }
+            }
         } else if self.netns_path(container).exists() {
             self.unplumb(container, &veth_name(container)).await;
         }
@@ -642,15 +754,7 @@ impl Networks {
     fn apply_firewall(&self, state: &State) -> Result<(), NetError> {
         let settings = &self.0.settings;
         let mut firewall = crate::nft::FirewallState {
-            bridges: vec![crate::nft::BridgeRules {
-                interface: settings.bridge.clone(),
-                subnet_v4: (
-                    state.ipam.subnet().network(),
-                    state.ipam.subnet().prefix_len(),
-                ),
-                subnet_v6: state.subnet_v6.map(|net| (net.network(), net.prefix_len())),
-                internal: false,
-            }],
+            bridges: state.nets.values().map(Net::firewall_rules).collect(),
             ports: Vec::new(),
             metadata_allowed: Vec::new(),
             host: settings
@@ -660,7 +764,7 @@ impl Networks {
                     inbound: settings
                         .inbound
                         .iter()
-                        .filter_map(|e| parse_inbound(e).ok())
+                        .filter_map(|e| settings::parse_inbound(e).ok())
                         .collect(),
                 }),
         };
@@ -691,6 +795,14 @@ impl Networks {
             Err(_) => None,
         };
         uplink.unwrap_or(1500)
+    }
+
+    fn write_attachment(&self, container: &str, attachment: &Attachment) -> Result<(), NetError> {
+        let file = self.attachment_file(container);
+        std::fs::create_dir_all(&self.0.paths.attachments)
+            .and_then(|()| serde_json::to_vec(attachment).map_err(std::io::Error::other))
+            .and_then(|json| husk_common::atomic::write_atomic(&file, &json, 0o600))
+            .map_err(NetError::io(format!("writing {}", file.display())))
     }
 
     fn attachment_file(&self, container: &str) -> PathBuf {
@@ -803,27 +915,5 @@ mod tests {
             format_mac(mac_for(Ipv4Addr::new(172, 17, 0, 2))),
             "02:42:ac:11:00:02"
         );
-    }
-
-    #[test]
-    fn settings_that_cannot_work_are_named() {
-        let mut s = NetworkSettings::default();
-        assert_eq!(s.check(), Ok(()));
-        s.subnet = "172.17.0.1/16".parse().unwrap();
-        assert!(s.check().unwrap_err().contains("host bits"));
-        s.subnet = "169.254.0.0/16".parse().unwrap();
-        assert!(s.check().unwrap_err().contains("link-local"));
-        s = NetworkSettings::default();
-        s.bridge = "a-very-long-bridge-name".into();
-        assert!(s.check().unwrap_err().contains("1 to 15"));
-        s.bridge = "br0".into();
-        assert!(s.check().unwrap_err().contains("must start with"), "{s:?}");
-        s = NetworkSettings::default();
-        s.inbound = vec!["22/sctp".into()];
-        assert!(s.check().unwrap_err().contains("tcp or udp"));
-        s.inbound = vec!["0".into()];
-        assert!(s.check().unwrap_err().contains("1 to 65535"));
-        s.inbound = vec!["22".into(), "53/udp".into()];
-        assert_eq!(s.check(), Ok(()));
     }
 }

@@ -15,7 +15,7 @@ use husk_api::containers::{NetworkMode, PortMapping, PortProtocol, RunOptions, p
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     #[error(
-        "published ports need the bridge network (--network bridge): \
+        "published ports need a bridge network (--network bridge or a user network): \
          with --network {0} there is nothing to publish to"
     )]
     NotBridged(NetworkMode),
@@ -42,10 +42,29 @@ pub enum PortError {
 
 /// Checks what a container asks for at create.
 pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
-    if !opts.ports.is_empty() && opts.network != NetworkMode::Bridge {
-        return Err(PortError::NotBridged(opts.network));
+    if !opts.ports.is_empty() && !opts.network.is_bridged() {
+        return Err(PortError::NotBridged(opts.network.clone()));
     }
-    if opts.metadata_access && opts.network != NetworkMode::Bridge {
+    if let NetworkMode::Named(network) = &opts.network {
+        husk_api::networks::check_network_name(network).map_err(PortError::Invalid)?;
+        // The network's server answers for its names and forwards the
+        // rest to the host's resolvers; it cannot forward one container's
+        // questions elsewhere (Docker's embedded DNS can).
+        if !opts.dns.is_empty() {
+            return Err(PortError::Invalid(format!(
+                "--dns on a user network ({network}) is not supported yet: its DNS server forwards to the host's name servers"
+            )));
+        }
+    }
+    for alias in &opts.network_aliases {
+        if !matches!(opts.network, NetworkMode::Named(_)) {
+            return Err(PortError::Invalid(format!(
+                "network alias {alias:?}: aliases are names on a user network's DNS (--network NAME)"
+            )));
+        }
+        husk_api::networks::check_alias(alias).map_err(PortError::Invalid)?;
+    }
+    if opts.metadata_access && !opts.network.is_bridged() {
         return Err(PortError::Invalid(format!(
             "metadata access is for bridged containers: with --network {} the firewall does not stand between the container and the metadata service",
             opts.network

@@ -24,6 +24,11 @@ pub enum ManagerError {
     StartFailed { name: String, reason: String },
     #[error("the image store is unavailable: {0}")]
     StoreUnavailable(String),
+    #[error("no such network: {0}")]
+    NoSuchNetwork(String),
+    /// A part the request needs is not working (the networks).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{context}: {source}")]
     Io {
         context: String,

@@ -11,6 +11,7 @@ pub fn info(
     status: Status,
     pid: Option<i32>,
     network: Option<husk_api::containers::NetworkInfo>,
+    connected: &[husk_api::containers::NetworkInfo],
 ) -> ContainerInfo {
     ContainerInfo {
         name: record.name().to_string(),
@@ -33,5 +34,14 @@ pub fn info(
         finished_ms: record.finished_ms,
         options: record.options.clone(),
         network,
+        connected: record
+            .connected
+            .iter()
+            .map(|c| husk_api::networks::Connected {
+                network: c.network.clone(),
+                aliases: c.aliases.clone(),
+                endpoint: connected.iter().find(|i| i.network == c.network).cloned(),
+            })
+            .collect(),
     }
 }

@@ -106,6 +106,8 @@ pub(super) struct Snapshot {
     pub removed: bool,
     /// Its place on the bridge while it runs.
     pub network: Option<husk_api::containers::NetworkInfo>,
+    /// Its places on the networks connected to it, while it runs.
+    pub connected: Vec<husk_api::containers::NetworkInfo>,
 }
 
 impl Slot {
@@ -115,7 +117,13 @@ impl Slot {
 
     pub fn info(&self) -> ContainerInfo {
         let s = self.state.borrow();
-        super::info::info(&s.record, s.status, s.init_pid, s.network.clone())
+        super::info::info(
+            &s.record,
+            s.status,
+            s.init_pid,
+            s.network.clone(),
+            &s.connected,
+        )
     }
 
     /// Changes the state and writes the record. A record that cannot be
@@ -235,6 +243,7 @@ impl Manager {
         check_name(&opts.name)?;
         crate::bridge::Networks::check_options(&opts)
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
+        self.check_network_exists(&opts).await?;
         if opts.auto_remove && opts.restart != RestartPolicy::No {
             return Err(ManagerError::Invalid(
                 "auto-remove (--rm) and a restart policy exclude each other".into(),
@@ -372,6 +381,7 @@ impl Manager {
             quick_exits: 0,
             removed: false,
             network: None,
+            connected: Vec::new(),
         });
         let slot = Arc::new(Slot {
             name: name.clone(),

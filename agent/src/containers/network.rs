@@ -9,6 +9,9 @@ use super::error::{ManagerError, Result};
 use super::manager::{Manager, Slot};
 use super::paths::ContainerPaths;
 use husk_api::containers::{NetworkInfo, NetworkMode, RunOptions};
+use husk_api::networks::{Network, NetworkConnect, NetworkCreate};
+
+use super::record::ConnectedNetwork;
 
 /// The files bound over the container's own: resolv.conf, hosts,
 /// hostname (by where they go, and their names in its directory).
@@ -26,7 +29,7 @@ impl Manager {
         opts: &RunOptions,
         paths: &ContainerPaths,
     ) {
-        if opts.network == NetworkMode::Bridge
+        if opts.network.is_bridged()
             && let Ok(networks) = &self.0.networks
             && let Some(namespaces) = spec
                 .linux_mut()
@@ -41,7 +44,7 @@ impl Manager {
         }
         let mut mounts = spec.mounts().clone().unwrap_or_default();
         for (target, file) in FILES {
-            if !wants(opts.network, target) {
+            if !wants(&opts.network, target) {
                 continue;
             }
             let mount = MountBuilder::default()
@@ -62,7 +65,7 @@ impl Manager {
         let opts = slot.snapshot().record.options;
         let networks = match &self.0.networks {
             Ok(networks) => networks,
-            Err(reason) if opts.network == NetworkMode::Bridge => {
+            Err(reason) if opts.network.is_bridged() => {
                 return Err(ManagerError::StartFailed {
                     name: slot.name.clone(),
                     reason: format!("the bridge network is unavailable: {reason}"),
@@ -70,7 +73,7 @@ impl Manager {
             }
             Err(_) => return Ok(None),
         };
-        let info = if opts.network == NetworkMode::Bridge {
+        let info = if opts.network.is_bridged() {
             Some(
                 networks
                     .attach(&opts)
@@ -83,9 +86,24 @@ impl Manager {
         } else {
             None
         };
-        let address = info.as_ref().map(|i| i.ip_address);
-        let address_v6 = info.as_ref().and_then(|i| i.ipv6_address);
-        if let Err(e) = networks.write_files(&opts, &slot.paths.dir, address, address_v6) {
+        if info.is_some() {
+            let connected = slot.snapshot().record.connected;
+            let mut infos = Vec::new();
+            for c in &connected {
+                match networks.connect(&slot.name, &c.network, &c.aliases).await {
+                    Ok(info) => infos.push(info),
+                    Err(e) => {
+                        networks.detach(&slot.name).await;
+                        return Err(ManagerError::StartFailed {
+                            name: slot.name.clone(),
+                            reason: format!("connecting network {}: {e}", c.network),
+                        });
+                    }
+                }
+            }
+            slot.state.send_modify(|s| s.connected = infos);
+        }
+        if let Err(e) = networks.write_files(&opts, &slot.paths.dir, info.as_ref()) {
             if info.is_some() {
                 networks.detach(&slot.name).await;
             }
@@ -100,8 +118,11 @@ impl Manager {
     /// After an exit (or a failed start): off the bridge. Awaited under
     /// the container's lock, so a start that follows finds it detached.
     pub(super) async fn detach_network(&self, slot: &Slot) {
-        slot.state.send_modify(|s| s.network = None);
-        if slot.snapshot().record.options.network != NetworkMode::Bridge {
+        slot.state.send_modify(|s| {
+            s.network = None;
+            s.connected = Vec::new();
+        });
+        if !slot.snapshot().record.options.network.is_bridged() {
             return;
         }
         if let Ok(networks) = &self.0.networks {
@@ -133,7 +154,11 @@ impl Manager {
             .await;
         for name in &running {
             if let (Some(info), Some(slot)) = (networks.info(name).await, table.get(name)) {
-                slot.state.send_modify(|s| s.network = Some(info));
+                let connected = networks.connected(name).await;
+                slot.state.send_modify(|s| {
+                    s.network = Some(info);
+                    s.connected = connected;
+                });
             }
         }
     }
@@ -141,10 +166,160 @@ impl Manager {
 
 /// Which files a network mode gets: the host network keeps the host's
 /// hosts and hostname (Docker's), but gets the host's name servers.
-fn wants(mode: NetworkMode, target: &str) -> bool {
+fn wants(mode: &NetworkMode, target: &str) -> bool {
     match mode {
-        NetworkMode::Bridge => true,
+        NetworkMode::Bridge | NetworkMode::Named(_) => true,
         NetworkMode::None => target != "/etc/resolv.conf",
         NetworkMode::Host => target == "/etc/resolv.conf",
+    }
+}
+
+impl Manager {
+    /// `POST /v1/networks`.
+    pub async fn create_network(&self, request: &NetworkCreate) -> Result<Network> {
+        self.networks()?
+            .create(request)
+            .await
+            .map_err(network_error)
+    }
+
+    /// `GET /v1/networks`.
+    pub async fn list_networks(&self) -> Result<Vec<Network>> {
+        Ok(self.networks()?.list().await)
+    }
+
+    /// `GET /v1/networks/NAME`.
+    pub async fn inspect_network(&self, name: &str) -> Result<Network> {
+        self.networks()?.inspect(name).await.map_err(network_error)
+    }
+
+    /// `DELETE /v1/networks/NAME`: refused while a container on it
+    /// exists, running or not (it would not start again).
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        let on_it: Vec<String> = self
+            .table()
+            .iter()
+            .filter(|(_, slot)| {
+                let record = slot.snapshot().record;
+                record.options.network.network_name() == Some(name)
+                    || record.connected.iter().any(|c| c.network == name)
+            })
+            .map(|(container, _)| container.clone())
+            .collect();
+        self.networks()?
+            .remove(name, on_it)
+            .await
+            .map_err(network_error)
+    }
+
+    /// `POST /v1/networks/NAME/connect`: now if it runs, and at every
+    /// start.
+    pub async fn connect_network(&self, network: &str, request: &NetworkConnect) -> Result<()> {
+        let slot = self.slot(&request.container)?;
+        let _guard = slot.op.lock().await;
+        let snapshot = slot.snapshot();
+        let record = &snapshot.record;
+        let name = &request.container;
+        if !record.options.network.is_bridged() {
+            return Err(ManagerError::Invalid(format!(
+                "container {name} is on --network {}: it has no network to join another to",
+                record.options.network
+            )));
+        }
+        if record.options.network.network_name() == Some(network)
+            || record.connected.iter().any(|c| c.network == network)
+        {
+            return Err(ManagerError::Conflict(format!(
+                "container {name} is already on network {network}"
+            )));
+        }
+        for alias in &request.aliases {
+            husk_api::networks::check_alias(alias).map_err(ManagerError::Invalid)?;
+        }
+        let networks = self.networks()?;
+        if !networks.exists(network).await {
+            return Err(ManagerError::NoSuchNetwork(network.to_owned()));
+        }
+        if snapshot.status == super::info::Status::Running {
+            let info = networks
+                .connect(name, network, &request.aliases)
+                .await
+                .map_err(network_error)?;
+            slot.state.send_modify(|s| s.connected.push(info));
+        }
+        slot.update(|s| {
+            s.record.connected.push(ConnectedNetwork {
+                network: network.to_owned(),
+                aliases: request.aliases.clone(),
+            });
+        });
+        Ok(())
+    }
+
+    /// `POST /v1/networks/NAME/disconnect`.
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let slot = self.slot(container)?;
+        let _guard = slot.op.lock().await;
+        let record = slot.snapshot().record;
+        if !record.connected.iter().any(|c| c.network == network) {
+            return Err(ManagerError::Conflict(
+                if record.options.network.network_name() == Some(network) {
+                    format!(
+                        "container {container} was created on network {network}: only networks connected later can be disconnected"
+                    )
+                } else {
+                    format!("container {container} is not connected to network {network}")
+                },
+            ));
+        }
+        self.networks()?
+            .disconnect(container, network)
+            .await
+            .map_err(network_error)?;
+        slot.state
+            .send_modify(|s| s.connected.retain(|i| i.network != network));
+        slot.update(|s| s.record.connected.retain(|c| c.network != network));
+        Ok(())
+    }
+
+    /// At create: a container's user network must exist.
+    pub(super) async fn check_network_exists(&self, opts: &RunOptions) -> Result<()> {
+        if let NetworkMode::Named(network) = &opts.network {
+            match self.networks()?.is_internal(network).await {
+                None => return Err(ManagerError::NoSuchNetwork(network.clone())),
+                Some(true) if !opts.ports.is_empty() => {
+                    return Err(ManagerError::Invalid(
+                        crate::bridge::NetError::InternalPorts(network.clone()).to_string(),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn networks(&self) -> Result<&crate::bridge::Networks> {
+        self.0.networks.as_ref().map_err(|reason| {
+            ManagerError::Unavailable(format!(
+                "the containers' networks are unavailable: {reason}"
+            ))
+        })
+    }
+}
+
+fn network_error(error: crate::bridge::NetError) -> ManagerError {
+    use crate::bridge::NetError as E;
+    match error {
+        E::NoSuchNetwork(name) => ManagerError::NoSuchNetwork(name),
+        E::NetworkExists(_)
+        | E::NetworkInUse { .. }
+        | E::Builtin(_)
+        | E::AlreadyConnected { .. }
+        | E::NotRunning(_) => ManagerError::Conflict(error.to_string()),
+        E::InvalidNetwork(_) => ManagerError::Invalid(error.to_string()),
+        other => ManagerError::Io {
+            context: "the containers' networks".into(),
+            source: std::io::Error::other(other.to_string()),
+        },
     }
 }

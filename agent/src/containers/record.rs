@@ -49,6 +49,17 @@ pub struct ContainerRecord {
     /// Why the last start failed, if it did.
     #[serde(default)]
     pub error: Option<String>,
+    /// User networks connected to it besides its own (`network connect`),
+    /// joined at every start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connected: Vec<ConnectedNetwork>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectedNetwork {
+    pub network: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 impl ContainerRecord {
@@ -67,6 +78,7 @@ impl ContainerRecord {
             restart_count: 0,
             manually_stopped: false,
             error: None,
+            connected: Vec::new(),
         }
     }
 

@@ -192,6 +192,7 @@ async fn apply(
         i.address = Some(format!("{}/{}", lease.address, lease.prefix));
         i.gateway = lease.router.map(|r| r.to_string());
         i.dns = lease.dns.iter().map(|d| d.to_string()).collect();
+        i.ntp = lease.ntp.iter().map(|n| n.to_string()).collect();
         i.lease_seconds = Some(lease.lease_time);
         i.error = None;
     });

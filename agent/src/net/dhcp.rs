@@ -15,6 +15,9 @@ pub struct Lease {
     pub prefix: u8,
     pub router: Option<Ipv4Addr>,
     pub dns: Vec<Ipv4Addr>,
+    /// Option 42.
+    #[serde(default)]
+    pub ntp: Vec<Ipv4Addr>,
     pub mtu: Option<u16>,
     pub server: Ipv4Addr,
     /// Seconds.
@@ -76,6 +79,7 @@ fn request_packet(
         OptionCode::SubnetMask,
         OptionCode::Router,
         OptionCode::DomainNameServer,
+        OptionCode::NtpServers,
         OptionCode::InterfaceMtu,
         OptionCode::AddressLeaseTime,
         OptionCode::Renewal,
@@ -146,6 +150,10 @@ pub fn lease_of(msg: &Message) -> Option<Lease> {
         Some(DhcpOption::DomainNameServer(ips)) => ips.clone(),
         _ => Vec::new(),
     };
+    let ntp = match opts.get(OptionCode::NtpServers) {
+        Some(DhcpOption::NtpServers(ips)) => ips.clone(),
+        _ => Vec::new(),
+    };
     let mtu = match opts.get(OptionCode::InterfaceMtu) {
         Some(DhcpOption::InterfaceMtu(mtu)) => Some(*mtu),
         _ => None,
@@ -167,6 +175,7 @@ pub fn lease_of(msg: &Message) -> Option<Lease> {
         prefix,
         router,
         dns,
+        ntp,
         mtu,
         server,
         lease_time,
@@ -197,6 +206,10 @@ mod tests {
         o.insert(DhcpOption::DomainNameServer(vec![Ipv4Addr::new(
             10, 0, 2, 3,
         )]));
+        o.insert(DhcpOption::NtpServers(vec![
+            Ipv4Addr::new(10, 0, 2, 4),
+            Ipv4Addr::new(169, 254, 169, 123),
+        ]));
         o.insert(DhcpOption::AddressLeaseTime(86400));
         msg.to_vec().unwrap()
     }
@@ -208,6 +221,13 @@ mod tests {
         assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
         assert!(msg.flags().broadcast());
         assert_eq!(msg.chaddr(), &MAC);
+        let Some(DhcpOption::ParameterRequestList(asked)) =
+            msg.opts().get(OptionCode::ParameterRequestList)
+        else {
+            panic!("no parameter request list")
+        };
+        assert!(asked.contains(&OptionCode::NtpServers), "{asked:?}");
+        assert!(asked.contains(&OptionCode::DomainNameServer), "{asked:?}");
         let data = request(
             7,
             &MAC,
@@ -235,6 +255,13 @@ mod tests {
         assert_eq!(lease.prefix, 24);
         assert_eq!(lease.router, Some(Ipv4Addr::new(10, 0, 2, 2)));
         assert_eq!(lease.dns, [Ipv4Addr::new(10, 0, 2, 3)]);
+        assert_eq!(
+            lease.ntp,
+            [
+                Ipv4Addr::new(10, 0, 2, 4),
+                Ipv4Addr::new(169, 254, 169, 123)
+            ]
+        );
         assert_eq!((lease.renew_time, lease.rebind_time), (43200, 75600));
         assert!(parse_reply(b"garbage", 42).is_none());
     }

@@ -57,6 +57,9 @@ pub struct Interface {
     pub address: Option<String>,
     pub gateway: Option<String>,
     pub dns: Vec<String>,
+    /// NTP servers from the lease (DHCP option 42), for the time service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<String>,
     pub lease_seconds: Option<u32>,
     pub error: Option<String>,
 }

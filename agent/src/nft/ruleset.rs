@@ -222,6 +222,30 @@ pub fn build(state: &FirewallState) -> Result<Ruleset, NftError> {
             .ct_state(NF_CT_STATE_INVALID_BIT, "invalid")
             .verdict(Verdict::Drop),
     );
+    // An internal network: nothing forwarded out of it or into it from
+    // elsewhere, a published port of another network included (its DNAT
+    // happens before forward, where `ct status dnat` would accept it).
+    for bridge in state.bridges.iter().filter(|b| b.internal) {
+        let name = bridge.interface.as_str();
+        add(
+            "forward",
+            &format!("internal {name}"),
+            new()
+                .iifname(false, IfName::Exact(name))
+                .oifname(true, IfName::Exact(name))
+                .counter()
+                .verdict(Verdict::Drop),
+        );
+        add(
+            "forward",
+            &format!("internal {name}"),
+            new()
+                .oifname(false, IfName::Exact(name))
+                .iifname(true, IfName::Exact(name))
+                .counter()
+                .verdict(Verdict::Drop),
+        );
+    }
     let mut set_id = 0;
     for bridge in &state.bridges {
         for metadata in [IpAddr::V4(METADATA_V4), IpAddr::V6(METADATA_V6)] {
@@ -303,16 +327,27 @@ pub fn build(state: &FirewallState) -> Result<Ruleset, NftError> {
             )
             .verdict(Verdict::Accept),
     );
-    for (proto, word) in [(IPPROTO_UDP, "udp"), (IPPROTO_TCP, "tcp")] {
-        add(
-            "input",
-            "dns",
-            new()
-                .iifname(false, ANY_BRIDGE)
-                .l4proto(proto)
-                .dport(word, 53)
-                .verdict(Verdict::Accept),
-        );
+    // DNS on a bridge's own gateway only (the only host address in its
+    // subnets): a container cannot ask another network's server, even
+    // with a source address of that network.
+    for bridge in &state.bridges {
+        let name = bridge.interface.as_str();
+        let mut nets = vec![v4_net(bridge.subnet_v4)];
+        nets.extend(bridge.subnet_v6.map(v6_net));
+        for net in nets {
+            for (proto, word) in [(IPPROTO_UDP, "udp"), (IPPROTO_TCP, "tcp")] {
+                add(
+                    "input",
+                    &format!("dns {name}"),
+                    new()
+                        .iifname(false, IfName::Exact(name))
+                        .daddr(false, net)
+                        .l4proto(proto)
+                        .dport(word, 53)
+                        .verdict(Verdict::Accept),
+                );
+            }
+        }
     }
     for (proto, comment) in [(IPPROTO_ICMP, "icmp"), (IPPROTO_ICMPV6, "icmpv6")] {
         add(
@@ -713,6 +748,15 @@ mod tests {
         );
         let forward = texts(&ruleset, "forward");
         assert_eq!(forward[0], "ct state established,related accept");
+        // The internal bridge, closed both ways before anything accepts.
+        assert_eq!(
+            forward[2..4],
+            [
+                "iifname \"husk1\" oifname != \"husk1\" counter drop",
+                "oifname \"husk1\" iifname != \"husk1\" counter drop",
+            ]
+        );
+        let forward = [&forward[..2], &forward[4..]].concat();
         assert_eq!(
             forward[2],
             "iifname \"husk0\" meta nfproto ipv4 ip daddr 169.254.169.254 \

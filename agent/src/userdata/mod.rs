@@ -1,7 +1,8 @@
 //! First-boot configuration, as cloud-init, Ignition or Bottlerocket's
 //! early-boot-config do it: at the first boot the agent looks for a
 //! user-data document ([`source`]), validates all of it ([`schema`]) and
-//! only then applies it: hostname, name servers, containers to run.
+//! only then applies it: hostname, name servers, networks and containers
+//! to run.
 //! The applied document is kept on the data partition
 //! (`<root>/user-data.toml`): later boots take it from there and do not
 //! depend on the metadata service. A document that is invalid is
@@ -91,12 +92,13 @@ pub async fn run(
     puller: &crate::pulls::Puller,
     network: Option<&crate::net::Network>,
     updater: &crate::update::Updater,
+    time: &crate::timesync::TimeSync,
 ) -> Status {
     let status = if let Ok(text) = source::read_limited(&config.persisted()) {
         match UserData::parse(&text) {
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
-                apply_every_boot(config, &doc, network, updater, puller, &mut status);
+                apply_every_boot(config, &doc, network, updater, puller, time, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -115,7 +117,7 @@ pub async fn run(
                 Err(e) => rejected(&found.source, &e),
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
-                    apply_every_boot(config, &doc, network, updater, puller, &mut status);
+                    apply_every_boot(config, &doc, network, updater, puller, time, &mut status);
                     apply_first_boot(manager, puller, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),
@@ -260,9 +262,13 @@ fn apply_every_boot(
     network: Option<&crate::net::Network>,
     updater: &crate::update::Updater,
     puller: &crate::pulls::Puller,
+    time: &crate::timesync::TimeSync,
     status: &mut Status,
 ) {
     apply_update_settings(updater, doc, status);
+    if let Some(extra) = &doc.time {
+        time.set_user_data(extra.clone());
+    }
     if let Some(registry) = &doc.registry {
         match puller.extend(registry) {
             Ok(None) => {}
@@ -371,6 +377,18 @@ async fn apply_first_boot(
     doc: &UserData,
     status: &mut Status,
 ) {
+    for network in &doc.networks {
+        // A first boot that was cut short and runs again finds it made.
+        if manager.inspect_network(&network.name).await.is_ok() {
+            continue;
+        }
+        match manager.create_network(network).await {
+            Ok(_) => log::info!("user-data: network {} made", network.name),
+            Err(e) => status
+                .warnings
+                .push(format!("network {}: {e}", network.name)),
+        }
+    }
     for options in &doc.containers {
         let name = options.name.clone();
         if !puller.has_image(&options.image).await {

@@ -40,6 +40,11 @@ pub struct UserData {
     /// pulled (retrying while the network comes up).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub containers: Vec<RunOptions>,
+    /// User networks made at first boot, before the containers (the
+    /// fields of `huskctl network create`): containers name them in
+    /// their `network`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<husk_api::networks::NetworkCreate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update: Option<UpdateSettings>,
     /// More registry settings (mirrors, CAs, credentials, insecure
@@ -50,6 +55,10 @@ pub struct UserData {
     /// and these (they can forbid and require more, never loosen).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<husk_registry::policy::PolicyConfig>,
+    /// More NTP servers (after agent.toml's), another step threshold, or
+    /// `enabled = false`: agent.toml's `[time]` keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<crate::timesync::TimeOverrides>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -128,9 +137,31 @@ impl UserData {
                 }
             }
         }
+        let mut networks = HashSet::new();
+        for (i, network) in self.networks.iter().enumerate() {
+            if let Err(why) = crate::bridge::check_network_request(network) {
+                return bad(&format!("networks[{i}]"), why);
+            }
+            if !networks.insert(network.name.as_str()) {
+                return bad(
+                    &format!("networks[{i}].name"),
+                    format!("`{}` is used twice", network.name),
+                );
+            }
+        }
         let mut names = HashSet::new();
         for (i, container) in self.containers.iter().enumerate() {
             let key = format!("containers[{i}]");
+            if let husk_api::containers::NetworkMode::Named(network) = &container.network
+                && !networks.contains(network.as_str())
+            {
+                return bad(
+                    &format!("{key}.network"),
+                    format!(
+                        "`{network}` is none of bridge, none, host or this document's [[networks]]"
+                    ),
+                );
+            }
             if container.name.is_empty() {
                 return bad(
                     &format!("{key}.name"),
@@ -166,6 +197,11 @@ impl UserData {
             && let Err(e) = policy.load("user-data", std::path::Path::new("/nonexistent"))
         {
             return bad("policy", e.to_string());
+        }
+        if let Some(time) = &self.time
+            && let Err(e) = time.check()
+        {
+            return Err(UserDataError(e));
         }
         if let Some(update) = &self.update {
             let scheme_ok = ["https://", "http://", "file://"]
@@ -251,6 +287,45 @@ repository = "https://updates.example/husk"
     }
 
     #[test]
+    fn networks_come_with_the_containers_that_name_them() {
+        let doc = UserData::parse(
+            "[[networks]]\nname = \"app\"\ninternal = true\n\n[[containers]]\nname = \"db\"\nimage = \"i\"\nnetwork = \"app\"\nnetwork_aliases = [\"database\"]\n",
+        )
+        .unwrap();
+        assert!(doc.networks[0].internal);
+        assert_eq!(
+            doc.containers[0].network,
+            husk_api::containers::NetworkMode::Named("app".into())
+        );
+    }
+
+    #[test]
+    fn the_network_docs_example_is_valid() {
+        let docs = include_str!("../../../docs/NETWORK.md");
+        let block = docs
+            .split("User-data makes them")
+            .nth(1)
+            .and_then(|s| s.split("```toml").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("NETWORK.md's user-data example");
+        let doc = UserData::parse(block).unwrap();
+        assert_eq!(doc.networks[0].name, "app");
+        assert_eq!(doc.containers[0].network_aliases, ["database"]);
+    }
+
+    #[test]
+    fn time_adds_to_agent_toml() {
+        let doc = UserData::parse(
+            "[time]\nservers = [\"192.0.2.123\", \"time.example:123\"]\nstep_threshold_ms = 500\n",
+        )
+        .unwrap();
+        let time = doc.time.unwrap();
+        assert_eq!(time.servers, ["192.0.2.123", "time.example:123"]);
+        assert_eq!(time.step_threshold_ms, Some(500));
+        assert_eq!(time.enabled, None);
+    }
+
+    #[test]
     fn the_readme_example_is_valid() {
         let doc = UserData::parse(include_str!("../../../examples/user-data.toml")).unwrap();
         assert_eq!(doc.hostname.as_deref(), Some("web-1"));
@@ -281,7 +356,26 @@ repository = "https://updates.example/husk"
                 "network.interfaces[0].address",
             ),
             ("[update]\nrepository = \"ftp://x\"\n", "update.repository"),
+            ("[time]\nservers = [\"a b\"]\n", "time.servers[0]: `a b`"),
+            ("[time]\nsever = []\n", "sever"),
             ("[network]\ndns = [\"not-an-ip\"]\n", "line 2"),
+            (
+                "[[containers]]\nname = \"a\"\nimage = \"i\"\nnetwork = \"app\"\n",
+                "containers[0].network: `app` is none of",
+            ),
+            (
+                "[[networks]]\nname = \"app\"\nsubnet = \"10.1.0.1/24\"\n",
+                "networks[0]: --subnet 10.1.0.1/24: the address has host bits set",
+            ),
+            (
+                "[[networks]]\nname = \"host\"\n",
+                "networks[0]: network name \"host\" is reserved",
+            ),
+            (
+                "[[networks]]\nname = \"a\"\n[[networks]]\nname = \"a\"\n",
+                "networks[1].name: `a` is used twice",
+            ),
+            ("[[networks]]\nname = \"a\"\nsubnett = \"x\"\n", "subnett"),
         ];
         for (text, expected) in cases {
             let err = UserData::parse(text).unwrap_err().to_string();

@@ -60,7 +60,8 @@ pub struct RunOptions {
     /// (the runtime scales it to cgroup v2's io.weight as runc does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_weight: Option<u16>,
-    /// Docker's default: the agent's bridge (`husk0`, NAT out).
+    /// Docker's default: the agent's bridge (`husk0`, NAT out); or a
+    /// user network by name (`--network NAME`).
     #[serde(default)]
     pub network: NetworkMode,
     /// Published ports (`-p`); only on the bridge. Mappings, or `-p`
@@ -71,6 +72,10 @@ pub struct RunOptions {
         deserialize_with = "super::ports::deserialize_ports"
     )]
     pub ports: Vec<super::ports::PortMapping>,
+    /// More names it answers to on a user network's DNS besides its own
+    /// (`--network-alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_aliases: Vec<String>,
     /// Name servers for the container's /etc/resolv.conf (`--dns`),
     /// instead of the host's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -127,6 +132,7 @@ impl RunOptions {
             io_weight: None,
             network: NetworkMode::default(),
             ports: Vec::new(),
+            network_aliases: Vec::new(),
             dns: Vec::new(),
             extra_hosts: Vec::new(),
             metadata_access: false,
@@ -140,9 +146,10 @@ impl RunOptions {
     }
 }
 
-/// The container's network.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The container's network: `"bridge"` (the default), `"none"`,
+/// `"host"`, or the name of a user network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
 pub enum NetworkMode {
     /// Its own namespace, on the agent's bridge: an address from the
     /// bridge's subnet, a default route through it, NAT out of the host.
@@ -152,6 +159,42 @@ pub enum NetworkMode {
     None,
     /// The host's namespace (if the security policy allows it).
     Host,
+    /// Its own namespace on a user network (`huskctl network create`),
+    /// where containers resolve each other by name.
+    Named(String),
+}
+
+impl NetworkMode {
+    /// On a bridge (the agent's or a user network's): an address, a veth.
+    pub fn is_bridged(&self) -> bool {
+        matches!(self, Self::Bridge | Self::Named(_))
+    }
+
+    /// The network it is on, if bridged.
+    pub fn network_name(&self) -> Option<&str> {
+        match self {
+            Self::Bridge => Some(crate::networks::DEFAULT_NETWORK),
+            Self::Named(name) => Some(name),
+            Self::None | Self::Host => None,
+        }
+    }
+}
+
+impl From<String> for NetworkMode {
+    fn from(text: String) -> Self {
+        match text.as_str() {
+            "bridge" | "default" => Self::Bridge,
+            "none" => Self::None,
+            "host" => Self::Host,
+            _ => Self::Named(text),
+        }
+    }
+}
+
+impl From<NetworkMode> for String {
+    fn from(mode: NetworkMode) -> Self {
+        mode.to_string()
+    }
 }
 
 impl std::fmt::Display for NetworkMode {
@@ -160,6 +203,7 @@ impl std::fmt::Display for NetworkMode {
             Self::Bridge => "bridge",
             Self::None => "none",
             Self::Host => "host",
+            Self::Named(name) => name,
         })
     }
 }

@@ -2,11 +2,12 @@
 //! they stay small, deterministic and true to the formats: layers made
 //! with the tar crate, archives in `image_manifest`'s input format, the
 //! documented init.toml, agent.toml and user-data, DHCP replies encoded
-//! by dhcproto, GPT disks from husk-gpt's writer, bodies from husk-api's
-//! types.
+//! by dhcproto, DNS queries by hickory-proto, GPT disks from husk-gpt's
+//! writer, bodies from husk-api's types.
 
 mod archives;
 mod disks;
+mod dns;
 mod layers;
 
 use std::net::Ipv4Addr;
@@ -29,6 +30,7 @@ pub fn all() -> Vec<(&'static str, Vec<Seed>)> {
         ("agent_toml", agent_toml()),
         ("user_data", user_data()),
         ("dhcp_reply", dhcp_reply()),
+        ("dns_query", dns::seeds()),
         ("gpt_read", disks::seeds()),
         ("api_bodies", api_bodies()),
         ("registry_answers", registry_answers()),
