@@ -131,8 +131,28 @@ fn sealed_copy(exe: &File) -> Result<OwnedFd> {
             format!("{copied} of {size} bytes"),
         ));
     }
-    rustix::fs::fcntl_add_seals(&memfd, SEALS).map_err(|e| failed("sealing the copy", e))?;
+    add_seals(&memfd)?;
     Ok(memfd)
+}
+
+/// Seals the copy. F_SEAL_WRITE fails with EBUSY while a page of the
+/// memfd still has an extra reference: the kernel waits a little for
+/// them itself, but a page just written can sit in another CPU's LRU
+/// batch for longer on a loaded machine (seen once in a full test run,
+/// right after an agent restart). A few more tries, a few milliseconds
+/// apart, let it drain.
+fn add_seals(memfd: &OwnedFd) -> Result<()> {
+    let mut pause = std::time::Duration::from_millis(5);
+    for _ in 0..8 {
+        match rustix::fs::fcntl_add_seals(memfd, SEALS) {
+            Err(Errno::BUSY) => {
+                std::thread::sleep(pause);
+                pause = pause.saturating_mul(2);
+            }
+            other => return other.map_err(|e| failed("sealing the copy", e)),
+        }
+    }
+    rustix::fs::fcntl_add_seals(memfd, SEALS).map_err(|e| failed("sealing the copy", e))
 }
 
 #[cfg(test)]
