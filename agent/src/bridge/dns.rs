@@ -4,19 +4,19 @@
 //! in the host's resolv.conf, loopback ones included: the server is on
 //! the host). An internal network's server forwards nothing.
 
-use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::net::SocketAddr;
 
 use super::NetError;
 use super::net::Net;
 
 /// Starts the network's server if it has none; refreshes its upstream
-/// servers otherwise (DHCP may have changed them).
-pub(super) async fn ensure_server(net: &mut Net, host_resolv_conf: &Path) -> Result<(), NetError> {
+/// servers otherwise (DHCP may have changed them). `host_resolv_conf`:
+/// the machine's resolv.conf, as read.
+pub(super) async fn ensure_server(net: &mut Net, host_resolv_conf: &str) -> Result<(), NetError> {
     let upstream = if net.internal {
         Vec::new()
     } else {
-        upstream_servers(&std::fs::read_to_string(host_resolv_conf).unwrap_or_default())
+        upstream_servers(host_resolv_conf)
     };
     if let Some(server) = &net.dns {
         server.set_upstream(upstream);
@@ -56,15 +56,8 @@ pub(super) async fn stop_server(net: &mut Net) {
 
 /// The `nameserver` lines of a resolv.conf, as port 53 addresses.
 fn upstream_servers(resolv_conf: &str) -> Vec<SocketAddr> {
-    resolv_conf
-        .lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("nameserver"), Some(ip)) => ip.parse::<IpAddr>().ok(),
-                _ => None,
-            }
-        })
+    super::files::name_servers(resolv_conf)
+        .into_iter()
         .map(|ip| SocketAddr::new(ip, 53))
         .collect()
 }

@@ -14,21 +14,15 @@ pub fn resolv_conf(host: &str, dns: &[IpAddr]) -> String {
     let mut out = String::new();
     let mut servers = 0;
     if dns.is_empty() {
+        for ip in name_servers(host).iter().filter(|ip| !ip.is_loopback()) {
+            out.push_str(&format!("nameserver {ip}\n"));
+            servers += 1;
+        }
         for line in host.lines() {
             let mut words = line.split_whitespace();
-            match (words.next(), words.next()) {
-                (Some("nameserver"), Some(ip)) => {
-                    let loopback = ip.parse::<IpAddr>().map_or(true, |ip| ip.is_loopback());
-                    if !loopback {
-                        out.push_str(&format!("nameserver {ip}\n"));
-                        servers += 1;
-                    }
-                }
-                (Some("search" | "domain" | "options"), Some(_)) => {
-                    out.push_str(line.trim());
-                    out.push('\n');
-                }
-                _ => {}
+            if let (Some("search" | "domain" | "options"), Some(_)) = (words.next(), words.next()) {
+                out.push_str(line.trim());
+                out.push('\n');
             }
         }
     } else {
@@ -62,6 +56,21 @@ pub fn resolv_conf_user(host: &str, gateway: Ipv4Addr) -> String {
     // not after every search domain has gone to the upstream servers.
     out.push_str("options ndots:0\n");
     out
+}
+
+/// The addresses of a resolv.conf's `nameserver` lines (those that are
+/// addresses), in order.
+pub fn name_servers(resolv_conf: &str) -> Vec<IpAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(ip)) => ip.parse().ok(),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// The domains of a resolv.conf's `search` (or `domain`) line.

@@ -632,7 +632,7 @@ impl Networks {
             all.extend(names.iter().map(|n| format!("{n}.{domain}")));
         }
         net.names.set(container, &all, &addresses);
-        dns::ensure_server(net, &self.0.paths.host_resolv_conf).await
+        dns::ensure_server(net, &host).await
     }
 
     /// The namespace, the veth, the addresses inside.
