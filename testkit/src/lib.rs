@@ -6,6 +6,7 @@
 
 pub mod chronyd;
 pub mod cosign;
+pub mod dhcp_server;
 pub mod dnsmasq;
 pub mod elf;
 pub mod fake_registry;

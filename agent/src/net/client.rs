@@ -1,9 +1,12 @@
 //! The DHCP client of one interface: discover, request, bound; renew at
 //! T1, rebind at T2, and at expiry drop the address and start over. A
 //! server that does not answer is retried with a backoff; nothing here
-//! ends the agent.
+//! ends the agent. The lease held is kept in a [`LeaseSlot`] that
+//! outlives the client: the link's manager stops the client while the
+//! carrier is gone, and a new one asks for the same address.
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use dhcproto::v4::MessageType;
@@ -30,8 +33,51 @@ fn xid() -> u32 {
     (nanos as u32) ^ ((nanos >> 32) as u32).rotate_left(16)
 }
 
+/// The lease a link holds and when it was granted; `None` when it has
+/// none (never had, or expired).
+#[derive(Clone, Default)]
+pub struct LeaseSlot(Arc<Mutex<Option<(Lease, Instant)>>>);
+
+impl LeaseSlot {
+    pub fn get(&self) -> Option<(Lease, Instant)> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, held: Option<(Lease, Instant)>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = held;
+    }
+
+    /// When the lease held runs out (None: no lease).
+    pub fn expiry(&self) -> Option<Instant> {
+        self.get().map(|(lease, got)| got + lease.expires_after())
+    }
+
+    /// The address held, while its lease runs.
+    fn address(&self) -> Option<Ipv4Addr> {
+        let (lease, got) = self.get()?;
+        (got.elapsed() < lease.expires_after()).then_some(lease.address)
+    }
+}
+
+/// The lease held has run out: its address goes from the link.
+pub async fn expire(handle: &Handle, link: &Link, slot: &LeaseSlot, shared: &Shared) {
+    if let Some((lease, _)) = slot.get() {
+        log::warn!("net: {}: lease of {} expired", link.name, lease.address);
+    }
+    slot.set(None);
+    let _ = link::flush_addresses(handle, link.index, None).await;
+    shared.update(&link.name, |i| {
+        i.address = None;
+        i.gateway = None;
+        i.lease_seconds = None;
+    });
+}
+
 /// Runs forever for `link`.
-pub async fn run(handle: Handle, link: Link, shared: Shared) {
+pub async fn run(handle: Handle, link: Link, shared: Shared, slot: LeaseSlot) {
     let Some(mac) = link.mac else {
         shared.update(&link.name, |i| i.error = Some("no MAC address".into()));
         return;
@@ -47,10 +93,10 @@ pub async fn run(handle: Handle, link: Link, shared: Shared) {
     let mut retry = FIRST_WAIT;
     loop {
         shared.update(&link.name, |i| i.state = "dhcp".into());
-        match acquire(&socket, &mac).await {
+        match acquire(&socket, &mac, slot.address()).await {
             Some(lease) => {
                 retry = FIRST_WAIT;
-                bound(&handle, &link, &socket, &mac, lease, &shared).await;
+                bound(&handle, &link, &socket, &mac, lease, &shared, &slot).await;
             }
             None => {
                 shared.update(&link.name, |i| {
@@ -65,11 +111,11 @@ pub async fn run(handle: Handle, link: Link, shared: Shared) {
 }
 
 /// DISCOVER → OFFER → REQUEST → ACK, a few tries.
-async fn acquire(socket: &UdpSocket, mac: &[u8; 6]) -> Option<Lease> {
+async fn acquire(socket: &UdpSocket, mac: &[u8; 6], hint: Option<Ipv4Addr>) -> Option<Lease> {
     let mut wait = FIRST_WAIT;
     for _ in 0..4 {
         let xid = xid();
-        let msg = dhcp::discover(xid, mac);
+        let msg = dhcp::discover(xid, mac, hint);
         if let Err(e) = socket.send_to(&msg, SERVER).await {
             log::warn!("net: DHCP discover: {e}");
         }
@@ -115,26 +161,30 @@ async fn bound(
     mac: &[u8; 6],
     mut lease: Lease,
     shared: &Shared,
+    slot: &LeaseSlot,
 ) {
     loop {
+        let got = Instant::now();
+        slot.set(Some((lease.clone(), got)));
         if let Err(e) = apply(handle, link, &lease, shared).await {
             log::error!("net: {}: applying the lease: {e}", link.name);
             shared.update(&link.name, |i| {
                 i.error = Some(format!("applying the lease: {e}"))
             });
         }
-        let got = Instant::now();
         tokio::time::sleep(lease.renew_after()).await;
         // Renewal (T1) then rebinding (T2): the same REQUEST with ciaddr,
         // retried until the lease expires.
         let mut renewed = None;
+        let mut rebinding = false;
         while renewed.is_none() && got.elapsed() < lease.expires_after() {
             let xid = xid();
             let request = dhcp::request(xid, mac, lease.address, None);
-            let to = if got.elapsed() < lease.rebind_after() {
-                SocketAddrV4::new(lease.server, 67)
-            } else {
+            rebinding = got.elapsed() >= lease.rebind_after();
+            let to = if rebinding {
                 SERVER
+            } else {
+                SocketAddrV4::new(lease.server, 67)
             };
             let _ = socket.send_to(&request, to).await;
             match receive(socket, xid, Duration::from_secs(4)).await {
@@ -145,17 +195,25 @@ async fn bound(
         }
         match renewed {
             Some(new) => {
-                log::info!("net: {}: lease of {} renewed", link.name, new.address);
+                let how = if rebinding { "rebinding" } else { "renewing" };
+                log::info!(
+                    "net: {}: lease of {} extended ({how}, from {})",
+                    link.name,
+                    new.address,
+                    new.server
+                );
+                shared.update(&link.name, |i| {
+                    if rebinding {
+                        i.rebinds += 1;
+                    } else {
+                        i.renewals += 1;
+                    }
+                });
                 lease = new;
             }
             None => {
-                log::warn!("net: {}: lease of {} expired", link.name, lease.address);
-                let _ = link::flush_addresses(handle, link.index).await;
-                shared.update(&link.name, |i| {
-                    i.state = "expired".into();
-                    i.address = None;
-                    i.gateway = None;
-                });
+                expire(handle, link, slot, shared).await;
+                shared.update(&link.name, |i| i.state = "expired".into());
                 return;
             }
         }
@@ -172,6 +230,9 @@ async fn apply(
         link::set_mtu(handle, link.index, u32::from(mtu)).await?;
     }
     link::add_address(handle, link.index, lease.address, lease.prefix).await?;
+    // A server that gave another address than the one held: the old one
+    // goes, or the link would answer on both.
+    link::flush_addresses(handle, link.index, Some(lease.address)).await?;
     if let Some(router) = lease.router {
         link::default_route(handle, link.index, router).await?;
     }

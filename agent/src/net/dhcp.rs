@@ -95,8 +95,20 @@ fn request_packet(
     p
 }
 
-pub fn discover(xid: u32, mac: &[u8; 6]) -> Vec<u8> {
-    request_packet(xid, mac, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[])
+/// DISCOVER; `hint`: the address of a lease still held (the carrier
+/// came back), asked for again (RFC 2131 4.4.1) so that the machine
+/// keeps its address and its connections.
+pub fn discover(xid: u32, mac: &[u8; 6], hint: Option<Ipv4Addr>) -> Vec<u8> {
+    match hint {
+        Some(address) => request_packet(
+            xid,
+            mac,
+            MessageType::Discover,
+            Ipv4Addr::UNSPECIFIED,
+            &[(OPT_REQUESTED_IP, &address.octets())],
+        ),
+        None => request_packet(xid, mac, MessageType::Discover, Ipv4Addr::UNSPECIFIED, &[]),
+    }
 }
 
 /// REQUEST for `address`: after an OFFER (with the server's id), or to
@@ -216,9 +228,10 @@ mod tests {
 
     #[test]
     fn requests_ask_for_broadcast_and_the_options_we_use() {
-        let data = discover(7, &MAC);
+        let data = discover(7, &MAC, None);
         let msg = Message::decode(&mut Decoder::new(&data)).unwrap();
         assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(msg.opts().get(OptionCode::RequestedIpAddress), None);
         assert!(msg.flags().broadcast());
         assert_eq!(msg.chaddr(), &MAC);
         let Some(DhcpOption::ParameterRequestList(asked)) =
@@ -242,6 +255,19 @@ mod tests {
         let renew = request(8, &MAC, Ipv4Addr::new(10, 0, 2, 15), None);
         let msg = Message::decode(&mut Decoder::new(&renew)).unwrap();
         assert_eq!(msg.ciaddr(), Ipv4Addr::new(10, 0, 2, 15));
+    }
+
+    #[test]
+    fn a_discover_after_the_carrier_came_back_asks_for_the_address_held() {
+        let held = Ipv4Addr::new(10, 77, 0, 23);
+        let data = discover(9, &MAC, Some(held));
+        let msg = Message::decode(&mut Decoder::new(&data)).unwrap();
+        assert_eq!(msg.opts().msg_type(), Some(MessageType::Discover));
+        assert_eq!(msg.ciaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(
+            msg.opts().get(OptionCode::RequestedIpAddress),
+            Some(&DhcpOption::RequestedIpAddress(held))
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 /// A network interface as the kernel lists it.
@@ -20,10 +20,9 @@ pub struct Link {
     pub carrier: bool,
 }
 
-pub async fn list(handle: &Handle) -> Result<Vec<Link>, rtnetlink::Error> {
-    let mut links = handle.link().get().execute();
-    let mut out = Vec::new();
-    while let Some(msg) = links.try_next().await? {
+impl Link {
+    /// The link a dump or an `RTM_NEWLINK` event describes.
+    pub fn from_message(msg: &LinkMessage) -> Self {
         let mut name = String::new();
         let mut mac = None;
         for attr in &msg.attributes {
@@ -37,14 +36,22 @@ pub async fn list(handle: &Handle) -> Result<Vec<Link>, rtnetlink::Error> {
                 _ => {}
             }
         }
-        out.push(Link {
+        Link {
             index: msg.header.index,
             name,
             mac,
             ethernet: msg.header.link_layer_type == LinkLayerType::Ether,
             up: msg.header.flags.contains(LinkFlags::Up),
             carrier: msg.header.flags.contains(LinkFlags::LowerUp),
-        });
+        }
+    }
+}
+
+pub async fn list(handle: &Handle) -> Result<Vec<Link>, rtnetlink::Error> {
+    let mut links = handle.link().get().execute();
+    let mut out = Vec::new();
+    while let Some(msg) = links.try_next().await? {
+        out.push(Link::from_message(&msg));
     }
     Ok(out)
 }
@@ -80,8 +87,13 @@ pub async fn add_address(
         .await
 }
 
-/// Removes every IPv4 address of the link (a lease that expired).
-pub async fn flush_addresses(handle: &Handle, index: u32) -> Result<(), rtnetlink::Error> {
+/// Removes the IPv4 addresses of the link but `keep` (a lease that
+/// expired: none kept; a new lease: the old address goes).
+pub async fn flush_addresses(
+    handle: &Handle,
+    index: u32,
+    keep: Option<Ipv4Addr>,
+) -> Result<(), rtnetlink::Error> {
     let mut addresses = handle
         .address()
         .get()
@@ -89,11 +101,11 @@ pub async fn flush_addresses(handle: &Handle, index: u32) -> Result<(), rtnetlin
         .execute();
     let mut found = Vec::new();
     while let Some(msg) = addresses.try_next().await? {
-        let v4 = msg
+        let stale = msg
             .attributes
             .iter()
-            .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(_))));
-        if v4 {
+            .any(|a| matches!(a, AddressAttribute::Address(IpAddr::V4(v4)) if Some(*v4) != keep));
+        if stale {
             found.push(msg);
         }
     }

@@ -3,13 +3,17 @@
 //! kernel command line), routes, MTU and name servers from the lease.
 //! The state is written to `/run/husk/net.json` (served as `network` by
 //! `GET /v1/system`) and the name servers to `/run/husk/resolv.conf`.
-//! A link without carrier or a DHCP server that goes away is retried;
-//! nothing here stops the agent.
+//! Links are followed through the kernel's link events (rtnetlink's
+//! link group), not polled: a NIC that appears later is configured when
+//! it appears, one whose carrier goes is `no-carrier` until it is back
+//! (its lease kept until it runs out), one that goes is forgotten.
+//! A DHCP server that goes away is retried; nothing here stops the agent.
 
 mod client;
 pub mod cmdline;
 pub mod dhcp;
 mod link;
+mod links;
 mod sys;
 
 use std::collections::BTreeMap;
@@ -18,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 pub use self::cmdline::StaticConfig;
@@ -51,9 +56,12 @@ pub struct NetState {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Interface {
-    /// `dhcp` (asking), `bound`, `static`, `expired`, `down`.
+    /// `dhcp` (asking), `bound`, `static`, `expired`, `no-carrier`.
     pub state: String,
     pub mac: String,
+    /// Whether the link has a carrier (IFF_LOWER_UP).
+    #[serde(default)]
+    pub carrier: bool,
     pub address: Option<String>,
     pub gateway: Option<String>,
     pub dns: Vec<String>,
@@ -61,6 +69,12 @@ pub struct Interface {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ntp: Vec<String>,
     pub lease_seconds: Option<u32>,
+    /// Leases extended from the server that gave them (at T1), and from
+    /// any server (at T2, that one not answering).
+    #[serde(default)]
+    pub renewals: u32,
+    #[serde(default)]
+    pub rebinds: u32,
     pub error: Option<String>,
 }
 
@@ -103,6 +117,14 @@ impl Shared {
         self.write(&state);
     }
 
+    /// A link that went: its entry goes too.
+    pub fn forget(&self, name: &str) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.interfaces.remove(name).is_some() {
+            self.write(&state);
+        }
+    }
+
     fn write(&self, state: &NetState) {
         if let Ok(json) = serde_json::to_vec(state)
             && let Err(e) = husk_common::atomic::write_atomic(&self.config.state_file, &json, 0o644)
@@ -112,8 +134,9 @@ impl Shared {
     }
 }
 
-/// How often new links are looked for (a NIC hot-plugged later).
-const RESCAN: Duration = Duration::from_secs(5);
+/// After the kernel's link events stopped (the socket failed): the
+/// pause before subscribing and listing the links again.
+const RESUBSCRIBE: Duration = Duration::from_secs(1);
 
 /// A static address asked for later (user-data): for the link named, or
 /// the first Ethernet link.
@@ -195,135 +218,41 @@ pub fn start(config: NetConfig) -> Network {
     network
 }
 
+/// Subscribes to the link events, lists the links, then follows them;
+/// subscribes again if the events stop.
 async fn run(control: Network) -> std::io::Result<()> {
-    let (connection, handle, _) = rtnetlink::new_connection()?;
-    tokio::spawn(connection);
-    let shared = control.shared.clone();
-    if let Some(dir) = shared.config.state_file.parent() {
+    if let Some(dir) = control.shared.config.state_file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut managed: Vec<u32> = Vec::new();
-    // The DHCP client of each link, to stop when a static address comes.
-    let mut dhcp: Vec<(link::Link, tokio::task::JoinHandle<()>)> = Vec::new();
-    let mut first = true;
+    let mut links = None;
     loop {
+        let (connection, handle, mut events) =
+            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])?;
+        tokio::spawn(connection);
+        let links =
+            links.get_or_insert_with(|| links::Links::new(control.shared.clone(), handle.clone()));
+        links.set_handle(handle.clone());
+        // Subscribed before the dump: a link that appears in between is
+        // seen twice, which changes nothing.
         match link::list(&handle).await {
-            Ok(links) => {
-                for l in links {
-                    if managed.contains(&l.index) {
-                        continue;
-                    }
-                    if l.name == "lo" {
-                        if let Err(e) = link::set_up(&handle, l.index).await {
-                            log::error!("net: lo: {e}");
-                        }
-                        managed.push(l.index);
-                        continue;
-                    }
-                    // The containers' bridge and veths are Ethernet too,
-                    // but no DHCP server is behind them.
-                    if !l.ethernet || crate::bridge::is_containers_link(&l.name) {
-                        continue;
-                    }
-                    managed.push(l.index);
-                    if let Err(e) = link::set_up(&handle, l.index).await {
-                        log::error!("net: {}: up: {e}", l.name);
-                    }
-                    let mac = l.mac.map(|m| {
-                        m.iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":")
-                    });
-                    shared.update(&l.name, |i| i.mac = mac.unwrap_or_default());
-                    let static_config = if first {
-                        shared.config.first_link.clone()
-                    } else {
-                        None
-                    };
-                    first = false;
-                    match static_config {
-                        Some(s) => {
-                            apply_static(&handle, &l, &s, &shared, "kernel command line").await
-                        }
-                        None => {
-                            log::info!("net: {}: up, asking DHCP", l.name);
-                            let task = tokio::spawn(client::run(
-                                handle.clone(),
-                                l.clone(),
-                                shared.clone(),
-                            ));
-                            dhcp.push((l, task));
-                        }
-                    }
+            Ok(all) => {
+                for l in all {
+                    links.seen(l).await;
                 }
             }
             Err(e) => log::warn!("net: listing links: {e}"),
         }
-        let requests: Vec<StaticRequest> = std::mem::take(
-            &mut *control
-                .requests
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for request in requests {
-            let position = match &request.link {
-                Some(name) => dhcp.iter().position(|(l, _)| &l.name == name),
-                None => (!dhcp.is_empty()).then_some(0),
-            };
-            let Some(position) = position else {
-                log::error!(
-                    "net: static address for {}: no such link under DHCP",
-                    request.link.as_deref().unwrap_or("the first link")
-                );
-                continue;
-            };
-            let (l, task) = dhcp.remove(position);
-            task.abort();
-            let _ = link::flush_addresses(&handle, l.index).await;
-            apply_static(&handle, &l, &request.config, &shared, "user-data").await;
+        links.apply_requests(&control.requests).await;
+        loop {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some((message, _)) => links.event(message).await,
+                    None => break,
+                },
+                _ = control.wake.notified() => links.apply_requests(&control.requests).await,
+            }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(RESCAN) => {}
-            _ = control.wake.notified() => {}
-        }
-    }
-}
-
-async fn apply_static(
-    handle: &rtnetlink::Handle,
-    l: &link::Link,
-    s: &StaticConfig,
-    shared: &Shared,
-    from: &str,
-) {
-    let result = async {
-        link::add_address(handle, l.index, s.address, s.prefix).await?;
-        if let Some(gateway) = s.gateway {
-            link::default_route(handle, l.index, gateway).await?;
-        }
-        Ok::<(), rtnetlink::Error>(())
-    }
-    .await;
-    shared.set_dns(&s.dns);
-    match result {
-        Ok(()) => {
-            log::info!(
-                "net: {}: {}/{} (static, {from})",
-                l.name,
-                s.address,
-                s.prefix
-            );
-            shared.update(&l.name, |i| {
-                i.state = "static".into();
-                i.address = Some(format!("{}/{}", s.address, s.prefix));
-                i.gateway = s.gateway.map(|g| g.to_string());
-                i.dns = s.dns.iter().map(|d| d.to_string()).collect();
-            });
-        }
-        Err(e) => {
-            log::error!("net: {}: static address: {e}", l.name);
-            shared.update(&l.name, |i| i.error = Some(e.to_string()));
-        }
+        log::warn!("net: the kernel's link events stopped; subscribing again");
+        tokio::time::sleep(RESUBSCRIBE).await;
     }
 }

@@ -295,3 +295,30 @@ pub fn kill_containers(root: &Path, run: &Path) {
         }
     }
 }
+
+/// Moves the calling thread into a new, empty network namespace, and
+/// checks that a process it starts is in it too (so `nft` sees what
+/// the thread does).
+pub fn private_netns(test: &str) {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{test} needs root (network namespaces): run it as root, as CI does"
+    );
+    let before = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    // SAFETY: NEWNET only: this thread's file descriptor table is not
+    // unshared, so every thread still sees the descriptors it shares.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .expect("unshare(CLONE_NEWNET)");
+    let ours = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    let output = Command::new("readlink")
+        .arg("/proc/self/ns/net")
+        .output()
+        .unwrap();
+    let child = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(
+        child.trim(),
+        ours.to_str().unwrap(),
+        "a child process is not in the thread's netns"
+    );
+    assert_ne!(ours, before);
+}
