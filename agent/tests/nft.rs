@@ -38,6 +38,7 @@ fn bridge(name: &str, third: u8) -> BridgeRules {
         subnet_v4: (Ipv4Addr::new(172, third, 0, 0), 16),
         subnet_v6: None,
         internal: false,
+        dns: Vec::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn sample() -> FirewallState {
     husk0.subnet_v6 = Some(("fd00:1::".parse().unwrap(), 64));
     let mut husk1 = bridge("husk1", 18);
     husk1.internal = true;
+    husk1.dns = vec!["172.18.0.1:40053".parse().unwrap()];
     let mut dns = port(5353, "172.17.0.3", 53, "dns 5353->53/udp");
     dns.protocol = Protocol::Udp;
     dns.host_ip = Some("10.0.0.1".parse().unwrap());
@@ -95,6 +97,9 @@ fn apply_builds_the_table_nft_lists() {
             "type filter hook forward priority filter; policy accept;",
             "type filter hook input priority filter; policy accept;",
             "fib daddr type local jump ports comment \"published ports\"",
+            // a network's DNS, redirected to its server
+            "iifname \"husk1\" ip daddr 172.18.0.1 udp dport 53 dnat ip to 172.18.0.1:40053 comment \"dns husk1\"",
+            "iifname \"husk1\" ip daddr 172.18.0.1 tcp dport 53 dnat ip to 172.18.0.1:40053 comment \"dns husk1\"",
             // ports
             "meta nfproto ipv4 tcp dport 8080 dnat ip to 172.17.0.2:80 comment \"web 8080->80/tcp\"",
             "ip daddr 10.0.0.1 udp dport 5353 dnat ip to 172.17.0.3:53 comment \"dns 5353->53/udp\"",
@@ -118,8 +123,8 @@ fn apply_builds_the_table_nft_lists() {
             "oifname \"husk*\" counter packets 0 bytes 0 drop comment \"isolation\"",
             // input
             "iifname \"husk*\" ct state established,related accept",
-            "iifname \"husk0\" ip daddr 172.17.0.0/16 udp dport 53 accept comment \"dns husk0\"",
-            "iifname \"husk0\" ip6 daddr fd00:1::/64 tcp dport 53 accept comment \"dns husk0\"",
+            "iifname \"husk1\" ip daddr 172.18.0.1 udp dport 40053 accept comment \"dns husk1\"",
+            "iifname \"husk1\" ip daddr 172.18.0.1 tcp dport 40053 accept comment \"dns husk1\"",
             "iifname \"husk*\" meta l4proto icmp accept",
             "iifname \"husk*\" meta l4proto ipv6-icmp accept",
             "iifname \"husk*\" counter packets 0 bytes 0 drop comment \"container to host\"",
@@ -251,7 +256,11 @@ fn a_refused_state_leaves_the_table_as_it_was() {
 fn drop_counters_count_what_containers_may_not_do() {
     private_netns("drop_counters_count_what_containers_may_not_do");
     let state = FirewallState {
-        bridges: vec![bridge("huskt0", 31)],
+        bridges: vec![BridgeRules {
+            // Its DNS server's port: queries to the gateway's 53 go there.
+            dns: vec!["172.31.0.1:5300".parse().unwrap()],
+            ..bridge("huskt0", 31)
+        }],
         ports: Vec::new(),
         metadata_allowed: Vec::new(),
         host: None,
@@ -296,7 +305,8 @@ fn drop_counters_count_what_containers_may_not_do() {
         for _ in 0..3 {
             socket.send_to(b"x", SocketAddr::from((host, 9))).unwrap();
         }
-        // DNS on the gateway is allowed: not counted.
+        // DNS on the gateway is redirected to the network's server and
+        // allowed: not counted.
         socket.send_to(b"x", SocketAddr::from((host, 53))).unwrap();
     });
     let peer_tid = tid_rx.recv().unwrap();
@@ -394,7 +404,8 @@ fn thousands_of_ports_fit_one_batch_and_one_listing() {
     // isolation, not a router, container to host, inbound.
     assert_eq!(counters.len(), 6, "{counters:?}");
     let listing = listing();
-    assert_eq!(listing.matches(" dnat ip to ").count(), 4000);
+    // The ports, and husk1's DNS redirect (UDP and TCP).
+    assert_eq!(listing.matches(" dnat ip to ").count(), 4000 + 2);
     assert!(listing.contains("tcp dport 13999 dnat ip to 172.17.16.250:80"));
     assert!(
         listing.contains("ip saddr != { 172.17.0.0, 172.17.0.1, "),
@@ -406,7 +417,7 @@ fn thousands_of_ports_fit_one_batch_and_one_listing() {
     let listing = self::listing();
     assert_eq!(
         listing.matches(" dnat ip to ").count() + listing.matches(" dnat ip6 to ").count(),
-        3
+        3 + 2
     );
 }
 

@@ -51,12 +51,20 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
         return;
     }
     // The host's resolver (the machine's resolv.conf lists 127.0.0.53
-    // first), knowing one outside name.
+    // first), knowing one outside name. It holds port 53 of every address
+    // of the host (wildcard sockets, as a host-network DNS server may):
+    // the networks' own servers must not need the gateways' port 53.
     let _resolver = Dnsmasq::start(
-        "127.0.0.53".parse().unwrap(),
+        std::net::Ipv4Addr::UNSPECIFIED,
         53,
         "outside.test",
         "192.0.2.77".parse().unwrap(),
+    );
+    let err = std::net::UdpSocket::bind("0.0.0.0:53").unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::AddrInUse,
+        "0.0.0.0:53: {err}"
     );
     let mut machine = Machine::new("");
     machine.outside.serve(8000, "outside", machine.dir.path());

@@ -33,8 +33,8 @@ pub const MAX_IN_FLIGHT: usize = 256;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where to listen, UDP and TCP on each (the bridge's gateway
-    /// addresses, port 53 in production; tests use 127.0.0.x and a free
-    /// port: port 0 is the kernel's pick, the same for UDP and TCP).
+    /// addresses; port 0 is the kernel's pick, one port for UDP and TCP
+    /// and for every address given with port 0).
     pub listen: Vec<SocketAddr>,
     /// Only queries from these networks (address, prefix length) are
     /// answered; anything else is dropped and counted (it is not an open
@@ -132,10 +132,7 @@ impl Server {
                 return Err(DnsError::ClientNetwork { addr, prefix });
             }
         }
-        let mut sockets = Vec::with_capacity(config.listen.len());
-        for &addr in &config.listen {
-            sockets.push(bind(addr).await?);
-        }
+        let sockets = bind_all(&config.listen).await?;
         let mut shared = Shared {
             names,
             clients: config.clients,
@@ -225,7 +222,47 @@ impl Drop for Server {
 
 /// UDP and TCP on `addr`, on the same port when the port is the kernel's
 /// pick (the UDP one's, which TCP may find taken: another pick then).
-async fn bind(addr: SocketAddr) -> Result<(SocketAddr, UdpSocket, TcpListener), DnsError> {
+type Bound = (SocketAddr, UdpSocket, TcpListener);
+
+/// Binds every listen address. Port 0 is the kernel's pick for the
+/// first, and that same port for the others (so that a network's server
+/// is one port on its IPv4 and IPv6 gateways, which the firewall
+/// redirects to); a port taken on a later address starts over, a few
+/// times.
+async fn bind_all(listen: &[SocketAddr]) -> Result<Vec<Bound>, DnsError> {
+    let mut attempts = 0;
+    'again: loop {
+        let mut sockets: Vec<Bound> = Vec::with_capacity(listen.len());
+        let mut picked = None;
+        for &asked in listen {
+            let addr = match (asked.port(), picked) {
+                (0, Some(port)) => SocketAddr::new(asked.ip(), port),
+                _ => asked,
+            };
+            match bind(addr).await {
+                Ok(bound) => {
+                    if asked.port() == 0 {
+                        picked = picked.or(Some(bound.0.port()));
+                    }
+                    sockets.push(bound);
+                }
+                Err(DnsError::Bind { source, .. })
+                    if asked.port() == 0
+                        && picked.is_some()
+                        && source.kind() == std::io::ErrorKind::AddrInUse
+                        && attempts < 16 =>
+                {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(sockets);
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<Bound, DnsError> {
     let bind_error = |addr, transport| {
         move |source| DnsError::Bind {
             addr,

@@ -737,3 +737,32 @@ async fn start_names_what_it_cannot_bind_and_stop_lets_go() {
 fn start_dnsmasq() -> Dnsmasq {
     Dnsmasq::start(Ipv4Addr::LOCALHOST, 0, "upstream.test", UPSTREAM_ADDR)
 }
+
+#[tokio::test]
+async fn port_0_is_one_port_on_every_address_and_both_transports() {
+    let config = ServerConfig {
+        listen: vec![
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.2:0".parse().unwrap(),
+        ],
+        clients: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)],
+        upstream: vec![],
+    };
+    let server = Server::start(config, network_names()).await.unwrap();
+    let bound = server.local_addrs();
+    assert_eq!(bound.len(), 2, "{bound:?}");
+    assert_ne!(bound[0].port(), 0);
+    assert_eq!(bound[0].port(), bound[1].port(), "{bound:?}");
+    for addr in &bound {
+        let reply = ask(*addr, &query("web.", RecordType::A)).await;
+        assert_eq!(addrs(&reply).len(), 1, "{addr}: {reply:?}");
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        tcp_send(&mut stream, &query("web.", RecordType::A)).await;
+        let mut len = [0u8; 2];
+        timeout(Duration::from_secs(5), stream.read_exact(&mut len))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    server.stop().await;
+}

@@ -16,7 +16,9 @@ pub struct Dnsmasq {
 
 impl Dnsmasq {
     /// Serves `name` → `answer` on `listen`:`port` (0: a free port) and
-    /// returns once it answers so.
+    /// returns once it answers so. `listen` 0.0.0.0: on every address,
+    /// through wildcard sockets (`0.0.0.0:port`, `[::]:port`), as a
+    /// host-network DNS server holds port 53 of the whole machine.
     pub fn start(listen: Ipv4Addr, port: u16, name: &str, answer: Ipv4Addr) -> Self {
         assert!(
             std::path::Path::new(DNSMASQ).exists(),
@@ -33,14 +35,22 @@ impl Dnsmasq {
                     .port(),
                 given => given,
             };
+            let bind = if listen.is_unspecified() {
+                // dnsmasq's default: wildcard sockets.
+                Vec::new()
+            } else {
+                vec![
+                    "--bind-interfaces".to_string(),
+                    format!("--listen-address={listen}"),
+                ]
+            };
             let child = Command::new(DNSMASQ)
+                .args(bind)
                 .args([
                     "--no-daemon",
                     "--conf-file=/dev/null",
                     "--no-resolv",
                     "--no-hosts",
-                    "--bind-interfaces",
-                    &format!("--listen-address={listen}"),
                     &format!("--port={port}"),
                     &format!("--address=/{name}/{answer}"),
                     "--user=root",

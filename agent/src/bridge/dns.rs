@@ -3,16 +3,60 @@
 //! names answered, the rest forwarded to the host's name servers (those
 //! in the host's resolv.conf, loopback ones included: the server is on
 //! the host). An internal network's server forwards nothing.
+//!
+//! The server listens on a port the kernel picks, never on port 53 of
+//! the host, which a host-network DNS server may hold (on `0.0.0.0:53`);
+//! the firewall redirects the containers' queries to their gateway's
+//! port 53 there. The port is remembered (`<root>/network/dns-ports.json`)
+//! and taken again after a restart or a reboot, so that the firewall's
+//! table comes back the same.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 
 use super::NetError;
 use super::net::Net;
 
+/// The ports the networks' servers listened on, by network.
+fn remembered(ports_file: &Path) -> BTreeMap<String, u16> {
+    std::fs::read(ports_file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+fn remember(ports_file: &Path, network: &str, port: Option<u16>) {
+    let mut ports = remembered(ports_file);
+    let changed = match port {
+        Some(port) => ports.insert(network.to_owned(), port) != Some(port),
+        None => ports.remove(network).is_some(),
+    };
+    if !changed {
+        return;
+    }
+    let written = serde_json::to_vec(&ports)
+        .map_err(std::io::Error::other)
+        .and_then(|json| husk_common::atomic::write_atomic(ports_file, &json, 0o644));
+    if let Err(e) = written {
+        // Only the next start's port is at stake: it will be a new one.
+        log::warn!("network {network}: {}: {e}", ports_file.display());
+    }
+}
+
+/// Forgets a removed network's port.
+pub(super) fn forget_port(ports_file: &Path, network: &str) {
+    remember(ports_file, network, None);
+}
+
 /// Starts the network's server if it has none; refreshes its upstream
 /// servers otherwise (DHCP may have changed them). `host_resolv_conf`:
 /// the machine's resolv.conf, as read.
-pub(super) async fn ensure_server(net: &mut Net, host_resolv_conf: &str) -> Result<(), NetError> {
+pub(super) async fn ensure_server(
+    net: &mut Net,
+    host_resolv_conf: &str,
+    ports_file: &Path,
+) -> Result<(), NetError> {
     let upstream = if net.internal {
         Vec::new()
     } else {
@@ -22,17 +66,26 @@ pub(super) async fn ensure_server(net: &mut Net, host_resolv_conf: &str) -> Resu
         server.set_upstream(upstream);
         return Ok(());
     }
-    let config = husk_dns::ServerConfig {
-        listen: net.dns_listen(),
+    let config = |port| husk_dns::ServerConfig {
+        listen: net.dns_listen(port),
         clients: net.dns_clients(),
-        upstream,
+        upstream: upstream.clone(),
     };
-    let server = husk_dns::Server::start(config, net.names.clone())
-        .await
-        .map_err(|source| NetError::Dns {
-            network: net.name.clone(),
-            source,
-        })?;
+    let last = remembered(ports_file).get(&net.name).copied();
+    let mut started = husk_dns::Server::start(config(last.unwrap_or(0)), net.names.clone()).await;
+    if last.is_some()
+        && let Err(husk_dns::DnsError::Bind { source, .. }) = &started
+        && source.kind() == std::io::ErrorKind::AddrInUse
+    {
+        // Taken meanwhile: a new port (and a new redirect).
+        started = husk_dns::Server::start(config(0), net.names.clone()).await;
+    }
+    let server = started.map_err(|source| NetError::Dns {
+        network: net.name.clone(),
+        source,
+    })?;
+    let port = server.local_addrs().first().map(SocketAddr::port);
+    remember(ports_file, &net.name, port);
     log::info!(
         "network {}: DNS server on {}",
         net.name,

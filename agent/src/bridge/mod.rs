@@ -53,6 +53,7 @@ pub use self::user::check_network_request;
 
 /// The user networks' definitions, in the state directory.
 const NETWORKS_FILE: &str = "networks.json";
+const DNS_PORTS_FILE: &str = "dns-ports.json";
 
 /// Host ends of the containers' veths: `vh` and a hash of the name.
 const VETH_PREFIX: &str = "vh";
@@ -632,7 +633,7 @@ impl Networks {
             all.extend(names.iter().map(|n| format!("{n}.{domain}")));
         }
         net.names.set(container, &all, &addresses);
-        dns::ensure_server(net, &host).await
+        dns::ensure_server(net, &host, &self.dns_ports_file()).await
     }
 
     /// The namespace, the veth, the addresses inside.
@@ -807,6 +808,11 @@ impl Networks {
 
     fn attachment_file(&self, container: &str) -> PathBuf {
         self.0.paths.attachments.join(format!("{container}.json"))
+    }
+
+    /// Where the networks' DNS servers listened last ([`dns`]).
+    fn dns_ports_file(&self) -> PathBuf {
+        self.0.paths.state.join(DNS_PORTS_FILE)
     }
 }
 

@@ -91,6 +91,11 @@ impl Net {
             ),
             subnet_v6: self.subnet_v6.map(|net| (net.network(), net.prefix_len())),
             internal: self.internal,
+            dns: self
+                .dns
+                .as_ref()
+                .map(husk_dns::Server::local_addrs)
+                .unwrap_or_default(),
         }
     }
 
@@ -124,14 +129,16 @@ impl Net {
         }
     }
 
-    /// Where its DNS server listens: the gateway's addresses.
-    pub fn dns_listen(&self) -> Vec<std::net::SocketAddr> {
+    /// Where its DNS server listens: the gateway's addresses, on `port`
+    /// (0: the kernel's pick, the same for UDP and TCP); the firewall
+    /// redirects the gateway's port 53 there.
+    pub fn dns_listen(&self, port: u16) -> Vec<std::net::SocketAddr> {
         let mut listen = vec![std::net::SocketAddr::new(
             IpAddr::V4(self.ipam.gateway()),
-            53,
+            port,
         )];
         if let Some(v6) = self.gateway_v6() {
-            listen.push(std::net::SocketAddr::new(IpAddr::V6(v6), 53));
+            listen.push(std::net::SocketAddr::new(IpAddr::V6(v6), port));
         }
         listen
     }

@@ -159,6 +159,7 @@ if let Some(other) = taken.iter().find(|t| registry::overlaps(**t, subnet)) {
         // gateway's address and route) must not look removed, nor its
         // subnet free.
         dns::stop_server(&mut net).await;
+        dns::forget_port(&self.dns_ports_file(), name);
         let deleted = match links::connect() {
             Ok(handle) => links::delete(&handle, &net.interface)
                 .await

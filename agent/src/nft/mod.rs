@@ -60,6 +60,12 @@ pub struct BridgeRules {
     pub subnet_v6: Option<(std::net::Ipv6Addr, u8)>,
     /// No way out: no masquerade, nothing forwarded to other interfaces.
     pub internal: bool,
+    /// Where the network's DNS server listens (its gateway addresses, on
+    /// ports the kernel picked): its containers' queries to the gateway's
+    /// port 53 are redirected there, so that the server never needs port
+    /// 53 of the host, which a host-network DNS server may hold. Empty:
+    /// no DNS server (the default bridge), and no DNS on the gateway.
+    pub dns: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -137,6 +137,27 @@ pub fn build(state: &FirewallState) -> Result<Ruleset, NftError> {
     let v4_net = |(addr, prefix): (Ipv4Addr, u8)| (IpAddr::V4(addr), prefix);
     let v6_net = |(addr, prefix): (Ipv6Addr, u8)| (IpAddr::V6(addr), prefix);
 
+    // A user network's DNS: the gateway's port 53, from its own bridge
+    // only, to where the network's server listens. Before the published
+    // ports: a host port 53 published by a container must not take it.
+    for bridge in &state.bridges {
+        let name = bridge.interface.as_str();
+        for server in &bridge.dns {
+            for proto in [IPPROTO_UDP, IPPROTO_TCP] {
+                add(
+                    "prerouting",
+                    &format!("dns {name}"),
+                    new()
+                        .iifname(false, IfName::Exact(name))
+                        .daddr(false, (server.ip(), full_prefix(server.ip())))
+                        .l4proto(proto)
+                        .dport("th", 53)
+                        .dnat(server.ip(), server.port()),
+                );
+            }
+        }
+    }
+
     // Published ports: traffic for one of the host's addresses, from
     // outside (prerouting) or from the host itself (output).
     for chain in ["prerouting", "output"] {
@@ -327,23 +348,21 @@ pub fn build(state: &FirewallState) -> Result<Ruleset, NftError> {
             )
             .verdict(Verdict::Accept),
     );
-    // DNS on a bridge's own gateway only (the only host address in its
-    // subnets): a container cannot ask another network's server, even
-    // with a source address of that network.
+    // DNS on a bridge's own server only (redirected there from port 53
+    // in prerouting): a container cannot ask another network's server,
+    // even with a source address of that network.
     for bridge in &state.bridges {
         let name = bridge.interface.as_str();
-        let mut nets = vec![v4_net(bridge.subnet_v4)];
-        nets.extend(bridge.subnet_v6.map(v6_net));
-        for net in nets {
+        for server in &bridge.dns {
             for (proto, word) in [(IPPROTO_UDP, "udp"), (IPPROTO_TCP, "tcp")] {
                 add(
                     "input",
                     &format!("dns {name}"),
                     new()
                         .iifname(false, IfName::Exact(name))
-                        .daddr(false, net)
+                        .daddr(false, (server.ip(), full_prefix(server.ip())))
                         .l4proto(proto)
-                        .dport(word, 53)
+                        .dport(word, server.port())
                         .verdict(Verdict::Accept),
                 );
             }
@@ -586,6 +605,28 @@ fn validate(state: &FirewallState) -> Result<(), NftError> {
                 format!("{v6}/{p6}: the prefix length must be 1 to 128"),
             ));
         }
+        for (j, server) in bridge.dns.iter().enumerate() {
+            let field = || format!("bridges[{i}].dns[{j}]");
+            if server.port() == 0 {
+                return Err(invalid(field(), format!("{server}: 0 is not a port")));
+            }
+            let in_subnet = match server.ip() {
+                IpAddr::V4(a) => {
+                    let net = ipnet::Ipv4Net::new(v4, p4).ok();
+                    net.is_some_and(|n| n.contains(&a))
+                }
+                IpAddr::V6(a) => bridge
+                    .subnet_v6
+                    .and_then(|(v6, p6)| ipnet::Ipv6Net::new(v6, p6).ok())
+                    .is_some_and(|n| n.contains(&a)),
+            };
+            if !in_subnet {
+                return Err(invalid(
+                    field(),
+                    format!("{server} is not in the bridge's subnets"),
+                ));
+            }
+        }
     }
     for (i, port) in state.ports.iter().enumerate() {
         let field = |name: &str| format!("ports[{i}].{name}");
@@ -681,12 +722,14 @@ mod tests {
                     subnet_v4: (Ipv4Addr::new(172, 17, 0, 0), 16),
                     subnet_v6: Some(("fd00:1::".parse().unwrap(), 64)),
                     internal: false,
+                    dns: Vec::new(),
                 },
                 BridgeRules {
                     interface: "husk1".into(),
                     subnet_v4: (Ipv4Addr::new(172, 18, 0, 0), 20),
                     subnet_v6: None,
                     internal: true,
+                    dns: vec!["172.18.0.1:40053".parse().unwrap()],
                 },
             ],
             ports: vec![
@@ -721,6 +764,49 @@ mod tests {
             .filter(|r| r.chain == chain)
             .map(|r| r.text.clone())
             .collect()
+    }
+
+    #[test]
+    fn a_networks_dns_is_redirected_from_port_53_of_its_gateway_to_its_server() {
+        let ruleset = build(&sample()).unwrap();
+        let prerouting = texts(&ruleset, "prerouting");
+        // First: a published host port 53 does not take the queries.
+        assert_eq!(
+            prerouting[..2],
+            [
+                "iifname \"husk1\" meta nfproto ipv4 ip daddr 172.18.0.1 meta l4proto udp th dport 53 \
+                 dnat ip to 172.18.0.1:40053",
+                "iifname \"husk1\" meta nfproto ipv4 ip daddr 172.18.0.1 meta l4proto tcp th dport 53 \
+                 dnat ip to 172.18.0.1:40053",
+            ]
+        );
+        let input = texts(&ruleset, "input");
+        let dns: Vec<&String> = input.iter().filter(|r| r.contains("dport")).collect();
+        assert_eq!(
+            dns,
+            [
+                "iifname \"husk1\" meta nfproto ipv4 ip daddr 172.18.0.1 meta l4proto udp udp dport 40053 accept",
+                "iifname \"husk1\" meta nfproto ipv4 ip daddr 172.18.0.1 meta l4proto tcp tcp dport 40053 accept",
+            ]
+        );
+        // The default bridge has no server: nothing of the host's port 53
+        // is open to it.
+        assert!(
+            !input
+                .iter()
+                .any(|r| r.contains("husk0") && r.contains("53")),
+            "{input:?}"
+        );
+    }
+
+    #[test]
+    fn a_dns_server_outside_its_bridge_or_without_a_port_is_refused() {
+        for bad in ["172.19.0.1:40053", "172.18.0.1:0", "[fd00:1::1]:40053"] {
+            let mut state = sample();
+            state.bridges[1].dns = vec![bad.parse().unwrap()];
+            let err = build(&state).unwrap_err().to_string();
+            assert!(err.contains("bridges[1].dns[0]"), "{bad}: {err}");
+        }
     }
 
     #[test]
@@ -878,7 +964,12 @@ mod tests {
         assert_eq!(objects[3], "chain prerouting");
         assert_eq!(
             objects[9],
-            "rule 1 of chain prerouting (\"published ports\": fib daddr type local jump ports)"
+            "rule 1 of chain prerouting (\"dns husk1\": iifname \"husk1\" meta nfproto ipv4 \
+             ip daddr 172.18.0.1 meta l4proto udp th dport 53 dnat ip to 172.18.0.1:40053)"
+        );
+        assert_eq!(
+            objects[11],
+            "rule 3 of chain prerouting (\"published ports\": fib daddr type local jump ports)"
         );
         assert!(
             objects.contains(
