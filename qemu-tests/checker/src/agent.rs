@@ -100,6 +100,26 @@ pub fn kill(_: &[String]) -> Outcome {
     Ok(())
 }
 
+/// The agent daemon's pid: husk-agent with no subcommand (shims are
+/// `husk-agent shim …`, runtimes `husk-agent oci …`, and share its comm,
+/// so [`kill`] is only for a machine with no containers).
+pub(crate) fn daemon_pid() -> Result<i32, String> {
+    std::fs::read_dir("/proc")
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<&[u8]> = cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .collect();
+            args.first().is_some_and(|a| a.ends_with(b"husk-agent"))
+                && !args.get(1).is_some_and(|a| *a == b"shim" || *a == b"oci")
+        })
+        .ok_or_else(|| "no husk-agent daemon".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

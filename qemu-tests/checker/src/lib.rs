@@ -14,9 +14,11 @@ mod agent;
 mod containerd;
 mod containers;
 mod data;
+mod firewall;
 mod modules;
 mod mounts;
 mod net;
+mod nft;
 mod orphans;
 mod procfs;
 mod reboot;
@@ -69,6 +71,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("clock-plausible", userdata::clock),
     ("net", net::run),
     ("net-isolated", net::isolated),
+    ("firewall", firewall::run),
     ("update-apply", update::apply),
     ("update-status", update::status),
 ];

@@ -207,22 +207,7 @@ fn check_oom_scores() -> Outcome {
         .and_then(|(_, rest)| rest.split_whitespace().nth(1))
         .ok_or_else(|| format!("/proc/{init}/stat: {stat}"))?
         .to_owned();
-    let agent = fs::read_dir("/proc")
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|pid| {
-            // The daemon: husk-agent with no subcommand (shims are
-            // `husk-agent shim …`, and init is their parent too).
-            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let args: Vec<&[u8]> = cmdline
-                .split(|b| *b == 0)
-                .filter(|a| !a.is_empty())
-                .collect();
-            args.first().is_some_and(|a| a.ends_with(b"husk-agent"))
-                && !args.get(1).is_some_and(|a| *a == b"shim" || *a == b"oci")
-        })
-        .ok_or("no husk-agent daemon")?;
+    let agent = agent::daemon_pid()?.to_string();
     let seen = (adj(&agent)?, adj(&shim)?, adj(&init)?);
     if seen != ("-999".into(), "-998".into(), "0".into()) {
         return Err(format!("oom_score_adj agent, shim, container: {seen:?}"));
