@@ -2,7 +2,8 @@
 //! boot) on the real kernel, against Debian's dnsmasq: DHCP renewal at
 //! T1, rebinding at T2, expiry and a new lease; links followed through
 //! the kernel's events (carrier lost and back, a NIC that appears later,
-//! one that goes). Each test's thread unshares a network namespace of
+//! one that goes); IPv6 on the uplink (a DHCPv6 address, a SLAAC one,
+//! the router, DHCPv6's name servers). Each test's thread unshares a network namespace of
 //! its own (the machine), and a `unshare -n` process holds the other
 //! side (the cloud's network), joined by veths. Root only: not root, a
 //! test fails saying so.
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, private_netns};
 use husk_agent::net::{Interface, NetConfig, NetState};
-use husk_testkit::dhcp_server::{DhcpServer, Pool};
+use husk_testkit::dhcp_server::{DhcpServer, Pool, Pool6};
 
 const LEASE: Duration = Duration::from_secs(120);
 
@@ -32,6 +33,7 @@ fn pool(subnet: u8) -> Pool {
         lease: LEASE.as_secs() as u32,
         renew: 4,
         rebind: 8,
+        v6: None,
     }
 }
 
@@ -83,10 +85,14 @@ impl Lab {
     }
 
     fn dhcp(&self, n: u8) -> DhcpServer {
+        self.dhcp_with(n, pool(n))
+    }
+
+    fn dhcp_with(&self, n: u8, pool: Pool) -> DhcpServer {
         DhcpServer::start(
             Some(self.outside.id()),
             &format!("srv{n}"),
-            &pool(n),
+            &pool,
             self.dir.path(),
         )
     }
@@ -360,4 +366,97 @@ fn links_are_followed_carrier_lost_and_back_a_nic_added_and_one_removed() {
     lab.outside_sh("ip link set srv2 up");
     let renewed = lab.bound("up2");
     assert!(in_pool(&address_of(&renewed), 2), "{renewed:?}");
+}
+
+#[test]
+fn ipv6_on_the_uplink_a_dhcpv6_address_a_slaac_one_the_router_and_name_servers() {
+    let mut lab =
+        Lab::new("ipv6_on_the_uplink_a_dhcpv6_address_a_slaac_one_the_router_and_name_servers");
+    let pid = lab.outside.id();
+    let v6 = |n: u8, stateful: bool| Pool6 {
+        prefix: format!("2001:db8:{n}::").parse().unwrap(),
+        stateful,
+        dns: format!("2001:db8:{n}::53").parse().unwrap(),
+    };
+    let mut servers = Vec::new();
+    for (n, stateful) in [(7u8, true), (8, false)] {
+        let name = format!("up{n}");
+        sh(&format!(
+            "ip link add {name} type veth peer name srv{n} netns {pid}"
+        ));
+        lab.outside_sh(&format!(
+            "ip addr add 10.77.{n}.1/24 dev srv{n} && \
+             ip -6 addr add 2001:db8:{n}::1/64 dev srv{n} nodad && ip link set srv{n} up"
+        ));
+        servers.push(lab.dhcp_with(
+            n,
+            Pool {
+                v6: Some(v6(n, stateful)),
+                ..pool(n)
+            },
+        ));
+    }
+    lab.start_net();
+
+    // DHCPv6 (the RA's M flag): the address, a /128 with its lifetimes,
+    // reported, and its name server in resolv.conf after IPv4's.
+    let up7 = lab.wait_for("up7", Duration::from_secs(60), "a DHCPv6 address", |i| {
+        i.dhcp6
+            .as_deref()
+            .is_some_and(|d| d.starts_with("bound 2001:db8:7::"))
+            && i.addresses_v6
+                .iter()
+                .any(|a| a.starts_with("2001:db8:7::") && a.ends_with("/128"))
+    });
+    let leased = up7
+        .dhcp6
+        .clone()
+        .unwrap()
+        .trim_start_matches("bound ")
+        .to_owned();
+    let kernel = sh("ip -6 -o addr show dev up7 scope global");
+    assert!(kernel.contains(&format!("{leased}/128")), "{kernel}");
+    assert!(
+        kernel.contains("valid_lft") && !kernel.contains("valid_lft forever"),
+        "{kernel}"
+    );
+    let resolv = eventually(
+        Duration::from_secs(10),
+        "resolv.conf with DHCPv6's server",
+        || {
+            let text = std::fs::read_to_string(lab.dir.path().join("run/resolv.conf")).ok()?;
+            text.contains("nameserver 2001:db8:7::53").then_some(text)
+        },
+    );
+    assert!(
+        resolv.starts_with("nameserver 10.77."),
+        "IPv4's first:\n{resolv}"
+    );
+
+    // The router, from the router advertisements.
+    let routed = lab.wait_for("up7", Duration::from_secs(30), "an IPv6 router", |i| {
+        i.gateway_v6.is_some()
+    });
+    assert!(
+        routed.gateway_v6.as_deref().unwrap().starts_with("fe80::"),
+        "{routed:?}"
+    );
+
+    // SLAAC (the RA's A flag, no DHCPv6): the kernel's address, reported;
+    // no DHCPv6 server answered there.
+    let up8 = lab.wait_for("up8", Duration::from_secs(60), "a SLAAC address", |i| {
+        i.addresses_v6
+            .iter()
+            .any(|a| a.starts_with("2001:db8:8:") && a.ends_with("/64"))
+    });
+    assert!(up8.dhcp6.is_none(), "{up8:?}");
+
+    // The DHCPv6 lease is renewed (dnsmasq's T1: half its two minutes).
+    eventually(Duration::from_secs(100), "a DHCPv6 renewal", || {
+        (!servers[0].lines_with("DHCPRENEW(srv7)").is_empty()).then_some(())
+    });
+    assert_eq!(
+        lab.interface("up7").unwrap().dhcp6.as_deref(),
+        Some(format!("bound {leased}").as_str())
+    );
 }

@@ -8,7 +8,7 @@
 //! 58 and 59) are set short instead, so renewals and rebinding come
 //! within seconds.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +27,36 @@ pub struct Pool {
     pub lease: u32,
     pub renew: u32,
     pub rebind: u32,
+    /// IPv6 on the same interface (which must have an address in the
+    /// prefix): router advertisements, and DHCPv6 or SLAAC.
+    pub v6: Option<Pool6>,
+}
+
+/// IPv6 of a [`Pool`]: a /64 advertised by router advertisements, its
+/// addresses handed out by DHCPv6 (`::10` to `::50`, the RA's M flag)
+/// or left to SLAAC (`stateful` false: the RA's A flag, no DHCPv6).
+#[derive(Debug, Clone)]
+pub struct Pool6 {
+    pub prefix: Ipv6Addr,
+    pub stateful: bool,
+    pub dns: Ipv6Addr,
+}
+
+impl Pool6 {
+    fn args(&self, lease: u32) -> Vec<String> {
+        let p = self.prefix.segments();
+        let at = |last: u16| Ipv6Addr::new(p[0], p[1], p[2], p[3], 0, 0, 0, last);
+        let range = if self.stateful {
+            format!("--dhcp-range={},{},64,{lease}", at(0x10), at(0x50))
+        } else {
+            format!("--dhcp-range={},ra-only,64", self.prefix)
+        };
+        vec![
+            "--enable-ra".into(),
+            range,
+            format!("--dhcp-option=option6:dns-server,[{}]", self.dns),
+        ]
+    }
 }
 
 pub struct DhcpServer {
@@ -53,7 +83,13 @@ impl DhcpServer {
             }
             None => Command::new(DNSMASQ),
         };
+        let v6 = pool
+            .v6
+            .as_ref()
+            .map(|v6| v6.args(pool.lease))
+            .unwrap_or_default();
         let child = command
+            .args(v6)
             .args([
                 "--no-daemon",
                 "--conf-file=/dev/null",

@@ -3,17 +3,22 @@
 //! containers' bridges and veths) gets DHCP or a static address. The
 //! carrier decides whether DHCP runs: without one the client stops, the
 //! lease is kept until it runs out, and a new client asks for the same
-//! address when the carrier is back.
+//! address when the carrier is back. DHCPv6 runs beside DHCPv4 while
+//! the carrier is there; the link's global IPv6 addresses (SLAAC's and
+//! DHCPv6's) and IPv6 router are reported as the kernel's address and
+//! route events announce them.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 
 use rtnetlink::Handle;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
-use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::route::RouteAttribute;
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use tokio::task::JoinHandle;
 
 use super::client::{self, LeaseSlot};
+use super::client6;
 use super::link::{self, Link};
 use super::{Shared, StaticConfig, StaticRequest};
 
@@ -23,8 +28,9 @@ enum Role {
     Static,
     Dhcp {
         lease: LeaseSlot,
-        /// Running while the link has a carrier.
+        /// Running while the link has a carrier: DHCPv4's and DHCPv6's.
         client: Option<JoinHandle<()>>,
+        client6: Option<JoinHandle<()>>,
         /// Running while it has none: drops the address at the lease's
         /// end.
         expiry: Option<JoinHandle<()>>,
@@ -38,8 +44,15 @@ struct Managed {
 
 impl Drop for Managed {
     fn drop(&mut self) {
-        if let Role::Dhcp { client, expiry, .. } = &mut self.role {
+        if let Role::Dhcp {
+            client,
+            client6,
+            expiry,
+            ..
+        } = &mut self.role
+        {
             stop(client);
+            stop(client6);
             stop(expiry);
         }
     }
@@ -88,7 +101,46 @@ impl Links {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(m)) => {
                 self.gone(m.header.index);
             }
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(m) | RouteNetlinkMessage::DelAddress(m),
+            ) if m.header.family == AddressFamily::Inet6 => {
+                self.refresh_v6(m.header.index).await;
+            }
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewRoute(m) | RouteNetlinkMessage::DelRoute(m),
+            ) if m.header.address_family == AddressFamily::Inet6
+                && m.header.destination_prefix_length == 0 =>
+            {
+                for attr in &m.attributes {
+                    if let RouteAttribute::Oif(index) = attr {
+                        self.refresh_v6(*index).await;
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// The link's global IPv6 addresses and router, as the kernel has
+    /// them now, into its state (managed Ethernet links only).
+    pub async fn refresh_v6(&self, index: u32) {
+        let Some(m) = self.managed.get(&index) else {
+            return;
+        };
+        if matches!(m.role, Role::Loopback) {
+            return;
+        }
+        let handle = self.handle();
+        let addresses = link::global_addresses6(&handle, index).await;
+        let gateway = link::default_gateway6(&handle, index).await;
+        match (addresses, gateway) {
+            (Ok(addresses), Ok(gateway)) => self.shared.update(&m.link.name, |i| {
+                i.addresses_v6 = addresses;
+                i.gateway_v6 = gateway.map(|g| g.to_string());
+            }),
+            (Err(e), _) | (_, Err(e)) => {
+                log::warn!("net: {}: reading its IPv6 state: {e}", m.link.name);
+            }
         }
     }
 
@@ -157,23 +209,33 @@ impl Links {
             }
             None => {
                 let lease = LeaseSlot::default();
-                let client = if l.carrier {
+                let (client, client6) = if l.carrier {
                     log::info!("net: {}: up, asking DHCP", l.name);
-                    Some(self.start_client(&l, &lease))
+                    (
+                        Some(self.start_client(&l, &lease)),
+                        Some(self.start_client6(&l)),
+                    )
                 } else {
                     log::info!("net: {}: no carrier yet; DHCP waits for it", l.name);
                     self.shared
                         .update(&l.name, |i| i.state = "no-carrier".into());
-                    None
+                    (None, None)
                 };
                 Role::Dhcp {
                     lease,
                     client,
+                    client6,
                     expiry: None,
                 }
             }
         };
-        self.managed.insert(l.index, Managed { link: l, role });
+        let index = l.index;
+        self.managed.insert(index, Managed { link: l, role });
+        self.refresh_v6(index).await;
+    }
+
+    fn start_client6(&self, l: &Link) -> JoinHandle<()> {
+        tokio::spawn(client6::run(self.handle(), l.clone(), self.shared.clone()))
     }
 
     fn start_client(&self, l: &Link, lease: &LeaseSlot) -> JoinHandle<()> {
@@ -203,13 +265,16 @@ impl Links {
             Role::Dhcp {
                 lease,
                 client,
+                client6,
                 expiry,
             } => {
                 stop(client);
+                stop(client6);
                 stop(expiry);
                 if l.carrier {
                     log::info!("net: {}: carrier on, asking DHCP", l.name);
                     *client = Some(self.start_client(&l, lease));
+                    *client6 = Some(self.start_client6(&l));
                 } else {
                     log::warn!(
                         "net: {}: carrier off; the lease is kept until it runs out",
@@ -262,8 +327,15 @@ impl Links {
                 );
                 continue;
             };
-            if let Role::Dhcp { client, expiry, .. } = &mut m.role {
+            if let Role::Dhcp {
+                client,
+                client6,
+                expiry,
+                ..
+            } = &mut m.role
+            {
                 stop(client);
+                stop(client6);
                 stop(expiry);
             }
             m.role = Role::Static;

@@ -10,14 +10,16 @@
 //! A DHCP server that goes away is retried; nothing here stops the agent.
 
 mod client;
+mod client6;
 pub mod cmdline;
 pub mod dhcp;
+mod dhcp6;
 mod link;
 mod links;
 mod sys;
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -76,6 +78,17 @@ pub struct Interface {
     #[serde(default)]
     pub rebinds: u32,
     pub error: Option<String>,
+    /// Global IPv6 addresses: SLAAC's (the kernel's, from router
+    /// advertisements) and DHCPv6's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses_v6: Vec<String>,
+    /// The IPv6 default route's router (from router advertisements).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_v6: Option<String>,
+    /// The DHCPv6 client: `bound ADDRESS`, `expired`, or what failed;
+    /// absent while no server has answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dhcp6: Option<String>,
 }
 
 /// The state every link's task updates.
@@ -85,6 +98,10 @@ pub(crate) struct Shared {
     config: Arc<NetConfig>,
     /// Name servers the user-data names: they win over the leases'.
     dns_override: Arc<Mutex<Option<Vec<Ipv4Addr>>>>,
+    /// The IPv4 name servers last chosen (a lease's, a static address's
+    /// or the user-data's), and DHCPv6's by link: resolv.conf lists both.
+    dns_v4: Arc<Mutex<Vec<Ipv4Addr>>>,
+    dns_v6: Arc<Mutex<BTreeMap<String, Vec<Ipv6Addr>>>>,
 }
 
 impl Shared {
@@ -106,9 +123,62 @@ impl Shared {
         if chosen.is_empty() {
             return;
         }
+        *self.dns_v4.lock().unwrap_or_else(PoisonError::into_inner) = chosen;
+        self.write_resolv_conf();
+    }
+
+    /// The name servers DHCPv6 gave `link` (none: its lease ended).
+    pub fn set_dns6(&self, link: &str, servers: &[Ipv6Addr]) {
+        let mut v6 = self.dns_v6.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = v6.get(link).cloned().unwrap_or_default();
+        if before == servers {
+            return;
+        }
+        if servers.is_empty() {
+            v6.remove(link);
+        } else {
+            v6.insert(link.to_owned(), servers.to_vec());
+        }
+        drop(v6);
+        self.write_resolv_conf();
+    }
+
+    /// resolv.conf: the IPv4 name servers, then DHCPv6's (user-data's
+    /// override replaces both).
+    fn write_resolv_conf(&self) {
+        let overridden = self
+            .dns_override
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        let mut servers: Vec<std::net::IpAddr> = self
+            .dns_v4
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|&a| a.into())
+            .collect();
+        if !overridden {
+            for list in self
+                .dns_v6
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+            {
+                servers.extend(list.iter().map(|&a| std::net::IpAddr::from(a)));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        servers.retain(|s| seen.insert(*s));
+        if servers.is_empty() {
+            return;
+        }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.dns = chosen.iter().map(|s| s.to_string()).collect();
-        let text: String = chosen.iter().map(|s| format!("nameserver {s}\n")).collect();
+        state.dns = servers.iter().map(|s| s.to_string()).collect();
+        let text: String = servers
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
         if let Err(e) =
             husk_common::atomic::write_atomic(&self.config.resolv_conf, text.as_bytes(), 0o644)
         {
@@ -207,6 +277,8 @@ pub fn start(config: NetConfig) -> Network {
             state: Arc::new(Mutex::new(NetState::default())),
             config: Arc::new(config),
             dns_override: Arc::new(Mutex::new(None)),
+            dns_v4: Arc::new(Mutex::new(Vec::new())),
+            dns_v6: Arc::new(Mutex::new(BTreeMap::new())),
         },
     };
     let control = network.clone();
@@ -226,8 +298,11 @@ async fn run(control: Network) -> std::io::Result<()> {
     }
     let mut links = None;
     loop {
-        let (connection, handle, mut events) =
-            rtnetlink::new_multicast_connection(&[rtnetlink::MulticastGroup::Link])?;
+        let (connection, handle, mut events) = rtnetlink::new_multicast_connection(&[
+            rtnetlink::MulticastGroup::Link,
+            rtnetlink::MulticastGroup::Ipv6Ifaddr,
+            rtnetlink::MulticastGroup::Ipv6Route,
+        ])?;
         tokio::spawn(connection);
         let links =
             links.get_or_insert_with(|| links::Links::new(control.shared.clone(), handle.clone()));

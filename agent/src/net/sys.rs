@@ -1,20 +1,49 @@
 //! The one socket option rustix does not wrap: SO_BINDTODEVICE, which the
-//! DHCP client needs before the interface has an address.
+//! DHCP clients need before the interface has an address.
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, OwnedFd};
+
+use rustix::net::{AddressFamily, SocketAddrAny, SocketFlags, SocketType, sockopt};
 
 /// A UDP socket on 0.0.0.0:68 for `interface` only, broadcast allowed.
 pub fn dhcp_socket(interface: &str) -> io::Result<std::net::UdpSocket> {
-    use rustix::net::{AddressFamily, SocketAddrV4, SocketFlags, SocketType, sockopt};
+    let fd = device_socket(AddressFamily::INET, interface)?;
+    sockopt::set_socket_broadcast(&fd, true)?;
+    bind(
+        &fd,
+        rustix::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 68).into(),
+    )?;
+    Ok(std::net::UdpSocket::from(fd))
+}
+
+/// A UDP socket on [::]:546 (DHCPv6's client port) for `interface` only.
+pub fn dhcp6_socket(interface: &str) -> io::Result<std::net::UdpSocket> {
+    let fd = device_socket(AddressFamily::INET6, interface)?;
+    sockopt::set_ipv6_v6only(&fd, true)?;
+    bind(
+        &fd,
+        rustix::net::SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 546, 0, 0).into(),
+    )?;
+    Ok(std::net::UdpSocket::from(fd))
+}
+
+fn bind(fd: &OwnedFd, addr: SocketAddrAny) -> io::Result<()> {
+    rustix::net::bind(fd, &addr)?;
+    Ok(())
+}
+
+/// A non-blocking UDP socket of `family`, address reuse on, bound to
+/// `interface` (SO_BINDTODEVICE).
+fn device_socket(family: AddressFamily, interface: &str) -> io::Result<OwnedFd> {
     let fd: OwnedFd = rustix::net::socket_with(
-        AddressFamily::INET,
+        family,
         SocketType::DGRAM,
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
     sockopt::set_socket_reuseaddr(&fd, true)?;
-    sockopt::set_socket_broadcast(&fd, true)?;
     let name = interface.as_bytes();
     // SAFETY: `name` is valid for `name.len()` bytes during the call and
     // the kernel copies it; `fd` is an open socket.
@@ -30,6 +59,5 @@ pub fn dhcp_socket(interface: &str) -> io::Result<std::net::UdpSocket> {
     if ret != 0 {
         return Err(io::Error::last_os_error());
     }
-    rustix::net::bind(&fd, &SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 68))?;
-    Ok(std::net::UdpSocket::from(fd))
+    Ok(fd)
 }
