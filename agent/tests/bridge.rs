@@ -476,3 +476,94 @@ fn metadata_access_is_one_containers_where_agent_toml_allows_it() {
     ]);
     assert!(err.contains("for bridged containers"), "{err}");
 }
+
+/// The attacker next door, with the CAP_NET_RAW every container has:
+/// gratuitous ARP claiming a neighbour's address (which, believed, makes
+/// the host send that neighbour's replies to it: a connection to the
+/// metadata service with an allowed container's address). The host's
+/// entries for containers are permanent and their MACs sticky on their
+/// ports; the control is an address the agent did not pin, which the
+/// same packets do take over.
+#[test]
+fn a_neighbour_cannot_take_over_another_containers_address() {
+    if !enter_cgroup2_namespace("a_neighbour_cannot_take_over_another_containers_address") {
+        return;
+    }
+    let machine = Machine::new("");
+    for name in ["spoof-victim", "spoof-attacker"] {
+        machine.ok(&["run", "-d", "--name", name, IMAGE, "sleep", "1000"]);
+    }
+    let victim = machine.inspect("spoof-victim").network.unwrap();
+    let attacker = machine.inspect("spoof-attacker").network.unwrap();
+    let victim_ip = victim.ip_address.to_string();
+    let victim_mac = victim.mac_address.clone();
+    let neigh = |ip: &str| {
+        let out = Command::new("ip")
+            .args(["neigh", "show", ip, "dev", "husk0"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let all = Command::new("ip").args(["neigh", "show"]).output().unwrap();
+    assert_eq!(
+        neigh(&victim_ip),
+        format!("{victim_ip} lladdr {victim_mac} PERMANENT"),
+        "{}",
+        String::from_utf8_lossy(&all.stdout)
+    );
+    if let Some(v6) = victim.ipv6_address {
+        assert!(
+            neigh(&v6.to_string()).ends_with("PERMANENT"),
+            "{}",
+            neigh(&v6.to_string())
+        );
+    }
+    let fdb = Command::new("bridge")
+        .args(["fdb", "show", "br", "husk0"])
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout).into_owned();
+    let line = fdb
+        .lines()
+        .find(|l| l.starts_with(&victim_mac) && l.contains(" dev vh"))
+        .unwrap_or_else(|| panic!("no entry for {victim_mac}:\n{fdb}"));
+    assert!(line.contains("static") && line.contains("sticky"), "{line}");
+
+    // The control: an address of the subnet the host knows but the agent
+    // did not pin.
+    let unpinned = "172.17.0.200";
+    let status = Command::new("ip")
+        .args(["neigh", "add", unpinned, "lladdr", "02:00:00:00:00:01"])
+        .args(["dev", "husk0", "nud", "stale"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The frames are what any container can forge with CAP_NET_RAW;
+    // busybox's arping sends only from an address of the interface, so
+    // they are sent from the attacker's namespace by this test, which
+    // adds the address claimed there first.
+    let netns = machine.dir.path().join("run/netns/spoof-attacker");
+    for claimed in [victim_ip.as_str(), unpinned] {
+        let script = format!(
+            "ip addr add {claimed}/32 dev eth0 && \
+             busybox arping -U -c 3 -w 3 -s {claimed} -I eth0 {claimed}; \
+             ip addr del {claimed}/32 dev eth0"
+        );
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .args(["sh", "-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "the attacker could not send: {out:?}");
+    }
+    eventually(Duration::from_secs(5), "the control taken over", || {
+        neigh(unpinned)
+            .contains(&attacker.mac_address)
+            .then_some(())
+    });
+    assert_eq!(
+        neigh(&victim_ip),
+        format!("{victim_ip} lladdr {victim_mac} PERMANENT"),
+        "the attacker took the victim's address"
+    );
+}

@@ -2,8 +2,11 @@
 //! test's own: `huskctl network create|ls|inspect|rm`, containers that
 //! find each other by name (and alias) through the network's DNS server,
 //! names of the outside forwarded to the host's resolver (Debian's
-//! dnsmasq, started here), no way across networks, none out of an
-//! internal one, and all of it back after the agent restarts.
+//! dnsmasq, started here) — or a container's `--dns` ones — and to the
+//! new ones when the machine's resolv.conf changes, a container of the
+//! agent's bridge connected to a user network asking that network's
+//! server, no way across networks, none out of an internal one, and all
+//! of it back after the agent restarts.
 
 mod common;
 
@@ -86,7 +89,7 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
         "run",
         "-d",
         "--name",
-        "web",
+        "front",
         "--network",
         "app",
         "--network-alias",
@@ -96,7 +99,7 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
         IMAGE,
         "sh",
         "-c",
-        &httpd("web"),
+        &httpd("front"),
     ]);
     machine.ok(&[
         "run",
@@ -110,17 +113,20 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
         "-c",
         &httpd("peer"),
     ]);
-    let web = machine.inspect("web").network.unwrap();
+    let web = machine.inspect("front").network.unwrap();
     assert_eq!(web.network, "app");
-    assert!(app_contains(&network(&machine, "app"), "web"));
+    assert!(app_contains(&network(&machine, "app"), "front"));
 
     // By name and by alias, from the same network.
-    for host in ["web", "www", "WEB"] {
-        let out = eventually(Duration::from_secs(10), "web by name", || {
+    for host in ["front", "www", "FRONT"] {
+        let out = eventually(Duration::from_secs(10), "front by name", || {
             let out = run_on(&machine, "app", &format!("wget -q -O - http://{host}/"));
             out.status.success().then_some(out)
         });
-        assert!(out_text(&out).contains("hello from web"), "{host}: {out:?}");
+        assert!(
+            out_text(&out).contains("hello from front"),
+            "{host}: {out:?}"
+        );
     }
     // Outside names through the host's resolver; the outside through NAT.
     let out = run_on(&machine, "app", "nslookup outside.test");
@@ -141,14 +147,18 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
     });
     assert!(out_text(&out).contains("hello from peer"), "{out:?}");
     for from in ["other", "bridge"] {
-        let out = run_on(&machine, from, "wget -q -O - http://web/");
-        assert!(!out.status.success(), "{from} resolved web: {out:?}");
+        let out = run_on(&machine, from, "wget -q -O - http://front/");
+        assert!(!out.status.success(), "{from} resolved front: {out:?}");
         let out = run_on(&machine, from, &format!("wget -q -O - http://{ip}/"));
         assert!(!out.status.success(), "{from} reached {ip}: {out:?}");
     }
     let out = run_on(&machine, "other", "nslookup peer 10.30.0.1");
     assert!(out_text(&out).contains("10.30.0."), "{out:?}");
-    let out = run_on(&machine, "other", &format!("nslookup web {}", app.gateway));
+    let out = run_on(
+        &machine,
+        "other",
+        &format!("nslookup front {}", app.gateway),
+    );
     assert!(
         !out_text(&out).contains(&ip),
         "app's DNS answered other: {out:?}"
@@ -159,7 +169,7 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
         "other",
         &format!("wget -q -O - http://{HOST_IP}:8088/"),
     );
-    assert!(out_text(&out).contains("hello from web"), "{out:?}");
+    assert!(out_text(&out).contains("hello from front"), "{out:?}");
 
     // An internal network: its containers reach each other, nothing out.
     machine.ok(&[
@@ -209,13 +219,13 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
     machine.start_agent();
     let out = eventually(
         Duration::from_secs(10),
-        "web by name after a restart",
+        "front by name after a restart",
         || {
-            let out = run_on(&machine, "app", "wget -q -O - http://web/");
+            let out = run_on(&machine, "app", "wget -q -O - http://front/");
             out.status.success().then_some(out)
         },
     );
-    assert!(out_text(&out).contains("hello from web"), "{out:?}");
+    assert!(out_text(&out).contains("hello from front"), "{out:?}");
     assert_eq!(
         strip_counters(&ruleset()),
         strip_counters(&rules_before),
@@ -224,10 +234,10 @@ fn containers_on_a_user_network_find_each_other_by_name_and_nothing_across() {
 
     // A network in use stays, its stopped containers counting; once they
     // are gone, it goes.
-    machine.ok(&["stop", "-t", "1", "web"]);
+    machine.ok(&["stop", "-t", "1", "front"]);
     let err = machine.err(&["network", "rm", "app"]);
-    assert!(err.contains("in use by web"), "{err}");
-    machine.ok(&["rm", "-f", "web"]);
+    assert!(err.contains("in use by front"), "{err}");
+    machine.ok(&["rm", "-f", "front"]);
     assert_eq!(machine.ok(&["network", "rm", "app"]).trim(), "app");
     let links = Command::new("ip").args(["-o", "link"]).output().unwrap();
     assert!(
@@ -506,4 +516,270 @@ fn a_container_connected_to_another_network_reaches_it_until_disconnected() {
     assert!(err.contains("no such container: nope"), "{err}");
     let err = machine.err(&["network", "connect", "nope", "app"]);
     assert!(err.contains("no such network: nope"), "{err}");
+}
+
+/// The name server of the machine (its resolv.conf's first), answering
+/// `name` with `answer`, and a second one at `HOST_IP` (not loopback: a
+/// `--dns` server the network's server, on the host, can reach).
+fn resolvers(name: &str) -> (Dnsmasq, Dnsmasq) {
+    let machines = Dnsmasq::start(
+        std::net::Ipv4Addr::new(127, 0, 0, 53),
+        53,
+        name,
+        "192.0.2.77".parse().unwrap(),
+    );
+    let own = Dnsmasq::start(
+        HOST_IP.parse().unwrap(),
+        53,
+        name,
+        "192.0.2.78".parse().unwrap(),
+    );
+    (machines, own)
+}
+
+/// `--dns` on a user network, as Docker's: the container still asks the
+/// network's server (its names), which forwards the rest to the `--dns`
+/// servers, for that container alone; an internal network forwards
+/// nothing, `--dns` or not.
+#[test]
+fn dns_on_a_user_network_is_that_containers_upstream() {
+    if !enter_cgroup2_namespace("dns_on_a_user_network_is_that_containers_upstream") {
+        return;
+    }
+    let machine = Machine::new("");
+    let (_machines, _own) = resolvers("who.test");
+    machine.ok(&["network", "create", "app"]);
+    machine.ok(&["network", "create", "--internal", "sealed"]);
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "dns-web",
+        "--network",
+        "app",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("dns-web"),
+    ]);
+    let app = network(&machine, "app");
+    let web = machine
+        .inspect("dns-web")
+        .network
+        .unwrap()
+        .ip_address
+        .to_string();
+    let run_with_dns = |network: &str, script: &str| {
+        machine.huskctl(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "--dns",
+            HOST_IP,
+            IMAGE,
+            "sh",
+            "-c",
+            &format!("busybox timeout 5 sh -c '{script}'; exit $?"),
+        ])
+    };
+    let out = run_with_dns(
+        "app",
+        "cat /etc/resolv.conf; nslookup who.test; nslookup dns-web",
+    );
+    let text = out_text(&out);
+    assert!(
+        text.contains(&format!("nameserver {}\n", app.gateway)),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("nameserver {HOST_IP}")), "{text}");
+    assert!(
+        text.contains("192.0.2.78") && !text.contains("192.0.2.77"),
+        "{text}"
+    );
+    assert!(text.contains(&web), "the network's names: {text}");
+    // Another container on the network: the machine's name servers.
+    let out = run_on(&machine, "app", "nslookup who.test");
+    let text = out_text(&out);
+    assert!(
+        text.contains("192.0.2.77") && !text.contains("192.0.2.78"),
+        "{text}"
+    );
+    // Internal: its names, nothing forwarded.
+    let out = run_with_dns("sealed", "nslookup who.test");
+    let text = out_text(&out);
+    assert!(text.contains("REFUSED"), "{text}");
+    assert!(!text.contains("192.0.2.78"), "{text}");
+    // A loopback server would be the machine's, where the network's
+    // server runs, not the container's own: refused, saying so.
+    let err = machine.err(&[
+        "create",
+        "--name",
+        "dns-lo",
+        "--network",
+        "app",
+        "--dns",
+        "127.0.0.1",
+        IMAGE,
+        "true",
+    ]);
+    assert!(err.contains("loopback"), "{err}");
+}
+
+/// A running network's server asks the machine's new name servers as
+/// soon as its resolv.conf changes (DHCP), no container started.
+#[test]
+fn a_networks_upstream_follows_the_machines_resolv_conf() {
+    if !enter_cgroup2_namespace("a_networks_upstream_follows_the_machines_resolv_conf") {
+        return;
+    }
+    let machine = Machine::new("");
+    let _first = Dnsmasq::start(
+        std::net::Ipv4Addr::new(127, 0, 0, 53),
+        53,
+        "moved.test",
+        "192.0.2.77".parse().unwrap(),
+    );
+    let _second = Dnsmasq::start(
+        std::net::Ipv4Addr::new(127, 0, 0, 54),
+        53,
+        "moved.test",
+        "192.0.2.78".parse().unwrap(),
+    );
+    machine.ok(&["network", "create", "app"]);
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "app1",
+        "--network",
+        "app",
+        IMAGE,
+        "sleep",
+        "600",
+    ]);
+    let lookup = |machine: &Machine| {
+        out_text(&machine.huskctl(&[
+            "exec",
+            "app1",
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "nslookup",
+            "moved.test",
+        ]))
+    };
+    let text = lookup(&machine);
+    assert!(text.contains("192.0.2.77"), "{text}");
+    // As the net module writes it: a new file renamed over the old.
+    let resolv = machine.dir.path().join("run/resolv.conf");
+    let new = machine.dir.path().join("run/.resolv.conf.new");
+    std::fs::write(&new, "nameserver 127.0.0.54\nsearch husk.test\n").unwrap();
+    std::fs::rename(&new, &resolv).unwrap();
+    let text = eventually(Duration::from_secs(10), "the new name server", || {
+        let text = lookup(&machine);
+        text.contains("192.0.2.78").then_some(text)
+    });
+    assert!(!text.contains("192.0.2.77"), "{text}");
+}
+
+fn resolv_conf_of(machine: &Machine, container: &str) -> String {
+    machine.ok(&["exec", container, "busybox", "cat", "/etc/resolv.conf"])
+}
+
+/// A container on the agent's bridge (no DNS server there) connected to
+/// a user network asks that network's server, which answers it the
+/// network's names and forwards the rest (its `--dns` servers, if any);
+/// its resolv.conf is the host's again once disconnected. An internal
+/// network connected alone changes nothing: its server would refuse
+/// every outside name.
+#[test]
+fn a_bridge_container_connected_to_a_user_network_resolves_its_names() {
+    if !enter_cgroup2_namespace("a_bridge_container_connected_to_a_user_network_resolves_its_names")
+    {
+        return;
+    }
+    let mut machine = Machine::new("");
+    let (_machines, _own) = resolvers("outside.test");
+    machine.ok(&["network", "create", "app"]);
+    machine.ok(&["network", "create", "--internal", "sealed"]);
+    machine.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "b-web",
+        "--network",
+        "app",
+        IMAGE,
+        "sh",
+        "-c",
+        &httpd("b-web"),
+    ]);
+    machine.ok(&["run", "-d", "--name", "b-solo", IMAGE, "sleep", "600"]);
+    machine.ok(&[
+        "run", "-d", "--name", "b-own", "--dns", HOST_IP, IMAGE, "sleep", "600",
+    ]);
+    let app = network(&machine, "app");
+    let gateway = format!("nameserver {}\n", app.gateway);
+    let hosts = resolv_conf_of(&machine, "b-solo");
+    assert!(hosts.contains("nameserver 192.0.2.53\n"), "{hosts}");
+
+    machine.ok(&["network", "connect", "sealed", "b-solo"]);
+    assert_eq!(resolv_conf_of(&machine, "b-solo"), hosts, "internal alone");
+    machine.ok(&["network", "connect", "app", "b-solo"]);
+    machine.ok(&["network", "connect", "app", "b-own"]);
+    let text = resolv_conf_of(&machine, "b-solo");
+    assert!(text.starts_with(&gateway), "{text}");
+    let lookup = |machine: &Machine, container: &str, name: &str| {
+        out_text(&machine.huskctl(&[
+            "exec", container, "busybox", "timeout", "5", "busybox", "nslookup", name,
+        ]))
+    };
+    let web = machine
+        .inspect("b-web")
+        .network
+        .unwrap()
+        .ip_address
+        .to_string();
+    let check = |machine: &Machine| {
+        let text = lookup(machine, "b-solo", "b-web");
+        assert!(text.contains(&web), "{text}");
+        let text = lookup(machine, "b-solo", "outside.test");
+        assert!(text.contains("192.0.2.77"), "the machine's servers: {text}");
+        let text = lookup(machine, "b-own", "outside.test");
+        assert!(text.contains("192.0.2.78"), "its --dns server: {text}");
+        let out = machine.huskctl(&[
+            "exec",
+            "b-solo",
+            "busybox",
+            "timeout",
+            "5",
+            "busybox",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            "http://b-web/",
+        ]);
+        assert!(out_text(&out).contains("hello from b-web"), "{out:?}");
+    };
+    check(&machine);
+    // The same after the agent's restart and the container's.
+    machine.crash_agent();
+    machine.start_agent();
+    check(&machine);
+    machine.ok(&["stop", "-t", "1", "b-solo"]);
+    machine.ok(&["start", "b-solo"]);
+    assert!(resolv_conf_of(&machine, "b-solo").starts_with(&gateway));
+    check(&machine);
+
+    machine.ok(&["network", "disconnect", "app", "b-solo"]);
+    assert_eq!(
+        resolv_conf_of(&machine, "b-solo"),
+        hosts,
+        "after disconnect"
+    );
+    let text = lookup(&machine, "b-solo", "b-web");
+    assert!(!text.contains(&web), "{text}");
 }

@@ -1,11 +1,27 @@
 //! The names one network answers for: what the agent says each container
 //! (an "owner") is called and where it is, indexed both ways (name to
-//! addresses for A/AAAA, address to names for PTR).
+//! addresses for A/AAAA, address to names for PTR); and what differs for
+//! one client: the other networks' names it sees (`link`) and the
+//! servers its other questions go to (`set_upstream_for`, a container's
+//! `--dns`).
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, Weak};
+
+use crate::DnsError;
+
+/// The upstream servers one client may have of its own; more are left
+/// out. Docker's embedded DNS tries three external servers, as glibc
+/// reads three `nameserver` lines: a fourth would never be asked anyway.
+pub const MAX_CLIENT_UPSTREAMS: usize = 3;
+
+/// Clients of one network with upstream servers of their own. The agent
+/// sets one per container with `--dns`, and forgets it when the container
+/// stops; the bound keeps a leak (or a flood of such containers) from
+/// growing the table without end.
+pub const MAX_CLIENTS_WITH_UPSTREAMS: usize = 4096;
 
 /// The names one network answers for, shared between the agent (which
 /// sets them as containers connect and leave) and the server (which reads
@@ -37,6 +53,11 @@ struct Table {
     /// Weak: two networks linking each other's clients must not keep
     /// each other alive.
     links: HashMap<IpAddr, Vec<Weak<Shared>>>,
+    /// Clients whose questions for names that are not the network's go
+    /// to servers of their own (`--dns`) instead of the network's
+    /// upstream. At most [`MAX_CLIENTS_WITH_UPSTREAMS`] entries of at most
+    /// [`MAX_CLIENT_UPSTREAMS`] servers.
+    upstreams: HashMap<IpAddr, Arc<[SocketAddr]>>,
 }
 
 struct Entry {
@@ -125,9 +146,49 @@ impl Names {
         }
     }
 
-    /// Forgets every link of `client` (the container stopped).
-    pub fn unlink_client(&self, client: IpAddr) {
-        self.write().links.remove(&client.to_canonical());
+    /// Forgets everything of `client`: its links and its upstream servers
+    /// (the container stopped, or is to be set up again).
+    pub fn forget_client(&self, client: IpAddr) {
+        let mut table = self.write();
+        let key = client.to_canonical();
+        table.links.remove(&key);
+        table.upstreams.remove(&key);
+    }
+
+    /// Questions of `client` for names that are not the network's go to
+    /// `servers` (the first [`MAX_CLIENT_UPSTREAMS`]) instead of the
+    /// network's upstream, as a container's `--dns` makes Docker's embedded
+    /// DNS ask those servers for it. Empty: the network's again. An
+    /// internal network's server forwards nothing, these included.
+    pub fn set_upstream_for(&self, client: IpAddr, servers: &[SocketAddr]) -> Result<(), DnsError> {
+        let key = client.to_canonical();
+        let mut unique: Vec<SocketAddr> = Vec::with_capacity(MAX_CLIENT_UPSTREAMS);
+        for server in servers {
+            let server = SocketAddr::new(server.ip().to_canonical(), server.port());
+            if !unique.contains(&server) && unique.len() < MAX_CLIENT_UPSTREAMS {
+                unique.push(server);
+            }
+        }
+        let mut table = self.write();
+        if unique.is_empty() {
+            table.upstreams.remove(&key);
+            return Ok(());
+        }
+        if !table.upstreams.contains_key(&key)
+            && table.upstreams.len() >= MAX_CLIENTS_WITH_UPSTREAMS
+        {
+            return Err(DnsError::TooManyClientUpstreams {
+                client: key,
+                limit: MAX_CLIENTS_WITH_UPSTREAMS,
+            });
+        }
+        table.upstreams.insert(key, unique.into());
+        Ok(())
+    }
+
+    /// The servers of `client`'s own ([`Self::set_upstream_for`]), if any.
+    pub(crate) fn upstream_for(&self, client: IpAddr) -> Option<Arc<[SocketAddr]>> {
+        self.read().upstreams.get(&client.to_canonical()).cloned()
     }
 
     /// The names a query from `client` sees: this network's, and those of
@@ -341,7 +402,7 @@ mod tests {
         front.unlink(ip("172.18.0.2"), &back);
         assert!(front.view_for(ip("172.18.0.2")).lookup("db").is_empty());
         front.link(ip("172.18.0.2"), &back);
-        front.unlink_client(ip("172.18.0.2"));
+        front.forget_client(ip("172.18.0.2"));
         assert!(front.view_for(ip("172.18.0.2")).lookup("db").is_empty());
         // A network that is gone leaves nothing behind.
         front.link(ip("172.18.0.2"), &back);
@@ -367,5 +428,62 @@ mod tests {
         names.set("c1", &["quiet".into()], &[]);
         assert_eq!(names.find("quiet"), Some(vec![]));
         assert_eq!(names.find("loud"), None);
+    }
+
+    fn server(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_clients_own_upstream_is_its_alone_bounded_and_forgotten() {
+        let names = Names::new();
+        assert!(names.upstream_for(ip("172.18.0.2")).is_none());
+        let given = [
+            server("192.0.2.1:53"),
+            server("192.0.2.1:53"),
+            server("[::ffff:192.0.2.2]:53"),
+            server("192.0.2.3:53"),
+            server("192.0.2.4:53"),
+        ];
+        names.set_upstream_for(ip("172.18.0.2"), &given).unwrap();
+        // Duplicates (a mapped address is its IPv4 one) and the fourth
+        // left out.
+        assert_eq!(
+            names
+                .upstream_for(ip("::ffff:172.18.0.2"))
+                .unwrap()
+                .as_ref(),
+            [
+                server("192.0.2.1:53"),
+                server("192.0.2.2:53"),
+                server("192.0.2.3:53")
+            ]
+        );
+        assert!(names.upstream_for(ip("172.18.0.3")).is_none());
+        names.set_upstream_for(ip("172.18.0.2"), &[]).unwrap();
+        assert!(names.upstream_for(ip("172.18.0.2")).is_none());
+        names
+            .set_upstream_for(ip("172.18.0.2"), &given[..1])
+            .unwrap();
+        names.forget_client(ip("172.18.0.2"));
+        assert!(names.upstream_for(ip("172.18.0.2")).is_none());
+
+        // Bounded: one more client is refused, naming it; those already
+        // there may still change theirs.
+        for i in 0..MAX_CLIENTS_WITH_UPSTREAMS {
+            let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i as u32));
+            names.set_upstream_for(client, &given[..1]).unwrap();
+        }
+        let err = names
+            .set_upstream_for(ip("172.18.0.9"), &given[..1])
+            .unwrap_err();
+        assert!(err.to_string().contains("172.18.0.9"), "{err}");
+        names
+            .set_upstream_for(ip("10.0.0.0"), &given[1..2])
+            .unwrap();
+        names.set_upstream_for(ip("10.0.0.1"), &[]).unwrap();
+        names
+            .set_upstream_for(ip("172.18.0.9"), &given[..1])
+            .unwrap();
     }
 }

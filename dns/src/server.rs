@@ -40,10 +40,15 @@ pub struct ServerConfig {
     /// answered; anything else is dropped and counted (it is not an open
     /// resolver).
     pub clients: Vec<(IpAddr, u8)>,
-    /// Resolvers other names are forwarded to. Empty = an internal
-    /// network: only the network's names, everything else answered
-    /// REFUSED.
+    /// Resolvers other names are forwarded to (a client with servers of
+    /// its own, [`Names::set_upstream_for`], asks those instead). Empty:
+    /// those of the other clients are answered REFUSED.
     pub upstream: Vec<SocketAddr>,
+    /// An internal network: only the network's names, everything else
+    /// answered REFUSED, whatever the upstream servers (the network's or
+    /// a client's). A question is a way out too: the names it asks reach
+    /// the resolver it is forwarded to.
+    pub internal: bool,
 }
 
 /// What the listeners share.
@@ -52,18 +57,37 @@ pub(crate) struct Shared {
     clients: Vec<(IpAddr, u8)>,
     /// Where this server listens: never an upstream of its own.
     own: Vec<SocketAddr>,
-    upstream: RwLock<Arc<Vec<SocketAddr>>>,
+    internal: bool,
+    upstream: RwLock<Arc<[SocketAddr]>>,
     pub counters: Counters,
     pub in_flight: Arc<Semaphore>,
     pub connections: Arc<Semaphore>,
 }
 
 impl Shared {
-    pub fn upstream(&self) -> Arc<Vec<SocketAddr>> {
-        self.upstream
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// Where a question of `client` that is not one of the network's names
+    /// goes: nowhere on an internal network; to the client's own servers
+    /// when it has some (`--dns`); else to the network's.
+    pub fn upstream_for(&self, client: IpAddr) -> Arc<[SocketAddr]> {
+        if self.internal {
+            return Arc::from(Vec::new());
+        }
+        match self.names.upstream_for(client) {
+            // Never itself (see `without_self`); checked here, as the
+            // table does not know where the server listens. Quietly: it is
+            // asked for every question of that client.
+            Some(own) if own.iter().any(|server| self.own.contains(server)) => own
+                .iter()
+                .filter(|server| !self.own.contains(server))
+                .copied()
+                .collect(),
+            Some(own) => own,
+            None => self
+                .upstream
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     /// `upstream` without this server's own addresses: forwarding to
@@ -137,7 +161,8 @@ impl Server {
             names,
             clients: config.clients,
             own: sockets.iter().map(|(addr, _, _)| *addr).collect(),
-            upstream: RwLock::new(Arc::new(Vec::new())),
+            internal: config.internal,
+            upstream: RwLock::new(Arc::from(Vec::new())),
             counters: Counters::default(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             connections: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS)),
@@ -146,7 +171,7 @@ impl Server {
         *shared
             .upstream
             .get_mut()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream);
+            .unwrap_or_else(PoisonError::into_inner) = Arc::from(upstream);
         let shared = Arc::new(shared);
         let (stop, stopped) = watch::channel(false);
         let mut addrs = Vec::with_capacity(sockets.len());
@@ -180,16 +205,17 @@ impl Server {
     }
 
     /// Replaces the upstream resolvers (DHCP may change them); queries
-    /// already being forwarded finish with the old ones. Empty makes the
-    /// network internal from now on. The server's own addresses are left
-    /// out.
+    /// already being forwarded finish with the old ones. Empty: the
+    /// clients without servers of their own are answered REFUSED from now
+    /// on. The server's own addresses are left out. An internal network's
+    /// server keeps them and forwards nothing.
     pub fn set_upstream(&self, upstream: Vec<SocketAddr>) {
         let upstream = self.shared.without_self(upstream);
         *self
             .shared
             .upstream
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(upstream);
+            .unwrap_or_else(PoisonError::into_inner) = Arc::from(upstream);
     }
 
     /// The counters, as of now.

@@ -73,7 +73,7 @@ async fn connection(mut stream: TcpStream, peer: SocketAddr, shared: &Shared) {
                 return;
             }
         };
-        let upstream = shared.upstream();
+        let upstream = shared.upstream_for(peer.ip());
         let names = shared.names.view_for(peer.ip());
         let reply = match plan(&query, &names, !upstream.is_empty(), Transport::Tcp) {
             Plan::Drop => {

@@ -46,7 +46,7 @@ pub(crate) async fn serve(
             log::debug!("DNS query from {peer}, not a client: dropped");
             continue;
         }
-        let upstream = shared.upstream();
+        let upstream = shared.upstream_for(peer.ip());
         let query = &buf[..len];
         let names = shared.names.view_for(peer.ip());
         match plan(query, &names, !upstream.is_empty(), Transport::Udp) {

@@ -46,7 +46,17 @@ fn sorted(mut v: Vec<IpAddr>) -> Vec<IpAddr> {
 
 /// Sends raw bytes over UDP and waits for one datagram back.
 async fn udp_raw(server: SocketAddr, data: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    udp_raw_from(Ipv4Addr::LOCALHOST, server, data, wait).await
+}
+
+/// [`udp_raw`] from the client address `from` (one of 127/8).
+async fn udp_raw_from(
+    from: Ipv4Addr,
+    server: SocketAddr,
+    data: &[u8],
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    let socket = UdpSocket::bind((from, 0)).await.unwrap();
     socket.send_to(data, server).await.unwrap();
     let mut buf = vec![0u8; 65535];
     match timeout(wait, socket.recv_from(&mut buf)).await {
@@ -57,7 +67,12 @@ async fn udp_raw(server: SocketAddr, data: &[u8], wait: Duration) -> Option<Vec<
 
 /// A query that must be answered (5 s: longer than an upstream timeout).
 async fn ask(server: SocketAddr, msg: &Message) -> Message {
-    let reply = udp_raw(server, &msg.to_vec().unwrap(), Duration::from_secs(5))
+    ask_from(Ipv4Addr::LOCALHOST, server, msg).await
+}
+
+/// [`ask`] from the client address `from`.
+async fn ask_from(from: Ipv4Addr, server: SocketAddr, msg: &Message) -> Message {
+    let reply = udp_raw_from(from, server, &msg.to_vec().unwrap(), Duration::from_secs(5))
         .await
         .unwrap_or_else(|| panic!("no answer from {server} to {:?}", msg.queries));
     let reply = Message::from_vec(&reply).expect("the reply parses");
@@ -140,6 +155,7 @@ async fn husk(upstream: Vec<SocketAddr>, names: Names) -> (Server, SocketAddr) {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             clients: vec![("127.0.0.0".parse().unwrap(), 8)],
             upstream,
+            internal: false,
         },
         names,
     )
@@ -256,6 +272,124 @@ async fn set_upstream_turns_an_internal_network_into_a_forwarding_one() {
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
 }
 
+/// A TCP query from the client address `from`.
+async fn tcp_ask_from(from: Ipv4Addr, server: SocketAddr, msg: &Message) -> Message {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let mut stream = socket.connect(server).await.unwrap();
+    tcp_send(&mut stream, msg).await;
+    tcp_recv(&mut stream).await
+}
+
+/// What the second resolver answers for upstream.test.
+const OWN_UPSTREAM_ADDR: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 8);
+
+#[tokio::test]
+async fn a_client_with_upstream_servers_of_its_own_is_forwarded_there_alone() {
+    let network = start_dnsmasq();
+    let own = Dnsmasq::start(Ipv4Addr::LOCALHOST, 0, "upstream.test", OWN_UPSTREAM_ADDR);
+    let names = network_names();
+    let (server, addr) = husk(vec![network.addr], names.clone()).await;
+    let (client, other) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::LOCALHOST);
+    names
+        .set_upstream_for(IpAddr::V4(client), &[own.addr])
+        .unwrap();
+    let question = query("upstream.test.", RecordType::A);
+    assert_eq!(
+        addrs(&ask_from(client, addr, &question).await),
+        [IpAddr::V4(OWN_UPSTREAM_ADDR)]
+    );
+    assert_eq!(
+        addrs(&tcp_ask_from(client, addr, &question).await),
+        [IpAddr::V4(OWN_UPSTREAM_ADDR)]
+    );
+    assert_eq!(
+        addrs(&ask_from(other, addr, &question).await),
+        [IpAddr::V4(UPSTREAM_ADDR)]
+    );
+    // The network's names stay the network's, for it too.
+    assert_eq!(
+        addrs(&ask_from(client, addr, &query("web.", RecordType::A)).await),
+        ["172.18.0.2".parse::<IpAddr>().unwrap()]
+    );
+    // Its servers stand when the network has none (a machine without
+    // name servers): the others are refused.
+    server.set_upstream(vec![]);
+    assert_eq!(
+        addrs(&ask_from(client, addr, &question).await),
+        [IpAddr::V4(OWN_UPSTREAM_ADDR)]
+    );
+    let refused = ask_from(other, addr, &question).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    // Never the server itself, theirs neither.
+    names
+        .set_upstream_for(IpAddr::V4(client), &[addr, own.addr])
+        .unwrap();
+    assert_eq!(
+        addrs(&ask_from(client, addr, &question).await),
+        [IpAddr::V4(OWN_UPSTREAM_ADDR)]
+    );
+    // Gone with the client: the network's again.
+    server.set_upstream(vec![network.addr]);
+    names.forget_client(IpAddr::V4(client));
+    assert_eq!(
+        addrs(&ask_from(client, addr, &question).await),
+        [IpAddr::V4(UPSTREAM_ADDR)]
+    );
+    let stats = server.stats();
+    assert_eq!(
+        (stats.forwarded, stats.refused, stats.answered),
+        (6, 1, 1),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_internal_network_forwards_nothing_a_clients_servers_included() {
+    let dnsmasq = start_dnsmasq();
+    let names = network_names();
+    let server = Server::start(
+        ServerConfig {
+            listen: vec!["127.0.0.1:0".parse().unwrap()],
+            clients: vec![("127.0.0.0".parse().unwrap(), 8)],
+            upstream: vec![dnsmasq.addr],
+            internal: true,
+        },
+        names.clone(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addrs()[0];
+    let client = Ipv4Addr::new(127, 0, 0, 2);
+    names
+        .set_upstream_for(IpAddr::V4(client), &[dnsmasq.addr])
+        .unwrap();
+    let question = query("upstream.test.", RecordType::A);
+    for from in [client, Ipv4Addr::LOCALHOST] {
+        let reply = ask_from(from, addr, &question).await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::Refused,
+            "{from}"
+        );
+        let reply = tcp_ask_from(from, addr, &question).await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::Refused,
+            "{from}"
+        );
+    }
+    server.set_upstream(vec![dnsmasq.addr]);
+    let reply = ask_from(client, addr, &question).await;
+    assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
+    assert_eq!(
+        addrs(&ask_from(client, addr, &query("web.", RecordType::A)).await).len(),
+        1
+    );
+    let stats = server.stats();
+    assert_eq!((stats.forwarded, stats.refused), (0, 5), "{stats:?}");
+}
+
 #[tokio::test]
 async fn the_server_is_never_its_own_upstream() {
     let (server, addr) = husk(vec![], network_names()).await;
@@ -310,6 +444,7 @@ async fn queries_from_outside_the_clients_are_dropped() {
                 ("fd00::".parse().unwrap(), 8),
             ],
             upstream: vec![],
+            internal: false,
         },
         network_names(),
     )
@@ -673,6 +808,7 @@ async fn start_names_what_it_cannot_bind_and_stop_lets_go() {
             listen: vec![taken_addr],
             clients: vec![],
             upstream: vec![],
+            internal: false,
         },
         Names::new(),
     )
@@ -691,6 +827,7 @@ async fn start_names_what_it_cannot_bind_and_stop_lets_go() {
             listen: vec!["127.0.0.1:0".parse().unwrap()],
             clients: vec![("10.0.0.0".parse().unwrap(), 33)],
             upstream: vec![],
+            internal: false,
         },
         Names::new(),
     )
@@ -709,6 +846,7 @@ async fn start_names_what_it_cannot_bind_and_stop_lets_go() {
             ],
             clients: vec![("127.0.0.0".parse().unwrap(), 8)],
             upstream: vec![],
+            internal: false,
         },
         network_names(),
     )
@@ -747,6 +885,7 @@ async fn port_0_is_one_port_on_every_address_and_both_transports() {
         ],
         clients: vec![(IpAddr::V4(Ipv4Addr::LOCALHOST), 8)],
         upstream: vec![],
+        internal: false,
     };
     let server = Server::start(config, network_names()).await.unwrap();
     let bound = server.local_addrs();

@@ -1,14 +1,16 @@
 //! `network connect` and `disconnect` of a running container: one more
 //! veth into its namespace (`eth1`…) with an address from that network's
-//! book and its names on that network's DNS, or that veth taken out. The
-//! container manager keeps what is connected in the container's record
-//! and connects it again at every start.
+//! book and its names on that network's DNS, or that veth taken out; its
+//! resolver (resolver.rs) told again what it sees. The container manager
+//! keeps what is connected in the container's record, connects it again
+//! at every start, and rewrites a running container's resolv.conf after
+//! either.
 
 use std::net::IpAddr;
 
 use husk_api::containers::NetworkInfo;
 
-use super::{Endpoint, NetError, Networks, links, veth_name};
+use super::{Endpoint, NetError, Networks, links, resolver, veth_name};
 
 impl Networks {
     /// Connects `network` to the running `container`, which answers to
@@ -69,9 +71,25 @@ impl Networks {
         let Some(attachment) = state.attached.get_mut(container) else {
             return Err(NetError::NotRunning(container.to_owned()));
         };
-        attachment.connected.push(endpoint);
+        attachment.connected.push(endpoint.clone());
         let attachment = attachment.clone();
-        link_names(&mut state, &attachment.info, network, true);
+        // Its resolver may be this network now (a container of the
+        // agent's bridge), or sees its names.
+        if let Err(e) = resolver::refresh(&state.nets, &attachment) {
+            resolver::forget(&state.nets, &attachment);
+            if let Some(a) = state.attached.get_mut(container) {
+                a.connected.retain(|e| e.info.network != network);
+            }
+            if let Some(a) = state.attached.get(container)
+                && let Err(again) = resolver::refresh(&state.nets, a)
+            {
+                log::error!("bridge: {container}: {again}");
+            }
+            self.unplug(container, network, &endpoint.veth, &mut state)
+                .await;
+            let _ = state.net(network).map(|net| net.ipam.release(container));
+            return Err(e);
+        }
         self.write_attachment(container, &attachment)?;
         if let Err(e) = self.apply_firewall(&state) {
             log::error!("bridge: after connecting {container} to {network}: {e}");
@@ -92,8 +110,20 @@ impl Networks {
             Some(a.connected.remove(at))
         });
         if let Some(endpoint) = endpoint {
-            if let Some(primary) = state.attached.get(container).map(|a| a.info.clone()) {
-                link_names(&mut state, &primary, network, false);
+            if let Some(attachment) = state.attached.get(container) {
+                // What the leaving network's server knew of it (it may
+                // have been its resolver), then its resolver again.
+                let nets = &state.nets;
+                if let Some(net) = nets.get(network) {
+                    net.names
+                        .forget_client(IpAddr::V4(endpoint.info.ip_address));
+                    if let Some(v6) = endpoint.info.ipv6_address {
+                        net.names.forget_client(IpAddr::V6(v6));
+                    }
+                }
+                if let Err(e) = resolver::refresh(nets, attachment) {
+                    log::error!("bridge: {container}: {e}");
+                }
             }
             self.unplug(container, network, &endpoint.veth, &mut state)
                 .await;
@@ -128,31 +158,5 @@ impl Networks {
             .get(container)
             .map(|a| a.connected.iter().map(|e| e.info.clone()).collect())
             .unwrap_or_default()
-    }
-}
-
-/// The container asks its own network's DNS server (its resolv.conf
-/// names that gateway): queries from its addresses there see `network`'s
-/// names too (`link`), or no longer (`!link`).
-pub(super) fn link_names(
-    state: &mut super::State,
-    primary: &NetworkInfo,
-    network: &str,
-    link: bool,
-) {
-    let Some(other) = state.nets.get(network).map(|n| n.names.clone()) else {
-        return;
-    };
-    let Some(own) = state.nets.get(&primary.network).filter(|n| n.has_dns()) else {
-        return;
-    };
-    let clients =
-        std::iter::once(IpAddr::V4(primary.ip_address)).chain(primary.ipv6_address.map(IpAddr::V6));
-    for client in clients {
-        if link {
-            own.names.link(client, &other);
-        } else {
-            own.names.unlink(client, &other);
-        }
     }
 }

@@ -2,7 +2,9 @@
 //! host's namespace on the network's gateway addresses: its containers'
 //! names answered, the rest forwarded to the host's name servers (those
 //! in the host's resolv.conf, loopback ones included: the server is on
-//! the host). An internal network's server forwards nothing.
+//! the host; upstreams.rs sets them again when the machine's change), or,
+//! for a container with `--dns`, to those (resolver.rs). An internal
+//! network's server forwards nothing.
 //!
 //! The server listens on a port the kernel picks, never on port 53 of
 //! the host, which a host-network DNS server may hold (on `0.0.0.0:53`);
@@ -70,6 +72,7 @@ pub(super) async fn ensure_server(
         listen: net.dns_listen(port),
         clients: net.dns_clients(),
         upstream: upstream.clone(),
+        internal: net.internal,
     };
     let last = remembered(ports_file).get(&net.name).copied();
     let mut started = husk_dns::Server::start(config(last.unwrap_or(0)), net.names.clone()).await;
@@ -108,7 +111,7 @@ pub(super) async fn stop_server(net: &mut Net) {
 }
 
 /// The `nameserver` lines of a resolv.conf, as port 53 addresses.
-fn upstream_servers(resolv_conf: &str) -> Vec<SocketAddr> {
+pub(super) fn upstream_servers(resolv_conf: &str) -> Vec<SocketAddr> {
     super::files::name_servers(resolv_conf)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, 53))

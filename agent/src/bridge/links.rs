@@ -55,6 +55,20 @@ pub async fn ensure_bridge(
                 .ok_or(rtnetlink::Error::RequestFailed)?
         }
     };
+    // A MAC of its own (Docker's scheme, of the gateway's address): a
+    // bridge without one takes its ports' lowest, and every change of it
+    // flushes the bridge's neighbour entries, the containers' permanent
+    // ones included ([`pin_neighbours`]).
+    let o = gateway.octets();
+    handle
+        .link()
+        .set(
+            LinkUnspec::new_with_index(index)
+                .address(vec![0x02, 0x42, o[0], o[1], o[2], o[3]])
+                .build(),
+        )
+        .execute()
+        .await?;
     add_address(handle, index, IpAddr::V4(gateway), prefix).await?;
     if let Some((gateway6, prefix6)) = v6 {
         // No duplicate address detection: the bridge's address is the
@@ -235,6 +249,49 @@ async fn add_address(
     handle
         .address()
         .add(index, address, prefix)
+        .replace()
+        .execute()
+        .await
+}
+
+/// Pins a container's addresses to its MAC, and its MAC to its port,
+/// so that a neighbour on the bridge with CAP_NET_RAW cannot take them
+/// over by spoofing (ARP or neighbour advertisements poisoning the
+/// host's neighbour table; frames from the victim's MAC moving it to
+/// the attacker's port in the bridge's forwarding table): the host's
+/// entries for the addresses are permanent, and the port's entry for
+/// the MAC is static and sticky. Replies to a spoofed source address
+/// then still reach only its owner (so a connection to the metadata
+/// service with an allowed container's address is never made). The
+/// entries go with the veth (the forwarding entry) or are replaced by
+/// the next holder of the address, whose MAC is the same (derived from
+/// the address).
+pub async fn pin_neighbours(
+    handle: &Handle,
+    bridge: u32,
+    veth: &str,
+    mac: [u8; 6],
+    addresses: &[IpAddr],
+) -> Result<(), rtnetlink::Error> {
+    use rtnetlink::packet_route::neighbour::{NeighbourFlags, NeighbourState};
+    for &address in addresses {
+        handle
+            .neighbours()
+            .add(bridge, address)
+            .link_layer_address(&mac)
+            .state(NeighbourState::Permanent)
+            .replace()
+            .execute()
+            .await?;
+    }
+    let port = index_of(handle, veth)
+        .await?
+        .ok_or(rtnetlink::Error::RequestFailed)?;
+    handle
+        .neighbours()
+        .add_bridge(port, &mac)
+        .state(NeighbourState::Noarp)
+        .flags(NeighbourFlags::Controller | NeighbourFlags::Sticky)
         .replace()
         .execute()
         .await

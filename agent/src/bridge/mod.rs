@@ -30,8 +30,10 @@ mod net;
 pub mod netns;
 mod ports;
 mod registry;
+mod resolver;
 mod settings;
 mod sys;
+mod upstreams;
 mod user;
 
 use std::collections::BTreeMap;
@@ -43,7 +45,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use husk_api::containers::{NetworkInfo, NetworkMode, PortMapping, RunOptions};
-use husk_api::networks::DEFAULT_NETWORK;
 
 pub use self::ipam::IpamError;
 use self::net::Net;
@@ -153,6 +154,10 @@ struct Attachment {
     /// The networks connected to it besides its own (`network connect`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     connected: Vec<Endpoint>,
+    /// Its `--dns` servers: the upstream its resolver's DNS server asks
+    /// for it (resolver.rs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    dns: Vec<IpAddr>,
 }
 
 /// A container's place on a network connected to it while it runs.
@@ -212,6 +217,8 @@ struct Inner {
     settings: NetworkSettings,
     paths: NetworkPaths,
     state: tokio::sync::Mutex<State>,
+    /// The machine's resolv.conf is being followed (upstreams.rs).
+    watching: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Networks {
@@ -268,6 +275,7 @@ impl Networks {
                 attached: BTreeMap::new(),
                 reservations: BTreeMap::new(),
             }),
+            watching: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -295,8 +303,9 @@ impl Networks {
 
     /// Writes the container's network files into `dir` and says where
     /// they go. Called before every start (the host's name servers may
-    /// have changed). `info`: where it was just attached, if bridged.
-    pub fn write_files(
+    /// have changed), once it is attached and its networks connected.
+    /// `info`: where it was just attached, if bridged.
+    pub async fn write_files(
         &self,
         opts: &RunOptions,
         dir: &Path,
@@ -324,12 +333,7 @@ impl Networks {
             )?;
         }
         if opts.network != NetworkMode::None {
-            let user_network = info.filter(|i| i.network != DEFAULT_NETWORK);
-            let text = match user_network {
-                _ if opts.network == NetworkMode::Host => host_resolv,
-                Some(info) => files::resolv_conf_user(&host_resolv, info.gateway),
-                None => files::resolv_conf(&host_resolv, &opts.dns),
-            };
+            let text = self.resolv_conf(opts, &host_resolv).await;
             write("resolv.conf", "/etc/resolv.conf", text)?;
         }
         Ok(out)
@@ -367,6 +371,7 @@ impl Networks {
             metadata_access: opts.metadata_access,
             names,
             connected: Vec::new(),
+            dns: opts.dns.clone(),
         };
         // Written first: an agent that dies while plumbing finds the
         // attachment when it is back, and removes what it made (the
@@ -374,15 +379,19 @@ impl Networks {
         let file = self.attachment_file(name);
         self.write_attachment(name, &attachment)?;
         let made = match self.plumb(name, &attachment, bridge).await {
-            Ok(()) => {
-                self.announce(state.net(network)?, name, &attachment.names, &info)
-                    .await
-            }
+            Ok(()) => match self
+                .announce(state.net(network)?, name, &attachment.names, &info)
+                .await
+            {
+                Ok(()) => resolver::refresh(&state.nets, &attachment),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = made {
             self.unplumb(name, &attachment.veth).await;
             let _ = std::fs::remove_file(&file);
+            resolver::forget(&state.nets, &attachment);
             if let Ok(net) = state.net(network) {
                 net.names.remove(name);
             }
@@ -393,6 +402,7 @@ impl Networks {
         if let Err(e) = self.apply_firewall(&state) {
             state.attached.remove(name);
             state.reservations.remove(name);
+            resolver::forget(&state.nets, &attachment);
             if let Ok(net) = state.net(network) {
                 net.names.remove(name);
             }
@@ -449,7 +459,8 @@ impl Networks {
     /// containers still running, removes everything else the networks
     /// made (namespaces, veths, bridges of removed networks, addresses of
     /// containers that are gone), brings the DNS servers of the networks
-    /// in use back, and writes the firewall once.
+    /// in use back, writes the firewall once, and from then on follows
+    /// the machine's name servers.
     pub async fn restore(&self, running: &[String], exists: impl Fn(&str) -> bool) {
         let mut state = self.0.state.lock().await;
         for name in running {
@@ -552,10 +563,11 @@ impl Networks {
                     log::error!("bridge: {e}");
                 }
             }
-            for endpoint in &attachment.connected {
-                connect::link_names(&mut state, &attachment.info, &endpoint.info.network, true);
+            if let Err(e) = resolver::refresh(&state.nets, attachment) {
+                log::error!("bridge: {container}: {e}");
             }
         }
+        self.watch_host_resolv_conf();
         // The machine's own firewall is there from the start, containers
         // or not.
         if !state.attached.is_empty() || self.0.settings.host_firewall == Some(true) {
@@ -622,17 +634,8 @@ impl Networks {
         if !net.has_dns() {
             return Ok(());
         }
-        let mut addresses = vec![IpAddr::V4(info.ip_address)];
-        addresses.extend(info.ipv6_address.map(IpAddr::V6));
-        // Resolvers that try only the search domains for a name without
-        // dots (busybox's nslookup, musl's with ndots) ask `db.example.internal`:
-        // that is the container too, as Podman's aardvark-dns answers.
         let host = std::fs::read_to_string(&self.0.paths.host_resolv_conf).unwrap_or_default();
-        let mut all: Vec<String> = names.to_vec();
-        for domain in files::search_domains(&host) {
-            all.extend(names.iter().map(|n| format!("{n}.{domain}")));
-        }
-        net.names.set(container, &all, &addresses);
+        set_names(net, container, names, info, &host);
         dns::ensure_server(net, &host, &self.dns_ports_file()).await
     }
 
@@ -684,6 +687,13 @@ impl Networks {
         )
         .await
         .map_err(NetError::netlink(format!("adding the veth {veth}")))?;
+        let mut addresses = vec![IpAddr::V4(info.ip_address)];
+        addresses.extend(info.ipv6_address.map(IpAddr::V6));
+        links::pin_neighbours(&handle, bridge, veth, mac_for(info.ip_address), &addresses)
+            .await
+            .map_err(NetError::netlink(format!(
+                "pinning {name}'s addresses to its port"
+            )))?;
         let ifname = ifname.to_owned();
         let (address, prefix, gateway) = (info.ip_address, info.prefix_len, info.gateway);
         let v6 = match (info.ipv6_address, info.ipv6_prefix_len, info.ipv6_gateway) {
@@ -731,13 +741,7 @@ impl Networks {
                     net.names.remove(container);
                 }
             }
-            if let Ok(net) = state.net(&attachment.info.network) {
-                net.names
-                    .unlink_client(IpAddr::V4(attachment.info.ip_address));
-                if let Some(v6) = attachment.info.ipv6_address {
-                    net.names.unlink_client(IpAddr::V6(v6));
-                }
-            }
+            resolver::forget(&state.nets, attachment);
             self.unplumb(container, &attachment.veth).await;
             // The connected networks' veths go with the namespace; a host
             // end the kernel has not freed yet is deleted by name.
@@ -814,6 +818,21 @@ impl Networks {
     fn dns_ports_file(&self) -> PathBuf {
         self.0.paths.state.join(DNS_PORTS_FILE)
     }
+}
+
+/// What a container answers to on a network's DNS server: its `names` and,
+/// for resolvers that try only the search domains for a name without dots
+/// (busybox's nslookup, musl's with ndots: `db.example.internal`), each
+/// with each of the machine's search domains (`host`: its resolv.conf), as
+/// Podman's aardvark-dns answers.
+fn set_names(net: &Net, container: &str, names: &[String], info: &NetworkInfo, host: &str) {
+    let mut addresses = vec![IpAddr::V4(info.ip_address)];
+    addresses.extend(info.ipv6_address.map(IpAddr::V6));
+    let mut all: Vec<String> = names.to_vec();
+    for domain in files::search_domains(host) {
+        all.extend(names.iter().map(|n| format!("{n}.{domain}")));
+    }
+    net.names.set(container, &all, &addresses);
 }
 
 /// The DNAT rules of one published port: to the container's IPv4

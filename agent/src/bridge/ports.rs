@@ -47,12 +47,12 @@ pub fn check_options(opts: &RunOptions) -> Result<(), PortError> {
     }
     if let NetworkMode::Named(network) = &opts.network {
         husk_api::networks::check_network_name(network).map_err(PortError::Invalid)?;
-        // The network's server answers for its names and forwards the
-        // rest to the host's resolvers; it cannot forward one container's
-        // questions elsewhere (Docker's embedded DNS can).
-        if !opts.dns.is_empty() {
+        // The network's server, on the machine, asks the `--dns` servers
+        // for the container (resolver.rs): a loopback one would be the
+        // machine's, not the container's own.
+        if let Some(ip) = opts.dns.iter().find(|ip| ip.to_canonical().is_loopback()) {
             return Err(PortError::Invalid(format!(
-                "--dns on a user network ({network}) is not supported yet: its DNS server forwards to the host's name servers"
+                "--dns {ip} on a user network ({network}): the network's DNS server asks it from the machine, where a loopback address is the machine's, not the container's"
             )));
         }
     }
@@ -225,6 +225,25 @@ mod tests {
         let err = check_options(&opts("8080:80", NetworkMode::None)).unwrap_err();
         assert!(err.to_string().contains("--network none"), "{err}");
         assert!(check_options(&opts("8080:80", NetworkMode::Bridge)).is_ok());
+    }
+
+    #[test]
+    fn dns_on_a_user_network_is_any_but_a_loopback_server() {
+        let mut o = opts("80", NetworkMode::Named("app".into()));
+        o.dns = vec![
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ];
+        assert!(check_options(&o).is_ok());
+        for lo in ["127.0.0.1", "::1", "::ffff:127.0.0.53"] {
+            o.dns = vec![lo.parse().unwrap()];
+            let err = check_options(&o).unwrap_err().to_string();
+            assert!(err.contains("loopback"), "{lo}: {err}");
+        }
+        // On the agent's bridge a loopback server is the container's own.
+        let mut o = opts("80", NetworkMode::Bridge);
+        o.dns = vec!["127.0.0.1".parse().unwrap()];
+        assert!(check_options(&o).is_ok());
     }
 
     #[test]

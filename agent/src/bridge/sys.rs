@@ -33,3 +33,13 @@ pub fn detach_mount(target: &Path) -> io::Result<()> {
     rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)?;
     Ok(())
 }
+
+/// Registers `fd` with tokio's reactor (to await an inotify descriptor's
+/// readability).
+pub fn async_fd(
+    fd: std::os::fd::OwnedFd,
+) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    // SAFETY: an OwnedFd stays open and keeps its number for as long as
+    // the AsyncFd owns it, which is what `register` requires.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}

@@ -103,7 +103,10 @@ impl Manager {
             }
             slot.state.send_modify(|s| s.connected = infos);
         }
-        if let Err(e) = networks.write_files(&opts, &slot.paths.dir, info.as_ref()) {
+        if let Err(e) = networks
+            .write_files(&opts, &slot.paths.dir, info.as_ref())
+            .await
+        {
             if info.is_some() {
                 networks.detach(&slot.name).await;
             }
@@ -246,6 +249,13 @@ impl Manager {
                 .await
                 .map_err(network_error)?;
             slot.state.send_modify(|s| s.connected.push(info));
+            // Its resolver may be this network's server now.
+            if let Err(e) = networks
+                .update_resolv_conf(&record.options, &slot.paths.dir)
+                .await
+            {
+                log::error!("{name}: {e}");
+            }
         }
         slot.update(|s| {
             s.record.connected.push(ConnectedNetwork {
@@ -272,10 +282,18 @@ impl Manager {
                 },
             ));
         }
-        self.networks()?
+        let networks = self.networks()?;
+        networks
             .disconnect(container, network)
             .await
             .map_err(network_error)?;
+        if slot.snapshot().status == super::info::Status::Running
+            && let Err(e) = networks
+                .update_resolv_conf(&record.options, &slot.paths.dir)
+                .await
+        {
+            log::error!("{container}: {e}");
+        }
         slot.state
             .send_modify(|s| s.connected.retain(|i| i.network != network));
         slot.update(|s| s.record.connected.retain(|c| c.network != network));
