@@ -78,6 +78,12 @@ pub(super) struct Inner {
     /// The bridge, or why it cannot be had (bridged containers then fail
     /// to start with that reason; the rest work).
     pub networks: std::result::Result<crate::bridge::Networks, String>,
+    /// Held shared by whatever puts a container on a network (create,
+    /// connect) from the network's check to the container's record, and
+    /// exclusively by `network rm` from its in-use check to the end: a
+    /// network cannot go between a container being checked onto it and
+    /// recorded there.
+    pub network_use: tokio::sync::RwLock<()>,
 }
 
 /// One container in the table.
@@ -172,6 +178,7 @@ impl Manager {
             table: Mutex::new(BTreeMap::new()),
             storage,
             networks,
+            network_use: tokio::sync::RwLock::new(()),
         }))
     }
 
@@ -243,6 +250,7 @@ impl Manager {
         check_name(&opts.name)?;
         crate::bridge::Networks::check_options(&opts)
             .map_err(|e| ManagerError::Invalid(e.to_string()))?;
+        let _network_use = self.0.network_use.read().await;
         self.check_network_exists(&opts).await?;
         if opts.auto_remove && opts.restart != RestartPolicy::No {
             return Err(ManagerError::Invalid(

@@ -199,6 +199,7 @@ impl Manager {
     /// `DELETE /v1/networks/NAME`: refused while a container on it
     /// exists, running or not (it would not start again).
     pub async fn remove_network(&self, name: &str) -> Result<()> {
+        let _network_use = self.0.network_use.write().await;
         let on_it: Vec<String> = self
             .table()
             .iter()
@@ -218,6 +219,7 @@ impl Manager {
     /// `POST /v1/networks/NAME/connect`: now if it runs, and at every
     /// start.
     pub async fn connect_network(&self, network: &str, request: &NetworkConnect) -> Result<()> {
+        let _network_use = self.0.network_use.read().await;
         let slot = self.slot(&request.container)?;
         let _guard = slot.op.lock().await;
         let snapshot = slot.snapshot();
