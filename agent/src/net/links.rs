@@ -254,7 +254,10 @@ impl Links {
             return;
         };
         m.link = l.clone();
-        shared.update(&l.name, |i| i.carrier = l.carrier);
+        // `lo` is not reported: an entry for it would read as a NIC.
+        if !matches!(m.role, Role::Loopback) {
+            shared.update(&l.name, |i| i.carrier = l.carrier);
+        }
         match &mut m.role {
             Role::Loopback => {}
             Role::Static => {
