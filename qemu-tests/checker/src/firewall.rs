@@ -16,7 +16,6 @@
 //! next boot prints `nft boot2: …`.
 
 use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,6 @@ use super::{Outcome, agent, nft, reboot, say};
 
 const SCENARIO: &str = "firewall";
 const MARKER: &str = "/var/lib/husk/check-firewall";
-const HUSKCTL: &str = "/usr/bin/huskctl";
 const METADATA_URL: &str = "http://169.254.169.254/latest/meta-data/";
 /// What the web image serves.
 const WEB_BODY: &str = "hello from web-1";
@@ -101,7 +99,7 @@ fn metadata(client: &str, imds: &str, body: &str) -> Outcome {
 
 /// CLIENT reaches WEB's IPv6 address on the bridge.
 fn ipv6(web: &str, client: &str) -> Outcome {
-    let info = huskctl(&["inspect", web])?;
+    let info = reboot::huskctl(&["inspect", web])?;
     let info: serde_json::Value =
         serde_json::from_str(&info).map_err(|e| format!("inspect {web}: {e}"))?;
     let address = info["network"]["ipv6_address"]
@@ -164,11 +162,10 @@ fn restart_agent(handle: Option<u64>) -> Outcome {
 
 /// `busybox wget` of `url` in `container`: the body, or why not.
 fn fetch(container: &str, url: &str) -> Result<String, String> {
-    let out = Command::new(HUSKCTL)
-        .args(["exec", container, "busybox", "timeout", FETCH_SECS])
-        .args(["busybox", "wget", "-q", "-O", "-", url])
-        .output()
-        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
+    let out = reboot::run_huskctl(&[
+        "exec", container, "busybox", "timeout", FETCH_SECS, "busybox", "wget", "-q", "-O", "-",
+        url,
+    ])?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if out.status.success() {
         Ok(stdout)
@@ -179,21 +176,6 @@ fn fetch(container: &str, url: &str) -> Result<String, String> {
             String::from_utf8_lossy(&out.stderr).trim()
         ))
     }
-}
-
-fn huskctl(args: &[&str]) -> Result<String, String> {
-    let out = Command::new(HUSKCTL)
-        .args(args)
-        .output()
-        .map_err(|e| format!("running {HUSKCTL}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "huskctl {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn wait_for(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> Outcome {

@@ -160,7 +160,8 @@ fn huskctl_output(args: &[&str]) -> Result<String, String> {
     ))
 }
 
-fn run_huskctl(args: &[&str]) -> Result<std::process::Output, String> {
+/// Runs huskctl, whatever its status.
+pub(crate) fn run_huskctl(args: &[&str]) -> Result<std::process::Output, String> {
     Command::new(HUSKCTL)
         .args(args)
         .output()
@@ -242,7 +243,7 @@ fn wait_for(mut done: impl FnMut() -> bool, what: &str) -> Outcome {
 }
 
 /// Runs huskctl; its stdout, or why it failed.
-fn huskctl(args: &[&str]) -> Result<String, String> {
+pub(crate) fn huskctl(args: &[&str]) -> Result<String, String> {
     let out = run_huskctl(args)?;
     if !out.status.success() {
         return Err(format!(
