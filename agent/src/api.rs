@@ -37,6 +37,8 @@ pub struct ApiConfig {
     pub updater: crate::update::Updater,
     /// Pulls from registries into the same store.
     pub puller: crate::pulls::Puller,
+    /// What the remote API reports (`api` of `GET /v1/system`).
+    pub remote_status: Arc<crate::server::RemoteStatus>,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +57,7 @@ impl Default for ApiConfig {
             containers,
             user_data_status: PathBuf::from(husk_common::paths::RUN_DIR).join("user-data.json"),
             puller,
+            remote_status: Arc::default(),
             updater: crate::update::Updater::detached(
                 PathBuf::from(husk_common::paths::STATE_DIR).join("update"),
             ),
@@ -80,6 +83,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
     let data_status = Arc::new(config.data_status.clone());
     let user_data_status = Arc::new(config.user_data_status.clone());
     let net_status = Arc::new(config.user_data_status.with_file_name("net.json"));
+    let remote_status = Arc::clone(&config.remote_status);
     Router::new()
         .route(HEALTH_PATH, get(|| async { Json(health()) }))
         .route(
@@ -93,6 +97,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
                     time: crate::userdata::status_value(
                         &user_data_status.with_file_name("time.json"),
                     ),
+                    api: remote_status.to_json(),
                 })
             }),
         )

@@ -6,7 +6,7 @@ use husk_agent::api::ApiConfig;
 use husk_agent::config::AgentConfig;
 use husk_agent::containers::{Layout, Manager, ManagerConfig};
 use husk_agent::images::ImageStore;
-use husk_agent::server::ApiSocket;
+use husk_agent::server::{ApiSocket, RemoteApi};
 use husk_common::boot::BootFacts;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -222,17 +222,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         husk_registry::policy::Policy::new(vec![policy]),
         images.clone(),
     );
+    let api_config = ApiConfig {
+        data_status: args.data_status.clone(),
+        images,
+        containers: containers.clone(),
+        user_data_status: user_data.status_file(),
+        updater: updater.clone(),
+        puller: puller.clone(),
+        remote_status: Default::default(),
+    };
+    let remote = RemoteApi::new(&api_config, config.api.clone(), args.root.join("api"));
     let socket = ApiSocket::bind(&args.socket)?
         .with_settings(config.api.clone())
-        .with_config(ApiConfig {
-            data_status: args.data_status.clone(),
-            images,
-            containers: containers.clone(),
-            user_data_status: user_data.status_file(),
-            updater: updater.clone(),
-            puller: puller.clone(),
-        });
+        .with_config(api_config);
     log::info!("serving the API on {}", args.socket.display());
+    // A machine's remote API waits for user-data's `[api]`; an agent
+    // without machine setup has agent.toml's only. Its errors are
+    // logged and reported by GET /v1/system; the unix socket serves on.
+    if args.no_machine_setup {
+        let _ = remote.start(&remote.configured());
+    }
     // Ready only once the socket accepts connections.
     if let Err(e) = husk_common::notify::notify_ready() {
         log::warn!("cannot notify readiness: {e}");
@@ -265,6 +274,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(async move {
             husk_agent::userdata::run(
                 &user_data,
+                &remote,
                 &containers,
                 &puller,
                 network.as_ref(),

@@ -1,6 +1,7 @@
 //! Serves the API on a unix socket until asked to stop, to the peers
 //! [`peer`] lets in, [`limit`]'s number of them at once, each with a
-//! deadline for its request headers.
+//! deadline for its request headers; and over TLS to remote clients
+//! ([`remote`]).
 //!
 //! hyper's HTTP/1 connections are driven here rather than by
 //! `axum::serve`, which runs hyper without a timer: without one hyper has
@@ -9,6 +10,7 @@
 
 mod limit;
 pub mod peer;
+pub mod remote;
 mod settings;
 
 use std::future::Future;
@@ -22,7 +24,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{UnixListener, UnixStream};
 
-pub use self::settings::ApiSettings;
+pub use self::remote::{RemoteApi, RemoteStatus};
+pub use self::settings::{ApiSettings, RemoteSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -122,9 +125,21 @@ impl ApiSocket {
     }
 }
 
-/// Serves one connection on its own task, holding `slot` until it ends.
-/// The API has no HTTP upgrades (streams are chunked bodies), so plain
+/// One HTTP/1 connection of the API, over a unix or a TLS stream. The
+/// API has no HTTP upgrades (streams are chunked bodies), so plain
 /// HTTP/1 connections do.
+fn connection<S>(
+    http: &http1::Builder,
+    stream: S,
+    router: axum::Router,
+) -> http1::Connection<TokioIo<S>, TowerToHyperService<axum::Router>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+}
+
+/// Serves one connection on its own task, holding `slot` until it ends.
 fn spawn_connection(
     http: &http1::Builder,
     connections: &GracefulShutdown,
@@ -132,8 +147,7 @@ fn spawn_connection(
     router: axum::Router,
     slot: limit::Slot,
 ) {
-    let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
-    let connection = connections.watch(connection);
+    let connection = connections.watch(connection(http, stream, router));
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             // A client gone mid-request or past its deadline: its own

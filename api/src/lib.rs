@@ -12,6 +12,8 @@ pub mod client;
 pub mod containers;
 pub mod images;
 pub mod networks;
+pub mod roles;
+pub mod tls;
 pub mod update;
 
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,12 @@ pub struct System {
     /// `clock_set`, last success and error; `{"state":"unknown"}`.
     #[serde(default)]
     pub time: serde_json::Value,
+    /// The remote API: `state` (`off`, `serving`, `failed` with
+    /// `error`), `listen`, `certificate` (`machine` or `operator`),
+    /// `fingerprint`, and the counts of `connections`,
+    /// `handshake_failures` and `refused_requests`.
+    #[serde(default)]
+    pub api: serde_json::Value,
 }
 
 /// The health answer: the agent is up and serving.

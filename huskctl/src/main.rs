@@ -1,38 +1,77 @@
 //! huskctl: controls a Husk machine through its agent's API. It speaks
-//! husk-api over the agent's unix socket and knows nothing else of the
-//! agent: no store, no runtime, no daemon code. It ships in the release
-//! bundle beside husk-image, not in the image (nothing inside a Husk
-//! machine has a shell to run it).
+//! husk-api over the agent's unix socket, or over a machine's remote API
+//! (TLS with a client certificate), and knows nothing else of the agent:
+//! no store, no runtime, no daemon code. It ships in the release bundle
+//! beside husk-image, not in the image (nothing inside a Husk machine has
+//! a shell to run it).
 
 mod containers;
 mod networks;
+mod pki;
 mod pull;
+mod remote;
 mod table;
 mod update;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use husk_api::images::{
     GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
     ImportRequest, RemoveResponse, image_path,
 };
 use husk_api::{Client, ClientError, HEALTH_PATH, Health, SYSTEM_PATH, System};
 
+use remote::Given;
+use remote::host::HostUrl;
+
 /// Controls a Husk machine through its agent.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// The agent's API socket.
-    #[arg(long, global = true, default_value = husk_api::DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// The machine: tcp://HOST:PORT (its remote API) or unix:///PATH.
+    #[arg(
+        short = 'H',
+        long,
+        global = true,
+        env = "HUSK_HOST",
+        value_name = "URL"
+    )]
+    host: Option<HostUrl>,
+    /// A machine saved by `huskctl context create`; `default` is the
+    /// local socket.
+    #[arg(long, global = true, env = "HUSK_CONTEXT", value_name = "NAME",
+          value_parser = remote::contexts::parse_name)]
+    context: Option<String>,
+    /// The client's cert.pem and key.pem, and ca.pem if the machine's
+    /// certificate is a CA's [default: the config dir, ~/.config/husk].
+    #[arg(long, global = true, env = "HUSK_CERT_PATH", value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+    #[arg(long, global = true, value_name = "PATH",
+          help = format!("The agent's API socket [default: {}]", husk_api::DEFAULT_SOCKET))]
+    socket: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Api(ApiCommand),
+    /// Saved machines: create, ls, use, rm, inspect.
+    #[command(subcommand)]
+    Context(remote::contexts::ContextCommand),
+    /// The certificates of the remote API: init (the CA), issue (a
+    /// client's), server (a machine's), fingerprint.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+}
+
+/// The verbs that ask the agent.
+#[derive(Subcommand)]
+enum ApiCommand {
     /// Ask the agent whether it is healthy (exit 0 when it is).
     Health,
     /// Show the machine's state: the data partition.
@@ -91,7 +130,40 @@ enum ImageCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // An empty variable is an unset one, as for DOCKER_HOST.
+    let mut command = Cli::command();
+    for (id, var) in [
+        ("host", "HUSK_HOST"),
+        ("context", "HUSK_CONTEXT"),
+        ("tls_dir", "HUSK_CERT_PATH"),
+    ] {
+        if std::env::var_os(var).is_some_and(|value| value.is_empty()) {
+            command = command.mut_arg(id, |arg| arg.env(None));
+        }
+    }
+    let matches = command.get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // For errors: whether an option came from its flag or its variable.
+    let given = |id: &str, flag: &'static str, env: &'static str| match matches.value_source(id) {
+        Some(ValueSource::EnvVariable) => env,
+        _ => flag,
+    };
+    let host = cli.host.map(|value| Given {
+        value,
+        source: given("host", "--host", "HUSK_HOST"),
+    });
+    let context = cli.context.map(|value| Given {
+        value,
+        source: given("context", "--context", "HUSK_CONTEXT"),
+    });
+    let tls_dir = cli.tls_dir.map(|value| Given {
+        value,
+        source: given("tls_dir", "--tls-dir", "HUSK_CERT_PATH"),
+    });
+    let config = remote::config_dir(
+        std::env::var_os("XDG_CONFIG_HOME"),
+        std::env::var_os("HOME"),
+    );
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -102,56 +174,37 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = Client::new(&cli.socket);
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Health => client.get::<Health>(HEALTH_PATH).await.map(|h| {
-                println!("{} (husk-agent {})", h.status, h.version);
-            }),
-            Command::Status { json } => client.get::<System>(SYSTEM_PATH).await.map(|s| {
-                if json {
-                    println!("{}", serde_json::to_value(&s).unwrap_or_default());
-                } else {
-                    println!("data: {}", husk_api::describe_data(&s.data));
-                    let time = &s.time;
-                    let text = |key: &str| time.get(key).and_then(serde_json::Value::as_str);
-                    let offset = time.get("offset_ms").and_then(serde_json::Value::as_f64);
-                    let at = time.get("at").and_then(serde_json::Value::as_u64);
-                    let now = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.as_secs());
-                    let measured = if text("mode") == Some("measure-only") {
-                        " (measured only)"
-                    } else {
-                        ""
-                    };
-                    match (text("state"), text("server"), offset, at, text("error")) {
-                        (Some("synced"), Some(server), Some(offset), Some(at), _) => println!(
-                            "time: synced to {server}, offset {offset:.1} ms, {} s ago{measured}",
-                            now.saturating_sub(at)
-                        ),
-                        (Some("disabled"), ..) => println!("time: disabled"),
-                        (_, _, _, _, Some(error)) => println!("time: not synced: {error}"),
-                        _ => {}
-                    }
-                }
-            }),
-            Command::Pull(args) | Command::Image(ImageCommand::Pull(args)) => pull::pull(
-                &client,
-                &args.reference,
-                args.platform,
-                pull::Output::Stdout,
-            )
-            .await
-            .map(drop),
-            Command::Image(command) => image(&client, command).await,
-            Command::Update(command) => update::run(&client, command).await,
-            Command::Network(command) => networks::run(&client, command).await,
-            Command::Container(command) => {
-                return containers::run(&client, command).await;
+            Command::Context(command) => {
+                let globals = remote::contexts::Globals {
+                    config: config.as_deref(),
+                    host: host.as_ref(),
+                    tls_dir: tls_dir.as_ref(),
+                };
+                remote::contexts::run(globals, command).await.map(|()| 0)
+            }
+            Command::Pki(command) => {
+                let tls_dir = tls_dir.as_ref().map(|dir| dir.value.as_path());
+                pki::run(config.as_deref(), tls_dir, command).map(|()| 0)
+            }
+            Command::Api(command) => {
+                let target = remote::select(
+                    host.as_ref(),
+                    context.as_ref(),
+                    cli.socket.as_deref(),
+                    || {
+                        config
+                            .as_deref()
+                            .map_or(Ok(None), remote::contexts::current)
+                    },
+                )?;
+                let tls_dir = tls_dir.as_ref().map(|dir| dir.value.as_path());
+                let connection = remote::connect(target, config.as_deref(), tls_dir)?;
+                let result = api(&connection.client, command).await;
+                connection.finish(result)
             }
         }
-        .map(|()| 0)
     });
     match result {
         Ok(code) => ExitCode::from(code),
@@ -160,6 +213,53 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a verb of the agent's; returns the process's exit code.
+async fn api(client: &Client, command: ApiCommand) -> Result<u8, ClientError> {
+    match command {
+        ApiCommand::Health => client.get::<Health>(HEALTH_PATH).await.map(|h| {
+            println!("{} (husk-agent {})", h.status, h.version);
+        }),
+        ApiCommand::Status { json } => client.get::<System>(SYSTEM_PATH).await.map(|s| {
+            if json {
+                println!("{}", serde_json::to_value(&s).unwrap_or_default());
+            } else {
+                println!("data: {}", husk_api::describe_data(&s.data));
+                let time = &s.time;
+                let text = |key: &str| time.get(key).and_then(serde_json::Value::as_str);
+                let offset = time.get("offset_ms").and_then(serde_json::Value::as_f64);
+                let at = time.get("at").and_then(serde_json::Value::as_u64);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let measured = if text("mode") == Some("measure-only") {
+                    " (measured only)"
+                } else {
+                    ""
+                };
+                match (text("state"), text("server"), offset, at, text("error")) {
+                    (Some("synced"), Some(server), Some(offset), Some(at), _) => println!(
+                        "time: synced to {server}, offset {offset:.1} ms, {} s ago{measured}",
+                        now.saturating_sub(at)
+                    ),
+                    (Some("disabled"), ..) => println!("time: disabled"),
+                    (_, _, _, _, Some(error)) => println!("time: not synced: {error}"),
+                    _ => {}
+                }
+            }
+        }),
+        ApiCommand::Pull(args) | ApiCommand::Image(ImageCommand::Pull(args)) => {
+            pull::pull(client, &args.reference, args.platform, pull::Output::Stdout)
+                .await
+                .map(drop)
+        }
+        ApiCommand::Image(command) => image(client, command).await,
+        ApiCommand::Update(command) => update::run(client, command).await,
+        ApiCommand::Network(command) => networks::run(client, command).await,
+        ApiCommand::Container(command) => return containers::run(client, command).await,
+    }
+    .map(|()| 0)
 }
 
 async fn image(client: &Client, command: ImageCommand) -> Result<(), ClientError> {

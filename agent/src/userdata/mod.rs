@@ -88,6 +88,7 @@ pub struct Status {
 /// status. Never fails: every problem is in the status and the log.
 pub async fn run(
     config: &UserDataConfig,
+    remote: &crate::server::RemoteApi,
     manager: &Manager,
     puller: &crate::pulls::Puller,
     network: Option<&crate::net::Network>,
@@ -99,6 +100,7 @@ pub async fn run(
             Ok(doc) => {
                 let mut status = applied("data partition", &doc);
                 apply_every_boot(config, &doc, network, updater, puller, time, &mut status);
+                start_remote_api(remote, &doc, &mut status);
                 status
             }
             Err(e) => rejected("data partition", &e),
@@ -118,6 +120,7 @@ pub async fn run(
                 Ok((text, doc)) => {
                     let mut status = applied(&found.source, &doc);
                     apply_every_boot(config, &doc, network, updater, puller, time, &mut status);
+                    start_remote_api(remote, &doc, &mut status);
                     apply_first_boot(manager, puller, &doc, &mut status).await;
                     if let Err(e) = husk_common::atomic::write_atomic(
                         &config.persisted(),
@@ -134,6 +137,9 @@ pub async fn run(
             },
         }
     };
+    // Without user-data (or with a refused one): agent.toml's remote API.
+    // Once started, this does nothing.
+    let _ = remote.start(&remote.configured());
     match status.state.as_str() {
         "rejected" => log::error!(
             "user-data from {} rejected, nothing of it applied: {}",
@@ -256,6 +262,18 @@ fn apply_update_settings(updater: &crate::update::Updater, doc: &UserData, statu
 
 /// What does not survive a reboot: the hostname, the name servers, the
 /// update settings.
+/// The remote API with user-data's `[api]` over agent.toml's; an error
+/// is the document's warning (the unix socket serves on).
+fn start_remote_api(remote: &crate::server::RemoteApi, doc: &UserData, status: &mut Status) {
+    let settings = match &doc.api {
+        Some(over) => remote.configured().overridden_by(over),
+        None => remote.configured(),
+    };
+    if let Err(e) = remote.start(&settings) {
+        status.warnings.push(format!("api: {e}"));
+    }
+}
+
 fn apply_every_boot(
     config: &UserDataConfig,
     doc: &UserData,

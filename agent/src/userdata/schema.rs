@@ -59,6 +59,10 @@ pub struct UserData {
     /// `enabled = false`: agent.toml's `[time]` keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time: Option<crate::timesync::TimeOverrides>,
+    /// The remote API (`listen`, `client_ca`, `server_cert`,
+    /// `server_key`), over agent.toml's `[api]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<crate::server::RemoteSettings>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -113,6 +117,10 @@ impl UserData {
 
     fn validate(&self) -> Result<(), UserDataError> {
         let bad = |key: &str, why: String| Err(UserDataError(format!("{key}: {why}")));
+        if let Some(api) = &self.api {
+            // Its messages name their keys (`api.client_ca: …`).
+            api.validate_parts().map_err(UserDataError)?;
+        }
         if let Some(hostname) = &self.hostname {
             let valid = (1..=64).contains(&hostname.len())
                 && hostname.split('.').all(|label| {

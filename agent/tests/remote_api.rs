@@ -1,0 +1,270 @@
+//! The remote API: TLS 1.3 with client certificates and roles, against a
+//! real agent on loopback. The hostile cases first: no certificate, one
+//! from another CA, an expired one, a reader trying to run a container,
+//! a pinned fingerprint that is not the machine's.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::Machine;
+use husk_api::tls::{ClientIdentity, Fingerprint, ServerTrust};
+use husk_api::{Client, ClientError, HEALTH_PATH, Health, SYSTEM_PATH, System};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+struct Ca {
+    cert_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+fn make_ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(vec![]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert_pem = params.self_signed(&key).unwrap().pem();
+    Ca {
+        cert_pem,
+        issuer: Issuer::new(params, key),
+    }
+}
+
+/// A client certificate of `ca` for `name` with these organizations;
+/// `expired`: its validity ended yesterday.
+fn client(ca: &Ca, name: &str, organizations: &[&str], expired: bool) -> ClientIdentity {
+    let mut params = CertificateParams::new(vec![]).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    for o in organizations {
+        params.distinguished_name.push(DnType::OrganizationName, *o);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = params.signed_by(&key, &ca.issuer).unwrap();
+    ClientIdentity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), name).unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn only_the_ca_s_clients_get_in_and_only_as_far_as_their_role() {
+    let ca = make_ca("Husk test CA");
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let machine = Machine::start(&format!(
+        "[api]\nlisten = [\"{address}\"]\nclient_ca = '''\n{}'''\n",
+        ca.cert_pem
+    ));
+    let rt = runtime();
+
+    // First contact: the fingerprint the machine presents is the one of
+    // the certificate it made and keeps on its data partition.
+    let admin = Client::remote(
+        &address,
+        client(&ca, "alice", &["husk:admin"], false),
+        ServerTrust::FirstUse,
+    )
+    .unwrap();
+    let health: Health = rt.block_on(admin.get(HEALTH_PATH)).unwrap();
+    assert_eq!(health.status, "ok");
+    let seen = admin.server_fingerprint().unwrap();
+    let kept = std::fs::read(machine.dir.path().join("root/api/machine-cert.pem")).unwrap();
+    let kept = husk_api::tls::certificates(&kept, "kept").unwrap();
+    assert_eq!(seen, Fingerprint::of(kept[0].as_ref()));
+
+    // Pinned: the same certificate passes, any other is refused.
+    let pinned = Client::remote(
+        &address,
+        client(&ca, "alice", &["husk:admin"], false),
+        ServerTrust::Pinned(seen),
+    )
+    .unwrap();
+    let _: Health = rt.block_on(pinned.get(HEALTH_PATH)).unwrap();
+    let wrong = Client::remote(
+        &address,
+        client(&ca, "alice", &["husk:admin"], false),
+        ServerTrust::Pinned(Fingerprint([7; 32])),
+    )
+    .unwrap();
+    let err = rt.block_on(wrong.get::<Health>(HEALTH_PATH)).unwrap_err();
+    assert!(
+        matches!(err, ClientError::Tls { .. }) && err.to_string().contains("not the pinned"),
+        "{err}"
+    );
+
+    // A reader reads, and is refused a container with its role named.
+    let reader = Client::remote(
+        &address,
+        client(&ca, "rita", &["husk:reader"], false),
+        ServerTrust::Pinned(seen),
+    )
+    .unwrap();
+    let list: serde_json::Value = rt.block_on(reader.get("/v1/containers")).unwrap();
+    assert!(list["containers"].is_array(), "{list}");
+    let err = rt
+        .block_on(
+            reader.post::<serde_json::Value>(
+                "/v1/containers",
+                &serde_json::json!({"image": "busybox"}),
+            ),
+        )
+        .unwrap_err();
+    match &err {
+        ClientError::Status { status: 403, .. } => {}
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        err.agent_message().unwrap(),
+        "CN=rita has the reader role: POST /v1/containers needs operator"
+    );
+    // An operator may not update the machine; a path that only looks
+    // like a container's is not a way around it.
+    let operator = Client::remote(
+        &address,
+        client(&ca, "otto", &["husk:operator"], false),
+        ServerTrust::Pinned(seen),
+    )
+    .unwrap();
+    let err = rt
+        .block_on(operator.post_empty::<serde_json::Value>("/v1/update/apply"))
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::Status { status: 403, .. }),
+        "{err}"
+    );
+    let err = rt
+        .block_on(operator.post_empty::<serde_json::Value>("/v1/containers/../update/apply"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Status {
+                status: 404 | 403,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A certificate of the CA without a Husk role may do nothing.
+    let nobody = Client::remote(
+        &address,
+        client(&ca, "nemo", &["acme"], false),
+        ServerTrust::Pinned(seen),
+    )
+    .unwrap();
+    let err = rt.block_on(nobody.get::<Health>(HEALTH_PATH)).unwrap_err();
+    assert!(err.to_string().contains("names no Husk role"), "{err}");
+
+    // Refused in the handshake: another CA's certificate, an expired one.
+    let stranger = make_ca("Another CA");
+    for identity in [
+        client(&stranger, "mallory", &["husk:admin"], false),
+        client(&ca, "old", &["husk:admin"], true),
+    ] {
+        let client = Client::remote(&address, identity, ServerTrust::Pinned(seen)).unwrap();
+        let err = rt.block_on(client.get::<Health>(HEALTH_PATH)).unwrap_err();
+        assert!(matches!(err, ClientError::Tls { .. }), "{err}");
+    }
+    // And no certificate at all: a TLS alert, no HTTP answer.
+    let no_cert = rt.block_on(without_certificate(&address));
+    assert!(no_cert.is_err(), "{no_cert:?}");
+
+    // The unix socket still serves root, and the counts are reported.
+    let system: System = rt
+        .block_on(Client::new(&machine.agent.socket).get(SYSTEM_PATH))
+        .unwrap();
+    assert_eq!(system.api["state"], "serving", "{}", system.api);
+    assert_eq!(system.api["certificate"], "machine");
+    assert_eq!(system.api["fingerprint"], seen.to_string());
+    assert!(
+        system.api["handshake_failures"].as_u64().unwrap() >= 3,
+        "{}",
+        system.api
+    );
+    assert!(
+        system.api["refused_requests"].as_u64().unwrap() >= 3,
+        "{}",
+        system.api
+    );
+
+    let Machine { dir: _dir, agent } = machine;
+    let log = agent.stop();
+    assert!(log.contains(&format!("API certificate {seen}")), "{log}");
+    assert!(log.contains("TLS handshake with 127.0.0.1:"), "{log}");
+}
+
+/// A TLS 1.3 client with no certificate: what it reads back.
+async fn without_certificate(address: &str) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    #[derive(Debug)]
+    struct AnyServer;
+    impl rustls::client::danger::ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &[rustls::pki_types::CertificateDer<'_>],
+            _: &rustls::pki_types::ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &rustls::pki_types::CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            husk_api::tls::provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(husk_api::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyServer))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(address).await?;
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    tls.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await?;
+    let mut answer = Vec::new();
+    tls.read_to_end(&mut answer).await?;
+    Ok(answer)
+}

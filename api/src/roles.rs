@@ -1,0 +1,139 @@
+//! Who may do what over the remote API: the role a client certificate
+//! carries, and the role each endpoint needs. Part of the contract
+//! (docs/API.md, "Roles"): the agent enforces it, huskctl's `pki issue`
+//! writes the roles into the certificates it makes.
+//!
+//! A role is an organization (`O=`) of the certificate's subject, as
+//! Talos names its roles: `husk:admin`, `husk:operator`, `husk:reader`.
+//! A certificate with several gets the highest; one with none gets
+//! nothing. Paths nobody listed need `admin`: a new endpoint is closed
+//! to the lesser roles until it is placed here.
+
+use std::fmt;
+
+use hyper::Method;
+
+/// Ordered: each role may do everything the ones below it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Reads: health, system, images, containers and their logs and
+    /// stats, networks, the update status.
+    Reader,
+    /// Containers, images and networks: everything but updates.
+    Operator,
+    /// Everything, the machine's updates and rollbacks included.
+    Admin,
+}
+
+/// The prefix of the organizations that name roles.
+pub const ORGANIZATION_PREFIX: &str = "husk:";
+
+impl Role {
+    pub const ALL: [Role; 3] = [Role::Reader, Role::Operator, Role::Admin];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The subject organization that grants it (`husk:operator`).
+    pub fn organization(self) -> String {
+        format!("{ORGANIZATION_PREFIX}{}", self.name())
+    }
+
+    /// `admin`, `operator`, `reader`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|role| role.name() == name)
+    }
+
+    /// The highest role among a certificate's organizations; other
+    /// organizations are ignored (a CA shared with other uses may put its
+    /// own there).
+    pub fn from_organizations<'a>(
+        organizations: impl IntoIterator<Item = &'a str>,
+    ) -> Option<Self> {
+        organizations
+            .into_iter()
+            .filter_map(|o| o.strip_prefix(ORGANIZATION_PREFIX).and_then(Self::parse))
+            .max()
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The role a request needs. Reads are for readers; changes to
+/// containers, images, networks and volumes for operators; updates, and
+/// anything not listed, for admins.
+pub fn required(method: &Method, path: &str) -> Role {
+    let read = matches!(*method, Method::GET | Method::HEAD);
+    let under = |prefix: &str| {
+        path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let workload = [
+        "/v1/containers",
+        "/v1/images",
+        "/v1/networks",
+        "/v1/volumes",
+    ]
+    .into_iter()
+    .any(under);
+    let status = [crate::HEALTH_PATH, crate::SYSTEM_PATH, "/v1/update"]
+        .into_iter()
+        .any(|p| path == p);
+    match (read, workload || status) {
+        (true, true) => Role::Reader,
+        (false, true) if workload => Role::Operator,
+        _ => Role::Admin,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_from_organizations() {
+        assert_eq!(
+            Role::from_organizations(["husk:reader"]),
+            Some(Role::Reader)
+        );
+        assert_eq!(
+            Role::from_organizations(["acme", "husk:reader", "husk:admin"]),
+            Some(Role::Admin)
+        );
+        assert_eq!(Role::from_organizations(["admin", "husk:root"]), None);
+        assert_eq!(Role::from_organizations([]), None);
+        assert_eq!(Role::Operator.organization(), "husk:operator");
+    }
+
+    #[test]
+    fn each_endpoint_needs_its_role() {
+        let get = |p| required(&Method::GET, p);
+        let post = |p| required(&Method::POST, p);
+        assert_eq!(get("/v1/health"), Role::Reader);
+        assert_eq!(get("/v1/system"), Role::Reader);
+        assert_eq!(get("/v1/containers/web/logs"), Role::Reader);
+        assert_eq!(get("/v1/update"), Role::Reader);
+        assert_eq!(post("/v1/containers"), Role::Operator);
+        assert_eq!(post("/v1/containers/web/exec"), Role::Operator);
+        assert_eq!(required(&Method::DELETE, "/v1/images/x"), Role::Operator);
+        assert_eq!(post("/v1/networks"), Role::Operator);
+        assert_eq!(post("/v1/update/apply"), Role::Admin);
+        assert_eq!(post("/v1/update/rollback"), Role::Admin);
+        // Unlisted, or only looking like a listed prefix: admin.
+        assert_eq!(get("/v1/containersx"), Role::Admin);
+        assert_eq!(get("/v1/update/secret"), Role::Admin);
+        assert_eq!(get("/v2/anything"), Role::Admin);
+        assert_eq!(post("/v1/health"), Role::Admin);
+    }
+}
