@@ -141,6 +141,7 @@ fn router() -> &'static Router {
             containers,
             user_data_status: root.join("user-data.json"),
             updater: Updater::detached(root.join("update")),
+            remote_status: Default::default(),
         })
     })
 }
