@@ -2,11 +2,9 @@
 //! at all, the dirs private.
 
 use std::ffi::OsString;
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// `$XDG_CONFIG_HOME/husk`, else `$HOME/.config/husk` (relative values
 /// are ignored, as XDG says).
@@ -35,42 +33,16 @@ pub fn ensure_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))
 }
 
-/// Writes `path` whole or not at all, through a temporary file beside
-/// it: renamed over the old file (`replace`), or linked in place, which
-/// fails if the file exists (a key is never overwritten).
+/// Writes `path` whole or not at all (husk-common's atomic writes):
+/// over the old file (`replace`), or only where there is none (a key is
+/// never overwritten).
 pub fn write_file(path: &Path, bytes: &[u8], mode: u32, replace: bool) -> Result<(), String> {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
     let shown = path.display();
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| format!("{shown} names no file"))?;
-    let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(
-        ".tmp{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        if replace {
-            fs::rename(&tmp, path)
-        } else {
-            fs::hard_link(&tmp, path)
-        }
-    })();
-    let _ = fs::remove_file(&tmp);
+    let result = if replace {
+        husk_common::atomic::write_atomic(path, bytes, mode)
+    } else {
+        husk_common::atomic::write_new(path, bytes, mode)
+    };
     match result {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
