@@ -59,8 +59,13 @@ impl Reference {
         if let Some(tag) = &tag {
             check_tag(tag).map_err(bad)?;
         }
+        // The host as written is checked before it is shortened to its
+        // canonical spelling: `n..:4` is no host, though dropping one
+        // trailing dot would make it look like one (and a second parse
+        // of the result would drop another).
         let (registry, repository) = split_registry(name);
         check_host(&registry).map_err(bad)?;
+        let registry = canonical_host(&registry);
         let repository = match (registry.as_str(), repository.contains('/')) {
             (DOCKER_HUB, false) => format!("library/{repository}"),
             _ => repository,
@@ -140,7 +145,7 @@ impl fmt::Display for Reference {
 fn split_registry(name: &str) -> (String, String) {
     match name.split_once('/') {
         Some((first, rest)) if looks_like_registry(first) || first.starts_with('.') => {
-            (canonical_host(first), rest.into())
+            (first.into(), rest.into())
         }
         _ => (DOCKER_HUB.into(), name.into()),
     }
@@ -411,6 +416,10 @@ mod tests {
             "a..b/c",
             "ap[ion./kw",
             "a]b.c/x",
+            // Two trailing dots: dropping one left `n.:4`, which a
+            // second parse shortened again (found by the fuzzer).
+            "n..:4/z",
+            "n../z",
         ] {
             let err = Reference::parse(no_host).unwrap_err().to_string();
             assert!(err.contains("not a host name"), "{no_host}: {err}");
