@@ -1,11 +1,13 @@
 //! The HTTP/JSON API served on the agent's unix socket (docs/API.md): the
 //! routes over husk-api's types, each answered by the piece that owns it.
 
+pub(crate) mod attach;
 mod containers;
 mod error;
 mod images;
 mod networks;
 mod update;
+mod volumes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,7 +108,9 @@ pub fn router_with(config: &ApiConfig) -> Router {
                 .with_state(config.images.clone()),
         )
         .merge(containers::routes().with_state(config.containers.clone()))
+        .merge(attach::routes().with_state(config.containers.clone()))
         .merge(networks::routes().with_state(config.containers.clone()))
+        .merge(volumes::routes().with_state(config.containers.clone()))
         .merge(update::routes().with_state(config.updater.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

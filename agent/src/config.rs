@@ -92,6 +92,7 @@ impl AgentConfig {
             return Err("logs: max_files must be at least 1 and max_size at least 4096".into());
         }
         config.api.validate()?;
+        config.security.validate()?;
         config.update.validate()?;
         config.limits.containers.validate()?;
         config.registry.validate().map_err(|e| e.to_string())?;

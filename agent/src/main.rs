@@ -20,6 +20,12 @@ struct Args {
     /// The API socket.
     #[arg(long, default_value = husk_common::paths::AGENT_SOCKET)]
     socket: PathBuf,
+    /// Docker's Engine API (the `docker` CLI's `-H unix://…`), over the
+    /// same containers, images and policies. Default: `docker.sock`
+    /// beside `--socket` (/run/husk/docker.sock), so that an agent on
+    /// other paths (tests, by hand) never takes the machine's.
+    #[arg(long, value_name = "PATH")]
+    docker_socket: Option<PathBuf>,
     /// husk-init's data partition status (served as GET /v1/system).
     #[arg(long, value_name = "PATH", default_value = husk_common::paths::DATA_STATUS)]
     data_status: PathBuf,
@@ -191,7 +197,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let agent_exe = std::env::current_exe()?;
     let mut manager_config = ManagerConfig::new(Layout::new(&args.root, &args.run_dir), agent_exe);
-    manager_config.policy = config.security;
+    manager_config.policy = config.security.clone();
     manager_config.limits = config.limits.containers;
     manager_config.log_max_size = config.logs.max_size;
     manager_config.log_max_files = config.logs.max_files;
@@ -232,6 +238,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         remote_status: Default::default(),
     };
     let remote = RemoteApi::new(&api_config, config.api.clone(), args.root.join("api"));
+    // Docker's socket is a second door to the same manager: one that
+    // cannot be bound is logged and the agent serves its own API on.
+    let docker_path = args
+        .docker_socket
+        .clone()
+        .unwrap_or_else(|| args.socket.with_file_name(husk_agent::docker::SOCKET_NAME));
+    let docker_socket = match ApiSocket::bind(&docker_path) {
+        Ok(socket) => {
+            log::info!("serving Docker's Engine API on {}", docker_path.display());
+            Some(
+                socket
+                    .with_settings(config.api.clone())
+                    .with_router(husk_agent::docker::router(&api_config)),
+            )
+        }
+        Err(e) => {
+            log::error!("Docker's Engine API is off: {e}");
+            None
+        }
+    };
     let socket = ApiSocket::bind(&args.socket)?
         .with_settings(config.api.clone())
         .with_config(api_config);
@@ -290,13 +316,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // it): a restarted agent adopts them.
     let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = std::sync::Arc::clone(&stopping);
-    let serve = socket.serve(async move {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    tokio::spawn(async move {
         tokio::select! {
             _ = terminate.recv() => log::info!("SIGTERM: stopping"),
             _ = interrupt.recv() => log::info!("SIGINT: stopping"),
         }
+        let _ = stop.send(true);
         notify.notify_one();
     });
+    let docker = async {
+        if let Some(docker_socket) = docker_socket {
+            docker_socket.serve(until_stopped(stopped.clone())).await;
+        }
+    };
+    let serve = async {
+        tokio::join!(socket.serve(until_stopped(stopped.clone())), docker);
+    };
     // Requests in flight get a moment; a client following logs or an
     // exec that never ends does not hold the agent.
     let grace = async {

@@ -7,6 +7,10 @@
 //! `axum::serve`, which runs hyper without a timer: without one hyper has
 //! no header deadline, and a client that connects and sends nothing, or
 //! one byte a second, holds its connection forever.
+//!
+//! One socket serves one router: Husk's API on `agent.sock`, Docker's
+//! Engine API (`crate::docker`) on `docker.sock`, with the same peer
+//! checks, cap and deadline.
 
 mod limit;
 pub mod peer;
@@ -20,7 +24,6 @@ use std::path::{Path, PathBuf};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{UnixListener, UnixStream};
 
@@ -40,7 +43,8 @@ pub enum ServeError {
 pub struct ApiSocket {
     listener: UnixListener,
     path: PathBuf,
-    config: crate::api::ApiConfig,
+    /// What it serves; None: Husk's API with the default paths.
+    router: Option<axum::Router>,
     settings: ApiSettings,
 }
 
@@ -67,7 +71,7 @@ impl ApiSocket {
         Ok(Self {
             listener,
             path: path.to_owned(),
-            config: crate::api::ApiConfig::default(),
+            router: None,
             settings: ApiSettings::default(),
         })
     }
@@ -79,9 +83,14 @@ impl ApiSocket {
         self
     }
 
-    /// Serves with these paths instead of the defaults.
-    pub fn with_config(mut self, config: crate::api::ApiConfig) -> Self {
-        self.config = config;
+    /// Serves Husk's API with these paths instead of the defaults.
+    pub fn with_config(self, config: crate::api::ApiConfig) -> Self {
+        self.with_router(crate::api::router_with(&config))
+    }
+
+    /// Serves this router instead (Docker's Engine API on its socket).
+    pub fn with_router(mut self, router: axum::Router) -> Self {
+        self.router = Some(router);
         self
     }
 
@@ -92,7 +101,7 @@ impl ApiSocket {
         let Self {
             listener,
             path,
-            config,
+            router,
             settings,
         } = self;
         let mut http = http1::Builder::new();
@@ -102,10 +111,10 @@ impl ApiSocket {
         // trickling a byte at a time is cut like a silent one.
         http.timer(TokioTimer::new())
             .header_read_timeout(settings.header_timeout());
-        let router = crate::api::router_with(&config);
+        let router = router.unwrap_or_else(crate::api::router);
         let mut cap = limit::ConnectionCap::new(settings.max_connections);
         let mut listener = peer::PeerCheckedListener::new(listener, settings);
-        let connections = GracefulShutdown::new();
+        let connections = Connections::new();
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let stream = tokio::select! {
@@ -125,31 +134,81 @@ impl ApiSocket {
     }
 }
 
-/// One HTTP/1 connection of the API, over a unix or a TLS stream. The
-/// API has no HTTP upgrades (streams are chunked bodies), so plain
-/// HTTP/1 connections do.
+/// The open connections of one socket, told to finish at shutdown and
+/// waited for. hyper-util's `GracefulShutdown` cannot watch connections
+/// with upgrades, which Docker's attach needs.
+struct Connections {
+    stop: tokio::sync::watch::Sender<bool>,
+    /// Each connection's task holds a clone; `recv` sees None once all
+    /// are gone.
+    open: tokio::sync::mpsc::Sender<()>,
+    closed: tokio::sync::mpsc::Receiver<()>,
+}
+
+impl Connections {
+    fn new() -> Self {
+        let (open, closed) = tokio::sync::mpsc::channel(1);
+        Self {
+            stop: tokio::sync::watch::channel(false).0,
+            open,
+            closed,
+        }
+    }
+
+    /// Asks every connection to end after its request in flight, and
+    /// waits until they have.
+    async fn shutdown(self) {
+        let Self {
+            stop,
+            open,
+            mut closed,
+        } = self;
+        let _ = stop.send(true);
+        drop(open);
+        let _ = closed.recv().await;
+    }
+}
+
+/// One HTTP/1 connection of the API, over a unix or a TLS stream. Husk's
+/// streams are chunked bodies, but Docker's attach takes the connection
+/// over (`101 UPGRADED`), so connections allow upgrades.
 fn connection<S>(
     http: &http1::Builder,
     stream: S,
     router: axum::Router,
-) -> http1::Connection<TokioIo<S>, TowerToHyperService<axum::Router>>
+) -> http1::UpgradeableConnection<TokioIo<S>, TowerToHyperService<axum::Router>>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .with_upgrades()
 }
 
 /// Serves one connection on its own task, holding `slot` until it ends.
 fn spawn_connection(
     http: &http1::Builder,
-    connections: &GracefulShutdown,
+    connections: &Connections,
     stream: UnixStream,
     router: axum::Router,
     slot: limit::Slot,
 ) {
-    let connection = connections.watch(connection(http, stream, router));
+    let connection = connection(http, stream, router);
+    let mut stop = connections.stop.subscribe();
+    let open = connections.open.clone();
     tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        let mut connection = std::pin::pin!(connection);
+        let stopped = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = stopped => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        drop(open);
+        if let Err(e) = result {
             // A client gone mid-request or past its deadline: its own
             // business, and a flood of them must not flood the log.
             log::debug!("API: connection closed: {e}");

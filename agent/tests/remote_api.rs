@@ -268,3 +268,85 @@ async fn without_certificate(address: &str) -> std::io::Result<Vec<u8>> {
     tls.read_to_end(&mut answer).await?;
     Ok(answer)
 }
+
+/// README's "Reach it remotely", as a user types it: the CA and the
+/// certificate in the default config dir, the machine's CA from the
+/// file the first command made, the fingerprint as the machine reports
+/// it, the example address replaced by the test agent's.
+#[test]
+fn the_readme_remote_commands_work_as_written() {
+    let commands = common::net_machine::readme_commands("## Reach it remotely");
+    assert_eq!(commands.len(), 5, "{commands:?}");
+    let home = tempfile::tempdir().unwrap();
+    // Nothing local answers: `ps` can only have gone over TLS.
+    assert!(!std::path::Path::new(husk_api::DEFAULT_SOCKET).exists());
+    let user = |words: &[String]| {
+        assert_eq!(words[0], "huskctl", "{words:?}");
+        let out = std::process::Command::new(common::huskctl_bin())
+            .args(&words[1..])
+            .env("HOME", home.path())
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("HUSK_HOST")
+            .env_remove("HUSK_CONTEXT")
+            .env_remove("HUSK_CERT_PATH")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{words:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    user(&commands[0]);
+    let issued = user(&commands[1]);
+    assert!(issued.contains("admin"), "{issued}");
+    let ca = std::fs::read_to_string(home.path().join(".config/husk/pki/ca.pem")).unwrap();
+    let port = free_port();
+    let machine = Machine::start(&format!(
+        "[api]\nlisten = [\"127.0.0.1:{port}\"]\nclient_ca = '''\n{ca}'''\n"
+    ));
+    let status: serde_json::Value =
+        serde_json::from_str(&machine.agent.huskctl_ok(&["status", "--json"])).unwrap();
+    let fingerprint = status["api"]["fingerprint"].as_str().unwrap().to_owned();
+    assert!(fingerprint.starts_with("sha256:"), "{status}");
+    let create: Vec<String> = commands[2]
+        .iter()
+        .map(|word| match word.as_str() {
+            "tcp://203.0.113.10:7443" => format!("tcp://127.0.0.1:{port}"),
+            "sha256:…" => fingerprint.clone(),
+            _ => word.clone(),
+        })
+        .collect();
+    assert_ne!(create, commands[2], "the README's address and fingerprint");
+    user(&create);
+    user(&commands[3]);
+    let ps = user(&commands[4]);
+    assert!(ps.starts_with("NAME"), "{ps}");
+}
+
+/// The machine's firewall drops what `[network] inbound` does not list;
+/// the remote API's ports are let in without being listed there.
+#[test]
+fn the_listen_ports_are_open_in_the_machines_firewall() {
+    if !common::enter_cgroup2_namespace("the_listen_ports_are_open_in_the_machines_firewall") {
+        return;
+    }
+    let ca = make_ca("Husk test CA");
+    let port = free_port();
+    let _machine = Machine::start(&format!(
+        "[network]\nhost_firewall = true\n[api]\nlisten = [\"127.0.0.1:{port}\"]\nclient_ca = '''\n{}'''\n",
+        ca.cert_pem
+    ));
+    let rule = format!("tcp dport {port} accept");
+    let table = || {
+        let out = std::process::Command::new("nft")
+            .args(["list", "table", "inet", "husk"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ruleset = common::eventually(
+        std::time::Duration::from_secs(10),
+        "the API's port in the firewall",
+        || Some(table()).filter(|t| t.contains(&rule)),
+    );
+    // The firewall is on: what is not let in is dropped.
+    assert!(ruleset.contains("drop"), "{ruleset}");
+}

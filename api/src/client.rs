@@ -16,6 +16,9 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::tls::{ClientIdentity, Fingerprint, Seen, ServerTrust, TlsError};
 
+mod attach;
+pub use self::attach::{DEFAULT_DETACH_KEYS, DetachScanner, Upgraded, parse_detach_keys};
+
 /// How long connecting and the TLS handshake may take: a machine that
 /// does not answer is an error, not a hang.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -2,12 +2,16 @@
 //! Streams (logs, exec) are `application/x-ndjson`: one JSON document per
 //! line ([`Frame`]), sent as the container writes.
 
+mod mounts;
 mod options;
 mod ports;
 mod restart;
 
 use serde::{Deserialize, Serialize};
 
+pub use self::mounts::{
+    Mount, MountKind, check_volume_name, parse_mount_flag, parse_tmpfs_flag, parse_volume_flag,
+};
 pub use self::options::{NetworkMode, RunOptions, UserNamespace, parse_extra_host};
 pub use self::ports::{MAX_RANGE, PortMapping, PortProtocol, PortSpecError, parse_publish};
 pub use self::restart::{ParseRestartPolicyError, RestartPolicy};

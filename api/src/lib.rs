@@ -15,6 +15,7 @@ pub mod networks;
 pub mod roles;
 pub mod tls;
 pub mod update;
+pub mod volumes;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,9 +121,88 @@ pub fn describe_data(data: &Value) -> String {
     }
 }
 
+/// `GET /v1/system`'s `api` (the remote API) in one line, as `huskctl
+/// status` prints it.
+pub fn describe_api(api: &Value) -> String {
+    let text = |key: &str| api.get(key).and_then(Value::as_str).unwrap_or_default();
+    let count = |key: &str| api.get(key).and_then(Value::as_u64).unwrap_or(0);
+    match text("state") {
+        "serving" => {
+            let listen: Vec<&str> = api
+                .get("listen")
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            format!(
+                "serving on {} (TLS; {} certificate {}), {} connection(s), {} failed handshake(s), {} refused request(s)",
+                listen.join(", "),
+                text("certificate"),
+                text("fingerprint"),
+                count("connections"),
+                count("handshake_failures"),
+                count("refused_requests")
+            )
+        }
+        "failed" => format!(
+            "FAILED: {} (only the machine's own socket serves)",
+            text("error")
+        ),
+        _ => "off (only the machine's own socket serves)".into(),
+    }
+}
+
+/// A size as Docker's flags write it: `512`, `64k`, `256m`, `2g`
+/// (powers of 1024).
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. 256m)"))?;
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1 << 10,
+        "m" | "mb" => 1 << 20,
+        "g" | "gb" => 1 << 30,
+        _ => return Err(format!("unknown unit in `{text}` (b, k, m, g)")),
+    };
+    value
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_remote_api_in_one_line() {
+        let serving = serde_json::json!({"state": "serving", "listen": ["0.0.0.0:7443"],
+            "certificate": "machine", "fingerprint": "sha256:ab", "connections": 2,
+            "handshake_failures": 1, "refused_requests": 0});
+        assert_eq!(
+            describe_api(&serving),
+            "serving on 0.0.0.0:7443 (TLS; machine certificate sha256:ab), 2 connection(s), 1 failed handshake(s), 0 refused request(s)"
+        );
+        let failed = serde_json::json!({"state": "failed", "error": "api.listen x: in use"});
+        assert!(describe_api(&failed).starts_with("FAILED: api.listen x: in use"));
+        assert!(describe_api(&serde_json::json!({"state": "off"})).starts_with("off"));
+        assert!(describe_api(&Value::Null).starts_with("off"));
+    }
+
+    #[test]
+    fn sizes_as_docker_writes_them() {
+        assert_eq!(parse_bytes("512").unwrap(), 512);
+        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
+        assert_eq!(parse_bytes("256m").unwrap(), 256 << 20);
+        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
+        assert!(parse_bytes("12x").is_err());
+        assert!(parse_bytes("m").is_err());
+        assert!(parse_bytes("99999999999999g").is_err());
+    }
 
     #[test]
     fn the_data_partition_in_one_line() {

@@ -90,11 +90,51 @@ pub fn required(method: &Method, path: &str) -> Role {
     let status = [crate::HEALTH_PATH, crate::SYSTEM_PATH, "/v1/update"]
         .into_iter()
         .any(|p| path == p);
+    if let Some(role) = docker_role(read, path) {
+        return role;
+    }
     match (read, workload || status) {
         (true, true) => Role::Reader,
         (false, true) if workload => Role::Operator,
         _ => Role::Admin,
     }
+}
+
+/// Docker's Engine API (served beside Husk's on the remote listener):
+/// `/v1.41/containers/json` or unversioned. Looking is for readers, but
+/// not a container's or an image's files (`archive`, `export`, `images/get`):
+/// those and every change to containers, images, networks, volumes and
+/// execs are for operators; the rest (swarm, plugins, secrets…) admins'.
+/// None: not a Docker path.
+fn docker_role(read: bool, path: &str) -> Option<Role> {
+    let rest = strip_docker_version(path).unwrap_or(path);
+    let mut parts = rest.split('/').skip(1);
+    let first = parts.next()?;
+    let files = rest.ends_with("/archive")
+        || rest.ends_with("/export")
+        || rest == "/images/get"
+        || (first == "images" && rest.ends_with("/get"));
+    let role = match first {
+        "_ping" | "version" | "info" | "events" | "system" if read => Role::Reader,
+        "containers" | "images" | "networks" | "volumes" | "exec" if read && !files => Role::Reader,
+        "containers" | "images" | "networks" | "volumes" | "exec" | "build" | "commit" | "auth" => {
+            Role::Operator
+        }
+        // Husk's own paths are not Docker's.
+        "v1" => return None,
+        _ => Role::Admin,
+    };
+    Some(role)
+}
+
+/// `/v1.41/rest` → `/rest`: Docker's versioned paths.
+fn strip_docker_version(path: &str) -> Option<&str> {
+    let after = path.strip_prefix("/v")?;
+    let end = after.find('/')?;
+    let (version, rest) = after.split_at(end);
+    let (major, minor) = version.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(major) && digits(minor)).then_some(rest)
 }
 
 #[cfg(test)]
@@ -135,5 +175,37 @@ mod tests {
         assert_eq!(get("/v1/update/secret"), Role::Admin);
         assert_eq!(get("/v2/anything"), Role::Admin);
         assert_eq!(post("/v1/health"), Role::Admin);
+    }
+
+    #[test]
+    fn docker_endpoints_need_the_same_roles() {
+        let get = |p| required(&Method::GET, p);
+        let post = |p| required(&Method::POST, p);
+        assert_eq!(get("/_ping"), Role::Reader);
+        assert_eq!(required(&Method::HEAD, "/_ping"), Role::Reader);
+        assert_eq!(get("/v1.41/version"), Role::Reader);
+        assert_eq!(get("/v1.41/containers/json"), Role::Reader);
+        assert_eq!(get("/v1.43/containers/web/logs"), Role::Reader);
+        assert_eq!(get("/v1.41/images/json"), Role::Reader);
+        assert_eq!(post("/v1.41/containers/create"), Role::Operator);
+        assert_eq!(post("/v1.41/containers/web/attach"), Role::Operator);
+        assert_eq!(post("/v1.41/exec/abc/start"), Role::Operator);
+        assert_eq!(post("/containers/create"), Role::Operator);
+        assert_eq!(
+            required(&Method::DELETE, "/v1.41/volumes/v"),
+            Role::Operator
+        );
+        // The files of a container or an image are more than a look.
+        assert_eq!(get("/v1.41/containers/web/archive"), Role::Operator);
+        assert_eq!(get("/v1.41/containers/web/export"), Role::Operator);
+        assert_eq!(get("/v1.41/images/get"), Role::Operator);
+        assert_eq!(get("/v1.41/images/busybox/get"), Role::Operator);
+        assert_eq!(post("/v1.41/swarm/init"), Role::Admin);
+        assert_eq!(get("/v1.41/secrets"), Role::Admin);
+        assert_eq!(post("/v1.41/plugins/pull"), Role::Admin);
+        // Not a version: Husk's paths keep their own rules.
+        assert_eq!(post("/v1/update/apply"), Role::Admin);
+        assert_eq!(post("/v1x.41/containers/create"), Role::Admin);
+        assert_eq!(post("/v1.41/v1/update/apply"), Role::Admin);
     }
 }

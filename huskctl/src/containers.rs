@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use husk_api::containers::{
-    CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, Frame, LogEntry, NetworkMode,
-    PortMapping, RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream, WaitResponse,
-    container_path, parse_extra_host, parse_publish,
+    CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, Frame, LogEntry, Mount,
+    NetworkMode, PortMapping, RemovedContainer, RestartPolicy, RunOptions, Stats, Status, Stream,
+    WaitResponse, container_path, parse_extra_host, parse_mount_flag, parse_publish,
+    parse_tmpfs_flag, parse_volume_flag,
 };
 use husk_api::images::image_path;
 use husk_api::{Client, ClientError, Method};
@@ -39,13 +40,19 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
+    /// Keep the container's stdin open, and send huskctl's to it.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Give the container a terminal.
+    #[arg(short, long)]
+    tty: bool,
     #[arg(long)]
     name: Option<String>,
     /// KEY=VALUE, repeatable.
     #[arg(short, long = "env", value_name = "KEY=VALUE")]
     env: Vec<String>,
     /// Memory limit: bytes or with a unit (512k, 256m, 1g).
-    #[arg(short, long, value_parser = parse_bytes)]
+    #[arg(short, long, value_parser = husk_api::parse_bytes)]
     memory: Option<u64>,
     /// CPUs, e.g. 1.5.
     #[arg(long)]
@@ -82,6 +89,18 @@ pub struct CreateArgs {
     /// A name server for the container's /etc/resolv.conf; repeatable.
     #[arg(long, value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
+    /// A volume or host path: NAME:/path[:ro], /host/path:/path[:ro], or
+    /// /path (a volume of its own, removed with `rm -v` or `--rm`);
+    /// repeatable.
+    #[arg(short, long = "volume", value_name = "[SOURCE:]TARGET[:ro]", value_parser = parse_volume_flag)]
+    volume: Vec<Mount>,
+    /// type=volume|bind|tmpfs,source=…,target=…[,readonly][,tmpfs-size=…];
+    /// repeatable.
+    #[arg(long = "mount", value_name = "type=…,target=…", value_parser = parse_mount_flag)]
+    mount: Vec<Mount>,
+    /// A tmpfs: /path[:size=64m,mode=1777]; repeatable.
+    #[arg(long = "tmpfs", value_name = "PATH[:size=SIZE]", value_parser = parse_tmpfs_flag)]
+    tmpfs: Vec<Mount>,
     /// NAME:IP, a line of the container's /etc/hosts; repeatable.
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     add_host: Vec<String>,
@@ -131,6 +150,9 @@ pub enum ContainerCommand {
         /// Kill a running container first.
         #[arg(short, long)]
         force: bool,
+        /// Remove its anonymous volumes too.
+        #[arg(short, long)]
+        volumes: bool,
         names: Vec<String>,
     },
     /// List containers (running ones; -a for all).
@@ -165,27 +187,17 @@ pub enum ContainerCommand {
     Stats { names: Vec<String> },
     /// Wait for a container to stop; prints and exits with its exit code.
     Wait { name: String },
-}
-
-fn parse_bytes(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 256m)"))?;
-    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        _ => return Err(format!("unknown unit in `{text}` (b, k, m, g)")),
-    };
-    value
-        .checked_mul(multiplier)
-        .ok_or_else(|| format!("`{text}` is too large"))
+    /// Join the terminal (or stdin and stdout) to a running container;
+    /// the detach keys leave it running.
+    Attach {
+        /// Docker's form: ctrl-p,ctrl-q (the default); "" for none.
+        #[arg(long)]
+        detach_keys: Option<String>,
+        /// Do not send stdin.
+        #[arg(long)]
+        no_stdin: bool,
+        name: String,
+    },
 }
 
 fn parse_network(text: &str) -> Result<NetworkMode, String> {
@@ -208,7 +220,7 @@ fn parse_add_host(text: &str) -> Result<String, String> {
 /// Docker's `--storage-opt size=SIZE`, the one option Husk knows.
 fn parse_storage_opt(text: &str) -> Result<u64, String> {
     match text.split_once('=') {
-        Some(("size", size)) => parse_bytes(size),
+        Some(("size", size)) => husk_api::parse_bytes(size),
         _ => Err(format!(
             "{text:?}: the storage option Husk takes is size=SIZE"
         )),
@@ -227,6 +239,7 @@ impl CreateArgs {
         opts.workdir = self.workdir;
         opts.hostname = self.hostname;
         opts.read_only = self.read_only;
+        opts.mounts = [self.volume, self.mount, self.tmpfs].concat();
         opts.memory = self.memory;
         opts.cpus = self.cpus;
         opts.pids_limit = self.pids_limit;
@@ -241,6 +254,8 @@ impl CreateArgs {
         opts.userns_auto = self.userns == "auto";
         opts.restart = self.restart;
         opts.auto_remove = self.rm;
+        opts.tty = self.tty;
+        opts.interactive = self.interactive;
         opts
     }
 }
@@ -282,9 +297,16 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
                 println!("{name}");
             }
         }
-        ContainerCommand::Rm { force, names } => {
+        ContainerCommand::Rm {
+            force,
+            volumes,
+            names,
+        } => {
             for name in names {
-                let path = format!("{}?force={force}", container_path(&name, None));
+                let path = format!(
+                    "{}?force={force}&volumes={volumes}",
+                    container_path(&name, None)
+                );
                 let removed: RemovedContainer = client.delete(&path).await?;
                 println!("{}", removed.removed);
             }
@@ -361,6 +383,19 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
                 println!("{}", stats_line(name, &before, &now));
             }
         }
+        ContainerCommand::Attach {
+            detach_keys,
+            no_stdin,
+            name,
+        } => {
+            let info: ContainerInfo = client.get(&container_path(&name, None)).await?;
+            let session = crate::attach::Session {
+                stdin: info.options.interactive && !no_stdin,
+                tty: info.options.tty,
+                detach_keys,
+            };
+            return crate::attach::attach(client, &name, session).await;
+        }
         ContainerCommand::Wait { name } => {
             let wait: WaitResponse = client
                 .post_empty(&container_path(&name, Some("wait")))
@@ -406,13 +441,24 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<u8, ClientError
     }
     let info: ContainerInfo = client.post(CONTAINERS_PATH, &options).await?;
     let name = info.name;
+    if !args.detach && (options.interactive || options.tty) {
+        let session = crate::attach::Session {
+            stdin: options.interactive,
+            tty: options.tty,
+            detach_keys: None,
+        };
+        return crate::attach::run(client, &name, session, remove).await;
+    }
     let started = client
         .post_empty::<ContainerInfo>(&container_path(&name, Some("start")))
         .await;
     if let Err(e) = started {
         if remove {
             let _ = client
-                .delete::<RemovedContainer>(&format!("{}?force=true", container_path(&name, None)))
+                .delete::<RemovedContainer>(&format!(
+                    "{}?force=true&volumes=true",
+                    container_path(&name, None)
+                ))
                 .await;
         }
         return Err(e);
@@ -437,7 +483,10 @@ async fn run_container(client: &Client, args: RunArgs) -> Result<u8, ClientError
         .await?;
     if remove {
         client
-            .delete::<RemovedContainer>(&format!("{}?force=true", container_path(&name, None)))
+            .delete::<RemovedContainer>(&format!(
+                "{}?force=true&volumes=true",
+                container_path(&name, None)
+            ))
             .await?;
     }
     Ok(exit_byte(wait.exit_code.unwrap_or(255)))
@@ -556,20 +605,4 @@ fn stats_line(name: &str, before: &Stats, now: &Stats) -> String {
         format!("{} / {limit}", table::human_size(now.memory_bytes)),
         now.pids
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_with_units() {
-        assert_eq!(parse_bytes("512").unwrap(), 512);
-        assert_eq!(parse_bytes("64k").unwrap(), 64 << 10);
-        assert_eq!(parse_bytes("256m").unwrap(), 256 << 20);
-        assert_eq!(parse_bytes("2G").unwrap(), 2 << 30);
-        assert!(parse_bytes("12x").is_err());
-        assert!(parse_bytes("m").is_err());
-        assert!(parse_bytes("99999999999999g").is_err());
-    }
 }

@@ -5,6 +5,7 @@
 //! beside husk-image, not in the image (nothing inside a Husk machine has
 //! a shell to run it).
 
+mod attach;
 mod containers;
 mod networks;
 mod pki;
@@ -12,6 +13,7 @@ mod pull;
 mod remote;
 mod table;
 mod update;
+mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,6 +93,9 @@ enum ApiCommand {
     /// The containers' networks: create, ls, inspect, rm, connect, disconnect.
     #[command(subcommand)]
     Network(networks::NetworkCommand),
+    /// Named volumes: create, ls, inspect, rm, prune.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     #[command(flatten)]
     Container(containers::ContainerCommand),
 }
@@ -226,6 +231,7 @@ async fn api(client: &Client, command: ApiCommand) -> Result<u8, ClientError> {
                 println!("{}", serde_json::to_value(&s).unwrap_or_default());
             } else {
                 println!("data: {}", husk_api::describe_data(&s.data));
+                println!("api: {}", husk_api::describe_api(&s.api));
                 let time = &s.time;
                 let text = |key: &str| time.get(key).and_then(serde_json::Value::as_str);
                 let offset = time.get("offset_ms").and_then(serde_json::Value::as_f64);
@@ -257,6 +263,7 @@ async fn api(client: &Client, command: ApiCommand) -> Result<u8, ClientError> {
         ApiCommand::Image(command) => image(client, command).await,
         ApiCommand::Update(command) => update::run(client, command).await,
         ApiCommand::Network(command) => networks::run(client, command).await,
+        ApiCommand::Volume(command) => volumes::run(client, command).await,
         ApiCommand::Container(command) => return containers::run(client, command).await,
     }
     .map(|()| 0)

@@ -11,6 +11,7 @@
 
 mod limits;
 mod linux;
+pub mod mounts;
 mod policy;
 mod process;
 mod seccomp;
@@ -200,6 +201,7 @@ pub fn build_spec_reading(
     files: &ImageFiles,
 ) -> Result<Spec, SpecError> {
     check_policy(opts, policy)?;
+    mounts::check(opts, policy)?;
     check_name(&opts.name)?;
     if !rootfs.is_absolute() {
         return Err(SpecError::RootfsNotAbsolute(rootfs.to_owned()));
@@ -232,7 +234,7 @@ pub fn build_spec_reading(
     }
     let mut process = Process::default();
     process
-        .set_terminal(Some(false))
+        .set_terminal(Some(opts.tty))
         .set_user(process_user)
         .set_args(Some(args))
         .set_env(Some(env))

@@ -87,7 +87,7 @@ pub fn check_env(entries: &[String], what: &'static str) -> Result<(), SpecError
 }
 
 /// The process's environment as Docker builds it: PATH and HOSTNAME
-/// first, overridden by the image's and then the user's entries; HOME
+/// (and TERM=xterm with a terminal) first, overridden by the image's and then the user's entries; HOME
 /// (the user's passwd home) when nothing set it, as runc adds it.
 pub fn environment(
     image: Option<&Config>,
@@ -98,10 +98,14 @@ pub fn environment(
     let image_env = image.and_then(|c| c.env().clone()).unwrap_or_default();
     check_env(&image_env, "the image's Env")?;
     check_env(&opts.env, "env")?;
-    let base = [
+    let mut base = vec![
         format!("PATH={DEFAULT_PATH}"),
         format!("HOSTNAME={hostname}"),
     ];
+    // Docker's default for a terminal, under the image's and the user's.
+    if opts.tty {
+        base.push("TERM=xterm".to_string());
+    }
     let mut env = merge_env(&base, &merge_env(&image_env, &opts.env));
     if !env.iter().any(|e| env_key(e) == "HOME") {
         env.push(format!("HOME={home}"));

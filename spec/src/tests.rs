@@ -713,3 +713,32 @@ fn run_options_are_json_with_defaults() {
         .is_err()
     );
 }
+
+#[test]
+fn a_tty_gets_a_terminal_and_dockers_term() {
+    let tty = RunOptions {
+        tty: true,
+        ..opts()
+    };
+    let spec = build(&busybox(), &tty).unwrap();
+    assert_eq!(process(&spec).terminal(), Some(true));
+    let env = process(&spec).env().clone().unwrap();
+    assert!(env.contains(&"TERM=xterm".to_string()), "{env:?}");
+    // The user's TERM wins, in the default's place.
+    let own = RunOptions {
+        env: strings(&["TERM=vt100"]),
+        ..tty
+    };
+    let env = process(&build(&busybox(), &own).unwrap())
+        .env()
+        .clone()
+        .unwrap();
+    assert_eq!(env.iter().filter(|e| e.starts_with("TERM=")).count(), 1);
+    assert!(env.contains(&"TERM=vt100".to_string()), "{env:?}");
+    // Without -t: no terminal, no TERM.
+    let env = process(&build(&busybox(), &opts()).unwrap())
+        .env()
+        .clone()
+        .unwrap();
+    assert!(!env.iter().any(|e| e.starts_with("TERM=")), "{env:?}");
+}

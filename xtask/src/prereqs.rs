@@ -131,6 +131,13 @@ const PREREQS: &[Prereq] = &[
         why: "registry peers for the pull tests",
     },
     Prereq {
+        package: "docker.io",
+        // Debian's client, not another docker earlier on the PATH: the
+        // tests run /usr/bin/docker (no dockerd is started).
+        present: || Path::new("/usr/bin/docker").is_file(),
+        why: "Docker's CLI drives Husk's Docker Engine API (agent/tests/docker_cli.rs, docker_tls.rs)",
+    },
+    Prereq {
         package: "nftables",
         present: || has_command("nft"),
         why: "the firewall tests read the agent's nftables table back with `nft` (agent/tests/nft.rs)",

@@ -26,6 +26,9 @@ use crate::containers::{Manager, ManagerError};
 struct RemoveQuery {
     #[serde(default)]
     force: bool,
+    /// Its anonymous volumes too (`rm -v`).
+    #[serde(default)]
+    volumes: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -45,14 +48,14 @@ impl From<ManagerError> for ApiError {
     fn from(error: ManagerError) -> Self {
         use ManagerError as E;
         let status = match &error {
-            E::NotFound(_) | E::NoSuchNetwork(_) => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::StartFailed { .. } => StatusCode::BAD_REQUEST,
             E::Image(e) => return ApiError::from_store(e, None),
             E::Spec(husk_spec::SpecError::Forbidden(_)) => StatusCode::FORBIDDEN,
             E::Spec(_) => StatusCode::BAD_REQUEST,
             E::StoreUnavailable(_) | E::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            E::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            E::Io { .. } | E::Volume(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, error.to_string())
     }
@@ -150,7 +153,9 @@ async fn remove(
 ) -> Result<Json<RemovedContainer>, ApiError> {
     let UrlPath(name) = name?;
     let Query(query) = query?;
-    manager.remove(&name, query.force).await?;
+    manager
+        .remove_container(&name, query.force, query.volumes)
+        .await?;
     Ok(Json(RemovedContainer { removed: name }))
 }
 

@@ -199,6 +199,9 @@ struct State {
     attached: BTreeMap<String, Attachment>,
     /// The sockets holding each container's published host ports.
     reservations: BTreeMap<String, ports::Reservations>,
+    /// The machine's own services listening for the outside (the remote
+    /// API): open in the machine's firewall beside `[network] inbound`.
+    service_ports: Vec<(crate::nft::Protocol, u16)>,
 }
 
 impl State {
@@ -219,6 +222,9 @@ struct Inner {
     state: tokio::sync::Mutex<State>,
     /// The machine's resolv.conf is being followed (upstreams.rs).
     watching: std::sync::atomic::AtomicBool,
+    /// The table has been written once (by the restore): later changes
+    /// of the service ports rewrite it; earlier ones wait for it.
+    firewall_applied: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Networks {
@@ -274,8 +280,10 @@ impl Networks {
                 registry_error,
                 attached: BTreeMap::new(),
                 reservations: BTreeMap::new(),
+                service_ports: Vec::new(),
             }),
             watching: std::sync::atomic::AtomicBool::new(false),
+            firewall_applied: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -584,6 +592,35 @@ impl Networks {
         }
     }
 
+    /// Opens the ports the machine's own services listen on (the remote
+    /// API's) in the machine's firewall, which otherwise drops everything
+    /// but `[network] inbound`: a user-data `[api] listen` must be
+    /// reachable without a second setting saying so.
+    pub async fn open_service_ports(&self, ports: Vec<(crate::nft::Protocol, u16)>) {
+        let mut state = self.0.state.lock().await;
+        state.service_ports = ports;
+        if self.0.settings.host_firewall != Some(true)
+            || !self
+                .0
+                .firewall_applied
+                .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
+        match self.apply_firewall(&state) {
+            Ok(()) => log::info!(
+                "firewall: the machine's services are reachable on {}",
+                state
+                    .service_ports
+                    .iter()
+                    .map(|(_, port)| format!("{port}/tcp"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => log::error!("firewall: opening the services' ports: {e}"),
+        }
+    }
+
     /// The attachment of a running container.
     pub async fn info(&self, container: &str) -> Option<NetworkInfo> {
         let state = self.0.state.lock().await;
@@ -770,6 +807,7 @@ impl Networks {
                         .inbound
                         .iter()
                         .filter_map(|e| settings::parse_inbound(e).ok())
+                        .chain(state.service_ports.iter().copied())
                         .collect(),
                 }),
         };
@@ -788,6 +826,9 @@ impl Networks {
             }
         }
         crate::nft::apply(&firewall)?;
+        self.0
+            .firewall_applied
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 

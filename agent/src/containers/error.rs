@@ -26,6 +26,10 @@ pub enum ManagerError {
     StoreUnavailable(String),
     #[error("no such network: {0}")]
     NoSuchNetwork(String),
+    #[error("no such volume: {0}")]
+    NoSuchVolume(String),
+    #[error(transparent)]
+    Volume(crate::volumes::VolumeError),
     /// A part the request needs is not working (the networks).
     #[error("{0}")]
     Unavailable(String),

@@ -128,6 +128,9 @@ impl Manager {
             pid_file: paths.shim_pid(),
             exit_file: paths.exit(),
             shim_log: paths.shim_log(),
+            tty: slot.snapshot().record.options.tty,
+            interactive: slot.snapshot().record.options.interactive,
+            wait_attach: super::attach::take_waiting(slot),
         };
         write_json(&paths.shim_config(), &shim).at(&paths.shim_config())?;
         let output = tokio::process::Command::new(&config.agent_exe)
@@ -267,7 +270,7 @@ impl Manager {
     pub(super) async fn after_exit(&self, slot: &Arc<Slot>, restart: bool, generation: u64) {
         let snapshot = slot.snapshot();
         if snapshot.record.options.auto_remove {
-            if let Err(e) = self.remove(&slot.name, true).await {
+            if let Err(e) = self.remove_container(&slot.name, true, true).await {
                 log::error!("{}: auto-remove: {e}", slot.name);
             }
             return;
@@ -370,8 +373,14 @@ impl Manager {
     }
 
     /// Removes a container and its files (its writable layer, its logs).
-    /// A running one only with `force` (killed first).
+    /// A running one only with `force` (killed first). Its volumes stay.
     pub async fn remove(&self, name: &str, force: bool) -> Result<()> {
+        self.remove_container(name, force, false).await
+    }
+
+    /// [`Manager::remove`], and with `volumes` the anonymous volumes it
+    /// made for itself that no other container names (`rm -v`, `--rm`).
+    pub async fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let slot = self.slot(name)?;
         let _guard = slot.op.lock().await;
         let snapshot = slot.snapshot();
@@ -413,6 +422,9 @@ impl Manager {
                 }
                 _ => {}
             }
+        }
+        if volumes {
+            self.remove_anonymous_volumes(&snapshot.record.options.mounts);
         }
         log::info!("removed container {name}");
         Ok(())

@@ -84,6 +84,8 @@ pub(super) struct Inner {
     /// network cannot go between a container being checked onto it and
     /// recorded there.
     pub network_use: tokio::sync::RwLock<()>,
+    /// The named volumes on the data partition.
+    pub volumes: crate::volumes::Volumes,
 }
 
 /// One container in the table.
@@ -172,6 +174,7 @@ impl Manager {
             log::error!("bridge: {e}");
             e.to_string()
         });
+        let volumes = crate::volumes::Volumes::new(layout.root.join("volumes"));
         Self(Arc::new(Inner {
             config,
             images,
@@ -179,6 +182,7 @@ impl Manager {
             storage,
             networks,
             network_use: tokio::sync::RwLock::new(()),
+            volumes,
         }))
     }
 
@@ -318,6 +322,11 @@ impl Manager {
                 paths.dir.display()
             )));
         }
+        // Held until the container is in the table: a volume it names
+        // cannot be removed in between.
+        let volumes_lock = self.0.volumes.lock();
+        let user_mounts = self.resolve_mounts(&volumes_lock, &mut opts)?;
+        husk_spec::mounts::add_to_spec(&mut spec, user_mounts);
         let mut record = ContainerRecord::new(opts, image.id, now_ms());
         record.command = spec
             .process()
@@ -366,6 +375,14 @@ impl Manager {
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_dir_all(&paths.dir);
+            let anonymous: Vec<String> = record
+                .options
+                .mounts
+                .iter()
+                .filter(|m| m.anonymous)
+                .map(|m| m.source.clone())
+                .collect();
+            self.remove_volumes_made(&volumes_lock, &anonymous);
             return Err(e);
         }
         let slot = self.insert(paths, record, Status::Created);
@@ -487,7 +504,7 @@ impl Manager {
         }
         let snapshot = slot.snapshot();
         if ran && snapshot.record.options.auto_remove {
-            let _ = self.remove(&name, true).await;
+            let _ = self.remove_container(&name, true, true).await;
             return;
         }
         if ran

@@ -9,7 +9,9 @@
 //! - [`logs`], [`layered`], [`stats`], [`restart`], [`record`], [`paths`]:
 //!   the small parts.
 
+mod attach;
 pub mod error;
+pub mod follow;
 pub mod info;
 pub mod io;
 pub mod layered;
@@ -26,7 +28,9 @@ pub mod storage;
 mod sys;
 pub mod time;
 pub mod userns;
+mod volumes;
 
+pub use self::attach::Attaching;
 pub use self::error::ManagerError;
 pub use self::info::{ContainerInfo, Status};
 pub use self::manager::{Manager, ManagerConfig};

@@ -179,6 +179,14 @@ fn wants(mode: &NetworkMode, target: &str) -> bool {
 
 impl Manager {
     /// `POST /v1/networks`.
+    /// The machine's own services' ports (the remote API's), opened in
+    /// the machine's firewall (see `Networks::open_service_ports`).
+    pub async fn open_service_ports(&self, ports: Vec<(crate::nft::Protocol, u16)>) {
+        if let Ok(networks) = &self.0.networks {
+            networks.open_service_ports(ports).await;
+        }
+    }
+
     pub async fn create_network(&self, request: &NetworkCreate) -> Result<Network> {
         self.networks()?
             .create(request)

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod net_machine;
+pub mod pty;
 
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;

@@ -263,7 +263,7 @@ pub fn readme_commands(marker: &str) -> Vec<Vec<String>> {
     block
         .lines()
         .map(|l| l.split(" #").next().unwrap().trim())
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(|l| l.split_whitespace().map(str::to_owned).collect())
         .collect()
 }

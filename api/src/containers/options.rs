@@ -43,6 +43,14 @@ pub struct RunOptions {
     /// Mount the root filesystem read-only (`--read-only`).
     #[serde(default)]
     pub read_only: bool,
+    /// Volumes, host paths and tmpfs mounts (`-v`, `--mount`, `--tmpfs`):
+    /// tables, or `-v` strings as in a compose file.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "super::mounts::deserialize_mounts"
+    )]
+    pub mounts: Vec<super::mounts::Mount>,
     /// Memory limit in bytes (`memory.max`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<u64>,
@@ -110,6 +118,15 @@ pub struct RunOptions {
     /// Metadata, kept as the spec's annotations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// A pty for the container's process (`-t`, the runtime's
+    /// `process.terminal`): its output is one stream, logged as stdout,
+    /// and attach clients get it raw; `TERM=xterm` unless set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Keep the container's stdin open for attach clients (`-i`); without
+    /// it the container's stdin is /dev/null (or a pty nobody types on).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 impl RunOptions {
@@ -125,6 +142,7 @@ impl RunOptions {
             workdir: None,
             hostname: None,
             read_only: false,
+            mounts: Vec::new(),
             memory: None,
             cpus: None,
             pids_limit: None,
@@ -142,6 +160,8 @@ impl RunOptions {
             restart: RestartPolicy::default(),
             auto_remove: false,
             labels: BTreeMap::new(),
+            tty: false,
+            interactive: false,
         }
     }
 }

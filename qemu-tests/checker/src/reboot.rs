@@ -48,10 +48,23 @@ fn first_boot() -> Outcome {
         "64m",
         "--pids-limit",
         "32",
+        "-v",
+        "web-data:/w",
         IMAGE,
         "sh",
         "-c",
-        "echo up; exec sleep 100000",
+        "echo up; echo boot >> /w/boots; exec sleep 100000",
+    ])?;
+    // A volume outlives the container that wrote it, and the reboot.
+    huskctl(&[
+        "run",
+        "--rm",
+        "-v",
+        "kept:/data",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo across > /data/note",
     ])?;
     huskctl(&[
         "run",
@@ -100,6 +113,23 @@ fn second_boot() -> Outcome {
     let logs = huskctl(&["logs", "web"])?;
     if logs != "up\nup\n" {
         return Err(format!("web's logs across the reboot: {logs:?}"));
+    }
+    // Restarted by the agent with its volume mounted again.
+    let boots = huskctl(&["exec", "web", "cat", "/w/boots"])?;
+    if boots != "boot\nboot\n" {
+        return Err(format!("web's volume across the reboot: {boots:?}"));
+    }
+    let note = huskctl(&[
+        "run",
+        "--rm",
+        "-v",
+        "kept:/data:ro",
+        IMAGE,
+        "cat",
+        "/data/note",
+    ])?;
+    if note != "across\n" {
+        return Err(format!("volume `kept` after the reboot holds {note:?}"));
     }
     say(SCENARIO, "boot 2: web is back, once is not");
     Ok(())

@@ -28,6 +28,56 @@ pub struct ShimConfig {
     pub exit_file: PathBuf,
     /// The shim's own diagnostics (its stderr once detached).
     pub shim_log: PathBuf,
+    /// The container has a pty (`process.terminal`): the shim receives
+    /// its master on a console socket of its own.
+    #[serde(default)]
+    pub tty: bool,
+    /// The container's stdin stays open for attach clients (`-i`).
+    #[serde(default)]
+    pub interactive: bool,
+    /// Attach clients the agent has waiting (attached before the start):
+    /// the shim lets this many connect, for a few seconds at most, before
+    /// it starts the container, so they miss none of its output.
+    #[serde(default)]
+    pub wait_attach: usize,
+}
+
+impl ShimConfig {
+    /// The container's run directory (where `shim.pid` is).
+    pub fn run_dir(&self) -> &Path {
+        self.pid_file.parent().unwrap_or(Path::new("/"))
+    }
+}
+
+/// `<run dir>/attach.sock`: the container's output (raw with a tty,
+/// Docker's multiplexed frames without) to every client from the moment
+/// it connects; what a client writes goes to the container's stdin.
+pub fn attach_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("attach.sock")
+}
+
+/// `<run dir>/control.sock`: JSON lines, `{"resize":{"rows":R,"cols":C}}`.
+pub fn control_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("control.sock")
+}
+
+/// `<run dir>/console.sock`: where the runtime sends the pty master.
+pub fn console_socket(run_dir: &Path) -> PathBuf {
+    run_dir.join("console.sock")
+}
+
+/// A control request, one JSON line on `control.sock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub enum Control {
+    Resize { rows: u16, cols: u16 },
+}
+
+/// The shim's answer to a control line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The container's root filesystem: the image's layers, read-only, under

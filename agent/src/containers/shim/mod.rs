@@ -14,8 +14,10 @@
 //! It then records `exit.json`, removes the runtime's state and cgroup,
 //! and exits.
 
+mod attach;
 mod chowned;
 mod config;
+mod console;
 mod idmap;
 pub mod overlay;
 mod pump;
@@ -28,7 +30,10 @@ use std::process::ExitCode;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
-pub use self::config::{ExitStatus, Overlay, ShimConfig, ShimPid, read_json, write_json};
+pub use self::config::{
+    Control, ControlReply, ExitStatus, Overlay, ShimConfig, ShimPid, attach_socket, control_socket,
+    read_json, write_json,
+};
 
 use super::sys::{self, Forked};
 use husk_runtime::{Container, CreateOptions};
@@ -93,23 +98,22 @@ fn run(config: &ShimConfig, mut report: File) -> u8 {
             return 1;
         }
     };
-    let Started {
-        container,
-        stdout,
-        stderr,
-    } = started;
+    let Started { container, io } = started;
     let _ = writeln!(report, "ok {}", container.pid());
     drop(report);
-    let exit_code = pump::run(config, container.pid(), stdout, stderr);
+    let exit_code = pump::run(config, container.pid(), io);
     finish(config, container, exit_code);
     0
 }
 
 struct Started {
     container: Container,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    io: pump::Io,
 }
+
+/// How long attach clients the agent has waiting may take to connect
+/// before the container starts without them.
+const WAIT_ATTACH: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn start(config: &ShimConfig) -> io::Result<Started> {
     detach(config)?;
@@ -122,8 +126,100 @@ fn start(config: &ShimConfig) -> io::Result<Started> {
     sys::private_mount_namespace()
         .map_err(|e| io::Error::other(format!("private mount namespace: {e}")))?;
     overlay::mount(&config.overlay)?;
+    let run_dir = config.run_dir();
+    // Without them the container still runs and logs (a run directory
+    // whose socket paths are too long, say): only attach is lost.
+    let bind = |path: std::path::PathBuf| {
+        attach::Listener::bind(&path)
+            .inspect_err(|e| log::warn!("{}: binding {}: {e}", config.name, path.display()))
+            .ok()
+    };
+    let attach_listener = bind(attach_socket(run_dir));
+    let control_listener = bind(control_socket(run_dir));
+    let (container, stdio) = create(config)?;
+    // Only now: the container's init (already cloned) must not inherit
+    // ignored signals.
+    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
+        sys::ignore_signal(signal)?;
+    }
+    let first = attach_listener
+        .as_ref()
+        .map(|l| l.wait_for(config.wait_attach, WAIT_ATTACH))
+        .unwrap_or_default();
+    if first.len() < config.wait_attach {
+        log::warn!(
+            "{}: {} of {} attach clients connected before the start",
+            config.name,
+            first.len(),
+            config.wait_attach
+        );
+    }
+    if let Err(e) = container.start() {
+        let _ = container.clone().delete(true);
+        return Err(io::Error::other(e.to_string()));
+    }
+    let raw = stdio.master.is_some();
+    let io = pump::Io {
+        outputs: stdio.outputs,
+        attach: attach::Attach::new(&config.name, attach_listener, first, raw, stdio.stdin),
+        control: attach::ControlServer::new(control_listener, stdio.master),
+    };
+    Ok(Started { container, io })
+}
+
+/// The container's stdio as the shim holds it.
+struct Stdio {
+    outputs: Vec<(OwnedFd, husk_api::containers::Stream)>,
+    /// Where attach clients' input goes.
+    stdin: Option<OwnedFd>,
+    /// The pty master, for resizes.
+    master: Option<OwnedFd>,
+}
+
+/// The runtime's create, with the container's stdio: pipes, or a pty
+/// whose master comes back on the console socket.
+fn create(config: &ShimConfig) -> io::Result<(Container, Stdio)> {
+    use husk_api::containers::Stream;
+    if config.tty {
+        let console = console::ConsoleSocket::bind(&config::console_socket(config.run_dir()))?;
+        let options = CreateOptions {
+            console_socket: Some(console.path().to_owned()),
+            ..CreateOptions::default()
+        };
+        let container =
+            Container::create(&config.runtime_root, &config.name, &config.bundle, &options)
+                .map_err(|e| io::Error::other(e.to_string()))?;
+        let master = match console.receive_master() {
+            Ok(master) => master,
+            Err(e) => {
+                let _ = container.clone().delete(true);
+                return Err(e);
+            }
+        };
+        let stdin = if config.interactive {
+            Some(master.try_clone()?)
+        } else {
+            None
+        };
+        let resize = master.try_clone()?;
+        return Ok((
+            container,
+            Stdio {
+                outputs: vec![(master, Stream::Stdout)],
+                stdin,
+                master: Some(resize),
+            },
+        ));
+    }
     let (stdout_read, stdout_write) = pipe_with(PipeFlags::CLOEXEC)?;
     let (stderr_read, stderr_write) = pipe_with(PipeFlags::CLOEXEC)?;
+    let stdin = if config.interactive {
+        let (read, write) = pipe_with(PipeFlags::CLOEXEC)?;
+        rustix::stdio::dup2_stdin(&read)?;
+        Some(write)
+    } else {
+        None
+    };
     // The runtime gives the container the caller's stdio: point ours at
     // the pipes for the create, then back at /dev/null and the shim log.
     rustix::stdio::dup2_stdout(&stdout_write)?;
@@ -138,20 +234,14 @@ fn start(config: &ShimConfig) -> io::Result<Started> {
     drop((stdout_write, stderr_write));
     let container = created.map_err(|e| io::Error::other(e.to_string()))?;
     restored?;
-    // Only now: the container's init (already cloned) must not inherit
-    // ignored signals.
-    for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGPIPE] {
-        sys::ignore_signal(signal)?;
-    }
-    if let Err(e) = container.start() {
-        let _ = container.clone().delete(true);
-        return Err(io::Error::other(e.to_string()));
-    }
-    Ok(Started {
+    Ok((
         container,
-        stdout: stdout_read,
-        stderr: stderr_read,
-    })
+        Stdio {
+            outputs: vec![(stdout_read, Stream::Stdout), (stderr_read, Stream::Stderr)],
+            stdin,
+            master: None,
+        },
+    ))
 }
 
 /// A new session (signals to the agent's process group, as husk-init's

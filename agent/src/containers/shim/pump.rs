@@ -1,5 +1,6 @@
-//! The shim's loop: container output into the log, until the container's
-//! init exits; returns its exit code.
+//! The shim's loop: container output into the log and to the attach
+//! clients, their input into the container's stdin, resizes, until the
+//! container's init exits; returns its exit code.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::process::{Pid, PidfdFlags, WaitOptions, pidfd_open, waitpid};
 
 use super::ShimConfig;
+use super::attach::{Attach, ControlServer};
 use husk_api::containers::Stream;
 
 use crate::containers::logs::{LineSplitter, LogWriter};
@@ -21,7 +23,20 @@ struct Output {
     lines: LineSplitter,
 }
 
-pub fn run(config: &ShimConfig, init_pid: i32, stdout: OwnedFd, stderr: OwnedFd) -> i32 {
+/// What the loop serves besides the log.
+pub struct Io {
+    /// The outputs: the two pipes, or the pty master (as stdout).
+    pub outputs: Vec<(OwnedFd, Stream)>,
+    pub attach: Attach,
+    pub control: ControlServer,
+}
+
+pub fn run(config: &ShimConfig, init_pid: i32, io: Io) -> i32 {
+    let Io {
+        outputs,
+        mut attach,
+        mut control,
+    } = io;
     let mut log = match LogWriter::open(&config.log) {
         Ok(log) => Some(log),
         Err(e) => {
@@ -33,18 +48,21 @@ pub fn run(config: &ShimConfig, init_pid: i32, stdout: OwnedFd, stderr: OwnedFd)
             None
         }
     };
-    let mut outputs = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)].map(|(fd, stream)| {
-        // Non-blocking on our side only: reads after poll drain the pipe
-        // without ever waiting; the container's end stays blocking.
-        if let Err(e) = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK) {
-            log::warn!("{}: O_NONBLOCK on the output pipe: {e}", config.name);
-        }
-        Output {
-            fd: Some(fd),
-            stream,
-            lines: LineSplitter::default(),
-        }
-    });
+    let mut outputs: Vec<Output> = outputs
+        .into_iter()
+        .map(|(fd, stream)| {
+            // Non-blocking on our side only: reads after poll drain the pipe
+            // without ever waiting; the container's end stays blocking.
+            if let Err(e) = rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK) {
+                log::warn!("{}: O_NONBLOCK on the output pipe: {e}", config.name);
+            }
+            Output {
+                fd: Some(fd),
+                stream,
+                lines: LineSplitter::default(),
+            }
+        })
+        .collect();
     let Some(pid) = Pid::from_raw(init_pid) else {
         return 255;
     };
@@ -73,6 +91,8 @@ pub fn run(config: &ShimConfig, init_pid: i32, stdout: OwnedFd, stderr: OwnedFd)
         {
             fds.push(PollFd::new(pidfd, PollFlags::IN));
         }
+        fds.extend(attach.poll_fds());
+        fds.extend(control.poll_fds());
         // Without a pidfd (old kernels) poll the init's state 5 times a
         // second; after its exit, bound the drain.
         let timeout = Timespec {
@@ -92,9 +112,12 @@ pub fn run(config: &ShimConfig, init_pid: i32, stdout: OwnedFd, stderr: OwnedFd)
         }
         drop(fds);
         for output in &mut outputs {
-            read_ready(output, log.as_mut(), &config.name);
+            read_ready(output, log.as_mut(), &mut attach, &config.name);
         }
+        attach.ready();
+        control.ready();
     }
+    attach.finish();
     for output in &mut outputs {
         let stream = output.stream;
         output
@@ -124,8 +147,14 @@ fn reap(pid: Pid) -> Option<i32> {
     }
 }
 
-/// Reads what the pipe holds without blocking; closes it at end of file.
-fn read_ready(output: &mut Output, mut log: Option<&mut LogWriter>, name: &str) {
+/// Reads what the pipe (or the pty) holds without blocking, into the log
+/// and to the attach clients; closes it at end of file.
+fn read_ready(
+    output: &mut Output,
+    mut log: Option<&mut LogWriter>,
+    attach: &mut Attach,
+    name: &str,
+) {
     let Some(fd) = &output.fd else {
         return;
     };
@@ -138,12 +167,18 @@ fn read_ready(output: &mut Output, mut log: Option<&mut LogWriter>, name: &str) 
                 return;
             }
             Ok(n) => {
+                attach.broadcast(stream, &buf[..n]);
                 output.lines.feed(&buf[..n], |line| {
                     write(log.as_deref_mut(), stream, line, name)
                 });
             }
             Err(rustix::io::Errno::INTR) => continue,
             Err(rustix::io::Errno::AGAIN) => return,
+            // A pty master once no process holds the terminal: its end.
+            Err(rustix::io::Errno::IO) => {
+                output.fd = None;
+                return;
+            }
             Err(e) => {
                 log::warn!("{name}: reading the container's output: {e}");
                 output.fd = None;

@@ -73,7 +73,13 @@ pub async fn authorize(
                 request.method(),
                 peer.address
             );
-            ApiError::new(StatusCode::FORBIDDEN, why).into_response()
+            // In the error shape of the API asked: `docker` prints
+            // Docker's `message`, huskctl Husk's `error`.
+            if super::routes::is_husk_path(request.uri().path()) {
+                ApiError::new(StatusCode::FORBIDDEN, why).into_response()
+            } else {
+                crate::docker::DockerError::new(StatusCode::FORBIDDEN, why).into_response()
+            }
         }
     }
 }

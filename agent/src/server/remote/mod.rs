@@ -11,6 +11,7 @@
 
 pub mod authorize;
 pub mod identity;
+mod routes;
 pub mod status;
 pub mod subject;
 
@@ -40,6 +41,8 @@ pub struct RemoteApi {
     identity_dir: PathBuf,
     status: Arc<RemoteStatus>,
     started: Arc<Mutex<bool>>,
+    /// Opens the listeners' ports in the machine's firewall.
+    containers: crate::containers::Manager,
 }
 
 impl RemoteApi {
@@ -49,12 +52,16 @@ impl RemoteApi {
         identity_dir: PathBuf,
     ) -> Self {
         Self {
-            router: crate::api::router_with(config)
-                .layer(axum::middleware::from_fn(authorize::authorize)),
+            router: routes::both(
+                crate::api::router_with(config),
+                crate::docker::router(config),
+            )
+            .layer(axum::middleware::from_fn(authorize::authorize)),
             settings,
             identity_dir,
             status: Arc::clone(&config.remote_status),
             started: Arc::default(),
+            containers: config.containers.clone(),
         }
     }
 
@@ -115,6 +122,13 @@ impl RemoteApi {
         );
         self.status
             .serving(listen, origin.name(), fingerprint.to_string());
+        let ports = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| (crate::nft::Protocol::Tcp, a.port()))
+            .collect();
+        let containers = self.containers.clone();
+        tokio::spawn(async move { containers.open_service_ports(ports).await });
         for listener in listeners {
             tokio::spawn(self.clone().accept_loop(listener, acceptor.clone()));
         }

@@ -1,0 +1,554 @@
+//! Docker's own CLI (Debian's `docker` 20.10, `/usr/bin/docker`) against
+//! the agent's Docker Engine API socket, run as a user types it: version,
+//! info, images, run (foreground with --rm, detached), logs, ps, inspect,
+//! stop, rm, a refusal of the security policy, and the 501s of what Husk
+//! does not implement (build, exec). As root, in a private mount and
+//! network namespace with cgroup2, as the other container tests.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Agent, agent_args, enter_cgroup2_namespace, kill_containers};
+use husk_testkit::{busybox_layer, oci_archive};
+use serde_json::Value;
+
+/// Debian's client: /usr/local/bin/docker is another, newer one.
+const DOCKER: &str = "/usr/bin/docker";
+
+/// How long one CLI command may take before the test fails (a hang is
+/// a failure, not a stuck test).
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// An agent with its Docker socket on temporary paths, busybox:latest
+/// imported, and the CLI pointed at it with a configuration of its own.
+struct Machine {
+    dir: tempfile::TempDir,
+    agent: Option<Agent>,
+}
+
+impl Machine {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        let config = dir.path().join("agent.toml");
+        // No default pids limit: this host's cgroup2 has no pids
+        // controller (containers.rs says why).
+        std::fs::write(&config, "[limits.containers]\ndefault_pids = -1\n").unwrap();
+        let mut args = agent_args(dir.path(), &config);
+        args.push("--docker-socket".into());
+        args.push(dir.path().join("docker.sock"));
+        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
+        let agent = Agent::start(dir.path(), &args);
+        let archive = dir.path().join("busybox.tar");
+        std::fs::write(&archive, oci_archive("busybox:latest", &[busybox_layer()])).unwrap();
+        agent.huskctl_ok(&["image", "import", archive.to_str().unwrap()]);
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        Self {
+            dir,
+            agent: Some(agent),
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `docker -H unix://… ARGS` in `cwd`, within [`COMMAND_LIMIT`].
+    fn docker_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        let socket = format!("unix://{}", self.path("docker.sock").display());
+        let mut command = Command::new(DOCKER);
+        command
+            .arg("-H")
+            .arg(&socket)
+            .args(args)
+            .current_dir(cwd)
+            // Nothing of this host's Docker setup: no context, no
+            // credentials helper, no BuildKit switch.
+            .env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("DOCKER_HOST")
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_BUILDKIT")
+            .env_remove("DOCKER_API_VERSION")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stdout.read_to_end(&mut text);
+            text
+        });
+        let err = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stderr.read_to_end(&mut text);
+            text
+        });
+        let deadline = Instant::now() + COMMAND_LIMIT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "docker {args:?} did not finish in {COMMAND_LIMIT:?}: {}{}",
+                    String::from_utf8_lossy(&out.join().unwrap()),
+                    String::from_utf8_lossy(&err.join().unwrap())
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        Output {
+            status,
+            stdout: out.join().unwrap(),
+            stderr: err.join().unwrap(),
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(self.dir.path(), args)
+    }
+
+    /// stdout, asserting success.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        let (stdout, stderr) = common::text(&out);
+        assert!(
+            out.status.success(),
+            "docker {args:?}: {:?}\n{stdout}{stderr}",
+            out.status
+        );
+        stdout
+    }
+
+    /// stderr, asserting failure.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        let (stdout, stderr) = common::text(&out);
+        assert!(
+            !out.status.success(),
+            "docker {args:?} succeeded: {stdout}{stderr}"
+        );
+        stderr
+    }
+
+    /// curl over the Docker socket: what it printed (headers with -I).
+    fn curl(&self, args: &[&str]) -> String {
+        let out = Command::new("curl")
+            .arg("-sS")
+            .arg("--unix-socket")
+            .arg(self.path("docker.sock"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn inspect(&self, name: &str) -> Value {
+        let json: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
+        json[0].clone()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        kill_containers(&self.path("root"), &self.path("run"));
+        drop(self.agent.take());
+    }
+}
+
+#[test]
+fn docker_cli_reads_the_system_and_images() {
+    if !enter_cgroup2_namespace("docker_cli_reads_the_system_and_images") {
+        return;
+    }
+    let m = Machine::start();
+    let version = m.ok(&["version"]);
+    let agent_version = env!("CARGO_PKG_VERSION");
+    assert!(version.contains("Server: Husk"), "{version}");
+    assert!(
+        version.contains(&format!("Version:          {agent_version}")),
+        "{version}"
+    );
+    assert!(version.contains("API version:      1.41"), "{version}");
+
+    let info = m.ok(&["info"]);
+    for line in [
+        format!("Server Version: {agent_version}"),
+        "Operating System: Husk".to_owned(),
+        "Storage Driver: overlay2".to_owned(),
+        "Cgroup Version: 2".to_owned(),
+        "Containers: 0".to_owned(),
+        "Images: 1".to_owned(),
+        format!(
+            "Kernel Version: {}",
+            rustix::system::uname().release().to_str().unwrap()
+        ),
+    ] {
+        assert!(info.contains(&line), "no {line:?} in:\n{info}");
+    }
+
+    let images = m.ok(&["images"]);
+    let row = images
+        .lines()
+        .find(|l| l.starts_with("busybox "))
+        .unwrap_or_else(|| panic!("no busybox in:\n{images}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(columns[1], "latest", "{row}");
+    assert_eq!(columns[2].len(), 12, "{row}");
+    let image: Value = serde_json::from_str(&m.ok(&["image", "inspect", "busybox"])).unwrap();
+    assert_eq!(image[0]["RepoTags"][0], "busybox:latest");
+    assert!(
+        image[0]["Id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("sha256:{}", columns[2]))
+    );
+
+    // What Husk does not implement says so, and fails.
+    let build = m.path("build");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(build.join("Dockerfile"), "FROM busybox\nRUN true\n").unwrap();
+    let out = m.docker_in(&build, &["build", "."]);
+    let (stdout, stderr) = common::text(&out);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Husk does not implement docker build"),
+        "{stdout}{stderr}"
+    );
+    let tag = m.fails(&["tag", "busybox", "mine:1"]);
+    assert!(tag.contains("Husk does not implement image tag"), "{tag}");
+
+    // A pull that fails says why, as dockerd's error line does.
+    let pull = m.fails(&["pull", "127.0.0.1:1/nothing:1"]);
+    assert!(
+        pull.contains("https://127.0.0.1:1/v2/nothing/manifests/1")
+            && pull.contains("Connection refused"),
+        "{pull}"
+    );
+
+    // The wire, as other clients see it: _ping's headers (HEAD too),
+    // unversioned paths, and versions out of range refused.
+    // (Header names are case-insensitive; hyper writes them lowercase.)
+    let head = m.curl(&["-I", "http://docker/_ping"]).to_ascii_lowercase();
+    for header in [
+        "api-version: 1.41",
+        "ostype: linux",
+        "docker-experimental: false",
+    ] {
+        assert!(head.contains(header), "no {header} in:\n{head}");
+    }
+    assert_eq!(m.curl(&["http://docker/v1.24/_ping"]), "OK");
+    assert_eq!(m.curl(&["http://docker/containers/json"]), "[]");
+    let too_new = m.curl(&["http://docker/v1.99/version"]);
+    assert!(
+        too_new.contains("client version 1.99 is too new"),
+        "{too_new}"
+    );
+    let stats = m.curl(&[
+        "-w",
+        " %{http_code}",
+        "http://docker/v1.41/containers/x/stats",
+    ]);
+    assert!(
+        stats.contains("Husk does not implement container stats") && stats.ends_with(" 501"),
+        "{stats}"
+    );
+}
+
+#[test]
+fn docker_cli_runs_containers() {
+    if !enter_cgroup2_namespace("docker_cli_runs_containers") {
+        return;
+    }
+    let m = Machine::start();
+    // Foreground: attach, wait, start; the output, then the exit code,
+    // and --rm removes it.
+    let out = m.docker(&["run", "--rm", "busybox", "echo", "hello"]);
+    let (stdout, stderr) = common::text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert_eq!(stdout, "hello\n", "{stderr}");
+    let out = m.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    let (stdout, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert_eq!((stdout.as_str(), stderr.as_str()), ("out\n", "err\n"));
+    let all = m.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(all, "", "--rm left containers");
+
+    // Detached: the id, then logs, ps, inspect.
+    let id = m.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; sleep 1000",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    common::eventually(Duration::from_secs(20), "web's output", || {
+        (m.ok(&["logs", "web"]) == "ready\n").then_some(())
+    });
+    let tail = m.ok(&["logs", "--tail", "1", "-t", "web"]);
+    let (time, text) = tail.split_once(' ').unwrap();
+    assert_eq!(text, "ready\n", "{tail}");
+    assert!(
+        time.len() == 30 && time.ends_with('Z') && time.as_bytes()[10] == b'T',
+        "not a timestamp: {tail}"
+    );
+    let ps = m.ok(&["ps"]);
+    let row = ps
+        .lines()
+        .find(|l| l.ends_with(" web"))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(row.starts_with(&id[..12]), "{row}");
+    assert!(row.contains("busybox") && row.contains("Up "), "{row}");
+    let filtered = m.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=web",
+        "--format",
+        "{{.ID}} {{.Names}} {{.Status}}",
+    ]);
+    assert!(
+        filtered.starts_with(&format!("{} web Up", &id[..12])),
+        "{filtered}"
+    );
+    let none = m.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=nothing",
+        "--format",
+        "{{.Names}}",
+    ]);
+    assert_eq!(none, "");
+    let web = m.inspect("web");
+    assert_eq!(web["Id"], id);
+    assert_eq!(web["Name"], "/web");
+    assert_eq!(web["State"]["Status"], "running");
+    assert_eq!(web["State"]["Running"], true);
+    assert!(web["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(
+        web["Config"]["Cmd"],
+        serde_json::json!(["sh", "-c", "echo ready; sleep 1000"])
+    );
+    assert_eq!(web["Config"]["Tty"], false);
+    // By an id prefix, as Docker resolves it.
+    assert_eq!(m.inspect(&id[..8])["Name"], "/web");
+
+    assert_eq!(m.ok(&["stop", "-t", "1", "web"]), "web\n");
+    let web = m.inspect("web");
+    assert_eq!(web["State"]["Status"], "exited");
+    assert_eq!(web["State"]["Running"], false);
+    let exited = m.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=web",
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(
+        exited.starts_with("Exited (137)") || exited.starts_with("Exited (143)"),
+        "{exited}"
+    );
+    assert_eq!(m.ok(&["rm", "web"]), "web\n");
+    assert_eq!(m.ok(&["ps", "-a", "--format", "{{.Names}}"]), "");
+    let gone = m.fails(&["inspect", "web"]);
+    assert!(
+        gone.contains("No such object: web") || gone.contains("No such container"),
+        "{gone}"
+    );
+}
+
+#[test]
+fn docker_cli_is_refused_what_husk_refuses() {
+    if !enter_cgroup2_namespace("docker_cli_is_refused_what_husk_refuses") {
+        return;
+    }
+    let m = Machine::start();
+    // The default policy: no privileged containers. Husk's own message.
+    let refused = m.fails(&["run", "--rm", "--privileged", "busybox", "true"]);
+    assert!(
+        refused.contains(
+            "privileged containers are disabled by the agent's configuration \
+             (security policy: allow_privileged = false)"
+        ),
+        "{refused}"
+    );
+    // What changes isolation and Husk cannot honour is refused by name.
+    let cap = m.fails(&["run", "--rm", "--cap-add", "NET_ADMIN", "busybox", "true"]);
+    assert!(
+        cap.contains("HostConfig.CapAdd is not supported by Husk"),
+        "{cap}"
+    );
+    let dropped = m.fails(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "true",
+    ]);
+    assert!(dropped.contains("SecurityOpt"), "{dropped}");
+    assert_eq!(m.ok(&["ps", "-a", "--format", "{{.Names}}"]), "");
+
+    // exec is not there yet: said so, and failed.
+    m.ok(&["run", "-d", "--name", "idle", "busybox", "sleep", "1000"]);
+    let exec = m.fails(&["exec", "idle", "echo", "hi"]);
+    assert!(
+        exec.contains("Husk does not implement docker exec"),
+        "{exec}"
+    );
+    m.ok(&["rm", "-f", "idle"]);
+}
+
+/// `docker volume …` and `-v`: a volume outlives its container, cannot
+/// go while a container names it, and a host path is refused under the
+/// default policy, in Docker's words.
+#[test]
+fn docker_cli_keeps_volumes() {
+    if !enter_cgroup2_namespace("docker_cli_keeps_volumes") {
+        return;
+    }
+    let m = Machine::start();
+    assert_eq!(
+        m.ok(&["volume", "create", "--label", "app=db", "data"]),
+        "data\n"
+    );
+    m.ok(&[
+        "run",
+        "--name",
+        "writer",
+        "-v",
+        "data:/d",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /d/f",
+    ]);
+    let e = m.fails(&["volume", "rm", "data"]);
+    assert!(e.contains("in use by container writer"), "{e}");
+    m.ok(&["rm", "writer"]);
+    assert_eq!(
+        m.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            "type=volume,src=data,dst=/d,readonly",
+            "busybox",
+            "cat",
+            "/d/f"
+        ]),
+        "kept\n"
+    );
+    assert!(m.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    let inspect: Value = serde_json::from_str(&m.ok(&["volume", "inspect", "data"])).unwrap();
+    assert_eq!(inspect[0]["Labels"]["app"], "db", "{inspect}");
+    assert_eq!(inspect[0]["Driver"], "local", "{inspect}");
+    // An anonymous volume goes with a --rm container.
+    m.ok(&["run", "--rm", "-v", "/scratch", "busybox", "true"]);
+    assert_eq!(m.ok(&["volume", "ls", "-q"]), "data\n");
+    let e = m.fails(&["run", "--rm", "-v", "/etc:/host", "busybox", "true"]);
+    assert!(e.contains("bind mounts of host paths are disabled"), "{e}");
+    let e = m.fails(&["volume", "create", "--driver", "nfs", "x1"]);
+    assert!(e.contains("not supported"), "{e}");
+    m.ok(&["volume", "rm", "data"]);
+    assert_eq!(m.ok(&["volume", "ls", "-q"]), "");
+}
+
+/// `docker run -i` streams stdin until its EOF; `docker run -it` gets a
+/// terminal (driven through a real pty) that takes resizes and exits
+/// with the shell's code.
+#[test]
+fn docker_cli_runs_interactively() {
+    if !enter_cgroup2_namespace("docker_cli_runs_interactively") {
+        return;
+    }
+    let m = Machine::start();
+    let socket = format!("unix://{}", m.path("docker.sock").display());
+    let mut child = Command::new(DOCKER)
+        .args([
+            "-H",
+            &socket,
+            "run",
+            "-i",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "cat; exit 4",
+        ])
+        .env("DOCKER_CONFIG", m.path("docker-config"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"through stdin\n").unwrap();
+    }
+    let deadline = Instant::now() + COMMAND_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "docker run -i did not end at stdin's EOF"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through stdin\n",
+        "{out:?}"
+    );
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+
+    let steps = serde_json::json!([
+        ["expect", "# "],
+        ["send", "tty\r"],
+        ["expect", "/dev/pts/"],
+        ["resize", 40, 100],
+        ["send", "sleep 0.5; busybox stty size\r"],
+        ["expect", "40 100"],
+        ["send", "exit 6\r"],
+    ]);
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(common::pty::DRIVER)
+        .arg(steps.to_string())
+        .args([DOCKER, "-H", &socket, "run", "-it", "--rm", "busybox", "sh"])
+        .env("DOCKER_CONFIG", m.path("docker-config"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the pty driver: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("EXIT 6\n"), "{stdout}");
+}
