@@ -231,7 +231,6 @@ async fn api(client: &Client, command: ApiCommand) -> Result<u8, ClientError> {
                 println!("{}", serde_json::to_value(&s).unwrap_or_default());
             } else {
                 println!("data: {}", husk_api::describe_data(&s.data));
-                println!("api: {}", husk_api::describe_api(&s.api));
                 let time = &s.time;
                 let text = |key: &str| time.get(key).and_then(serde_json::Value::as_str);
                 let offset = time.get("offset_ms").and_then(serde_json::Value::as_f64);
@@ -253,6 +252,7 @@ async fn api(client: &Client, command: ApiCommand) -> Result<u8, ClientError> {
                     (_, _, _, _, Some(error)) => println!("time: not synced: {error}"),
                     _ => {}
                 }
+                println!("api: {}", husk_api::describe_api(&s.api));
             }
         }),
         ApiCommand::Pull(args) | ApiCommand::Image(ImageCommand::Pull(args)) => {
