@@ -15,14 +15,6 @@ use husk_testkit::{busybox_layer, oci_archive};
 
 const DOCKER: &str = "/usr/bin/docker";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn pki(dir: &Path, args: &[&str]) {
     let out = Command::new(huskctl_bin())
         .args(args)
@@ -97,7 +89,7 @@ fn docker_reaches_the_remote_api_with_certificates_and_roles() {
         std::fs::copy(dir.join("pki/ca.pem"), dir.join(name).join("ca.pem")).unwrap();
     }
     let read = |p: &str| std::fs::read_to_string(dir.join(p)).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let machine = Machine::start(&format!(
         "[api]\nlisten = [\"127.0.0.1:{port}\"]\nclient_ca = '''\n{}'''\nserver_cert = '''\n{}'''\nserver_key = '''\n{}'''\n",
         read("pki/ca.pem"),

@@ -51,14 +51,6 @@ fn client(ca: &Ca, name: &str, organizations: &[&str], expired: bool) -> ClientI
     ClientIdentity::from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes(), name).unwrap()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,7 +61,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn only_the_ca_s_clients_get_in_and_only_as_far_as_their_role() {
     let ca = make_ca("Husk test CA");
-    let port = free_port();
+    let port = common::free_port();
     let address = format!("127.0.0.1:{port}");
     let machine = Machine::start(&format!(
         "[api]\nlisten = [\"{address}\"]\nclient_ca = '''\n{}'''\n",
@@ -298,7 +290,7 @@ fn the_readme_remote_commands_work_as_written() {
     let issued = user(&commands[1]);
     assert!(issued.contains("admin"), "{issued}");
     let ca = std::fs::read_to_string(home.path().join(".config/husk/pki/ca.pem")).unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let machine = Machine::start(&format!(
         "[api]\nlisten = [\"127.0.0.1:{port}\"]\nclient_ca = '''\n{ca}'''\n"
     ));
@@ -329,7 +321,7 @@ fn the_listen_ports_are_open_in_the_machines_firewall() {
         return;
     }
     let ca = make_ca("Husk test CA");
-    let port = free_port();
+    let port = common::free_port();
     let _machine = Machine::start(&format!(
         "[network]\nhost_firewall = true\n[api]\nlisten = [\"127.0.0.1:{port}\"]\nclient_ca = '''\n{}'''\n",
         ca.cert_pem

@@ -323,3 +323,12 @@ pub fn private_netns(test: &str) {
     );
     assert_ne!(ours, before);
 }
+
+/// A TCP port of loopback that nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
