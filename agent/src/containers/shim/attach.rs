@@ -58,6 +58,15 @@ impl Listener {
         })
     }
 
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The socket itself (the console socket accepts on it its own way).
+    pub(super) fn socket(&self) -> &UnixListener {
+        &self.listener
+    }
+
     /// Every connection waiting, non-blocking.
     fn accept_all(&self) -> Vec<UnixStream> {
         let mut accepted = Vec::new();

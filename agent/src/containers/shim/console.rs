@@ -6,8 +6,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
@@ -17,41 +16,27 @@ use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 /// sent before the init waits for the start, so it is there already).
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The console socket, removed when dropped.
-pub struct ConsoleSocket {
-    listener: UnixListener,
-    path: PathBuf,
-}
+/// The console socket: bound as the attach sockets are (0600, a stale
+/// socket replaced, non-blocking, removed when dropped).
+pub struct ConsoleSocket(super::attach::Listener);
 
 impl ConsoleSocket {
-    /// Binds `path` (a stale socket there is replaced), 0600.
     pub fn bind(path: &Path) -> io::Result<Self> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let listener = UnixListener::bind(path)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        Ok(Self {
-            listener,
-            path: path.to_owned(),
-        })
+        super::attach::Listener::bind(path).map(Self)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.0.path()
     }
 
     /// The pty master the container's init sent.
     pub fn receive_master(&self) -> io::Result<OwnedFd> {
         let deadline = Instant::now() + RECEIVE_TIMEOUT;
         let stream = loop {
-            match self.listener.accept() {
+            match self.0.socket().accept() {
                 Ok((stream, _)) => break stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_readable(self.listener.as_fd(), deadline)?
+                    wait_readable(self.0.socket().as_fd(), deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -83,12 +68,6 @@ impl ConsoleSocket {
                 }
             }
         }
-    }
-}
-
-impl Drop for ConsoleSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
