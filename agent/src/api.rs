@@ -22,6 +22,7 @@ use crate::containers::{Layout, Manager, ManagerConfig};
 use self::containers::ndjson;
 pub use self::error::ApiError;
 pub(crate) use self::images::summary as image_summary;
+pub(crate) use self::images::with_store_as;
 use crate::images::ImageStore;
 
 /// Where the API finds what it reports.

@@ -21,11 +21,15 @@ use crate::images::ImageStore;
 use crate::pulls::Puller;
 
 /// Runs `f` with the store on a blocking thread; 503 when there is no
-/// store.
-async fn with_store<T: Send + 'static>(
+/// store. Its errors are the caller's API's (Husk's or Docker's).
+pub(crate) async fn with_store_as<T, E>(
     images: &ImageStore,
-    f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
+    f: impl FnOnce(&mut Store) -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<ApiError> + Send + 'static,
+{
     let store = images.shared().map_err(|reason| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -41,6 +45,15 @@ async fn with_store<T: Send + 'static>(
     .await
     .map_err(|e| ApiError::internal(format!("image store task failed: {e}")))?
 }
+
+/// [`with_store_as`] with Husk's errors.
+async fn with_store<T: Send + 'static>(
+    images: &ImageStore,
+    f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    with_store_as(images, f).await
+}
+
 /// The store's summary as the API shows it.
 pub(crate) fn summary(image: husk_store::ImageSummary) -> ImageSummary {
     ImageSummary {

@@ -7,13 +7,12 @@
 //! [`Puller`]: crate::pulls::Puller
 
 use std::collections::HashMap;
-use std::sync::PoisonError;
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use husk_api::images::PullEvent;
@@ -32,18 +31,7 @@ async fn with_store<T: Send + 'static>(
     docker: &Docker,
     f: impl FnOnce(&mut Store) -> Result<T, DockerError> + Send + 'static,
 ) -> Result<T, DockerError> {
-    let store = docker.images.shared().map_err(|reason| {
-        DockerError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the image store is unavailable: {reason}"),
-        )
-    })?;
-    tokio::task::spawn_blocking(move || {
-        let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut store)
-    })
-    .await
-    .map_err(|e| DockerError::internal(format!("image store task failed: {e}")))?
+    crate::api::with_store_as(&docker.images, f).await
 }
 
 /// `busybox:1.36` → ("busybox", "1.36"); a name by digest has no tag.
