@@ -4,6 +4,7 @@
 pub(crate) mod attach;
 mod containers;
 mod error;
+mod exec;
 mod images;
 mod networks;
 mod update;
@@ -110,6 +111,7 @@ pub fn router_with(config: &ApiConfig) -> Router {
         )
         .merge(containers::routes().with_state(config.containers.clone()))
         .merge(attach::routes().with_state(config.containers.clone()))
+        .merge(exec::routes().with_state(config.containers.clone()))
         .merge(networks::routes().with_state(config.containers.clone()))
         .merge(volumes::routes().with_state(config.containers.clone()))
         .merge(update::routes().with_state(config.updater.clone()))

@@ -2,169 +2,17 @@
 //! the agent's Docker Engine API socket, run as a user types it: version,
 //! info, images, run (foreground with --rm, detached), logs, ps, inspect,
 //! stop, rm, a refusal of the security policy, and the 501s of what Husk
-//! does not implement (build, exec). As root, in a private mount and
+//! does not implement (build, pause). As root, in a private mount and
 //! network namespace with cgroup2, as the other container tests.
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, agent_args, enter_cgroup2_namespace, kill_containers};
-use husk_testkit::{busybox_layer, oci_archive};
+use common::docker::{COMMAND_LIMIT, DOCKER, Machine};
+use common::enter_cgroup2_namespace;
 use serde_json::Value;
-
-/// Debian's client: /usr/local/bin/docker is another, newer one.
-const DOCKER: &str = "/usr/bin/docker";
-
-/// How long one CLI command may take before the test fails (a hang is
-/// a failure, not a stuck test).
-const COMMAND_LIMIT: Duration = Duration::from_secs(60);
-
-/// An agent with its Docker socket on temporary paths, busybox:latest
-/// imported, and the CLI pointed at it with a configuration of its own.
-struct Machine {
-    dir: tempfile::TempDir,
-    agent: Option<Agent>,
-}
-
-impl Machine {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
-        let config = dir.path().join("agent.toml");
-        // No default pids limit: this host's cgroup2 has no pids
-        // controller (containers.rs says why).
-        std::fs::write(&config, "[limits.containers]\ndefault_pids = -1\n").unwrap();
-        let mut args = agent_args(dir.path(), &config);
-        args.push("--docker-socket".into());
-        args.push(dir.path().join("docker.sock"));
-        let args: Vec<&str> = args.iter().map(|a| a.to_str().unwrap()).collect();
-        let agent = Agent::start(dir.path(), &args);
-        let archive = dir.path().join("busybox.tar");
-        std::fs::write(&archive, oci_archive("busybox:latest", &[busybox_layer()])).unwrap();
-        agent.huskctl_ok(&["image", "import", archive.to_str().unwrap()]);
-        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
-        Self {
-            dir,
-            agent: Some(agent),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// `docker -H unix://… ARGS` in `cwd`, within [`COMMAND_LIMIT`].
-    fn docker_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        let socket = format!("unix://{}", self.path("docker.sock").display());
-        let mut command = Command::new(DOCKER);
-        command
-            .arg("-H")
-            .arg(&socket)
-            .args(args)
-            .current_dir(cwd)
-            // Nothing of this host's Docker setup: no context, no
-            // credentials helper, no BuildKit switch.
-            .env("DOCKER_CONFIG", self.path("docker-config"))
-            .env_remove("DOCKER_HOST")
-            .env_remove("DOCKER_CONTEXT")
-            .env_remove("DOCKER_BUILDKIT")
-            .env_remove("DOCKER_API_VERSION")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stdout.read_to_end(&mut text);
-            text
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stderr.read_to_end(&mut text);
-            text
-        });
-        let deadline = Instant::now() + COMMAND_LIMIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "docker {args:?} did not finish in {COMMAND_LIMIT:?}: {}{}",
-                    String::from_utf8_lossy(&out.join().unwrap()),
-                    String::from_utf8_lossy(&err.join().unwrap())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.docker_in(self.dir.path(), args)
-    }
-
-    /// stdout, asserting success.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        let (stdout, stderr) = common::text(&out);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {:?}\n{stdout}{stderr}",
-            out.status
-        );
-        stdout
-    }
-
-    /// stderr, asserting failure.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        let (stdout, stderr) = common::text(&out);
-        assert!(
-            !out.status.success(),
-            "docker {args:?} succeeded: {stdout}{stderr}"
-        );
-        stderr
-    }
-
-    /// curl over the Docker socket: what it printed (headers with -I).
-    fn curl(&self, args: &[&str]) -> String {
-        let out = Command::new("curl")
-            .arg("-sS")
-            .arg("--unix-socket")
-            .arg(self.path("docker.sock"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "curl {args:?}: {out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn inspect(&self, name: &str) -> Value {
-        let json: Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
-        json[0].clone()
-    }
-}
-
-impl Drop for Machine {
-    fn drop(&mut self) {
-        kill_containers(&self.path("root"), &self.path("run"));
-        drop(self.agent.take());
-    }
-}
 
 #[test]
 fn docker_cli_reads_the_system_and_images() {
@@ -254,14 +102,14 @@ fn docker_cli_reads_the_system_and_images() {
         too_new.contains("client version 1.99 is too new"),
         "{too_new}"
     );
-    let stats = m.curl(&[
+    let export = m.curl(&[
         "-w",
         " %{http_code}",
-        "http://docker/v1.41/containers/x/stats",
+        "http://docker/v1.41/containers/x/export",
     ]);
     assert!(
-        stats.contains("Husk does not implement container stats") && stats.ends_with(" 501"),
-        "{stats}"
+        export.contains("Husk does not implement container export") && export.ends_with(" 501"),
+        "{export}"
     );
 }
 
@@ -414,12 +262,12 @@ fn docker_cli_is_refused_what_husk_refuses() {
     assert!(dropped.contains("SecurityOpt"), "{dropped}");
     assert_eq!(m.ok(&["ps", "-a", "--format", "{{.Names}}"]), "");
 
-    // exec is not there yet: said so, and failed.
+    // pause is not there: said so, and failed.
     m.ok(&["run", "-d", "--name", "idle", "busybox", "sleep", "1000"]);
-    let exec = m.fails(&["exec", "idle", "echo", "hi"]);
+    let pause = m.fails(&["pause", "idle"]);
     assert!(
-        exec.contains("Husk does not implement docker exec"),
-        "{exec}"
+        pause.contains("Husk does not implement container pause"),
+        "{pause}"
     );
     m.ok(&["rm", "-f", "idle"]);
 }

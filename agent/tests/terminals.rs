@@ -1,7 +1,8 @@
 //! Terminals and attach end to end, as root: `huskctl run -it` driven
 //! through a real pty (python3's pty module), resizes, the detach keys
-//! and `huskctl attach`, `run -i` streaming stdin to its EOF, and an
-//! attach client that never reads while the container writes 50 MB.
+//! and `huskctl attach`, `run -i` streaming stdin to its EOF, `huskctl
+//! exec -it` and `exec -i`, and an attach client that never reads while
+//! the container writes 50 MB.
 
 mod common;
 
@@ -230,4 +231,91 @@ fn an_attach_client_that_never_reads_stalls_nothing() {
     let tail = m.agent.huskctl_ok(&["logs", "--tail", "1", "flood"]);
     assert_eq!(tail, "done\n", "after {:?}", started.elapsed());
     drop((direct, api));
+}
+
+#[test]
+fn exec_it_gives_a_terminal_and_exec_i_streams_stdin() {
+    if !enter_cgroup2_namespace("exec_it_gives_a_terminal_and_exec_i_streams_stdin") {
+        return;
+    }
+    let m = Machine::new();
+    m.agent
+        .huskctl_ok(&["run", "-d", "--name", "box", IMAGE, "sleep", "1000"]);
+    let steps = serde_json::json!([
+        ["expect", "# "],
+        ["send", "tty\r"],
+        ["expect", "/dev/pts/"],
+        // huskctl's terminal's size (the driver's), sent at the start.
+        ["send", "busybox stty size\r"],
+        ["expect", "24 80"],
+        ["resize", 30, 100],
+        ["send", "sleep 0.5; busybox stty size\r"],
+        ["expect", "30 100"],
+        ["send", "exit 6\r"],
+    ]);
+    let (code, screen) = m.on_pty(steps, &["exec", "-it", "box", "sh"]);
+    assert_eq!(code, 6, "{screen}");
+    assert_eq!(m.inspect("box").status, Status::Running);
+
+    // The detach keys leave huskctl with 0 and the shell running.
+    let steps = serde_json::json!([
+        ["expect", "# "],
+        ["send", "echo $$ > /sh.pid; echo written\r"],
+        ["expect", "written"],
+        ["send", "\u{10}\u{11}"],
+    ]);
+    let (code, screen) = m.on_pty(steps, &["exec", "-it", "box", "sh"]);
+    assert_eq!(code, 0, "{screen}");
+    let alive = m.agent.huskctl_ok(&[
+        "exec",
+        "box",
+        "sh",
+        "-c",
+        "kill -0 $(cat /sh.pid) && echo alive",
+    ]);
+    assert_eq!(alive, "alive\n");
+
+    // -i: stdin streamed to its EOF; stdout and stderr apart; the code.
+    let mut child = Command::new(huskctl_bin())
+        .arg("--socket")
+        .arg(&m.agent.socket)
+        .args(["exec", "-i", "box", "sh", "-c", "cat; echo err >&2; exit 7"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through\nstdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "through\nstdin\n",
+        "{out:?}"
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n", "{out:?}");
+    assert_eq!(out.status.code(), Some(7));
+
+    // -it with a stdin that is not a terminal is refused, as run's; the
+    // plain exec is as it was; a tty needs the upgraded endpoint.
+    let err = m.agent.huskctl_err(&["exec", "-it", "box", "sh"]);
+    assert!(err.contains("not a TTY"), "{err}");
+    assert_eq!(
+        m.agent.huskctl_ok(&["exec", "box", "echo", "plain"]),
+        "plain\n"
+    );
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "--unix-socket"])
+        .arg(&m.agent.socket)
+        .args(["-H", "Content-Type: application/json"])
+        .args(["-d", r#"{"cmd":["sh"],"tty":true}"#])
+        .arg("http://husk/v1/containers/box/exec")
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(body.contains("Upgrade"), "{body}");
 }

@@ -166,7 +166,7 @@ pub struct LogEntry {
 }
 
 /// `POST /v1/containers/{name}/exec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecRequest {
     pub cmd: Vec<String>,
@@ -178,6 +178,48 @@ pub struct ExecRequest {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// A pty for the process (`exec -t`): its output is one raw stream.
+    /// Only with the upgraded form of the endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// What the client writes is the process's stdin, its EOF the
+    /// stdin's end (`exec -i`); without it stdin is /dev/null. Only with
+    /// the upgraded form of the endpoint.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
+}
+
+/// The header of the upgraded exec's `101` answer that names the exec,
+/// for [`exec_path`]: its state and exit code, its resizes.
+pub const EXEC_ID_HEADER: &str = "husk-exec-id";
+
+/// `/v1/containers/{name}/exec/{id}` (`GET`: an [`ExecInfo`]) and its
+/// `resize`.
+pub fn exec_path(name: &str, id: &str, action: Option<&str>) -> String {
+    let exec = format!("{}/exec/{id}", container_path(name, None));
+    match action {
+        Some(action) => format!("{exec}/{action}"),
+        None => exec,
+    }
+}
+
+/// An exec started through the upgraded endpoint, while it runs and for
+/// a few minutes after it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    pub id: String,
+    pub container: String,
+    pub cmd: Vec<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub running: bool,
+    /// The process as the host sees it, once it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<i32>,
+    /// Once it ended: its exit code, 128 + the signal when killed, 126
+    /// when it could not be started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
 }
 
 /// The last line of an exec's stream.

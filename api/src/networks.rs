@@ -3,6 +3,8 @@
 //! networks, made and removed through the API, whose containers find
 //! each other by name through the network's DNS server.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// `GET` (list), `POST` (create).
@@ -32,6 +34,10 @@ pub struct NetworkCreate {
     /// No way out: its containers reach each other and nothing else.
     #[serde(default)]
     pub internal: bool,
+    /// KEY=VALUE metadata kept with it (docker-compose marks its
+    /// networks' project with them and checks them on the next `up`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// One network, as `GET /v1/networks/NAME` answers.
@@ -54,6 +60,9 @@ pub struct Network {
     /// Seconds since the epoch; 0 for the builtin network.
     #[serde(default)]
     pub created: u64,
+    /// As given at create (none for the builtin network).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     /// The containers that hold an address on it.
     #[serde(default)]
     pub containers: Vec<Endpoint>,
@@ -136,6 +145,14 @@ pub fn check_network_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a network's labels: keys that are not empty (values may be).
+pub fn check_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    if labels.keys().any(String::is_empty) {
+        return Err("a label's key is empty".into());
+    }
+    Ok(())
+}
+
 /// Checks a DNS alias (`--network-alias`, `network connect --alias`): a
 /// name a resolver can ask, labels of 1 to 63 letters, digits, '_' and
 /// '-' joined by dots, 253 bytes at most.
@@ -184,6 +201,29 @@ mod tests {
         assert!(check_alias(&"a".repeat(64)).is_err());
         assert!(check_alias("-x").is_err());
         assert!(check_alias("a b").is_err());
+    }
+
+    #[test]
+    fn labels_are_kept_and_their_keys_checked() {
+        let create: NetworkCreate =
+            serde_json::from_str(r#"{"name":"a","labels":{"com.docker.compose.project":"shop"}}"#)
+                .unwrap();
+        assert_eq!(create.labels["com.docker.compose.project"], "shop");
+        assert_eq!(check_labels(&create.labels), Ok(()));
+        let empty_key = BTreeMap::from([(String::new(), "x".to_string())]);
+        assert!(check_labels(&empty_key).unwrap_err().contains("key"));
+        // A create without labels is written as before.
+        let plain = NetworkCreate {
+            name: "a".into(),
+            ..Default::default()
+        };
+        assert!(!serde_json::to_string(&plain).unwrap().contains("labels"));
+        // An older agent's answer has none.
+        let old: Network = serde_json::from_str(
+            r#"{"name":"a","interface":"husk1","subnet":"10.0.0.0/24","gateway":"10.0.0.1","internal":false,"builtin":false,"dns":true}"#,
+        )
+        .unwrap();
+        assert!(old.labels.is_empty());
     }
 
     #[test]

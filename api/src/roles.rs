@@ -166,6 +166,9 @@ mod tests {
         assert_eq!(get("/v1/update"), Role::Reader);
         assert_eq!(post("/v1/containers"), Role::Operator);
         assert_eq!(post("/v1/containers/web/exec"), Role::Operator);
+        // An upgraded exec's state and resize.
+        assert_eq!(get("/v1/containers/web/exec/abc"), Role::Reader);
+        assert_eq!(post("/v1/containers/web/exec/abc/resize"), Role::Operator);
         assert_eq!(required(&Method::DELETE, "/v1/images/x"), Role::Operator);
         assert_eq!(post("/v1/networks"), Role::Operator);
         assert_eq!(post("/v1/update/apply"), Role::Admin);
@@ -190,6 +193,13 @@ mod tests {
         assert_eq!(post("/v1.41/containers/create"), Role::Operator);
         assert_eq!(post("/v1.41/containers/web/attach"), Role::Operator);
         assert_eq!(post("/v1.41/exec/abc/start"), Role::Operator);
+        // docker exec: making, starting and resizing one change a
+        // container; its inspect (the exit code) is a look.
+        assert_eq!(post("/v1.41/containers/web/exec"), Role::Operator);
+        assert_eq!(post("/exec/abc/start"), Role::Operator);
+        assert_eq!(post("/v1.41/exec/abc/resize"), Role::Operator);
+        assert_eq!(get("/v1.41/exec/abc/json"), Role::Reader);
+        assert_eq!(get("/exec/abc/json"), Role::Reader);
         assert_eq!(post("/containers/create"), Role::Operator);
         assert_eq!(
             required(&Method::DELETE, "/v1.41/volumes/v"),
@@ -200,6 +210,17 @@ mod tests {
         assert_eq!(get("/v1.41/containers/web/export"), Role::Operator);
         assert_eq!(get("/v1.41/images/get"), Role::Operator);
         assert_eq!(get("/v1.41/images/busybox/get"), Role::Operator);
+        // Networks: looking is a reader's, every change an operator's.
+        assert_eq!(get("/v1.41/networks"), Role::Reader);
+        assert_eq!(get("/networks/shop_front"), Role::Reader);
+        assert_eq!(post("/v1.41/networks/create"), Role::Operator);
+        assert_eq!(post("/v1.25/networks/app/connect"), Role::Operator);
+        assert_eq!(post("/v1.41/networks/app/disconnect"), Role::Operator);
+        assert_eq!(post("/v1.41/networks/prune"), Role::Operator);
+        assert_eq!(
+            required(&Method::DELETE, "/v1.41/networks/app"),
+            Role::Operator
+        );
         assert_eq!(post("/v1.41/swarm/init"), Role::Admin);
         assert_eq!(get("/v1.41/secrets"), Role::Admin);
         assert_eq!(post("/v1.41/plugins/pull"), Role::Admin);

@@ -38,6 +38,7 @@ pub fn unpack(data: &[u8]) -> Result<Digest, LayerError> {
     let options = UnpackOptions {
         allow_devices: false,
         limits: limits(),
+        ..UnpackOptions::default()
     };
     let unpacked = husk_store::unpack::unpack_layer(&layer[..], &dest, options);
     // Whatever the layer said, nothing may land beside the layer.

@@ -1,7 +1,8 @@
-//! `huskctl run -i/-t/-it` and `huskctl attach`: the terminal (or stdin
-//! and stdout) joined to a container through the agent's attach
-//! (`POST …/attach`, an upgraded connection; docs/API.md, "Terminals and
-//! attach").
+//! `huskctl run -i/-t/-it`, `huskctl attach` and `huskctl exec -i/-t`:
+//! the terminal (or stdin and stdout) joined to a container through the
+//! agent's attach (`POST …/attach`), or to an exec's process (`POST
+//! …/exec` with the exec's options), both an upgraded connection
+//! (docs/API.md, "Terminals and attach", "Exec").
 //!
 //! With a tty and a local terminal, the terminal is raw while attached
 //! (the container's own line discipline echoes and edits) and restored
@@ -16,7 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use husk_api::client::{DEFAULT_DETACH_KEYS, DetachScanner, Upgraded, parse_detach_keys};
-use husk_api::containers::{ContainerInfo, RemovedContainer, WaitResponse, container_path};
+use husk_api::containers::{
+    ContainerInfo, EXEC_ID_HEADER, ExecInfo, ExecRequest, RemovedContainer, WaitResponse,
+    container_path, exec_path,
+};
 use husk_api::{Client, ClientError};
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -37,6 +41,14 @@ pub struct Session {
 enum Ended {
     Detached,
     Output,
+    /// huskctl was told to stop (an exec's session: 128 + the signal).
+    Signal(u8),
+}
+
+/// What the session is joined to: what a resize and a signal go to.
+enum Target<'a> {
+    Container(&'a str),
+    Exec { name: &'a str, id: &'a str },
 }
 
 /// `run` with -i or -t: attach to the created container, start it, and
@@ -118,10 +130,11 @@ async fn attach_and(
     } else {
         None
     };
-    let ended = pump(client, name, session, keys, connection).await;
+    let ended = pump(client, &Target::Container(name), session, keys, connection).await;
     drop(raw);
     match ended? {
         Ended::Detached => Ok(None),
+        Ended::Signal(code) => Ok(Some(code)),
         Ended::Output => {
             let wait: WaitResponse = client
                 .post_empty(&container_path(name, Some("wait")))
@@ -133,11 +146,77 @@ async fn attach_and(
     }
 }
 
+/// `exec -i/-t`: the process's stdin, output and terminal joined to
+/// huskctl's until it exits (its exit code) or the user detaches (0; it
+/// runs on).
+pub async fn exec(
+    client: &Client,
+    name: &str,
+    request: ExecRequest,
+    detach_keys: Option<String>,
+) -> Result<u8, ClientError> {
+    let session = Session {
+        stdin: request.interactive,
+        tty: request.tty,
+        detach_keys,
+    };
+    // Before the exec is made: nothing runs for a session that cannot be.
+    let local_tty = std::io::stdin().is_terminal();
+    if session.stdin && session.tty && !local_tty {
+        return Err(ClientError::Usage(
+            "the input device is not a TTY (drop -t to stream stdin)".into(),
+        ));
+    }
+    let keys_text = session
+        .detach_keys
+        .as_deref()
+        .unwrap_or(DEFAULT_DETACH_KEYS);
+    let keys = parse_detach_keys(keys_text).map_err(ClientError::Usage)?;
+    let path = format!(
+        "{}?detach_keys={}",
+        container_path(name, Some("exec")),
+        husk_api::encode_path_segment(keys_text)
+    );
+    let body = serde_json::to_vec(&request)?;
+    let (headers, connection) = client.upgrade_with(&path, Some(body)).await?;
+    let id = headers
+        .get(EXEC_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ClientError::Failed(format!("the agent's answer has no {EXEC_ID_HEADER}")))?
+        .to_owned();
+    let raw = if session.stdin && session.tty && local_tty {
+        Some(RawMode::enter()?)
+    } else {
+        None
+    };
+    let target = Target::Exec { name, id: &id };
+    let ended = pump(client, &target, &session, keys, connection).await;
+    drop(raw);
+    match ended? {
+        Ended::Detached => Ok(0),
+        Ended::Signal(code) => Ok(code),
+        Ended::Output => {
+            // Recorded before the stream ends; asked a few times in case
+            // the connection broke first.
+            for _ in 0..20 {
+                let info: ExecInfo = client.get(&exec_path(name, &id, None)).await?;
+                if let Some(code) = info.exit_code {
+                    return Ok(u8::try_from(code).unwrap_or(255));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(ClientError::Failed(format!(
+                "exec {id}: its output ended but it still runs"
+            )))
+        }
+    }
+}
+
 /// Output to stdout (and stderr), stdin to the container, resizes,
 /// until the output ends or the user detaches.
 async fn pump(
     client: &Client,
-    name: &str,
+    target: &Target<'_>,
     session: &Session,
     keys: Vec<u8>,
     connection: Upgraded,
@@ -154,11 +233,13 @@ async fn pump(
         .then(|| signal(SignalKind::window_change()).ok())
         .flatten();
     if session.tty {
-        resize(client, name).await;
+        resize(client, target).await;
     }
     // A raw terminal sends no SIGINT; these still end huskctl, and the
     // terminal must be given back first. Without a tty, Ctrl-C and
-    // SIGTERM go to the container, as `docker run`'s --sig-proxy.
+    // SIGTERM go to the container, as `docker run`'s --sig-proxy; an
+    // exec's process has no such proxy (as `docker exec`): they end
+    // huskctl, and the process runs on.
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     let mut terminate = signal(SignalKind::terminate()).ok();
     let mut hangup = signal(SignalKind::hangup()).ok();
@@ -171,9 +252,15 @@ async fn pump(
             } else {
                 Ended::Output
             },
-            Some(()) = recv(&mut resizes) => resize(client, name).await,
-            Some(()) = recv(&mut interrupt) => forward(client, name, "INT").await,
-            Some(()) = recv(&mut terminate) => forward(client, name, "TERM").await,
+            Some(()) = recv(&mut resizes) => resize(client, target).await,
+            Some(()) = recv(&mut interrupt) => match target {
+                Target::Container(name) => forward(client, name, "INT").await,
+                Target::Exec { .. } => break Ended::Signal(128 + SIGINT),
+            },
+            Some(()) = recv(&mut terminate) => match target {
+                Target::Container(name) => forward(client, name, "TERM").await,
+                Target::Exec { .. } => break Ended::Signal(128 + SIGTERM),
+            },
             Some(()) = recv(&mut hangup) => break Ended::Detached,
         }
     };
@@ -197,8 +284,12 @@ async fn forward(client: &Client, name: &str, signal: &str) {
     }
 }
 
-/// The local terminal's size to the container's.
-async fn resize(client: &Client, name: &str) {
+/// SIGINT's and SIGTERM's numbers, for an exit code of 128 + N.
+const SIGINT: u8 = 2;
+const SIGTERM: u8 = 15;
+
+/// The local terminal's size to the container's or the exec's.
+async fn resize(client: &Client, target: &Target<'_>) {
     let size =
         tcgetwinsize(std::io::stdout().as_fd()).or_else(|_| tcgetwinsize(std::io::stdin().as_fd()));
     let Ok(size) = size else {
@@ -207,12 +298,11 @@ async fn resize(client: &Client, name: &str) {
     if size.ws_row == 0 || size.ws_col == 0 {
         return;
     }
-    let path = format!(
-        "{}?rows={}&cols={}",
-        container_path(name, Some("resize")),
-        size.ws_row,
-        size.ws_col
-    );
+    let resize = match target {
+        Target::Container(name) => container_path(name, Some("resize")),
+        Target::Exec { name, id } => exec_path(name, id, Some("resize")),
+    };
+    let path = format!("{resize}?rows={}&cols={}", size.ws_row, size.ws_col);
     // A container that just exited cannot be resized: not worth a word.
     let _ = client.post_empty::<serde_json::Value>(&path).await;
 }

@@ -171,6 +171,16 @@ pub enum ContainerCommand {
     },
     /// Run a command in a running container; exits with its exit code.
     Exec {
+        /// Send what huskctl reads on stdin to the process (its EOF, the
+        /// process's).
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the process a terminal.
+        #[arg(short, long)]
+        tty: bool,
+        /// Docker's form: ctrl-p,ctrl-q (the default); "" for none.
+        #[arg(long)]
+        detach_keys: Option<String>,
         #[arg(short, long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
         #[arg(short, long)]
@@ -333,6 +343,9 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
                 .await?;
         }
         ContainerCommand::Exec {
+            interactive,
+            tty,
+            detach_keys,
             env,
             user,
             workdir,
@@ -344,7 +357,12 @@ pub async fn run(client: &Client, command: ContainerCommand) -> Result<u8, Clien
                 env,
                 user,
                 workdir,
+                tty,
+                interactive,
             };
+            if tty || interactive {
+                return crate::attach::exec(client, &name, request, detach_keys).await;
+            }
             let body = serde_json::to_vec(&request)?;
             let mut code = 255;
             client

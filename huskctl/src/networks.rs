@@ -1,5 +1,7 @@
 //! `huskctl network …`: the containers' networks (docker network's verbs).
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use husk_api::Client;
 use husk_api::client::ClientError;
@@ -25,6 +27,9 @@ pub enum NetworkCommand {
         /// No way out: its containers reach each other and nothing else.
         #[arg(long)]
         internal: bool,
+        /// KEY=VALUE kept with the network (shown by inspect); repeatable.
+        #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
         name: String,
     },
     /// List the networks.
@@ -49,6 +54,13 @@ pub enum NetworkCommand {
     Disconnect { network: String, container: String },
 }
 
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.into(), value.into())),
+        _ => Err(format!("label `{text}`: expected KEY=VALUE")),
+    }
+}
+
 pub async fn run(client: &Client, command: NetworkCommand) -> Result<(), ClientError> {
     match command {
         NetworkCommand::Create {
@@ -56,6 +68,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<(), ClientE
             subnet_v6,
             ipv6,
             internal,
+            labels,
             name,
         } => {
             let request = NetworkCreate {
@@ -64,6 +77,7 @@ pub async fn run(client: &Client, command: NetworkCommand) -> Result<(), ClientE
                 ipv6,
                 subnet_v6,
                 internal,
+                labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
             };
             let network: Network = client.post(NETWORKS_PATH, &request).await?;
             println!("{}", network.name);
@@ -139,6 +153,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn labels_are_key_value_pairs() {
+        assert_eq!(
+            parse_label("com.docker.compose.project=shop"),
+            Ok(("com.docker.compose.project".into(), "shop".into()))
+        );
+        assert_eq!(parse_label("keep="), Ok(("keep".into(), String::new())));
+        assert!(parse_label("=x").is_err());
+        assert!(parse_label("nothing").is_err());
+    }
+
+    #[test]
     fn the_list_has_a_line_per_network() {
         let network = Network {
             name: "app".into(),
@@ -151,6 +176,7 @@ mod tests {
             builtin: false,
             dns: true,
             created: 0,
+            labels: BTreeMap::new(),
             containers: Vec::new(),
         };
         let text = table(&[network]);

@@ -34,7 +34,7 @@ pub use self::process::{
     ALL_CAPABILITIES, DEFAULT_CAPABILITIES, DEFAULT_PATH, NOFILE_LIMIT, merge_env,
 };
 pub use self::seccomp::{SeccompProfileError, default_profile as default_seccomp_profile};
-pub use self::user::{ResolvedUser, UserError, read_rootfs_file, resolve_user};
+pub use self::user::{ResolvedUser, UserError, read_rootfs_file, reopen_if_regular, resolve_user};
 pub use husk_api::containers::{
     NetworkMode, ParseRestartPolicyError, RestartPolicy, RunOptions, UserNamespace,
 };

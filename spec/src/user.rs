@@ -159,6 +159,26 @@ pub fn resolve_user(
     Ok(user)
 }
 
+/// `found` (an `O_PATH` descriptor) opened for reading if it is a
+/// regular file, else None. A container's tree may hold anything at a
+/// path: a device node (opened by the host's root, a watchdog reboots
+/// the machine, a tty becomes its controlling terminal), a FIFO, a
+/// socket. Found as a path first, nothing is opened until its type is
+/// known; the reopen through `/proc/self/fd` reaches that same inode.
+pub fn reopen_if_regular(found: &std::os::fd::OwnedFd) -> io::Result<Option<File>> {
+    use std::os::fd::AsRawFd;
+    let st = rustix::fs::fstat(found)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Ok(None);
+    }
+    let fd = rustix::fs::open(
+        format!("/proc/self/fd/{}", found.as_raw_fd()),
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+        Mode::empty(),
+    )?;
+    Ok(Some(File::from(fd)))
+}
+
 /// The image databases are small; anything bigger is not one.
 const MAX_DB_SIZE: u64 = 4 << 20;
 
@@ -172,11 +192,11 @@ pub fn read_rootfs_file(rootfs: &Path, relative: &str) -> io::Result<Option<Stri
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    // NONBLOCK: a FIFO planted at /etc/passwd must not hang the agent.
-    let fd = match rustix::fs::openat2(
+    // O_PATH first: nothing is opened until it is known to be a file.
+    let found = match rustix::fs::openat2(
         &root,
         relative,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        OFlags::PATH | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
     ) {
@@ -184,11 +204,9 @@ pub fn read_rootfs_file(rootfs: &Path, relative: &str) -> io::Result<Option<Stri
         Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
         Err(e) => return Err(e.into()),
     };
-    let file = File::from(fd);
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    let Some(file) = reopen_if_regular(&found)? else {
         return Ok(None);
-    }
+    };
     let mut bytes = Vec::new();
     file.take(MAX_DB_SIZE + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_DB_SIZE {

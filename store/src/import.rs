@@ -66,6 +66,7 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
             let options = UnpackOptions {
                 allow_devices: store.options.allow_devices,
                 limits: store.options.limits,
+                ..UnpackOptions::default()
             };
             let actual =
                 unpack_layer(blob.open()?, &dir, options).map_err(|source| StoreError::Unpack {

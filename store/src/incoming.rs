@@ -77,6 +77,7 @@ impl Store {
             options: UnpackOptions {
                 allow_devices: self.options.allow_devices,
                 limits: self.options.limits,
+                ..UnpackOptions::default()
             },
             defer: self.options.defer_unpack,
             active: Arc::clone(&self.incoming),

@@ -215,6 +215,7 @@ impl Store {
         let options = UnpackOptions {
             allow_devices: self.options.allow_devices,
             limits: self.options.limits,
+            ..UnpackOptions::default()
         };
         let actual =
             unpack::unpack_layer(file, &dir, options).map_err(|source| StoreError::Unpack {

@@ -35,6 +35,64 @@ pub struct UnpackOptions {
     /// Create character and block device entries (refused otherwise).
     pub allow_devices: bool,
     pub limits: Limits,
+    /// An archive copied into a live tree (`docker cp`), not a layer: its
+    /// `.wh.` names are refused rather than made whiteouts, and nothing is
+    /// written on or under a kernel interface mounted in that tree (proc,
+    /// sysfs, cgroupfs…: see [`is_data_filesystem`]), where root's writes
+    /// would reach the host's kernel.
+    pub live_tree: bool,
+    /// Who owns what is created, before [`Self::id_shift`].
+    pub owner: Owner,
+    /// Ids as seen from a user namespace: each uid and gid is moved by the
+    /// range's start, and one past its size is refused.
+    pub id_shift: Option<IdShift>,
+}
+
+/// The owner given to created entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Owner {
+    /// The archive's uid and gid (a layer; `docker cp -a`).
+    #[default]
+    AsArchived,
+    /// These, whatever the archive says (`docker cp` without `-a`: root).
+    Fixed { uid: u32, gid: u32 },
+}
+
+/// A user namespace's range of host ids: id N inside is `uid + N` outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdShift {
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u32,
+}
+
+impl IdShift {
+    /// The host's id for the namespace's `id`, or None past its range.
+    pub fn outside(base: u32, size: u32, id: u32) -> Option<u32> {
+        (id < size).then(|| base.checked_add(id)).flatten()
+    }
+
+    /// The namespace's id for the host's `id`, or None outside its range.
+    pub fn inside(base: u32, size: u32, id: u32) -> Option<u32> {
+        id.checked_sub(base).filter(|n| *n < size)
+    }
+}
+
+/// Filesystems that hold files, as opposed to kernel interfaces: what a
+/// [`UnpackOptions::live_tree`] extraction may write on (statfs magic
+/// numbers of ext2/3/4, xfs, btrfs, overlayfs, tmpfs, ramfs).
+pub fn is_data_filesystem(fd: impl AsFd) -> io::Result<bool> {
+    const DATA: [i64; 6] = [
+        0xEF53,      // ext2, ext3, ext4
+        0x5846_5342, // xfs
+        0x9123_683E, // btrfs
+        0x794C_7630, // overlayfs
+        0x0102_1994, // tmpfs
+        0x8584_58F6, // ramfs
+    ];
+    let st = rustix::fs::fstatfs(fd)?;
+    #[allow(clippy::unnecessary_cast)] // f_type's type differs by architecture
+    Ok(DATA.contains(&(st.f_type as i64)))
 }
 
 /// Why one entry of a layer was refused or failed.
@@ -56,6 +114,22 @@ pub enum UnpackError {
     HardlinkToDirectory(String),
     #[error("device node refused: this store does not allow devices")]
     DeviceNotAllowed,
+    #[error("`{0}` is a whiteout name, refused in an archive copied into a container")]
+    Whiteout(String),
+    #[error(
+        "`{0}` is not on a filesystem of files (a kernel interface such as /proc or /sys): refusing to write there"
+    )]
+    NotDataFilesystem(String),
+    #[error(
+        "extended attribute `{0}` refused in an archive copied into a container (only user.* ones are: the host's root would set what the container's may not)"
+    )]
+    XattrRefused(String),
+    #[error("{what} {id} has no place in the user namespace (it maps {size} ids)")]
+    IdOutsideNamespace {
+        what: &'static str,
+        id: u32,
+        size: u32,
+    },
     #[error("{0} needs root (CAP_MKNOD / CAP_SYS_ADMIN); the store must be written as root")]
     NeedsRoot(&'static str),
     #[error("it sets the overlayfs attribute `{0}`, which only the store may set")]
@@ -136,6 +210,21 @@ pub fn unpack_layer(
         Mode::empty(),
     )
     .map_err(|e| whole_layer(io_err("open layer directory")(e)))?;
+    unpack_into(blob, root, opts)
+}
+
+/// [`unpack_layer`] into the directory `root` is open on, which need not
+/// be empty: an entry replaces a non-directory of its name, and merges
+/// into a directory (`docker cp`'s extraction, with
+/// [`UnpackOptions::live_tree`]).
+pub fn unpack_into(
+    blob: impl Read,
+    root: OwnedFd,
+    opts: UnpackOptions,
+) -> Result<Digest, LayerError> {
+    if opts.live_tree {
+        check_data_filesystem(&root, &[]).map_err(whole_layer)?;
+    }
     let mut unpacker = Unpacker {
         root,
         opts,
@@ -356,13 +445,47 @@ struct Unpacker {
 }
 
 impl Unpacker {
+    /// The owner the options give an entry, in the host's ids.
+    fn own(&self, meta: &mut Meta) -> Res<()> {
+        if self.opts.live_tree {
+            // security.capability, trusted.*, system.posix_acl_*: set by
+            // the host's root, each could grant more than the container
+            // could give itself.
+            if let Some((name, _)) = meta
+                .xattrs
+                .iter()
+                .find(|(n, _)| !n.as_bytes().starts_with(b"user."))
+            {
+                return Err(UnpackError::XattrRefused(
+                    name.to_string_lossy().into_owned(),
+                ));
+            }
+        }
+        if let Owner::Fixed { uid, gid } = self.opts.owner {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
+        if let Some(shift) = self.opts.id_shift {
+            let outside = |what, base, id| {
+                IdShift::outside(base, shift.size, id).ok_or(UnpackError::IdOutsideNamespace {
+                    what,
+                    id,
+                    size: shift.size,
+                })
+            };
+            meta.uid = outside("uid", shift.uid, meta.uid)?;
+            meta.gid = outside("gid", shift.gid, meta.gid)?;
+        }
+        Ok(())
+    }
+
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Res<()> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             return Ok(());
         }
         let path = components(&entry.path_bytes())?;
-        let meta = Meta::of(entry)?;
+        let mut meta = Meta::of(entry)?;
+        self.own(&mut meta)?;
         let Some((name, parents)) = path.split_last() else {
             // `./`: the layer's root directory itself.
             return match kind {
@@ -374,6 +497,9 @@ impl Unpacker {
             };
         };
         if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX) {
+            if self.opts.live_tree {
+                return Err(UnpackError::Whiteout(display(&path)));
+            }
             let parent = self.dir(parents, true)?;
             return self.whiteout(&parent, name.as_bytes(), hidden);
         }
@@ -564,6 +690,9 @@ impl Unpacker {
                 }
                 Err(e) => return Err(io_err("open directory")(e)),
             };
+            if self.opts.live_tree {
+                check_data_filesystem(&dir, &path[..=i])?;
+            }
         }
         Ok(dir)
     }
@@ -625,6 +754,21 @@ impl Unpacker {
             self.apply(dir.as_fd(), meta).map_err(fail)?;
         }
         Ok(())
+    }
+}
+
+/// Refuses a directory of a live tree that is not on a filesystem of files.
+fn check_data_filesystem(dir: &OwnedFd, path: &[OsString]) -> Res<()> {
+    match is_data_filesystem(dir) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(UnpackError::NotDataFilesystem(format!(
+            "/{}",
+            display(path)
+        ))),
+        Err(source) => Err(UnpackError::Io {
+            op: "statfs",
+            source,
+        }),
     }
 }
 

@@ -45,7 +45,7 @@ pub fn run(boots: usize, direct: bool) -> Result<()> {
 }
 
 /// Median and 95th percentile (nearest rank) of `values`.
-fn median_p95(values: &mut [f64]) -> (f64, f64) {
+pub fn median_p95(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
     let rank = |q: f64| {
         let index = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_agent;
+mod bench_api;
 mod bench_containerd;
 mod bench_memory;
 mod bench_network;
@@ -13,6 +14,7 @@ mod cgroup_ns;
 mod dist;
 mod fuzz;
 mod prereqs;
+mod pyenv;
 mod steps;
 mod test;
 
@@ -62,8 +64,8 @@ enum Task {
     },
     /// Benchmarks: boot milestones, container start latency against
     /// crun and runc, memory per container, pulls against skopeo, the
-    /// bridge against `--network none` and loopback. All of them by
-    /// default.
+    /// bridge against `--network none` and loopback, the Docker API
+    /// against dockerd. All of them by default.
     Bench {
         /// Only this one.
         #[arg(value_enum)]
@@ -74,14 +76,16 @@ enum Task {
         /// Boot benchmark: kernel and initramfs directly instead of UEFI.
         #[arg(long)]
         direct: bool,
-        /// Runtime benchmark: runs per runtime.
+        /// Runtime benchmark: runs per runtime (the API benchmark: per
+        /// path, at most 50).
         #[arg(long, default_value_t = 200)]
         runs: usize,
         /// Runtime benchmark: tasks per runtime through containerd's
         /// shim in the QEMU guest.
         #[arg(long, default_value_t = 20)]
         shim_runs: usize,
-        /// Memory benchmark: idle containers to run.
+        /// Memory benchmark: idle containers to run (the API benchmark:
+        /// containers running while `huskctl ps` is timed).
         #[arg(long, default_value_t = 100)]
         containers: usize,
         /// Pull benchmark: pulls of each kind (median).
@@ -116,6 +120,7 @@ enum BenchWhat {
     Memory,
     Pull,
     Network,
+    Api,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +161,9 @@ fn main() -> ExitCode {
             }
             if all || what == Some(BenchWhat::Network) {
                 result = result.and_then(|()| bench_network::run(idle));
+            }
+            if all || what == Some(BenchWhat::Api) {
+                result = result.and_then(|()| bench_api::run(runs.clamp(1, 50), containers.max(1)));
             }
             if all || what == Some(BenchWhat::Boot) {
                 result = result.and_then(|()| bench::run(boots.max(1), direct));

@@ -138,6 +138,16 @@ const PREREQS: &[Prereq] = &[
         why: "Docker's CLI drives Husk's Docker Engine API (agent/tests/docker_cli.rs, docker_tls.rs)",
     },
     Prereq {
+        package: "docker-compose",
+        present: || Path::new("/usr/bin/docker-compose").is_file(),
+        why: "Debian's docker-compose brings an application up on Husk (agent/tests/docker_compose.rs)",
+    },
+    Prereq {
+        package: "python3-venv",
+        present: crate::pyenv::can_make_venvs,
+        why: "the Python Docker SDK and testcontainers are installed into target/pyenv (agent/tests/docker_python.rs)",
+    },
+    Prereq {
         package: "nftables",
         present: || has_command("nft"),
         why: "the firewall tests read the agent's nftables table back with `nft` (agent/tests/nft.rs)",

@@ -1,7 +1,7 @@
 //! `cargo xtask test`: everything CI checks, in the order that fails
 //! fastest: formatting, lints, the image binaries, the tests' build, the
-//! fuzz targets (built, then each run for a while), then the tests (the
-//! unit tests and the QEMU boots). Each step's time is printed at the
+//! fuzz targets (built, then each run for a while), the Python test
+//! environment, then the tests (the unit tests and the QEMU boots). Each step's time is printed at the
 //! end; `--timings` adds cargo's per-crate reports.
 
 use std::time::Instant;
@@ -76,6 +76,7 @@ fn steps(timings: &mut Timings, cargo_timings: bool) -> Result<()> {
     );
     timings.record(&name, started.elapsed());
     fuzzed?;
+    crate::pyenv::ensure(timings)?;
     let mut tests = cargo(&["test", "--workspace", "--no-fail-fast"]);
     tests.env(ARTIFACTS_ENV, artifacts_dir);
     timings.step("run tests", &mut tests)?;

@@ -1,6 +1,6 @@
 //! `/v1/containers`: the container manager over HTTP (docs/API.md).
-//! Streams (logs, exec) are `application/x-ndjson`: one JSON document per
-//! line, sent as the container writes.
+//! Streams (logs, a plain exec's) are `application/x-ndjson`: one JSON
+//! document per line, sent as the container writes. Exec is `super::exec`.
 
 use std::time::Duration;
 
@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use husk_api::containers::{
-    CONTAINERS_PATH, ContainerInfo, ContainerList, ExecRequest, LogOptions, RemovedContainer,
-    RunOptions, Stats, Stream, WaitResponse,
+    CONTAINERS_PATH, ContainerInfo, ContainerList, LogOptions, RemovedContainer, RunOptions, Stats,
+    Stream, WaitResponse,
 };
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -48,7 +48,10 @@ impl From<ManagerError> for ApiError {
     fn from(error: ManagerError) -> Self {
         use ManagerError as E;
         let status = match &error {
-            E::NotFound(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) => StatusCode::NOT_FOUND,
+            E::NotFound(_) | E::NoSuchNetwork(_) | E::NoSuchVolume(_) | E::NoSuchPath { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            E::NoSuchExec(_) => StatusCode::NOT_FOUND,
             E::Conflict(_) => StatusCode::CONFLICT,
             E::Invalid(_) | E::StartFailed { .. } => StatusCode::BAD_REQUEST,
             E::Image(e) => return ApiError::from_store(e, None),
@@ -76,7 +79,6 @@ pub fn routes() -> Router<Manager> {
         .route("/v1/containers/{name}/kill", post(kill))
         .route("/v1/containers/{name}/wait", post(wait))
         .route("/v1/containers/{name}/logs", get(logs))
-        .route("/v1/containers/{name}/exec", post(exec))
         .route("/v1/containers/{name}/stats", get(stats))
 }
 
@@ -184,16 +186,6 @@ async fn logs(
         },
     )?;
     Ok(ndjson(lines))
-}
-
-async fn exec(
-    State(manager): State<Manager>,
-    name: Name,
-    request: Result<Json<ExecRequest>, JsonRejection>,
-) -> Result<Response, ApiError> {
-    let UrlPath(name) = name?;
-    let Json(request) = request?;
-    Ok(ndjson(manager.exec(&name, request).await?))
 }
 
 async fn stats(State(manager): State<Manager>, name: Name) -> Result<Json<Stats>, ApiError> {

@@ -219,6 +219,53 @@ pub async fn uplink_mtu(handle: &Handle) -> Result<Option<u32>, rtnetlink::Error
     }))
 }
 
+/// The machine's own networks: the subnet of each address on a link that
+/// is not loopback nor the containers' (a bridge, a veth), with the
+/// link's name. A user network there would take the machine's own
+/// neighbours' addresses (its uplink's gateway, its name servers) away.
+pub async fn machine_networks(
+    handle: &Handle,
+) -> Result<Vec<(String, ipnet::IpNet)>, rtnetlink::Error> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let mut names = std::collections::HashMap::new();
+    let mut links = handle.link().get().execute();
+    while let Some(link) = links.try_next().await? {
+        for attr in &link.attributes {
+            if let LinkAttribute::IfName(name) = attr {
+                names.insert(link.header.index, name.clone());
+            }
+        }
+    }
+    let mut networks = Vec::new();
+    let mut addresses = handle.address().get().execute();
+    while let Some(msg) = addresses.try_next().await? {
+        let Some(name) = names.get(&msg.header.index) else {
+            continue;
+        };
+        if name == "lo" || super::is_containers_link(name) {
+            continue;
+        }
+        for attr in &msg.attributes {
+            let AddressAttribute::Address(address) = attr else {
+                continue;
+            };
+            let link_local = match address {
+                IpAddr::V4(v4) => v4.is_link_local(),
+                IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            };
+            if address.is_loopback() || link_local {
+                continue;
+            }
+            if let Ok(net) = ipnet::IpNet::new(*address, msg.header.prefix_len) {
+                networks.push((name.clone(), net.trunc()));
+            }
+        }
+    }
+    networks.sort();
+    networks.dedup();
+    Ok(networks)
+}
+
 /// The host links whose names start with `prefix` (the veths the agent
 /// made), for cleaning up after a crash.
 pub async fn names_with_prefix(

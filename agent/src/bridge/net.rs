@@ -20,6 +20,7 @@ pub(super) struct Net {
     /// The agent's own (agent.toml): no DNS server, not removable.
     pub builtin: bool,
     pub created: u64,
+    pub labels: BTreeMap<String, String>,
     pub ipam: Ipam,
     /// The IPv6 prefix (dual stack); None: IPv4 only.
     pub subnet_v6: Option<Ipv6Net>,
@@ -37,6 +38,7 @@ impl Net {
             internal: false,
             builtin: true,
             created: 0,
+            labels: BTreeMap::new(),
             ipam,
             subnet_v6,
             bridge_index: None,
@@ -52,6 +54,7 @@ impl Net {
             internal: def.internal,
             builtin: false,
             created: def.created,
+            labels: def.labels.clone(),
             ipam,
             subnet_v6,
             bridge_index: None,
@@ -79,6 +82,7 @@ impl Net {
             subnet_v6: self.subnet_v6,
             internal: self.internal,
             created: self.created,
+            labels: self.labels.clone(),
         }
     }
 
@@ -125,6 +129,7 @@ impl Net {
             builtin: self.builtin,
             dns: self.has_dns(),
             created: self.created,
+            labels: self.labels.clone(),
             containers,
         }
     }

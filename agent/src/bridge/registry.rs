@@ -3,6 +3,7 @@
 //! bridge interface chosen once. Their address books live beside it, one
 //! per network (`<root>/network/networks/<name>.json`).
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +28,9 @@ pub struct NetworkDef {
     pub subnet_v6: Option<Ipv6Net>,
     pub internal: bool,
     pub created: u64,
+    /// Absent in the records of agents before labels existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -210,10 +214,28 @@ mod tests {
             subnet_v6: None,
             internal: true,
             created: 1,
+            labels: BTreeMap::from([("com.docker.compose.project".into(), "shop".into())]),
         };
         save(&path, std::slice::from_ref(&def)).unwrap();
         assert_eq!(load(&path), Ok(vec![def]));
         std::fs::write(&path, b"{").unwrap();
         assert!(load(&path).unwrap_err().contains("networks.json"));
+    }
+
+    #[test]
+    fn records_written_before_labels_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("networks.json");
+        std::fs::write(
+            &path,
+            br#"{"networks":[{"name":"app","interface":"husk1a2b3c4d","subnet":"172.18.0.0/16","ipv6":false,"internal":false,"created":5}]}"#,
+        )
+        .unwrap();
+        let defs = load(&path).unwrap();
+        assert_eq!(defs[0].name, "app");
+        assert!(defs[0].labels.is_empty());
+        // And a record without labels is written as it was.
+        save(&path, &defs).unwrap();
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("labels"));
     }
 }

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
-use husk_api::networks::{Network, NetworkCreate, check_network_name};
+use husk_api::networks::{Network, NetworkCreate, check_labels, check_network_name};
 
 use super::net::Net;
 use super::registry::{self, NetworkDef};
@@ -33,6 +33,7 @@ impl Networks {
             subnet_v6,
             ipv6,
         } = check_request(request, self.0.settings.ipv6)?;
+        let machine = machine_networks().await?;
         let mut state = self.0.state.lock().await;
         if let Some(e) = &state.registry_error {
             return Err(NetError::Registry(e.clone()));
@@ -46,7 +47,15 @@ impl Networks {
         taken.extend(state.broken.iter().map(|d| d.subnet));
         let subnet = match subnet {
             Some(subnet) => {
-if let Some(other) = taken.iter().find(|t| registry::overlaps(**t, subnet)) {
+                if let Some((link, net)) = machine.iter().find(|(_, net)| match net {
+                    IpNet::V4(net) => registry::overlaps(*net, subnet),
+                    IpNet::V6(_) => false,
+                }) {
+                    return Err(NetError::InvalidNetwork(format!(
+                        "--subnet {subnet} overlaps the machine's own network {net} on {link}"
+                    )));
+                }
+                if let Some(other) = taken.iter().find(|t| registry::overlaps(**t, subnet)) {
                     let owner = state
                         .nets
                         .values()
@@ -66,12 +75,31 @@ if let Some(other) = taken.iter().find(|t| registry::overlaps(**t, subnet)) {
                 }
                 subnet
             }
-            None => registry::pick_subnet(&taken).ok_or_else(|| {
+            None => {
+                // Nor one of the machine's own, as dockerd's pools skip
+                // the host's routes.
+                let mut around = taken.clone();
+                around.extend(machine.iter().filter_map(|(_, net)| match net {
+                    IpNet::V4(net) => Some(*net),
+                    IpNet::V6(_) => None,
+                }));
+                registry::pick_subnet(&around).ok_or_else(|| {
                 NetError::InvalidNetwork(
                     "no free subnet left in 172.18–172.30/16 or 10.89.0.0/16: give one with --subnet".into(),
                 )
-            })?,
+            })?
+            }
         };
+        if let Some(v6) = subnet_v6
+            && let Some((link, net)) = machine.iter().find(|(_, net)| match net {
+                IpNet::V6(net) => registry::overlaps_v6(*net, v6),
+                IpNet::V4(_) => false,
+            })
+        {
+            return Err(NetError::InvalidNetwork(format!(
+                "--subnet-v6 {v6} overlaps the machine's own network {net} on {link}"
+            )));
+        }
         if let Some(v6) = subnet_v6
             && let Some(other) = state
                 .nets
@@ -99,6 +127,7 @@ if let Some(other) = taken.iter().find(|t| registry::overlaps(**t, subnet)) {
             subnet_v6,
             internal: request.internal,
             created: now(),
+            labels: request.labels.clone(),
         };
         // A network made again under an old name starts a fresh book.
         let book = registry::book_path(&self.0.paths.state, &def.name);
@@ -234,6 +263,7 @@ struct Checked {
 /// agent's bridge's.
 fn check_request(request: &NetworkCreate, ipv6_default: bool) -> Result<Checked, NetError> {
     check_network_name(&request.name).map_err(NetError::InvalidNetwork)?;
+    check_labels(&request.labels).map_err(NetError::InvalidNetwork)?;
     let subnet = request
         .subnet
         .as_deref()
@@ -271,6 +301,15 @@ pub fn check_network_request(request: &NetworkCreate) -> Result<(), String> {
     check_request(request, true)
         .map(drop)
         .map_err(|e| e.to_string())
+}
+
+/// The machine's own networks (its links' subnets), which no user
+/// network may overlap.
+async fn machine_networks() -> Result<Vec<(String, IpNet)>, NetError> {
+    let handle = links::connect().map_err(NetError::io("a netlink socket"))?;
+    links::machine_networks(&handle)
+        .await
+        .map_err(NetError::netlink("listing the machine's addresses"))
 }
 
 fn parse_subnet(text: &str, field: &str) -> Result<Ipv4Net, NetError> {

@@ -28,6 +28,12 @@ pub enum ManagerError {
     NoSuchNetwork(String),
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
+    /// A path in a container that is not there (Docker's wording).
+    #[error("Could not find the file {path} in container {container}")]
+    NoSuchPath { container: String, path: String },
+    /// Docker's wording, which its clients know.
+    #[error("No such exec instance: {0}")]
+    NoSuchExec(String),
     #[error(transparent)]
     Volume(crate::volumes::VolumeError),
     /// A part the request needs is not working (the networks).

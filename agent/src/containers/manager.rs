@@ -86,6 +86,8 @@ pub(super) struct Inner {
     pub network_use: tokio::sync::RwLock<()>,
     /// The named volumes on the data partition.
     pub volumes: crate::volumes::Volumes,
+    /// Docker's exec instances (and Husk's upgraded execs), in memory.
+    pub execs: super::exec::Execs,
 }
 
 /// One container in the table.
@@ -183,6 +185,7 @@ impl Manager {
             networks,
             network_use: tokio::sync::RwLock::new(()),
             volumes,
+            execs: super::exec::Execs::default(),
         }))
     }
 

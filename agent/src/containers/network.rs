@@ -276,6 +276,38 @@ impl Manager {
         Ok(())
     }
 
+    /// More names on its own user network for a container that is not
+    /// running, answered from its next start: Docker's short id, which
+    /// dockerd gives every container on a user network (and
+    /// docker-compose looks for, else it takes the container off its
+    /// network and on again).
+    pub async fn add_network_aliases(&self, container: &str, aliases: &[String]) -> Result<()> {
+        let slot = self.slot(container)?;
+        let _guard = slot.op.lock().await;
+        let snapshot = slot.snapshot();
+        if !matches!(snapshot.record.options.network, NetworkMode::Named(_)) {
+            return Err(ManagerError::Invalid(format!(
+                "container {container} is not on a user network: aliases are answered there only"
+            )));
+        }
+        if snapshot.status == super::info::Status::Running {
+            return Err(ManagerError::Conflict(format!(
+                "container {container} is running: its names on its network are set before it starts"
+            )));
+        }
+        for alias in aliases {
+            husk_api::networks::check_alias(alias).map_err(ManagerError::Invalid)?;
+        }
+        slot.update(|s| {
+            for alias in aliases {
+                if !s.record.options.network_aliases.contains(alias) {
+                    s.record.options.network_aliases.push(alias.clone());
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// `POST /v1/networks/NAME/disconnect`.
     pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
         let slot = self.slot(container)?;

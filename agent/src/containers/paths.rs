@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub struct Layout {
     /// The store's root (the data partition): `containers/`, `layers/`.
     pub root: PathBuf,
-    /// `/run/husk` or a test's directory: `containers/`, `runtime/`.
+    /// `/run/husk` or a test's directory: `containers/`, `runtime/`, `exec/`.
     pub run: PathBuf,
 }
 
@@ -36,6 +36,13 @@ impl Layout {
     /// The embedded runtime's state root (`husk-agent oci --root`).
     pub fn runtime_root(&self) -> PathBuf {
         self.run.join("runtime")
+    }
+
+    /// The execs' console sockets and pid files while they run
+    /// (`<run>/exec/<id prefix>.sock`, `.pid`): short paths whatever the
+    /// container's name, within a socket path's 108 bytes.
+    pub fn execs(&self) -> PathBuf {
+        self.run.join("exec")
     }
 
     pub fn container(&self, name: &str) -> ContainerPaths {

@@ -55,7 +55,8 @@ pub fn ignore_signal(signal: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Registers `fd` with tokio's reactor (to await a pidfd's readability).
+/// Registers `fd` with tokio's reactor (to await a pidfd's readability,
+/// an exec's pty master's).
 pub fn async_fd(
     fd: std::os::fd::OwnedFd,
 ) -> io::Result<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {

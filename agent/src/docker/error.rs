@@ -47,7 +47,16 @@ impl DockerError {
 
     /// A store error, classified as Husk's image API classifies it.
     pub fn from_store(error: &husk_store::StoreError) -> Self {
-        ApiError::from_store(error, None).into()
+        match error {
+            husk_store::StoreError::NotFound(reference) => Self::no_such_image(reference),
+            error => ApiError::from_store(error, None).into(),
+        }
+    }
+
+    /// dockerd's words, which clients match on: Docker's Python SDK tells
+    /// an `ImageNotFound` (and pulls) by "no such image" in a 404.
+    fn no_such_image(reference: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("No such image: {reference}"))
     }
 }
 
@@ -59,7 +68,12 @@ impl From<ApiError> for DockerError {
 
 impl From<ManagerError> for DockerError {
     fn from(error: ManagerError) -> Self {
-        ApiError::from(error).into()
+        match error {
+            ManagerError::Image(husk_store::StoreError::NotFound(reference)) => {
+                Self::no_such_image(&reference)
+            }
+            error => ApiError::from(error).into(),
+        }
     }
 }
 

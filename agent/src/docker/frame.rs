@@ -1,7 +1,7 @@
 //! Docker's multiplexed stream (`stdcopy`): each chunk of output behind an
 //! 8-byte header, `[stream, 0, 0, 0, length as big-endian u32]`, stream 1
-//! for stdout and 2 for stderr. A container with a terminal would be sent
-//! raw instead; Husk has no terminals yet, so every stream is framed.
+//! for stdout and 2 for stderr. A terminal's stream (a tty container's
+//! attach, a tty exec) is sent raw instead.
 
 use husk_api::containers::Stream;
 

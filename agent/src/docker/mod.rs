@@ -6,19 +6,26 @@
 //! This file owns the router: every route under its unversioned path and
 //! under `/v1.N/` ([`version`]), and the fallback that answers 501 for
 //! what Husk does not implement ([`unsupported`]). The endpoints are in
-//! [`system`], [`images`], [`containers`], [`logs`], [`attach`] and [`volumes`];
-//! Docker's container ids in [`ids`].
+//! [`system`], [`images`], [`containers`], [`logs`], [`attach`], [`volumes`]
+//! and [`networks`] (request bodies read by [`fields`]);
+//! Docker's container ids in [`ids`]; `docker exec` in [`exec`].
 
+mod archive;
 mod attach;
 mod containers;
 mod error;
+mod exec;
+mod fields;
 mod frame;
 mod ids;
 mod images;
 mod logs;
+mod networks;
 mod query;
+mod stats;
 mod system;
 mod time;
+mod top;
 mod unsupported;
 mod version;
 mod volumes;
@@ -41,8 +48,10 @@ pub use self::version::{API_VERSION, MAX_API_VERSION, MIN_API_VERSION};
 /// socket, `/run/husk/docker.sock`.
 pub const SOCKET_NAME: &str = "docker.sock";
 
-/// Docker create bodies are a few KiB; nothing is uploaded (builds,
-/// archives and image loads are not implemented).
+/// Docker create bodies are a few KiB: the limit of every JSON body. A
+/// `docker cp` archive is streamed, not buffered, and bounded by the
+/// store's limits on what it unpacks (`archive`); builds and image loads
+/// are not implemented.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// What every Docker handler works on: the agent's own pieces.
@@ -81,11 +90,24 @@ pub fn router(config: &ApiConfig) -> Router {
         .add("/containers/{id}/wait", containers::wait())
         .add("/containers/{id}/logs", logs::route())
         .add("/containers/{id}/attach", attach::route())
+        .add("/containers/{id}/archive", archive::route())
+        .add("/containers/{id}/stats", stats::route())
+        .add("/containers/{id}/top", top::route())
         .add("/containers/{id}/resize", attach::resize_route())
+        .add("/containers/{id}/exec", exec::create())
+        .add("/exec/{id}/start", exec::start())
+        .add("/exec/{id}/json", exec::inspect())
+        .add("/exec/{id}/resize", exec::resize())
         .add("/volumes", volumes::list())
         .add("/volumes/create", volumes::create())
         .add("/volumes/prune", volumes::prune())
-        .add("/volumes/{name}", volumes::by_name());
+        .add("/volumes/{name}", volumes::by_name())
+        .add("/networks", networks::list())
+        .add("/networks/create", networks::create())
+        .add("/networks/prune", networks::prune())
+        .add("/networks/{id}", networks::by_id())
+        .add("/networks/{id}/connect", networks::connect())
+        .add("/networks/{id}/disconnect", networks::disconnect());
     routes
         .0
         .fallback(unsupported::fallback)

@@ -84,6 +84,25 @@ impl Params {
     }
 }
 
+/// dockerd's `name` filters are regular expressions; the common uses
+/// are a plain substring and `^…$` anchors, which this matches.
+pub fn pattern_matches(pattern: &str, text: &str) -> bool {
+    let (anchored_start, rest) = match pattern.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, pattern),
+    };
+    let (anchored_end, needle) = match rest.strip_suffix('$') {
+        Some(needle) => (true, needle),
+        None => (false, rest),
+    };
+    match (anchored_start, anchored_end) {
+        (true, true) => text == needle,
+        (true, false) => text.starts_with(needle),
+        (false, true) => text.ends_with(needle),
+        (false, false) => text.contains(needle),
+    }
+}
+
 /// `filters`: each key and its values (a key matches when any value does).
 #[derive(Debug, Default)]
 pub struct Filters(pub BTreeMap<String, Vec<String>>);

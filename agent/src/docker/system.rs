@@ -96,7 +96,7 @@ pub fn version() -> MethodRouter<Docker> {
 }
 
 /// `MemTotal` of /proc/meminfo, in bytes.
-fn mem_total() -> u64 {
+pub(super) fn mem_total() -> u64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     meminfo
         .lines()

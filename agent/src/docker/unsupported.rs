@@ -1,6 +1,6 @@
 //! What Husk's Docker API does not implement: every other endpoint of
-//! Docker's (exec, stats, top, archives, prune, events, networks,
-//! volumes, build, commit, export, load and save, swarm, plugins…) is
+//! Docker's (prune, events, image tag, build, commit, export, load and
+//! save, swarm, plugins…) is
 //! answered 501 in Docker's error shape, naming what is missing, so the
 //! CLI prints why instead of failing on a 404 it cannot explain.
 
@@ -19,15 +19,11 @@ fn feature(method: &Method, path: &str) -> String {
     match segments.as_slice() {
         ["build", "prune"] => named("build cache prune"),
         ["build", ..] => named("docker build (image builds): build images elsewhere and pull them"),
-        ["containers", _, "exec"] | ["exec", ..] => {
-            named("docker exec yet (huskctl exec and Husk's API do)")
-        }
         ["containers", _, action] => format!("container {action}"),
         ["containers", "prune"] => named("container prune"),
         ["images", ..] => {
             format!("{method} {path} (image operations besides ls, inspect, pull and rm)")
         }
-        ["networks", ..] => named("Docker's network API (huskctl network does)"),
         ["volumes", ..] => named("Docker's volume API"),
         ["commit"] => named("docker commit"),
         ["events"] => named("docker events"),
@@ -94,9 +90,9 @@ mod tests {
     fn names_what_is_missing() {
         let build = refusal(&Method::POST, "/build").message;
         assert!(build.contains("docker build"), "{build}");
-        let exec = refusal(&Method::POST, "/containers/web/exec").message;
-        assert!(exec.contains("docker exec"), "{exec}");
-        let stats = refusal(&Method::GET, "/containers/web/stats").message;
-        assert!(stats.contains("container stats"), "{stats}");
+        let pause = refusal(&Method::POST, "/containers/web/pause").message;
+        assert!(pause.contains("container pause"), "{pause}");
+        let export = refusal(&Method::GET, "/containers/web/export").message;
+        assert!(export.contains("container export"), "{export}");
     }
 }

@@ -1,8 +1,9 @@
 //! Connections the agent takes over (`101 Switching Protocols`,
-//! `Upgrade: tcp`): a container's attach, as Docker's. Over the unix
-//! socket and over the remote API's TLS alike.
+//! `Upgrade: tcp`): a container's attach, as Docker's, and an exec with
+//! a terminal or stdin. Over the unix socket and over the remote API's
+//! TLS alike.
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -23,11 +24,27 @@ impl Client {
     /// stream once the agent answered 101. Any other answer is
     /// [`ClientError::Status`].
     pub async fn upgrade(&self, path: &str) -> Result<Upgraded, ClientError> {
-        let request = hyper::Request::builder()
+        self.upgrade_with(path, None)
+            .await
+            .map(|(_, stream)| stream)
+    }
+
+    /// [`Client::upgrade`] with a JSON body: the 101's headers (an
+    /// exec's id) and the stream.
+    pub async fn upgrade_with(
+        &self,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<(hyper::HeaderMap, Upgraded), ClientError> {
+        let mut request = hyper::Request::builder()
             .method(Method::POST)
             .uri(path)
             .header(hyper::header::CONNECTION, "Upgrade")
             .header(hyper::header::UPGRADE, "tcp");
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let body = Full::new(Bytes::from(body.unwrap_or_default()));
         match &self.target {
             Target::Unix(socket) => {
                 let stream =
@@ -39,14 +56,14 @@ impl Client {
                         })?;
                 let request = request
                     .header(hyper::header::HOST, "localhost")
-                    .body(Empty::<Bytes>::new())?;
+                    .body(body)?;
                 upgrade(stream, request).await
             }
             Target::Tls(remote) => {
                 let stream = remote.connect().await?;
                 let request = request
                     .header(hyper::header::HOST, remote.address.as_str())
-                    .body(Empty::<Bytes>::new())?;
+                    .body(body)?;
                 upgrade(stream, request).await.map_err(|e| match e {
                     ClientError::Http(e) => remote.refused(e),
                     e => e,
@@ -58,8 +75,8 @@ impl Client {
 
 async fn upgrade<S>(
     stream: S,
-    request: hyper::Request<Empty<Bytes>>,
-) -> Result<Upgraded, ClientError>
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<(hyper::HeaderMap, Upgraded), ClientError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -76,7 +93,8 @@ where
             body: String::from_utf8_lossy(&body).into_owned(),
         });
     }
-    Ok(TokioIo::new(hyper::upgrade::on(response).await?))
+    let headers = response.headers().clone();
+    Ok((headers, TokioIo::new(hyper::upgrade::on(response).await?)))
 }
 
 /// Docker's detach key list: `ctrl-p,ctrl-q`, `ctrl-@` … `ctrl-_`, or

@@ -304,6 +304,7 @@ fn api_bodies() -> Vec<Seed> {
         env: vec!["A=1".into()],
         user: Some("www-data".into()),
         workdir: Some("/tmp".into()),
+        ..ExecRequest::default()
     };
     let apply = ApplyRequest {
         version: Some("1.2.0".into()),

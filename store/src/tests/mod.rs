@@ -8,6 +8,7 @@ mod import;
 mod incoming;
 mod lifecycle;
 mod limits;
+mod live_tree;
 mod malicious;
 
 use std::collections::BTreeSet;

@@ -17,13 +17,13 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 
 use super::config::{Control, ControlReply};
+use crate::containers::listener::Listener;
 use husk_api::containers::Stream;
 
 /// What may wait for one attach client before it is disconnected.
@@ -35,80 +35,6 @@ const CONTROL_LINE: usize = 4096;
 /// After the container exits, how long queued output may take to reach
 /// the clients.
 const FLUSH: Duration = Duration::from_secs(2);
-
-/// A listening socket (0600), removed when dropped.
-pub struct Listener {
-    listener: UnixListener,
-    path: PathBuf,
-}
-
-impl Listener {
-    pub fn bind(path: &Path) -> io::Result<Self> {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let listener = UnixListener::bind(path)?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        listener.set_nonblocking(true)?;
-        Ok(Self {
-            listener,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The socket itself (the console socket accepts on it its own way).
-    pub(super) fn socket(&self) -> &UnixListener {
-        &self.listener
-    }
-
-    /// Every connection waiting, non-blocking.
-    fn accept_all(&self) -> Vec<UnixStream> {
-        let mut accepted = Vec::new();
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        accepted.push(stream);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return accepted,
-            }
-        }
-    }
-
-    /// Waits (up to `timeout`) until `count` clients have connected.
-    pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<UnixStream> {
-        let deadline = Instant::now() + timeout;
-        let mut accepted = Vec::new();
-        while accepted.len() < count {
-            accepted.extend(self.accept_all());
-            let left = deadline.saturating_duration_since(Instant::now());
-            if accepted.len() >= count || left.is_zero() {
-                break;
-            }
-            let timeout = Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            };
-            let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
-            let _ = poll(&mut fds, Some(&timeout));
-        }
-        accepted
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 struct Client {
     stream: UnixStream,
@@ -194,7 +120,7 @@ impl Attach {
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
         let mut fds = Vec::new();
         if let Some(listener) = &self.listener {
-            fds.push(PollFd::new(&listener.listener, PollFlags::IN));
+            fds.push(PollFd::new(listener.socket(), PollFlags::IN));
         }
         let take_input = self.pending.len() < STDIN_BUFFER;
         for client in &self.clients {
@@ -376,7 +302,7 @@ impl ControlServer {
         let mut fds: Vec<PollFd> = self
             .listener
             .iter()
-            .map(|l| PollFd::new(&l.listener, PollFlags::IN))
+            .map(|l| PollFd::new(l.socket(), PollFlags::IN))
             .collect();
         fds.extend(
             self.clients
@@ -423,7 +349,7 @@ fn answer(master: Option<&OwnedFd>, request: &[u8]) -> ControlReply {
         Err(e) => Some(format!("bad control request: {e}")),
         Ok(Control::Resize { rows, cols }) => match master {
             None => Some("the container has no terminal".to_string()),
-            Some(master) => super::console::resize(master, rows, cols)
+            Some(master) => crate::containers::console::resize(master, rows, cols)
                 .err()
                 .map(|e| format!("resizing the terminal: {e}")),
         },

@@ -17,7 +17,6 @@
 mod attach;
 mod chowned;
 mod config;
-mod console;
 mod idmap;
 pub mod overlay;
 mod pump;
@@ -30,11 +29,13 @@ use std::process::ExitCode;
 
 use rustix::pipe::{PipeFlags, pipe_with};
 
+pub use self::attach::frame_header;
 pub use self::config::{
     Control, ControlReply, ExitStatus, Overlay, ShimConfig, ShimPid, attach_socket, control_socket,
     read_json, write_json,
 };
 
+use super::console;
 use super::sys::{self, Forked};
 use husk_runtime::{Container, CreateOptions};
 
@@ -130,7 +131,7 @@ fn start(config: &ShimConfig) -> io::Result<Started> {
     // Without them the container still runs and logs (a run directory
     // whose socket paths are too long, say): only attach is lost.
     let bind = |path: std::path::PathBuf| {
-        attach::Listener::bind(&path)
+        super::listener::Listener::bind(&path)
             .inspect_err(|e| log::warn!("{}: binding {}: {e}", config.name, path.display()))
             .ok()
     };

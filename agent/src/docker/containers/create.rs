@@ -21,10 +21,10 @@ use husk_api::containers::{
     Mount, NetworkMode, PortMapping, PortProtocol, RestartPolicy, RunOptions, parse_mount_flag,
     parse_tmpfs_flag, parse_volume_flag,
 };
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::super::error::DockerError;
+use super::super::fields::{refuse_rest, take};
 use super::super::query::Params;
 use super::super::{Docker, ids};
 use super::QueryMap;
@@ -57,32 +57,6 @@ fn bad(message: impl Into<String>) -> DockerError {
     DockerError::bad_request(message)
 }
 
-/// Docker's zero values: what the CLI sends for a flag not given.
-fn is_empty(value: &Value) -> bool {
-    match value {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.iter().all(is_empty),
-        Value::Object(o) => o.values().all(is_empty),
-    }
-}
-
-/// Removes `key` and reads it; absent and null are None.
-fn take<T: DeserializeOwned>(
-    map: &mut Map<String, Value>,
-    section: &str,
-    key: &str,
-) -> Result<Option<T>, DockerError> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => serde_json::from_value(value)
-            .map(Some)
-            .map_err(|e| bad(format!("{section}{key}: {e}"))),
-    }
-}
-
 /// Docker's `StrSlice`: a string or an array of strings.
 fn take_strings(
     map: &mut Map<String, Value>,
@@ -95,17 +69,6 @@ fn take_strings(
         Some(value) => serde_json::from_value(value)
             .map(Some)
             .map_err(|e| bad(format!("{section}{key}: {e}"))),
-    }
-}
-
-/// What is left of a section must be empty: a field Husk cannot honour
-/// is refused by name, never dropped.
-fn refuse_rest(map: &Map<String, Value>, section: &str) -> Result<(), DockerError> {
-    match map.iter().find(|(_, value)| !is_empty(value)) {
-        Some((key, value)) => Err(bad(format!(
-            "{section}{key} is not supported by Husk (asked: {value}); refused rather than ignored"
-        ))),
-        None => Ok(()),
     }
 }
 
@@ -128,6 +91,7 @@ pub fn route() -> MethodRouter<Docker> {
             };
             let policy = docker.manager.config().policy.clone();
             let mut options = run_options(body, &policy)?;
+            options.network = resolve_network(&docker, options.network).await;
             let info = match params.str("name") {
                 Some(name) => {
                     options.name = name.strip_prefix('/').unwrap_or(name).to_owned();
@@ -136,10 +100,32 @@ pub fn route() -> MethodRouter<Docker> {
                 None => create_named(&docker, options).await?,
             };
             let id = ids::id_of(&info);
+            if matches!(info.options.network, NetworkMode::Named(_)) {
+                // dockerd's alias of every container on a user network.
+                let short = vec![id[..12].to_owned()];
+                if let Err(e) = docker.manager.add_network_aliases(&info.name, &short).await {
+                    let _ = docker.manager.remove(&info.name, true).await;
+                    return Err(e.into());
+                }
+            }
             log::info!("Docker API: created {} ({id})", info.name);
             Ok::<_, DockerError>((StatusCode::CREATED, Json(json!({"Id": id, "Warnings": []}))))
         },
     )
+}
+
+/// `--network` may name a network by its Docker id or an id prefix, as
+/// dockerd takes it; a name stays as it is.
+async fn resolve_network(docker: &Docker, mode: NetworkMode) -> NetworkMode {
+    match mode {
+        NetworkMode::Named(reference) => {
+            match super::super::networks::network_name(docker, &reference).await {
+                Some(name) => NetworkMode::from(name),
+                None => NetworkMode::Named(reference),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Creates under a generated name, trying another if a concurrent

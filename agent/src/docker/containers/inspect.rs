@@ -8,11 +8,12 @@ use axum::extract::{Path as UrlPath, State};
 use axum::routing::{MethodRouter, get};
 use serde_json::{Value, json};
 
+use super::super::networks::{NetworkIds, container_networks, ids_by_name};
 use super::super::time::{ZERO_TIME, human, since_ms};
 use super::super::{Docker, ids};
 use super::IdPath;
 use crate::containers::{ContainerInfo, Status};
-use husk_api::containers::{NetworkInfo, PortMapping};
+use husk_api::containers::PortMapping;
 
 /// Docker's `State.Status`.
 fn state_name(info: &ContainerInfo) -> &'static str {
@@ -56,39 +57,6 @@ fn host_ip(port: &PortMapping) -> String {
         .map_or_else(|| "0.0.0.0".into(), |ip| ip.to_string())
 }
 
-/// One network's endpoint (`NetworkSettings.Networks.<name>`).
-fn endpoint(network: &NetworkInfo) -> Value {
-    json!({
-        "IPAMConfig": null,
-        "Links": null,
-        "Aliases": null,
-        "NetworkID": "",
-        "EndpointID": "",
-        "Gateway": network.gateway.to_string(),
-        "IPAddress": network.ip_address.to_string(),
-        "IPPrefixLen": network.prefix_len,
-        "IPv6Gateway": network.ipv6_gateway.map(|ip| ip.to_string()).unwrap_or_default(),
-        "GlobalIPv6Address": network.ipv6_address.map(|ip| ip.to_string()).unwrap_or_default(),
-        "GlobalIPv6PrefixLen": network.ipv6_prefix_len.unwrap_or(0),
-        "MacAddress": network.mac_address,
-        "DriverOpts": null,
-    })
-}
-
-/// The networks it is on now, by name.
-fn networks(info: &ContainerInfo) -> serde_json::Map<String, Value> {
-    let mut networks = serde_json::Map::new();
-    if let Some(network) = &info.network {
-        networks.insert(network.network.clone(), endpoint(network));
-    }
-    for connected in &info.connected {
-        if let Some(place) = &connected.endpoint {
-            networks.insert(connected.network.clone(), endpoint(place));
-        }
-    }
-    networks
-}
-
 /// The ports published now (`PortMapping`s the agent bound).
 fn published(info: &ContainerInfo) -> &[PortMapping] {
     info.network.as_ref().map_or(&[], |n| n.ports.as_slice())
@@ -113,7 +81,7 @@ fn mounts(info: &ContainerInfo) -> Vec<Value> {
 }
 
 /// `docker ps`'s entry.
-pub fn list_entry(info: &ContainerInfo) -> Value {
+pub fn list_entry(info: &ContainerInfo, network_ids: &NetworkIds) -> Value {
     let ports: Vec<Value> = published(info)
         .iter()
         .map(|p| {
@@ -132,7 +100,7 @@ pub fn list_entry(info: &ContainerInfo) -> Value {
         "State": state_name(info),
         "Status": status_text(info),
         "HostConfig": {"NetworkMode": network_mode(info)},
-        "NetworkSettings": {"Networks": networks(info)},
+        "NetworkSettings": {"Networks": container_networks(info, network_ids)},
         "Mounts": mounts(info),
     })
 }
@@ -156,8 +124,14 @@ fn shell_words(command: &[String]) -> String {
 }
 
 /// `docker inspect`'s document. `env` is the process's environment (the
-/// image's with the user's over it).
-pub fn inspect_json(info: &ContainerInfo, env: Vec<String>, root: &std::path::Path) -> Value {
+/// image's with the user's over it); `network_ids`: the networks' Docker
+/// ids by name.
+pub fn inspect_json(
+    info: &ContainerInfo,
+    env: Vec<String>,
+    root: &std::path::Path,
+    network_ids: &NetworkIds,
+) -> Value {
     let o = &info.options;
     let (path, args) = match info.command.split_first() {
         Some((path, args)) => (path.clone(), args.to_vec()),
@@ -278,7 +252,7 @@ pub fn inspect_json(info: &ContainerInfo, env: Vec<String>, root: &std::path::Pa
             "IPPrefixLen": network.map_or(0, |n| n.prefix_len),
             "IPv6Gateway": network.and_then(|n| n.ipv6_gateway).map(|ip| ip.to_string()).unwrap_or_default(),
             "MacAddress": network.map(|n| n.mac_address.clone()).unwrap_or_default(),
-            "Networks": networks(info),
+            "Networks": container_networks(info, network_ids),
         },
     })
 }
@@ -324,7 +298,13 @@ pub fn route() -> MethodRouter<Docker> {
         |State(docker): State<Docker>, UrlPath(path): UrlPath<IdPath>| async move {
             let info = ids::resolve(&docker.manager, &path.id)?;
             let env = environment(&docker, &info).await;
-            Ok::<_, super::super::error::DockerError>(Json(inspect_json(&info, env, &docker.root)))
+            let network_ids = ids_by_name(&docker).await;
+            Ok::<_, super::super::error::DockerError>(Json(inspect_json(
+                &info,
+                env,
+                &docker.root,
+                &network_ids,
+            )))
         },
     )
 }

@@ -8,7 +8,8 @@ use axum::extract::State;
 use axum::routing::{MethodRouter, get};
 
 use super::super::error::DockerError;
-use super::super::query::Params;
+use super::super::networks::ids_by_name;
+use super::super::query::{Params, pattern_matches};
 use super::super::{Docker, ids};
 use super::QueryMap;
 use super::inspect::list_entry;
@@ -17,24 +18,7 @@ use crate::containers::{ContainerInfo, Status};
 /// dockerd's name filter is a regular expression over `/name`; the
 /// common uses are a plain substring and `^…$`.
 fn name_matches(pattern: &str, name: &str) -> bool {
-    let full = format!("/{name}");
-    let (anchored_start, rest) = match pattern.strip_prefix('^') {
-        Some(rest) => (true, rest),
-        None => (false, pattern),
-    };
-    let (anchored_end, needle) = match rest.strip_suffix('$') {
-        Some(needle) => (true, needle),
-        None => (false, rest),
-    };
-    let candidates = [full.as_str(), name];
-    candidates
-        .iter()
-        .any(|text| match (anchored_start, anchored_end) {
-            (true, true) => *text == needle,
-            (true, false) => text.starts_with(needle),
-            (false, true) => text.ends_with(needle),
-            (false, false) => text.contains(needle),
-        })
+    pattern_matches(pattern, &format!("/{name}")) || pattern_matches(pattern, name)
 }
 
 fn label_matches(filter: &str, info: &ContainerInfo) -> bool {
@@ -97,7 +81,13 @@ pub fn route() -> MethodRouter<Docker> {
         if let Some(limit) = params.int("limit")?.filter(|l| *l > 0) {
             containers.truncate(limit as usize);
         }
-        Ok::<_, DockerError>(Json(containers.iter().map(list_entry).collect::<Vec<_>>()))
+        let network_ids = ids_by_name(&docker).await;
+        Ok::<_, DockerError>(Json(
+            containers
+                .iter()
+                .map(|c| list_entry(c, &network_ids))
+                .collect::<Vec<_>>(),
+        ))
     })
 }
 

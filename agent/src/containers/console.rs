@@ -1,42 +1,52 @@
-//! The shim's side of runc's `--console-socket` contract: it listens on a
-//! socket of its own, the runtime connects to it before the container's
-//! init is cloned, and the init sends the pty master over it
-//! (`SCM_RIGHTS`) before the create returns.
+//! The receiving side of runc's `--console-socket` contract, the shim's
+//! (a container's terminal) and the agent's (an exec's): it listens on a
+//! socket of its own, the runtime connects to it before the process is
+//! cloned, and the process sends its pty master over it (`SCM_RIGHTS`)
+//! before it execs the command.
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
 
-/// How long the master may take to arrive once the create returned (it is
-/// sent before the init waits for the start, so it is there already).
+/// How long the master may take to arrive: for the shim, once the create
+/// returned (it is sent before the init waits for the start, so it is
+/// there already); for an exec, once the runtime runs (it joins the
+/// container and sends it before anything slow).
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The console socket: bound as the attach sockets are (0600, a stale
 /// socket replaced, non-blocking, removed when dropped).
-pub struct ConsoleSocket(super::attach::Listener);
+pub struct ConsoleSocket(super::listener::Listener);
 
 impl ConsoleSocket {
     pub fn bind(path: &Path) -> io::Result<Self> {
-        super::attach::Listener::bind(path).map(Self)
+        super::listener::Listener::bind(path).map(Self)
     }
 
     pub fn path(&self) -> &Path {
         self.0.path()
     }
 
-    /// The pty master the container's init sent.
+    /// The pty master the container's process sent.
     pub fn receive_master(&self) -> io::Result<OwnedFd> {
+        self.receive_master_unless(None)
+    }
+
+    /// The pty master, or an error as soon as `gone` is readable (a pidfd
+    /// of the runtime: it exited without sending one, as it does when
+    /// the exec fails before the clone).
+    pub fn receive_master_unless(&self, gone: Option<BorrowedFd<'_>>) -> io::Result<OwnedFd> {
         let deadline = Instant::now() + RECEIVE_TIMEOUT;
         let stream = loop {
             match self.0.socket().accept() {
                 Ok((stream, _)) => break stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    wait_readable(self.0.socket().as_fd(), deadline)?
+                    wait_readable(self.0.socket().as_fd(), gone, deadline)?
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -54,7 +64,7 @@ impl ConsoleSocket {
                 RecvFlags::CMSG_CLOEXEC,
             );
             match received {
-                Err(rustix::io::Errno::AGAIN) => wait_readable(stream.as_fd(), deadline)?,
+                Err(rustix::io::Errno::AGAIN) => wait_readable(stream.as_fd(), None, deadline)?,
                 Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(e.into()),
                 Ok(_) => {
@@ -71,7 +81,14 @@ impl ConsoleSocket {
     }
 }
 
-fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, deadline: Instant) -> io::Result<()> {
+/// Waits for `fd` (or `gone`, which is an error) until the deadline.
+/// Once the runtime connected, its end closing is the connection's EOF:
+/// only the accept needs `gone`.
+fn wait_readable(
+    fd: BorrowedFd<'_>,
+    gone: Option<BorrowedFd<'_>>,
+    deadline: Instant,
+) -> io::Result<()> {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(io::Error::new(
@@ -83,14 +100,26 @@ fn wait_readable(fd: std::os::fd::BorrowedFd<'_>, deadline: Instant) -> io::Resu
         tv_sec: left.as_secs() as i64,
         tv_nsec: i64::from(left.subsec_nanos()),
     };
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+    let mut fds = vec![PollFd::new(&fd, PollFlags::IN)];
+    if let Some(gone) = &gone {
+        fds.push(PollFd::new(gone, PollFlags::IN));
+    }
     match poll(&mut fds, Some(&timeout)) {
+        // A connection that came just before the exit is still taken.
+        Ok(_)
+            if fds[0].revents().is_empty()
+                && fds.get(1).is_some_and(|g| !g.revents().is_empty()) =>
+        {
+            Err(io::Error::other(
+                "the runtime exited before it sent the pty master",
+            ))
+        }
         Ok(_) | Err(rustix::io::Errno::INTR) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
-/// TIOCSWINSZ on the master: the container's processes get SIGWINCH.
+/// TIOCSWINSZ on the master: the processes on the pty get SIGWINCH.
 pub fn resize(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
     let size = rustix::termios::Winsize {
         ws_row: rows,
