@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::docker::{COMMAND_LIMIT, DOCKER, Machine};
+use common::docker::Machine;
 use common::enter_cgroup2_namespace;
 use serde_json::Value;
 
@@ -125,17 +124,7 @@ fn docker_cli_runs_containers() {
     let (stdout, stderr) = common::text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout, "hello\n", "{stderr}");
-    let out = m.docker(&[
-        "run",
-        "--rm",
-        "busybox",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 3",
-    ]);
-    let (stdout, stderr) = common::text(&out);
-    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
-    assert_eq!((stdout.as_str(), stderr.as_str()), ("out\n", "err\n"));
+    m.assert_streams_and_exit_code(&["run", "--rm", "busybox"]);
     let all = m.ok(&["ps", "-a", "--format", "{{.Names}}"]);
     assert_eq!(all, "", "--rm left containers");
 
@@ -335,39 +324,10 @@ fn docker_cli_runs_interactively() {
         return;
     }
     let m = Machine::start();
-    let socket = format!("unix://{}", m.path("docker.sock").display());
-    let mut child = Command::new(DOCKER)
-        .args([
-            "-H",
-            &socket,
-            "run",
-            "-i",
-            "--rm",
-            "busybox",
-            "sh",
-            "-c",
-            "cat; exit 4",
-        ])
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"through stdin\n").unwrap();
-    }
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "docker run -i did not end at stdin's EOF"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = m.docker_fed(
+        &["run", "-i", "--rm", "busybox", "sh", "-c", "cat; exit 4"],
+        b"through stdin\n",
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "through stdin\n",
@@ -384,19 +344,7 @@ fn docker_cli_runs_interactively() {
         ["expect", "40 100"],
         ["send", "exit 6\r"],
     ]);
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(common::pty::DRIVER)
-        .arg(steps.to_string())
-        .args([DOCKER, "-H", &socket, "run", "-it", "--rm", "busybox", "sh"])
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the pty driver: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.starts_with("EXIT 6\n"), "{stdout}");
+    let tty = m.docker_command(m.dir(), &["run", "-it", "--rm", "busybox", "sh"]);
+    let (code, screen) = common::pty::run(&steps, &tty);
+    assert_eq!(code, 6, "{screen}");
 }

@@ -9,40 +9,21 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
-use common::docker::{COMMAND_LIMIT, Machine};
-use common::{enter_cgroup2_namespace, eventually, text};
+use common::docker::{COMMAND_LIMIT, MACHINE_IP, Machine, add_uplink};
+use common::{enter_cgroup2_namespace, eventually, run_with_deadline, text};
 
 /// Debian's docker-compose 1.29 (Python, over docker-py).
 const COMPOSE: &str = "/usr/bin/docker-compose";
 
-/// The machine's own address in the test's namespace: a
-/// published port is the machine's, reached on its addresses (not
-/// loopback: docs/NETWORK.md says why).
-const MACHINE_IP: &str = "192.0.2.1";
-
-/// A link with [`MACHINE_IP`]/24, the machine's "uplink" (one end of a
-/// veth pair: this kernel has no dummy links).
-fn add_uplink() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "ip link add up0 type veth peer name up1 && ip addr add {MACHINE_IP}/24 dev up0 && \
-             ip link set up1 up && ip link set up0 up"
-        ))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the uplink: {out:?}");
-}
-
 /// `docker-compose ARGS` in `dir`, with DOCKER_HOST naming the agent's
 /// socket (as a user exports it), within [`COMMAND_LIMIT`].
 fn compose(m: &Machine, dir: &Path, args: &[&str]) -> Output {
-    let mut child = Command::new(COMPOSE)
+    let mut command = Command::new(COMPOSE);
+    command
         .args(args)
         .current_dir(dir)
         .env(
@@ -53,45 +34,13 @@ fn compose(m: &Machine, dir: &Path, args: &[&str]) -> Output {
         .env_remove("DOCKER_CONTEXT")
         .env_remove("DOCKER_API_VERSION")
         .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stdout.read_to_end(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
-        text
-    });
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "docker-compose {args:?} did not finish in {COMMAND_LIMIT:?}: {}{}",
-                String::from_utf8_lossy(&out.join().unwrap()),
-                String::from_utf8_lossy(&err.join().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
+        .env_remove("COMPOSE_FILE");
+    run_with_deadline(
+        &mut command,
+        None,
+        COMMAND_LIMIT,
+        &format!("docker-compose {args:?}"),
+    )
 }
 
 /// stdout and stderr, asserting success.

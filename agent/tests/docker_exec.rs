@@ -9,57 +9,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::docker::{COMMAND_LIMIT, DOCKER, Machine};
+use common::docker::Machine;
 use common::{enter_cgroup2_namespace, eventually};
 use serde_json::Value;
-
-/// `docker ARGS` with `input` on its stdin, then EOF.
-fn docker_fed(m: &Machine, args: &[&str], input: &[u8]) -> Output {
-    let socket = format!("unix://{}", m.path("docker.sock").display());
-    let mut child = Command::new(DOCKER)
-        .arg("-H")
-        .arg(&socket)
-        .args(args)
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stdout.read_to_end(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text);
-        text
-    });
-    let deadline = Instant::now() + COMMAND_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("docker {args:?} did not end at its stdin's EOF");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    }
-}
 
 /// curl on the Docker socket with a JSON body: what came and the status.
 fn post_json(m: &Machine, path: &str, body: &str) -> (String, u16) {
@@ -93,16 +47,7 @@ fn docker_exec_runs_what_it_is_asked_and_refuses_what_husk_refuses() {
     m.ok(&["run", "-d", "--name", "ex-box", "busybox", "sleep", "1000"]);
 
     assert_eq!(m.ok(&["exec", "ex-box", "echo", "hi"]), "hi\n");
-    let out = m.docker(&[
-        "exec",
-        "ex-box",
-        "sh",
-        "-c",
-        "echo out; echo err >&2; exit 3",
-    ]);
-    let (stdout, stderr) = common::text(&out);
-    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
-    assert_eq!((stdout.as_str(), stderr.as_str()), ("out\n", "err\n"));
+    m.assert_streams_and_exit_code(&["exec", "ex-box"]);
     assert_eq!(
         m.ok(&["exec", "-e", "X=y z", "ex-box", "sh", "-c", "echo $X"]),
         "y z\n"
@@ -122,16 +67,11 @@ fn docker_exec_runs_what_it_is_asked_and_refuses_what_husk_refuses() {
     assert!(stderr.contains("no-such-command"), "{stderr}");
 
     // -i: stdin streamed to the process, its EOF the process's.
-    let out = docker_fed(
-        &m,
-        &["exec", "-i", "ex-box", "cat"],
-        b"fed through\nstdin\n",
-    );
+    let out = m.docker_fed(&["exec", "-i", "ex-box", "cat"], b"fed through\nstdin\n");
     let (stdout, stderr) = common::text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert_eq!(stdout, "fed through\nstdin\n", "{stderr}");
-    let out = docker_fed(
-        &m,
+    let out = m.docker_fed(
         &["exec", "-i", "ex-box", "sh", "-c", "busybox wc -l; exit 4"],
         b"a\nb\n",
     );
@@ -248,37 +188,18 @@ fn docker_exec_it_gives_a_terminal_that_resizes() {
     }
     let m = Machine::start();
     m.ok(&["run", "-d", "--name", "ex-tty", "busybox", "sleep", "1000"]);
-    let socket = format!("unix://{}", m.path("docker.sock").display());
-    let steps = serde_json::json!([
-        ["expect", "# "],
-        ["send", "tty\r"],
-        ["expect", "/dev/pts/"],
-        // The size of the CLI's terminal (the driver's 24x80), sent at
-        // the start.
-        ["send", "busybox stty size\r"],
-        ["expect", "24 80"],
-        ["resize", 33, 77],
-        ["send", "sleep 0.5; busybox stty size\r"],
-        ["expect", "33 77"],
-        ["send", "echo $((6*7))-$TERM\r"],
-        ["expect", "42-"],
-        ["send", "exit 5\r"],
-    ]);
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(common::pty::DRIVER)
-        .arg(steps.to_string())
-        .args([DOCKER, "-H", &socket, "exec", "-it", "ex-tty", "sh"])
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the pty driver: {}{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+    let steps = common::pty::terminal_steps(
+        33,
+        77,
+        serde_json::json!([
+            ["send", "echo $((6*7))-$TERM\r"],
+            ["expect", "42-"],
+            ["send", "exit 5\r"],
+        ]),
     );
-    assert!(stdout.starts_with("EXIT 5\n"), "{stdout}");
+    let tty = m.docker_command(m.dir(), &["exec", "-it", "ex-tty", "sh"]);
+    let (code, screen) = common::pty::run(&steps, &tty);
+    assert_eq!(code, 5, "{screen}");
     // The container runs on.
     assert_eq!(m.inspect("ex-tty")["State"]["Running"], true);
     // -it without a terminal: the CLI refuses it before asking.

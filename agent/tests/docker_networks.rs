@@ -11,10 +11,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::docker::Machine;
+use common::docker::{Machine, add_uplink};
 use common::{enter_cgroup2_namespace, eventually};
 use serde_json::Value;
 
@@ -216,20 +215,6 @@ fn docker_cli_manages_networks() {
     m.ok(&["rm", "holder"]);
     m.ok(&["network", "prune", "-f"]);
     assert_eq!(names(&m, &[]), ["bridge", "host", "none"]);
-}
-
-/// A link with 192.0.2.1/24: the machine's "uplink" (one end of a veth
-/// pair: this kernel has no dummy links).
-fn add_uplink() {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(
-            "ip link add up0 type veth peer name up1 && ip addr add 192.0.2.1/24 dev up0 && \
-             ip link set up1 up && ip link set up0 up",
-        )
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "the uplink: {out:?}");
 }
 
 #[test]

@@ -46,25 +46,9 @@ impl Machine {
     /// huskctl with these arguments on a pty, driven by `steps`: its exit
     /// code and what the terminal showed.
     fn on_pty(&self, steps: serde_json::Value, args: &[&str]) -> (i32, String) {
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(common::pty::DRIVER)
-            .arg(steps.to_string())
-            .arg(huskctl_bin())
-            .arg("--socket")
-            .arg(&self.agent.socket)
-            .args(args)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "the pty driver failed: {}{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (first, rest) = stdout.split_once('\n').unwrap();
-        let code = first.strip_prefix("EXIT ").unwrap().parse().unwrap();
-        (code, rest.to_string())
+        let mut huskctl = Command::new(huskctl_bin());
+        huskctl.arg("--socket").arg(&self.agent.socket).args(args);
+        common::pty::run(&steps, &huskctl)
     }
 
     fn inspect(&self, name: &str) -> ContainerInfo {
@@ -241,18 +225,7 @@ fn exec_it_gives_a_terminal_and_exec_i_streams_stdin() {
     let m = Machine::new();
     m.agent
         .huskctl_ok(&["run", "-d", "--name", "box", IMAGE, "sleep", "1000"]);
-    let steps = serde_json::json!([
-        ["expect", "# "],
-        ["send", "tty\r"],
-        ["expect", "/dev/pts/"],
-        // huskctl's terminal's size (the driver's), sent at the start.
-        ["send", "busybox stty size\r"],
-        ["expect", "24 80"],
-        ["resize", 30, 100],
-        ["send", "sleep 0.5; busybox stty size\r"],
-        ["expect", "30 100"],
-        ["send", "exit 6\r"],
-    ]);
+    let steps = common::pty::terminal_steps(30, 100, serde_json::json!([["send", "exit 6\r"]]));
     let (code, screen) = m.on_pty(steps, &["exec", "-it", "box", "sh"]);
     assert_eq!(code, 6, "{screen}");
     assert_eq!(m.inspect("box").status, Status::Running);

@@ -37,6 +37,37 @@ pub struct Session {
     pub detach_keys: Option<String>,
 }
 
+impl Session {
+    /// The detach keys, and `path` asking the agent to watch for them.
+    fn keys_on(&self, path: String) -> Result<(Vec<u8>, String), ClientError> {
+        let text = self.detach_keys.as_deref().unwrap_or(DEFAULT_DETACH_KEYS);
+        let keys = parse_detach_keys(text).map_err(ClientError::Usage)?;
+        let path = format!("{path}?detach_keys={}", husk_api::encode_path_segment(text));
+        Ok((keys, path))
+    }
+
+    /// Whether huskctl's stdin is a terminal; refused when the session
+    /// would send a terminal's keys and it is not one.
+    fn local_tty(&self) -> Result<bool, ClientError> {
+        let local_tty = std::io::stdin().is_terminal();
+        if self.stdin && self.tty && !local_tty {
+            return Err(ClientError::Usage(
+                "the input device is not a TTY (drop -t to stream stdin)".into(),
+            ));
+        }
+        Ok(local_tty)
+    }
+
+    /// The local terminal raw while the session sends its keys.
+    fn raw_mode(&self, local_tty: bool) -> Result<Option<RawMode>, ClientError> {
+        Ok(if self.stdin && self.tty && local_tty {
+            Some(RawMode::enter()?)
+        } else {
+            None
+        })
+    }
+}
+
 /// How the attach ended.
 enum Ended {
     Detached,
@@ -102,34 +133,16 @@ async fn attach_and(
     session: &Session,
     start: bool,
 ) -> Result<Option<u8>, ClientError> {
-    let keys_text = session
-        .detach_keys
-        .as_deref()
-        .unwrap_or(DEFAULT_DETACH_KEYS);
-    let keys = parse_detach_keys(keys_text).map_err(ClientError::Usage)?;
-    let path = format!(
-        "{}?detach_keys={}",
-        container_path(name, Some("attach")),
-        husk_api::encode_path_segment(keys_text)
-    );
+    let (keys, path) = session.keys_on(container_path(name, Some("attach")))?;
     let connection = client.upgrade(&path).await?;
     // After the attach: a container that cannot be attached says so first.
-    let local_tty = std::io::stdin().is_terminal();
-    if session.stdin && session.tty && !local_tty {
-        return Err(ClientError::Usage(
-            "the input device is not a TTY (drop -t to stream stdin)".into(),
-        ));
-    }
+    let local_tty = session.local_tty()?;
     if start {
         client
             .post_empty::<ContainerInfo>(&container_path(name, Some("start")))
             .await?;
     }
-    let raw = if session.stdin && session.tty && local_tty {
-        Some(RawMode::enter()?)
-    } else {
-        None
-    };
+    let raw = session.raw_mode(local_tty)?;
     let ended = pump(client, &Target::Container(name), session, keys, connection).await;
     drop(raw);
     match ended? {
@@ -161,22 +174,8 @@ pub async fn exec(
         detach_keys,
     };
     // Before the exec is made: nothing runs for a session that cannot be.
-    let local_tty = std::io::stdin().is_terminal();
-    if session.stdin && session.tty && !local_tty {
-        return Err(ClientError::Usage(
-            "the input device is not a TTY (drop -t to stream stdin)".into(),
-        ));
-    }
-    let keys_text = session
-        .detach_keys
-        .as_deref()
-        .unwrap_or(DEFAULT_DETACH_KEYS);
-    let keys = parse_detach_keys(keys_text).map_err(ClientError::Usage)?;
-    let path = format!(
-        "{}?detach_keys={}",
-        container_path(name, Some("exec")),
-        husk_api::encode_path_segment(keys_text)
-    );
+    let local_tty = session.local_tty()?;
+    let (keys, path) = session.keys_on(container_path(name, Some("exec")))?;
     let body = serde_json::to_vec(&request)?;
     let (headers, connection) = client.upgrade_with(&path, Some(body)).await?;
     let id = headers
@@ -184,11 +183,7 @@ pub async fn exec(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ClientError::Failed(format!("the agent's answer has no {EXEC_ID_HEADER}")))?
         .to_owned();
-    let raw = if session.stdin && session.tty && local_tty {
-        Some(RawMode::enter()?)
-    } else {
-        None
-    };
+    let raw = session.raw_mode(local_tty)?;
     let target = Target::Exec { name, id: &id };
     let ended = pump(client, &target, &session, keys, connection).await;
     drop(raw);

@@ -9,6 +9,29 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use husk_binaries::Artifacts;
 
+/// Asks `answers` every `every` until it is true: an error naming
+/// `who` and its `log` after `limit`.
+pub fn wait_for_answer(
+    who: &str,
+    limit: Duration,
+    every: Duration,
+    log: &Path,
+    mut answers: impl FnMut() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    while !answers() {
+        if Instant::now() > deadline {
+            bail!(
+                "{who} did not answer in {} s (see {})",
+                limit.as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(every);
+    }
+    Ok(())
+}
+
 pub struct Machine {
     pub agent: Child,
     pub huskctl: PathBuf,
@@ -44,16 +67,13 @@ impl Machine {
             socket,
             dir: dir.to_owned(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while machine.huskctl(&["health"]).is_err() {
-            if Instant::now() > deadline {
-                bail!(
-                    "the agent did not answer (see {})",
-                    dir.join("agent.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_for_answer(
+            "the agent",
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            &dir.join("agent.log"),
+            || machine.huskctl(&["health"]).is_ok(),
+        )?;
         Ok(machine)
     }
 
@@ -72,6 +92,17 @@ impl Machine {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Imports husk-testkit's busybox as the image `name`.
+    pub fn import_busybox(&self, name: &str) -> Result<()> {
+        let archive = self.dir.join("busybox.tar");
+        std::fs::write(
+            &archive,
+            husk_testkit::oci_archive(name, &[husk_testkit::busybox_layer()]),
+        )?;
+        self.huskctl(&["image", "import", archive.to_str().unwrap_or_default()])?;
+        Ok(())
     }
 
     pub fn stop(&mut self) {

@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail};
 use husk_binaries::Artifacts;
 
 use crate::bench::median_p95;
-use crate::bench_agent::Machine;
+use crate::bench_agent::{Machine, wait_for_answer};
 
 const IMAGE: &str = "bench.husk/busybox:1";
 const DOCKER: &str = "/usr/bin/docker";
@@ -132,16 +132,13 @@ impl Dockerd {
             socket,
             dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !docker(&dockerd.socket, &["version"]).is_ok_and(|o| o.status.success()) {
-            if Instant::now() > deadline {
-                bail!(
-                    "dockerd did not answer in 60 s (see {})",
-                    dockerd.dir.join("dockerd.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_for_answer(
+            "dockerd",
+            Duration::from_secs(60),
+            Duration::from_millis(200),
+            &dockerd.dir.join("dockerd.log"),
+            || docker(&dockerd.socket, &["version"]).is_ok_and(|o| o.status.success()),
+        )?;
         Ok(dockerd)
     }
 
@@ -198,12 +195,7 @@ fn measure(
 ) -> Result<()> {
     let layer = machine.dir.join("busybox-layer.tar");
     std::fs::write(&layer, husk_testkit::busybox_layer())?;
-    let archive = machine.dir.join("busybox.tar");
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
-    )?;
-    machine.huskctl(&["image", "import", archive.to_str().unwrap_or_default()])?;
+    machine.import_busybox(IMAGE)?;
     let husk_docker = machine.dir.join("docker.sock");
     let layer_path = layer.to_str().unwrap_or_default();
     let dockerd = match dockerd {

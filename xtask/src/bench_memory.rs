@@ -51,12 +51,7 @@ fn name(i: usize) -> String {
 }
 
 fn measure(machine: &mut Machine, containers: usize) -> Result<()> {
-    let archive = machine.dir.join("busybox.tar");
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
-    )?;
-    machine.huskctl(&["image", "import", archive.to_str().unwrap_or_default()])?;
+    machine.import_busybox(IMAGE)?;
     std::thread::sleep(Duration::from_secs(1));
     let agent_pid = machine.agent.id() as i32;
     let idle = memory(agent_pid)?;

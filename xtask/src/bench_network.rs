@@ -236,12 +236,7 @@ fn sh(outside: Option<&Outside>, script: &str) -> Result<()> {
 }
 
 fn measure(bench: &mut Bench, idle: usize) -> Result<()> {
-    let archive = bench.machine.dir.join("busybox.tar");
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
-    )?;
-    bench.huskctl(&["image", "import", archive.to_str().unwrap_or_default()])?;
+    bench.machine.import_busybox(IMAGE)?;
 
     println!();
     println!(

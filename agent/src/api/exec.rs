@@ -12,20 +12,17 @@
 //! session); when it ends, `GET …/exec/{id}` has the exit code, and
 //! `POST …/exec/{id}/resize` sets the pty's size meanwhile.
 
-use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, Path as UrlPath, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hyper_util::rt::TokioIo;
-use serde::Deserialize;
 
+use super::attach::{ResizeQuery, Session, splice, stream_content_type, take_over};
 use super::containers::ndjson;
 use super::error::ApiError;
 use crate::containers::{ExecConfig, ExecView, Manager, ManagerError};
-use husk_api::client::{DEFAULT_DETACH_KEYS, parse_detach_keys};
 use husk_api::containers::{EXEC_ID_HEADER, ExecInfo, ExecRequest};
 
 pub fn routes() -> Router<Manager> {
@@ -35,31 +32,14 @@ pub fn routes() -> Router<Manager> {
         .route("/v1/containers/{name}/exec/{id}/resize", post(resize))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExecQuery {
-    /// Docker's `--detach-keys` form; empty: none. Upgraded only.
-    detach_keys: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResizeQuery {
-    rows: u16,
-    cols: u16,
-}
-
-type Name = Result<UrlPath<String>, PathRejection>;
 type NameAndId = Result<UrlPath<(String, String)>, PathRejection>;
 
 async fn exec(
     State(manager): State<Manager>,
-    name: Name,
-    query: Result<Query<ExecQuery>, QueryRejection>,
+    // The detach keys count only upgraded.
+    Session { name, query }: Session,
     mut request: Request,
 ) -> Result<Response, ApiError> {
-    let UrlPath(name) = name?;
-    let Query(query) = query?;
     // hyper leaves this only on a request that asked for the upgrade.
     let upgrade = request
         .extensions_mut()
@@ -68,8 +48,7 @@ async fn exec(
     let Some(upgrade) = upgrade else {
         return Ok(ndjson(manager.exec(&name, body).await?));
     };
-    let keys = parse_detach_keys(query.detach_keys.as_deref().unwrap_or(DEFAULT_DETACH_KEYS))
-        .map_err(ApiError::bad_request)?;
+    let keys = query.keys()?;
     let tty = body.tty;
     let id = manager.exec_create(
         &name,
@@ -85,27 +64,17 @@ async fn exec(
         .exec_start(&id, true, None)
         .await?
         .ok_or_else(|| ApiError::internal(format!("exec {id}: no stream to attach to")))?;
-    let exec_id = id.clone();
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => crate::api::attach::splice(TokioIo::new(upgraded), stream, keys).await,
-            // The exec runs on; its output is dropped.
-            Err(e) => log::debug!("{name}: exec {exec_id}: the upgrade failed: {e}"),
-        }
-    });
-    let content_type = if tty {
-        "application/vnd.docker.raw-stream"
-    } else {
-        "application/vnd.docker.multiplexed-stream"
-    };
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "Upgrade")
-        .header(header::UPGRADE, "tcp")
-        .header(header::CONTENT_TYPE, content_type)
-        .header(EXEC_ID_HEADER, id)
-        .body(Body::empty())
-        .map_err(|e| ApiError::internal(e.to_string()))
+    let header = HeaderValue::try_from(&id).map_err(|e| ApiError::internal(e.to_string()))?;
+    let what = format!("{name}: exec {id}");
+    // If the upgrade fails, the exec runs on; its output is dropped.
+    let mut response = take_over(
+        upgrade,
+        stream_content_type(tty),
+        what,
+        move |upgraded, _| async move { splice(upgraded, stream, keys).await },
+    );
+    response.headers_mut().insert(EXEC_ID_HEADER, header);
+    Ok(response)
 }
 
 /// The exec, if it is this container's.
@@ -134,7 +103,5 @@ async fn resize(
     let Query(query) = query?;
     find(&manager, &name, &id)?;
     manager.exec_resize(&id, query.rows, query.cols)?;
-    Ok(Json(
-        serde_json::json!({"rows": query.rows, "cols": query.cols}),
-    ))
+    Ok(query.answer())
 }

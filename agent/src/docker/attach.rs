@@ -20,11 +20,10 @@
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use husk_api::containers::{LogEntry, Stream};
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -33,6 +32,7 @@ use super::error::DockerError;
 use super::frame::{CONTENT_TYPE, frame};
 use super::query::Params;
 use super::{Docker, ids};
+use crate::api::attach::{take_over, take_over_to_shim};
 use husk_api::client::{DEFAULT_DETACH_KEYS, parse_detach_keys};
 
 pub fn route() -> MethodRouter<Docker> {
@@ -49,19 +49,23 @@ pub fn route() -> MethodRouter<Docker> {
 pub fn resize_route() -> MethodRouter<Docker> {
     post(
         |State(docker): State<Docker>, UrlPath(path): UrlPath<IdPath>, query: QueryMap| async move {
-            let params = Params::from(query)?;
-            let size = |key: &str| -> Result<u16, DockerError> {
-                let value = params.int(key)?.unwrap_or(0);
-                u16::try_from(value).map_err(|_| {
-                    DockerError::bad_request(format!("{key}={value} is not a terminal size"))
-                })
-            };
-            let (rows, cols) = (size("h")?, size("w")?);
+            let (rows, cols) = terminal_size(query)?;
             let name = ids::name_of(&docker.manager, &path.id)?;
             docker.manager.resize(&name, rows, cols).await?;
             Ok::<_, DockerError>(StatusCode::OK)
         },
     )
+}
+
+/// A resize's `?h=&w=` (a container's or an exec's): rows and columns.
+pub(super) fn terminal_size(query: QueryMap) -> Result<(u16, u16), DockerError> {
+    let params = Params::from(query)?;
+    let size = |key: &str| -> Result<u16, DockerError> {
+        let value = params.int(key)?.unwrap_or(0);
+        u16::try_from(value)
+            .map_err(|_| DockerError::bad_request(format!("{key}={value} is not a terminal size")))
+    };
+    Ok((size("h")?, size("w")?))
 }
 
 /// Whether the client asked to take the connection over.
@@ -123,34 +127,27 @@ async fn attach(
             .into_response());
     }
     let upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(e) => {
-                log::debug!("Docker API: attach to {name}: the upgrade failed: {e}");
-                return;
+    let what = format!("Docker API: attach to {name}");
+    Ok(take_over(
+        upgrade,
+        CONTENT_TYPE,
+        what,
+        move |upgraded, _| async move {
+            let (mut reader, mut writer) = tokio::io::split(upgraded);
+            // Stdin is dropped as it comes, so the client never blocks on it.
+            let drain = tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+            if let Some(entries) = entries {
+                pump(entries, &keep, &mut writer).await;
             }
-        };
-        let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
-        // Stdin is dropped as it comes, so the client never blocks on it.
-        let drain = tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while matches!(reader.read(&mut buf).await, Ok(n) if n > 0) {}
-        });
-        if let Some(entries) = entries {
-            pump(entries, &keep, &mut writer).await;
-        }
-        // The end of the stream is the end of the connection: the CLI
-        // reads until EOF.
-        let _ = writer.shutdown().await;
-        drain.abort();
-    });
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    Ok(response)
+            // The end of the stream is the end of the connection: the CLI
+            // reads until EOF.
+            let _ = writer.shutdown().await;
+            drain.abort();
+        },
+    ))
 }
 
 /// The shim's attach stream spliced with the taken-over connection.
@@ -163,30 +160,19 @@ async fn through_the_shim(
 ) -> Result<Response, DockerError> {
     let attaching = docker.manager.attach(&name).await?;
     let upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        let upgraded = match upgrade.await {
-            Ok(upgraded) => TokioIo::new(upgraded),
-            Err(e) => {
-                log::debug!("Docker API: attach to {name}: the upgrade failed: {e}");
-                return;
-            }
-        };
-        match attaching.connect().await {
-            Ok(shim) => crate::api::attach::splice(upgraded, shim, keys).await,
-            Err(e) => log::info!("Docker API: attach to {name}: {e}"),
-        }
-    });
     let content_type = if tty {
         "application/vnd.docker.raw-stream"
     } else {
         CONTENT_TYPE
     };
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    Ok(response)
+    let what = format!("Docker API: attach to {name}");
+    Ok(take_over_to_shim(
+        upgrade,
+        content_type,
+        what,
+        attaching,
+        keys,
+    ))
 }
 
 /// Writes the entries framed until they end or the client goes.

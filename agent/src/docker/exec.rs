@@ -18,10 +18,9 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::io::AsyncReadExt;
@@ -29,8 +28,8 @@ use tokio::io::AsyncReadExt;
 use super::containers::{IdPath, QueryMap};
 use super::error::DockerError;
 use super::frame::CONTENT_TYPE;
-use super::query::Params;
 use super::{Docker, ids};
+use crate::api::attach::{splice, take_over};
 use crate::containers::{ExecConfig, ExecView};
 use husk_api::client::{DEFAULT_DETACH_KEYS, parse_detach_keys};
 use husk_api::containers::ExecRequest;
@@ -194,20 +193,14 @@ async fn start_exec(
         )
             .into_response());
     };
-    let exec_id = id.to_owned();
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => crate::api::attach::splice(TokioIo::new(upgraded), stream, keys).await,
-            // The exec runs on; its output is dropped.
-            Err(e) => log::debug!("Docker API: exec {exec_id}: the upgrade failed: {e}"),
-        }
-    });
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-    headers.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
-    Ok(response)
+    let what = format!("Docker API: exec {id}");
+    // If the upgrade fails, the exec runs on; its output is dropped.
+    Ok(take_over(
+        upgrade,
+        content_type,
+        what,
+        move |upgraded, _| async move { splice(upgraded, stream, keys).await },
+    ))
 }
 
 pub fn inspect() -> MethodRouter<Docker> {
@@ -249,14 +242,7 @@ fn inspect_json(view: &ExecView, container_id: &str) -> Value {
 pub fn resize() -> MethodRouter<Docker> {
     post(
         |State(docker): State<Docker>, UrlPath(path): UrlPath<IdPath>, query: QueryMap| async move {
-            let params = Params::from(query)?;
-            let size = |key: &str| -> Result<u16, DockerError> {
-                let value = params.int(key)?.unwrap_or(0);
-                u16::try_from(value).map_err(|_| {
-                    DockerError::bad_request(format!("{key}={value} is not a terminal size"))
-                })
-            };
-            let (rows, cols) = (size("h")?, size("w")?);
+            let (rows, cols) = super::attach::terminal_size(query)?;
             docker.manager.exec_resize(&path.id, rows, cols)?;
             Ok::<_, DockerError>(StatusCode::OK)
         },

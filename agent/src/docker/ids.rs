@@ -14,7 +14,12 @@ use axum::http::StatusCode;
 
 /// The container's Docker id.
 pub fn id_of(info: &ContainerInfo) -> String {
-    let digest = Sha256::digest(format!("{}/{}", info.name, info.created_ms));
+    id_for(&info.name, info.created_ms)
+}
+
+/// The Docker id of the container `name` created at `created_ms`.
+pub fn id_for(name: &str, created_ms: u64) -> String {
+    let digest = Sha256::digest(format!("{name}/{created_ms}"));
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 

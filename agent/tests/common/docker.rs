@@ -2,15 +2,14 @@
 //! at an agent started by the test with its Docker socket on temporary
 //! paths: shared by the Docker test files.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use husk_testkit::{busybox_layer, oci_archive};
 use serde_json::Value;
 
-use super::{Agent, agent_args, kill_containers};
+use super::{Agent, agent_args, kill_containers, run_with_deadline};
 
 /// Debian's client: /usr/local/bin/docker is another, newer one.
 pub const DOCKER: &str = "/usr/bin/docker";
@@ -18,6 +17,25 @@ pub const DOCKER: &str = "/usr/bin/docker";
 /// How long one CLI command may take before the test fails (a hang is
 /// a failure, not a stuck test).
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// The machine's own address in a test's network namespace, on the link
+/// [`add_uplink`] makes: a published port is the machine's, reached on
+/// its addresses (not loopback: docs/NETWORK.md says why).
+pub const MACHINE_IP: &str = "192.0.2.1";
+
+/// A link with [`MACHINE_IP`]/24, the machine's "uplink" (one end of a
+/// veth pair: this kernel has no dummy links).
+pub fn add_uplink() {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ip link add up0 type veth peer name up1 && ip addr add {MACHINE_IP}/24 dev up0 && \
+             ip link set up1 up && ip link set up0 up"
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the uplink: {out:?}");
+}
 
 /// An agent with its Docker socket on temporary paths, busybox:latest
 /// imported, and the CLI pointed at it with a configuration of its own.
@@ -50,12 +68,18 @@ impl Machine {
         }
     }
 
+    /// The machine's temporary directory: where `docker` runs.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    /// `docker -H unix://… ARGS` in `cwd`, within [`COMMAND_LIMIT`].
-    pub fn docker_in(&self, cwd: &Path, args: &[&str]) -> Output {
+    /// `docker -H unix://… ARGS` in `cwd`, not run: the CLI pointed at
+    /// the agent with nothing of this host's Docker setup.
+    pub fn docker_command(&self, cwd: &Path, args: &[&str]) -> Command {
         let socket = format!("unix://{}", self.path("docker.sock").display());
         let mut command = Command::new(DOCKER);
         command
@@ -69,44 +93,29 @@ impl Machine {
             .env_remove("DOCKER_HOST")
             .env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_BUILDKIT")
-            .env_remove("DOCKER_API_VERSION")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let out = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stdout.read_to_end(&mut text);
-            text
-        });
-        let err = std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let _ = stderr.read_to_end(&mut text);
-            text
-        });
-        let deadline = Instant::now() + COMMAND_LIMIT;
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "docker {args:?} did not finish in {COMMAND_LIMIT:?}: {}{}",
-                    String::from_utf8_lossy(&out.join().unwrap()),
-                    String::from_utf8_lossy(&err.join().unwrap())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        Output {
-            status,
-            stdout: out.join().unwrap(),
-            stderr: err.join().unwrap(),
-        }
+            .env_remove("DOCKER_API_VERSION");
+        command
+    }
+
+    /// `docker -H unix://… ARGS` in `cwd`, within [`COMMAND_LIMIT`].
+    pub fn docker_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        run_with_deadline(
+            &mut self.docker_command(cwd, args),
+            None,
+            COMMAND_LIMIT,
+            &format!("docker {args:?}"),
+        )
+    }
+
+    /// `docker ARGS` with `input` on its stdin, then EOF, within
+    /// [`COMMAND_LIMIT`].
+    pub fn docker_fed(&self, args: &[&str], input: &[u8]) -> Output {
+        run_with_deadline(
+            &mut self.docker_command(self.dir.path(), args),
+            Some(input),
+            COMMAND_LIMIT,
+            &format!("docker {args:?} (fed its stdin)"),
+        )
     }
 
     pub fn docker(&self, args: &[&str]) -> Output {
@@ -147,6 +156,18 @@ impl Machine {
             "docker {args:?} succeeded: {stdout}{stderr}"
         );
         stderr
+    }
+
+    /// `docker ARGS sh -c "echo out; echo err >&2; exit 3"` (ARGS: a
+    /// `run` or an `exec` up to its command): the two streams apart, and
+    /// the exit code.
+    pub fn assert_streams_and_exit_code(&self, args: &[&str]) {
+        let mut all = args.to_vec();
+        all.extend(["sh", "-c", "echo out; echo err >&2; exit 3"]);
+        let out = self.docker(&all);
+        let (stdout, stderr) = super::text(&out);
+        assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+        assert_eq!((stdout.as_str(), stderr.as_str()), ("out\n", "err\n"));
     }
 
     /// curl over the Docker socket: what it printed (headers with -I).

@@ -213,6 +213,63 @@ pub fn text(out: &Output) -> (String, String) {
     )
 }
 
+/// Runs `command` with `input` on its stdin, then EOF (no input: stdin
+/// is /dev/null), its stdout and stderr read on threads as it goes: its
+/// output, or a panic naming `what` with what it printed when it takes
+/// longer than `limit` (a hang is a failure, not a stuck test).
+pub fn run_with_deadline(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    limit: Duration,
+    what: &str,
+) -> Output {
+    let stdin = if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    };
+    let mut child = command
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    if let Some(input) = input {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            text
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what} did not finish in {limit:?}: {}{}",
+                String::from_utf8_lossy(&out.join().unwrap()),
+                String::from_utf8_lossy(&err.join().unwrap())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
 const IN_NAMESPACE: &str = "HUSK_TEST_IN_CGROUP2_NS";
 
 /// For tests that run containers (this host's cgroups are v1 hybrid):

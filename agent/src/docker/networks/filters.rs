@@ -169,8 +169,8 @@ fn go_duration(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::view::tests::user_network as user;
     use super::*;
-    use husk_api::networks::Network;
     use std::collections::BTreeMap;
 
     fn filters(pairs: &[(&str, &str)]) -> Filters {
@@ -179,26 +179,6 @@ mod tests {
             map.entry((*k).into()).or_default().push((*v).into());
         }
         Filters(map)
-    }
-
-    fn user(name: &str, created: u64, labels: &[(&str, &str)]) -> DockerNetwork {
-        DockerNetwork::Husk(Network {
-            name: name.into(),
-            interface: "husk1a2b3c4d".into(),
-            subnet: "172.18.0.0/16".into(),
-            gateway: "172.18.0.1".parse().unwrap(),
-            subnet_v6: None,
-            gateway_v6: None,
-            internal: false,
-            builtin: false,
-            dns: true,
-            created,
-            labels: labels
-                .iter()
-                .map(|(k, v)| ((*k).into(), (*v).into()))
-                .collect(),
-            containers: Vec::new(),
-        })
     }
 
     #[test]

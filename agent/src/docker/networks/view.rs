@@ -352,10 +352,16 @@ pub fn container_networks(info: &ContainerInfo, network_ids: &NetworkIds) -> Map
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn user(name: &str, created: u64) -> DockerNetwork {
+    /// A user network on 172.18.0.0/16 (for the tests of its views and
+    /// of the filters).
+    pub(in super::super) fn user_network(
+        name: &str,
+        created: u64,
+        labels: &[(&str, &str)],
+    ) -> DockerNetwork {
         DockerNetwork::Husk(Network {
             name: name.into(),
             interface: "husk1a2b3c4d".into(),
@@ -367,9 +373,16 @@ mod tests {
             builtin: false,
             dns: true,
             created,
-            labels: [("com.docker.compose.project".to_string(), "shop".to_string())].into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
             containers: Vec::new(),
         })
+    }
+
+    fn user(name: &str, created: u64) -> DockerNetwork {
+        user_network(name, created, &[("com.docker.compose.project", "shop")])
     }
 
     #[test]
