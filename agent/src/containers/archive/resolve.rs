@@ -204,24 +204,8 @@ pub fn find(root: &OwnedFd, path: &str) -> Result<Found> {
 /// must be an existing directory.
 pub fn directory(root: &OwnedFd, path: &str) -> Result<OwnedFd> {
     let clean = clean(path)?;
-    let relative = clean.strip_prefix("/").unwrap_or(&clean).to_owned();
-    let relative = if relative.as_os_str().is_empty() {
-        PathBuf::from(".")
-    } else {
-        relative
-    };
-    let opened = loop {
-        match rustix::fs::openat2(
-            root,
-            &relative,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            RESOLVE,
-        ) {
-            Err(Errno::AGAIN | Errno::INTR) => continue,
-            other => break other,
-        }
-    };
+    // (no O_NOFOLLOW: a last symlink is followed, inside the root)
+    let opened = open_in(root, &clean, OFlags::RDONLY | OFlags::DIRECTORY);
     match opened {
         Ok(fd) => Ok(fd),
         Err(Errno::NOENT) => Err(not_found(&clean)),
