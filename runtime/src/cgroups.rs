@@ -58,23 +58,7 @@ impl Cgroup {
                 relative.display()
             )));
         }
-        let mut current = PathBuf::from(ROOT);
-        for part in relative.components() {
-            enable_controllers(&current);
-            current.push(part);
-            if current.as_path() == dir {
-                fs::create_dir(&current).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        RuntimeError::Config(format!("cgroup {} already exists", dir.display()))
-                    } else {
-                        RuntimeError::os(format!("creating cgroup {}", dir.display()), e)
-                    }
-                })?;
-            } else if !current.exists() {
-                fs::create_dir(&current)
-                    .step(|| format!("creating cgroup {}", current.display()))?;
-            }
-        }
+        create_path(Path::new(ROOT), relative)?;
         let cgroup = Cgroup {
             dir: dir.to_path_buf(),
         };
@@ -232,6 +216,36 @@ pub fn shares_to_weight(shares: u64) -> u64 {
 
 /// Enables in `dir`'s subtree_control the controllers it has, one at a time
 /// (one missing controller must not stop the others).
+/// Makes `root/relative`, which must be new, and the ancestors it lacks,
+/// enabling the controllers in each on the way down. Containers start in
+/// parallel, so an ancestor may appear between any check and the mkdir:
+/// only the mkdir decides, and an ancestor that exists is fine.
+fn create_path(root: &Path, relative: &Path) -> Result<()> {
+    let dir = root.join(relative);
+    let mut current = root.to_path_buf();
+    for part in relative.components() {
+        enable_controllers(&current);
+        current.push(part);
+        match fs::create_dir(&current) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && current != dir => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RuntimeError::Config(format!(
+                    "cgroup {} already exists",
+                    dir.display()
+                )));
+            }
+            Err(e) => {
+                return Err(RuntimeError::os(
+                    format!("creating cgroup {}", current.display()),
+                    e,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn enable_controllers(dir: &Path) {
     let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
     let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -249,6 +263,32 @@ fn enable_controllers(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The firewall boot test's failure: two containers starting at once
+    /// under a parent neither found made one fail with EEXIST.
+    #[test]
+    fn siblings_created_at_once_share_the_ancestors_they_make() {
+        let root = tempfile::tempdir().unwrap();
+        for round in 0..20 {
+            let barrier = std::sync::Barrier::new(8);
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|i| {
+                        let (root, barrier) = (root.path(), &barrier);
+                        s.spawn(move || {
+                            barrier.wait();
+                            create_path(root, &Path::new(&format!("r{round}/husk/c{i}")))
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().unwrap().unwrap();
+                }
+            });
+        }
+        let again = create_path(root.path(), Path::new("r0/husk/c0")).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+    }
 
     #[test]
     fn paths() {
