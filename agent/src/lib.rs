@@ -13,6 +13,7 @@ pub mod clock;
 pub mod config;
 pub mod containers;
 pub mod docker;
+pub mod events;
 pub mod http_client;
 pub mod images;
 pub mod logger;

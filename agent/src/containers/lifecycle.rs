@@ -66,6 +66,7 @@ impl Manager {
                     s.record.error = None;
                 });
                 log::info!("{}: started (pid {init_pid})", slot.name);
+                self.container_event(slot, "start", &[]);
                 self.monitor(slot, shim, slot.snapshot().generation);
             }
             Err(e) => {
@@ -263,6 +264,11 @@ impl Manager {
                 ""
             }
         );
+        if s.record.oom_killed {
+            self.container_event(slot, "oom", &[]);
+        }
+        let code = s.record.exit_code.unwrap_or(255).to_string();
+        self.container_event(slot, "die", &[("exitCode", code)]);
         restart
     }
 
@@ -339,6 +345,7 @@ impl Manager {
         };
         let timeout = timeout.unwrap_or(self.0.config.stop_timeout);
         let signal = stop_signal(&slot);
+        self.container_event(&slot, "kill", &[("signal", signal.to_string())]);
         self.signal_container(&slot.name, signal, false);
         if !wait_for_exit(shim, Some(timeout)).await {
             log::info!(
@@ -346,11 +353,23 @@ impl Manager {
                 slot.name,
                 timeout.as_secs()
             );
+            self.container_event(&slot, "kill", &[("signal", libc::SIGKILL.to_string())]);
             self.signal_container(&slot.name, libc::SIGKILL, true);
             wait_for_exit(shim, Some(KILL_WAIT)).await;
         }
         self.record_exit(&slot).await;
+        self.container_event(&slot, "stop", &[]);
         Ok(slot.info())
+    }
+
+    /// Stops it (if it runs) and starts it again (`docker restart`).
+    pub async fn restart(&self, name: &str, timeout: Option<Duration>) -> Result<ContainerInfo> {
+        self.stop(name, timeout).await?;
+        let info = self.start(name).await?;
+        if let Ok(slot) = self.slot(name) {
+            self.container_event(&slot, "restart", &[]);
+        }
+        Ok(info)
     }
 
     /// Sends `signal` to the container's init. As `docker kill`, it counts
@@ -369,6 +388,7 @@ impl Manager {
         container
             .kill(signal, false)
             .map_err(|e| ManagerError::Invalid(format!("signal {signal}: {e}")))?;
+        self.container_event(&slot, "kill", &[("signal", signal.to_string())]);
         Ok(slot.info())
     }
 
@@ -391,6 +411,7 @@ impl Manager {
                 )));
             }
             slot.update(|s| s.generation += 1);
+            self.container_event(&slot, "kill", &[("signal", libc::SIGKILL.to_string())]);
             self.signal_container(name, libc::SIGKILL, true);
             if let Some(shim) = snapshot.shim {
                 wait_for_exit(shim, Some(KILL_WAIT)).await;
@@ -427,6 +448,7 @@ impl Manager {
             self.remove_anonymous_volumes(&snapshot.record.options.mounts);
         }
         log::info!("removed container {name}");
+        self.container_event(&slot, "destroy", &[]);
         Ok(())
     }
 

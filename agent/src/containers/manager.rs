@@ -88,6 +88,8 @@ pub(super) struct Inner {
     pub volumes: crate::volumes::Volumes,
     /// Docker's exec instances (and Husk's upgraded execs), in memory.
     pub execs: super::exec::Execs,
+    /// What happens to containers, networks, volumes and images.
+    pub events: crate::events::Events,
 }
 
 /// One container in the table.
@@ -186,6 +188,7 @@ impl Manager {
             network_use: tokio::sync::RwLock::new(()),
             volumes,
             execs: super::exec::Execs::default(),
+            events: crate::events::Events::default(),
         }))
     }
 
@@ -212,6 +215,29 @@ impl Manager {
 
     pub fn config(&self) -> &ManagerConfig {
         &self.0.config
+    }
+
+    /// The agent's event feed (this manager's and the image API's).
+    pub fn events(&self) -> &crate::events::Events {
+        &self.0.events
+    }
+
+    /// Records `action` of the container in `slot`, with `attributes`.
+    pub(super) fn container_event(&self, slot: &Slot, action: &str, attributes: &[(&str, String)]) {
+        let record = &slot.state.borrow().record;
+        let subject = crate::events::Subject::Container {
+            container: crate::events::ContainerRef {
+                name: slot.name.clone(),
+                created_ms: record.created_ms,
+            },
+            image: record.options.image.clone(),
+            labels: record.options.labels.clone(),
+        };
+        let attributes = attributes
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect();
+        self.0.events.emit(subject, action, attributes);
     }
 
     pub(super) fn table(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<Slot>>> {
@@ -275,6 +301,7 @@ impl Manager {
         .await
         .map_err(|e| ManagerError::io("create task", std::io::Error::other(e.to_string())))??;
         log::info!("created container {}", slot.name);
+        self.container_event(&slot, "create", &[]);
         Ok(slot.info())
     }
 

@@ -188,10 +188,35 @@ impl Manager {
     }
 
     pub async fn create_network(&self, request: &NetworkCreate) -> Result<Network> {
-        self.networks()?
+        let network = self
+            .networks()?
             .create(request)
             .await
-            .map_err(network_error)
+            .map_err(network_error)?;
+        self.network_event(&network.name, network.created, None, "create");
+        Ok(network)
+    }
+
+    /// Records `action` of `network` (and the container it concerns).
+    fn network_event(&self, network: &str, created: u64, container: Option<&Slot>, action: &str) {
+        let container = container.map(|slot| crate::events::ContainerRef {
+            name: slot.name.clone(),
+            created_ms: slot.state.borrow().record.created_ms,
+        });
+        let subject = crate::events::Subject::Network {
+            name: network.to_owned(),
+            created,
+            container,
+        };
+        self.events().emit(subject, action, Default::default());
+    }
+
+    /// When `network` was made (0 if it is gone), for its events.
+    async fn network_created(&self, network: &str) -> u64 {
+        match self.networks() {
+            Ok(networks) => networks.inspect(network).await.map_or(0, |n| n.created),
+            Err(_) => 0,
+        }
     }
 
     /// `GET /v1/networks`.
@@ -218,10 +243,13 @@ impl Manager {
             })
             .map(|(container, _)| container.clone())
             .collect();
+        let created = self.network_created(name).await;
         self.networks()?
             .remove(name, on_it)
             .await
-            .map_err(network_error)
+            .map_err(network_error)?;
+        self.network_event(name, created, None, "destroy");
+        Ok(())
     }
 
     /// `POST /v1/networks/NAME/connect`: now if it runs, and at every
@@ -273,6 +301,8 @@ impl Manager {
                 aliases: request.aliases.clone(),
             });
         });
+        let created = self.network_created(network).await;
+        self.network_event(network, created, Some(&slot), "connect");
         Ok(())
     }
 
@@ -339,6 +369,8 @@ impl Manager {
         slot.state
             .send_modify(|s| s.connected.retain(|i| i.network != network));
         slot.update(|s| s.record.connected.retain(|c| c.network != network));
+        let created = self.network_created(network).await;
+        self.network_event(network, created, Some(&slot), "disconnect");
         Ok(())
     }
 

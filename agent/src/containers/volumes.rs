@@ -127,8 +127,9 @@ impl Manager {
             if users.contains_key(&mount.source) {
                 continue;
             }
-            if let Err(e) = self.0.volumes.remove(&lock, &mount.source) {
-                log::warn!("anonymous volume {}: {e}", mount.source);
+            match self.0.volumes.remove(&lock, &mount.source) {
+                Ok(()) => self.volume_event(&mount.source, "destroy"),
+                Err(e) => log::warn!("anonymous volume {}: {e}", mount.source),
             }
         }
     }
@@ -136,6 +137,7 @@ impl Manager {
     pub fn create_volume(&self, request: &VolumeCreate) -> Result<Volume> {
         let lock = self.0.volumes.lock();
         let volume = self.0.volumes.create(&lock, request, false, now_ms())?;
+        self.volume_event(&volume.name, "create");
         let users = self.volume_users().remove(&volume.name).unwrap_or_default();
         Ok(Volume {
             used_by: users,
@@ -163,7 +165,16 @@ impl Manager {
                 if users.len() == 1 { "it" } else { "them" }
             )));
         }
-        Ok(self.0.volumes.remove(&lock, name)?)
+        self.0.volumes.remove(&lock, name)?;
+        self.volume_event(name, "destroy");
+        Ok(())
+    }
+
+    fn volume_event(&self, name: &str, action: &str) {
+        let subject = crate::events::Subject::Volume {
+            name: name.to_owned(),
+        };
+        self.events().emit(subject, action, BTreeMap::new());
     }
 
     /// Removes every volume no container names (Docker 20.10's `volume
@@ -177,7 +188,10 @@ impl Manager {
                 continue;
             }
             match self.0.volumes.remove(&lock, &name) {
-                Ok(()) => removed.push(name),
+                Ok(()) => {
+                    self.volume_event(&name, "destroy");
+                    removed.push(name);
+                }
                 Err(e) => log::warn!("volume prune: {e}"),
             }
         }

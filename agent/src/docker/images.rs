@@ -185,13 +185,19 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         Ok((names, removed))
     })
     .await?;
+    let events = docker.manager.events();
     let answer: Vec<Value> = match &removed {
         Removed::Untagged(name) => {
             log::info!("untagged image {name}");
+            image_event(events, name, "untag");
             vec![json!({"Untagged": name})]
         }
         Removed::Deleted(id) => {
             log::info!("deleted image {id}");
+            for name in &names {
+                image_event(events, name, "untag");
+            }
+            image_event(events, &id.to_string(), "delete");
             names
                 .iter()
                 .map(|n| json!({"Untagged": n}))
@@ -200,6 +206,13 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         }
     };
     Ok(Json(answer).into_response())
+}
+
+fn image_event(events: &crate::events::Events, reference: &str, action: &str) {
+    let subject = crate::events::Subject::Image {
+        reference: reference.to_owned(),
+    };
+    events.emit(subject, action, Default::default());
 }
 
 /// `POST /images/create?fromImage=&tag=&platform=`: a pull, streamed as
@@ -228,15 +241,23 @@ pub fn create() -> MethodRouter<Docker> {
             .start(&reference, params.str("platform"))
             .map_err(DockerError::bad_request)?;
         let (lines, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+        let events = docker.manager.events().clone();
         tokio::spawn(async move {
+            let mut client_gone = false;
             while let Some(event) = following.next().await {
+                if let PullEvent::Done { image, .. } = &event {
+                    let name = image
+                        .names
+                        .first()
+                        .map_or(reference.as_str(), String::as_str);
+                    image_event(&events, name, "pull");
+                }
                 for message in progress(&reference, &event) {
                     let mut line = message.to_string().into_bytes();
                     line.extend_from_slice(b"\r\n");
-                    if lines.send(line).await.is_err() {
-                        // The client went; the pull goes on for the others.
-                        return;
-                    }
+                    // A client that went stops getting progress; the pull
+                    // goes on for the others (and its event is still told).
+                    client_gone = client_gone || lines.send(line).await.is_err();
                 }
             }
         });

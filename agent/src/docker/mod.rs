@@ -6,14 +6,15 @@
 //! This file owns the router: every route under its unversioned path and
 //! under `/v1.N/` ([`version`]), and the fallback that answers 501 for
 //! what Husk does not implement ([`unsupported`]). The endpoints are in
-//! [`system`], [`images`], [`containers`], [`logs`], [`attach`], [`volumes`]
-//! and [`networks`] (request bodies read by [`fields`]);
+//! [`system`], [`events`], [`images`], [`containers`], [`logs`], [`attach`],
+//! [`volumes`] and [`networks`] (request bodies read by [`fields`]);
 //! Docker's container ids in [`ids`]; `docker exec` in [`exec`].
 
 mod archive;
 mod attach;
 mod containers;
 mod error;
+mod events;
 mod exec;
 mod fields;
 mod frame;
@@ -76,6 +77,7 @@ pub fn router(config: &ApiConfig) -> Router {
         .add("/_ping", system::ping())
         .add("/version", system::version())
         .add("/info", system::info())
+        .add("/events", events::route())
         .add("/images/json", images::list())
         .add("/images/create", images::create())
         .add("/images/{*rest}", images::by_name())

@@ -1,7 +1,5 @@
 //! What Husk's Docker API does not implement: every other endpoint of
-//! Docker's (prune, events, image tag, build, commit, export, load and
-//! save, swarm, plugins…) is
-//! answered 501 in Docker's error shape, naming what is missing, so the
+//! Docker's (build, commit, export, push, swarm, plugins…) is answered 501 in Docker's error shape, naming what is missing, so the
 //! CLI prints why instead of failing on a 404 it cannot explain.
 
 use std::time::Duration;
@@ -26,7 +24,6 @@ fn feature(method: &Method, path: &str) -> String {
         }
         ["volumes", ..] => named("Docker's volume API"),
         ["commit"] => named("docker commit"),
-        ["events"] => named("docker events"),
         ["system", "df"] => named("docker system df"),
         ["auth"] => named("docker login (registry credentials are agent.toml's [registry.auths])"),
         ["swarm", ..]

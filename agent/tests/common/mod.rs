@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses its own subset
 
 pub mod docker;
+pub mod follow;
 pub mod net_machine;
 pub mod pty;
 

@@ -90,8 +90,7 @@ pub fn restart() -> MethodRouter<Docker> {
             let params = Params::from(query)?;
             let timeout = timeout(&params)?;
             let info = ids::resolve(&docker.manager, &path.id)?;
-            docker.manager.stop(&info.name, timeout).await?;
-            docker.manager.start(&info.name).await?;
+            docker.manager.restart(&info.name, timeout).await?;
             Ok::<_, DockerError>(done())
         },
     )

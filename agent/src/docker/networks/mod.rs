@@ -30,7 +30,7 @@ use super::error::DockerError;
 use super::query::Params;
 use crate::containers::{ContainerInfo, ManagerError};
 
-pub use self::view::{NetworkIds, container_networks, ids_by_name};
+pub use self::view::{NetworkIds, container_networks, ids_by_name, network_id};
 
 type QueryMap = Result<Query<HashMap<String, String>>, QueryRejection>;
 
