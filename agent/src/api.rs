@@ -5,7 +5,7 @@ pub(crate) mod attach;
 mod containers;
 mod error;
 mod exec;
-mod images;
+pub(crate) mod images;
 mod networks;
 mod update;
 mod volumes;

@@ -75,3 +75,36 @@ impl ImageStore {
         self.0.as_ref().err().map(|e| &**e)
     }
 }
+
+/// The store's name for a new tag `target`, checked as a registry
+/// reference (lowercase repository, a tag of Docker's characters, no
+/// digest: a digest names content, a tag is a choice), in Docker's
+/// familiar form (`app:1`, `registry.example/team/app:1`).
+pub fn tag_name(target: &str) -> Result<String, String> {
+    let reference = husk_registry::Reference::parse(target).map_err(|e| e.to_string())?;
+    if reference.digest.is_some() {
+        return Err(format!(
+            "invalid tag `{target}`: a tag cannot carry a digest"
+        ));
+    }
+    let tag = reference.tag.as_deref().unwrap_or("latest");
+    Ok(format!("{}:{tag}", reference.familiar_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_name;
+
+    #[test]
+    fn tags_are_checked_as_references_and_kept_in_familiar_form() {
+        assert_eq!(tag_name("app").unwrap(), "app:latest");
+        assert_eq!(tag_name("docker.io/library/app:1").unwrap(), "app:1");
+        assert_eq!(
+            tag_name("127.0.0.1:5000/team/app:v2").unwrap(),
+            "127.0.0.1:5000/team/app:v2"
+        );
+        for bad in ["App", "app:bad tag", "app@sha256:00", "", "a::b"] {
+            assert!(tag_name(bad).is_err(), "{bad}");
+        }
+    }
+}

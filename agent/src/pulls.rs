@@ -250,11 +250,40 @@ impl Puller {
     /// running). A reference or platform that cannot be parsed is an
     /// error at once.
     pub fn start(&self, reference: &str, platform: Option<&str>) -> Result<Following, String> {
+        self.start_with(reference, platform, None)
+    }
+
+    /// [`Puller::start`] with a client's credentials for the image's
+    /// registry (Docker's `X-Registry-Auth`), used for this pull only and
+    /// over agent.toml's. The pull is joined only by pulls with the same
+    /// credentials: one without cannot ride on someone else's.
+    pub fn start_with(
+        &self,
+        reference: &str,
+        platform: Option<&str>,
+        auth: Option<husk_registry::config::AuthEntry>,
+    ) -> Result<Following, String> {
         let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
         let platform: Option<Platform> = platform.map(str::parse).transpose()?;
-        let key = match &platform {
+        let mut key = match &platform {
             Some(platform) => format!("{reference} {platform}"),
             None => format!("{reference}"),
+        };
+        let registries = match auth {
+            None => None,
+            Some(entry) => {
+                use sha2::Digest as _;
+                let fingerprint =
+                    sha2::Sha256::digest(serde_json::to_vec(&entry).map_err(|e| e.to_string())?);
+                key.push_str(&format!(" auth {fingerprint:x}"));
+                let mut config = self
+                    .config
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                config.auths.insert(reference.registry.clone(), entry);
+                Some(build(&config).map_err(|e| format!("X-Registry-Auth: {e}"))?)
+            }
         };
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(pull) = running.get(&key) {
@@ -280,7 +309,9 @@ impl Puller {
         drop(running);
         let this = self.clone();
         tokio::spawn(async move {
-            let result = this.run(&reference, platform, progress, history).await;
+            let result = this
+                .run(&reference, platform, registries, progress, history)
+                .await;
             match &result {
                 Ok((digest, image, _)) => {
                     log::info!("pulled {reference} ({digest}, image {})", image.id)
@@ -300,15 +331,19 @@ impl Puller {
         &self,
         reference: &Reference,
         platform: Option<Platform>,
+        registries: Option<Arc<Registries>>,
         progress: broadcast::Sender<PullEvent>,
         history: History,
     ) -> Result<Pulled, Failure> {
-        let registries = self
-            .registries
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .map_err(Failure::permanent)?;
+        let registries = match registries {
+            Some(own) => own,
+            None => self
+                .registries
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+                .map_err(Failure::permanent)?,
+        };
         let store = self
             .images
             .shared()

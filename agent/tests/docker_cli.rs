@@ -72,8 +72,16 @@ fn docker_cli_reads_the_system_and_images() {
         stderr.contains("Husk does not implement docker build"),
         "{stdout}{stderr}"
     );
-    let tag = m.fails(&["tag", "busybox", "mine:1"]);
-    assert!(tag.contains("Husk does not implement image tag"), "{tag}");
+    let save = m.fails(&[
+        "save",
+        "-o",
+        m.path("saved.tar").to_str().unwrap(),
+        "busybox",
+    ]);
+    assert!(
+        save.contains("Husk does not implement docker save"),
+        "{save}"
+    );
 
     // A pull that fails says why, as dockerd's error line does.
     let pull = m.fails(&["pull", "127.0.0.1:1/nothing:1"]);

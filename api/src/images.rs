@@ -13,6 +13,8 @@ pub const IMAGES_IMPORT_PATH: &str = "/v1/images/import";
 pub const IMAGES_PULL_PATH: &str = "/v1/images/pull";
 /// `POST`: remove unused layers and blobs.
 pub const IMAGES_GC_PATH: &str = "/v1/images/gc";
+/// `POST` [`TagRequest`]: answered with the image's [`ImageSummary`].
+pub const IMAGES_TAG_PATH: &str = "/v1/images/tag";
 
 /// `GET` / `DELETE` `/v1/images/{reference}` (the reference may contain
 /// slashes: `registry.example/team/app:1`).
@@ -26,6 +28,16 @@ pub fn image_path(reference: &str) -> String {
 pub struct ImportRequest {
     /// An OCI layout or `docker save` archive on the machine, absolute.
     pub path: PathBuf,
+}
+
+/// `POST /v1/images/tag` (`huskctl image tag SOURCE TARGET`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TagRequest {
+    /// The image: a name, an id or an id prefix.
+    pub source: String,
+    /// Its new name, `[registry/]repository[:tag]` (no digest).
+    pub target: String,
 }
 
 /// `POST /v1/images/pull`.

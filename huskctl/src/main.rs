@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use husk_api::images::{
-    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, ImageDetails, ImageList,
-    ImportRequest, RemoveResponse, image_path,
+    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, IMAGES_TAG_PATH, ImageDetails,
+    ImageList, ImportRequest, RemoveResponse, TagRequest, image_path,
 };
 use husk_api::{Client, ClientError, HEALTH_PATH, Health, SYSTEM_PATH, System};
 
@@ -124,6 +124,14 @@ enum ImageCommand {
     Rm {
         #[arg(value_name = "REF")]
         reference: String,
+    },
+    /// Give an image another name (`docker tag`): SOURCE is a name, an id
+    /// or an id prefix; TARGET `[registry/]repository[:tag]`.
+    Tag {
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        #[arg(value_name = "TARGET")]
+        target: String,
     },
     /// Show an image and its config as JSON.
     Inspect {
@@ -304,6 +312,12 @@ async fn image(client: &Client, command: ImageCommand) -> Result<(), ClientError
             if let Some(id) = removed.deleted {
                 println!("Deleted: {id}");
             }
+        }
+        ImageCommand::Tag { source, target } => {
+            let request = TagRequest { source, target };
+            let tagged: husk_api::images::ImageSummary =
+                client.post(IMAGES_TAG_PATH, &request).await?;
+            println!("Tagged {} as {}", tagged.id, request.target);
         }
         ImageCommand::Inspect { reference } => {
             let details: ImageDetails = client.get(&image_path(&reference)).await?;

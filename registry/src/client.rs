@@ -218,7 +218,7 @@ impl Registries {
             Some(Challenge::Basic) => {
                 credentials.map(|c| auth::basic_header(&c)).ok_or_else(|| {
                     unauthorized(
-                        "it asks for a user name and password; give them in registry.auths".into(),
+                        "it asks for a user name and password; give them in registry.auths (or `docker login` for Docker's API)".into(),
                     )
                 })
             }
@@ -286,7 +286,7 @@ impl Registries {
                     "the token service refused the credentials of `{}`",
                     c.username
                 ),
-                None => "the token service wants credentials; give them in registry.auths".into(),
+                None => "the token service wants credentials; give them in registry.auths (or `docker login` for Docker's API)".into(),
             };
             return Err(unauthorized(reason));
         }

@@ -277,7 +277,7 @@ mod tests {
                         let (root, barrier) = (root.path(), &barrier);
                         s.spawn(move || {
                             barrier.wait();
-                            create_path(root, &Path::new(&format!("r{round}/husk/c{i}")))
+                            create_path(root, Path::new(&format!("r{round}/husk/c{i}")))
                         })
                     })
                     .collect();

@@ -287,6 +287,27 @@ impl Store {
         self.index.find(reference).map(ImageSummary::from)
     }
 
+    /// Gives the image `reference` names the name `name` too (`docker
+    /// tag`); an image that had the name loses it, and stays (by its id,
+    /// until removed) if it was its last. A name with a digest is refused:
+    /// a digest names content, never a choice.
+    pub fn tag(&mut self, reference: &str, name: &str) -> Result<ImageSummary> {
+        let name = index::normalise_name(name)?;
+        if name.contains('@') {
+            return Err(StoreError::InvalidName {
+                name,
+                reason: "a tag cannot be a digest reference".into(),
+            });
+        }
+        let mut record = self.index.find(reference)?.clone();
+        let mut index = self.index.clone();
+        record.names = vec![name];
+        index.add(record.clone());
+        index.save(&index_path(&self.root))?;
+        self.index = index;
+        self.get(&record.id.to_string())
+    }
+
     /// Removes a name, or the image if it is the image's last name or the
     /// reference is its id. Refused while `in_use` says a container uses
     /// the image.

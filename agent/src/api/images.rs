@@ -10,8 +10,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use husk_api::images::{
-    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, IMAGES_PULL_PATH, ImageDetails,
-    ImageList, ImageSummary, ImportRequest, PullRequest, RemoveResponse,
+    GcReport, IMAGES_GC_PATH, IMAGES_IMPORT_PATH, IMAGES_PATH, IMAGES_PULL_PATH, IMAGES_TAG_PATH,
+    ImageDetails, ImageList, ImageSummary, ImportRequest, PullRequest, RemoveResponse, TagRequest,
 };
 use husk_store::{ImageId, Removed, Store};
 
@@ -88,6 +88,10 @@ pub fn routes(containers: Manager, puller: Puller) -> Router<ImageStore> {
         .route(IMAGES_PULL_PATH, post(move |request| pull(puller, request)))
         .route(IMAGES_IMPORT_PATH, post(import))
         .route(IMAGES_GC_PATH, post(gc))
+        .route(IMAGES_TAG_PATH, {
+            let containers = containers.clone();
+            post(move |images, request| tag(images, request, containers))
+        })
         .route(
             "/v1/images/{*reference}",
             get(inspect).delete(move |images, reference| remove(images, reference, containers)),
@@ -201,6 +205,41 @@ async fn remove(
         Removed::Deleted(id) => log::info!("deleted image {id}"),
     }
     Ok(Json(self::removed(&removed)))
+}
+
+async fn tag(
+    State(images): State<ImageStore>,
+    request: Result<Json<TagRequest>, JsonRejection>,
+    containers: Manager,
+) -> Result<Json<ImageSummary>, ApiError> {
+    let Json(request) = request?;
+    let tagged = tag_image(&images, &containers, request.source, &request.target).await?;
+    Ok(Json(summary(tagged)))
+}
+
+/// Tags `source` as `target` ([`crate::images::tag_name`]) and tells the
+/// event feed; shared with Docker's `POST /images/{name}/tag`.
+pub(crate) async fn tag_image(
+    images: &ImageStore,
+    containers: &Manager,
+    source: String,
+    target: &str,
+) -> Result<husk_store::ImageSummary, ApiError> {
+    let name = crate::images::tag_name(target).map_err(ApiError::bad_request)?;
+    let tagged_as = name.clone();
+    let tagged = with_store(images, move |store| {
+        store
+            .tag(&source, &tagged_as)
+            .map_err(|e| ApiError::from_store(&e, None))
+    })
+    .await?;
+    log::info!("tagged image {} as {name}", tagged.id);
+    containers.events().emit(
+        crate::events::Subject::Image { reference: name },
+        "tag",
+        Default::default(),
+    );
+    Ok(tagged)
 }
 
 async fn gc(State(images): State<ImageStore>) -> Result<Json<GcReport>, ApiError> {

@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::{Method, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, any, get, post};
 use husk_api::images::PullEvent;
@@ -112,10 +112,9 @@ pub fn by_name() -> MethodRouter<Docker> {
                 .map(|(name, action)| (name.to_owned(), action));
             match (&method, action) {
                 (&Method::GET, Some((name, "json"))) => inspect(&docker, name).await,
-                (&Method::POST, Some((name, "tag"))) => Err(DockerError::not_implemented(format!(
-                    "Husk does not implement image tag yet: its image store cannot add a name to \
-                     {name}; pull or import the image under the name you want"
-                ))),
+                (&Method::POST, Some((name, "tag"))) => tag(&docker, name, &params).await,
+                (&Method::GET, Some((_, "get"))) => Err(save_refused()),
+                (&Method::GET, None) if rest == "get" => Err(save_refused()),
                 (&Method::DELETE, _) => remove(&docker, rest, &params).await,
                 _ => Err(super::unsupported::refusal(
                     &method,
@@ -124,6 +123,31 @@ pub fn by_name() -> MethodRouter<Docker> {
             }
         },
     )
+}
+
+/// `docker save`: the store keeps a layer unpacked, not the archive its
+/// digest names, and an archive made again from the files would not have
+/// that digest (nor would the image keep its id).
+fn save_refused() -> DockerError {
+    DockerError::not_implemented(
+        "Husk does not implement docker save: not supported by Husk's Docker Engine API (its \
+         image store keeps layers unpacked, not the archives the image's digests name); copy \
+         the image between registries instead (skopeo copy)",
+    )
+}
+
+/// `POST /images/{name}/tag?repo=&tag=` (`docker tag`): 201, as
+/// dockerd; the name checked as Husk's `image tag` checks it.
+async fn tag(docker: &Docker, name: String, params: &Params) -> Result<Response, DockerError> {
+    let Some(repo) = params.str("repo") else {
+        return Err(DockerError::bad_request("repo is required"));
+    };
+    let target = match params.str("tag") {
+        Some(tag) => format!("{repo}:{tag}"),
+        None => repo.to_owned(),
+    };
+    crate::api::images::tag_image(&docker.images, &docker.manager, name, &target).await?;
+    Ok(StatusCode::CREATED.into_response())
 }
 
 /// `GET /images/{name}/json`: Docker's `ImageInspect`, from the image's
@@ -217,52 +241,62 @@ fn image_event(events: &crate::events::Events, reference: &str, action: &str) {
 
 /// `POST /images/create?fromImage=&tag=&platform=`: a pull, streamed as
 /// dockerd's progress messages. `fromSrc` (import from a URL or the
-/// body) is 501. Registry credentials come from agent.toml, not from the
-/// client's `X-Registry-Auth`.
+/// body) is 501. Registry credentials: the client's `X-Registry-Auth`
+/// for this pull, else agent.toml's.
 pub fn create() -> MethodRouter<Docker> {
-    post(|State(docker): State<Docker>, query: QueryMap| async move {
-        let params = Params::from(query)?;
-        if params.str("fromSrc").is_some() {
-            return Err(DockerError::not_implemented(
-                "Husk does not implement image import from a URL or an upload (docker import); \
+    post(
+        |State(docker): State<Docker>, headers: HeaderMap, query: QueryMap| async move {
+            let params = Params::from(query)?;
+            if params.str("fromSrc").is_some() {
+                return Err(DockerError::not_implemented(
+                    "Husk does not implement image import from a URL or an upload (docker import); \
                  pull the image from a registry",
-            ));
-        }
-        let Some(image) = params.str("fromImage") else {
-            return Err(DockerError::bad_request("fromImage is required"));
-        };
-        let reference = match params.str("tag") {
-            Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
-            Some(tag) if !image.contains('@') => format!("{image}:{tag}"),
-            _ => image.to_owned(),
-        };
-        let mut following = docker
-            .puller
-            .start(&reference, params.str("platform"))
-            .map_err(DockerError::bad_request)?;
-        let (lines, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-        let events = docker.manager.events().clone();
-        tokio::spawn(async move {
-            let mut client_gone = false;
-            while let Some(event) = following.next().await {
-                if let PullEvent::Done { image, .. } = &event {
-                    let name = image
-                        .names
-                        .first()
-                        .map_or(reference.as_str(), String::as_str);
-                    image_event(&events, name, "pull");
-                }
-                for message in progress(&reference, &event) {
-                    let mut line = message.to_string().into_bytes();
-                    line.extend_from_slice(b"\r\n");
-                    // A client that went stops getting progress; the pull
-                    // goes on for the others (and its event is still told).
-                    client_gone = client_gone || lines.send(line).await.is_err();
-                }
+                ));
             }
-        });
-        Ok(stream_response("application/json", rx))
-    })
+            let Some(image) = params.str("fromImage") else {
+                return Err(DockerError::bad_request("fromImage is required"));
+            };
+            let reference = match params.str("tag") {
+                Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
+                Some(tag) if !image.contains('@') => format!("{image}:{tag}"),
+                _ => image.to_owned(),
+            };
+            let shown = shown_name(&reference);
+            // "Up to date" is dockerd's word for a name that already named
+            // the image pulled, whatever layers were there.
+            let before = {
+                let shown = shown.clone();
+                with_store(&docker, move |store| {
+                    Ok(store.get(&shown).ok().map(|i| i.id))
+                })
+                .await
+                .unwrap_or(None)
+            };
+            let auth = super::registry_auth::from_headers(&headers);
+            let mut following = docker
+                .puller
+                .start_with(&reference, params.str("platform"), auth)
+                .map_err(DockerError::bad_request)?;
+            let (lines, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+            let events = docker.manager.events().clone();
+            tokio::spawn(async move {
+                let mut client_gone = false;
+                while let Some(event) = following.next().await {
+                    if let PullEvent::Done { .. } = &event {
+                        image_event(&events, &shown, "pull");
+                    }
+                    for message in progress(&shown, &event, before) {
+                        let mut line = message.to_string().into_bytes();
+                        line.extend_from_slice(b"\r\n");
+                        // A client that went stops getting progress; the pull
+                        // goes on for the others (and its event is still told).
+                        client_gone = client_gone || lines.send(line).await.is_err();
+                    }
+                }
+            });
+            Ok(stream_response("application/json", rx))
+        },
+    )
 }
 
 /// A body of the lines as they come.
@@ -309,7 +343,24 @@ fn bar(done: u64, size: u64) -> String {
 }
 
 /// One Husk pull event as dockerd's JSON messages.
-fn progress(reference: &str, event: &PullEvent) -> Vec<Value> {
+/// A reference as dockerd shows it in a pull's status: familiar, with
+/// its tag or digest (`busybox:latest`, `127.0.0.1:5000/team/app:1`).
+fn shown_name(reference: &str) -> String {
+    match husk_registry::Reference::parse(reference) {
+        Ok(r) => match (&r.digest, &r.tag) {
+            (Some(digest), _) => format!("{}@{digest}", r.familiar_name()),
+            (None, tag) => format!(
+                "{}:{}",
+                r.familiar_name(),
+                tag.as_deref().unwrap_or("latest")
+            ),
+        },
+        Err(_) => reference.to_owned(),
+    }
+}
+
+/// `before`: the image the name named before the pull, if any.
+fn progress(reference: &str, event: &PullEvent, before: Option<ImageId>) -> Vec<Value> {
     let layer = |status: &str, digest: &str| json!({"status": status, "progressDetail": {}, "id": short(digest)});
     match event {
         PullEvent::Resolved { .. } => {
@@ -340,11 +391,11 @@ fn progress(reference: &str, event: &PullEvent) -> Vec<Value> {
             image,
             layers_fetched,
         } => {
-            let name = image.names.first().map_or(reference, String::as_str);
-            let status = if *layers_fetched == 0 {
-                format!("Status: Image is up to date for {name}")
+            let current = *layers_fetched == 0 && before.is_some_and(|b| b.to_string() == image.id);
+            let status = if current {
+                format!("Status: Image is up to date for {reference}")
             } else {
-                format!("Status: Downloaded newer image for {name}")
+                format!("Status: Downloaded newer image for {reference}")
             };
             vec![
                 json!({"status": format!("Digest: {digest}")}),
@@ -375,6 +426,15 @@ mod tests {
             &PullEvent::Error {
                 message: "refused".into(),
             },
+            None,
+        );
+        assert_eq!(shown_name("busybox"), "busybox:latest");
+        assert_eq!(shown_name("docker.io/library/busybox:1"), "busybox:1");
+        assert_eq!(
+            shown_name(
+                "127.0.0.1:5000/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+            "127.0.0.1:5000/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"
         );
         assert_eq!(error[0]["errorDetail"]["message"], "refused");
         assert_eq!(error[0]["error"], "refused");

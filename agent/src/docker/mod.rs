@@ -19,10 +19,14 @@ mod exec;
 mod fields;
 mod frame;
 mod ids;
+mod image_load;
+mod image_prune;
 mod images;
 mod logs;
 mod networks;
+mod prune;
 mod query;
+mod registry_auth;
 mod stats;
 mod system;
 mod time;
@@ -80,9 +84,13 @@ pub fn router(config: &ApiConfig) -> Router {
         .add("/events", events::route())
         .add("/images/json", images::list())
         .add("/images/create", images::create())
+        .add("/images/prune", image_prune::route())
+        .add("/images/load", image_load::route())
+        .add("/build/prune", prune::build_cache())
         .add("/images/{*rest}", images::by_name())
         .add("/containers/json", containers::list())
         .add("/containers/create", containers::create())
+        .add("/containers/prune", containers::prune())
         .add("/containers/{id}", containers::remove())
         .add("/containers/{id}/json", containers::inspect())
         .add("/containers/{id}/start", containers::start())

@@ -1,6 +1,7 @@
 //! What Husk's Docker API does not implement: every other endpoint of
-//! Docker's (build, commit, export, push, swarm, plugins…) is answered 501 in Docker's error shape, naming what is missing, so the
-//! CLI prints why instead of failing on a 404 it cannot explain.
+//! Docker's (build, commit, export, push, swarm, plugins…) is answered
+//! 501 in Docker's error shape, naming what is missing, so the CLI
+//! prints why instead of failing on a 404 it cannot explain.
 
 use std::time::Duration;
 
@@ -20,7 +21,9 @@ fn feature(method: &Method, path: &str) -> String {
         ["containers", _, action] => format!("container {action}"),
         ["containers", "prune"] => named("container prune"),
         ["images", ..] => {
-            format!("{method} {path} (image operations besides ls, inspect, pull and rm)")
+            format!(
+                "{method} {path} (image operations besides ls, inspect, pull, tag, load, prune and rm)"
+            )
         }
         ["volumes", ..] => named("Docker's volume API"),
         ["commit"] => named("docker commit"),

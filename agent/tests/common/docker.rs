@@ -46,13 +46,22 @@ pub struct Machine {
 
 impl Machine {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// [`Machine::start`] with more of agent.toml (`[registry]`…).
+    pub fn start_with(agent_toml: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let config = dir.path().join("agent.toml");
         // No default pids limit: this host's cgroup2 has no pids
         // controller (containers.rs says why).
-        std::fs::write(&config, "[limits.containers]\ndefault_pids = -1\n").unwrap();
+        std::fs::write(
+            &config,
+            format!("{agent_toml}\n[limits.containers]\ndefault_pids = -1\n"),
+        )
+        .unwrap();
         let mut args = agent_args(dir.path(), &config);
         args.push("--docker-socket".into());
         args.push(dir.path().join("docker.sock"));

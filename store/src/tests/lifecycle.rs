@@ -221,3 +221,45 @@ fn a_descriptor_size_that_does_not_match_fails_the_import() {
         );
     });
 }
+
+#[test]
+fn a_tag_adds_a_name_moves_it_from_another_image_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path().join("store")).unwrap();
+    let (a, b) = (simple("a", b"1"), simple("b", b"2"));
+    store
+        .import(write_archive(dir.path(), "ab.tar", &oci_archive(&[&a, &b])))
+        .unwrap();
+    let tagged = store.tag("a", "registry.example/team/app:1").unwrap();
+    assert_eq!(tagged.names, ["a:latest", "registry.example/team/app:1"]);
+    // By id prefix, and a name b had moves to a; b stays, by its id.
+    let short = &ImageId(a.id()).to_string()["sha256:".len()..][..12];
+    store.tag(short, "b").unwrap();
+    assert_eq!(store.get("b").unwrap().id, ImageId(a.id()));
+    assert!(
+        store
+            .get(&ImageId(b.id()).to_string())
+            .unwrap()
+            .names
+            .is_empty()
+    );
+    for (source, name, want) in [
+        (
+            "a",
+            "x@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "digest",
+        ),
+        ("a", "sha256:abcd", "image id"),
+        ("a", "bad name", "whitespace"),
+        ("nope", "c", "nope"),
+    ] {
+        let err = store.tag(source, name).unwrap_err().to_string();
+        assert!(err.contains(want), "{source} -> {name}: {err}");
+    }
+    drop(store);
+    let store = Store::open(dir.path().join("store")).unwrap();
+    assert_eq!(
+        store.get("registry.example/team/app:1").unwrap().id,
+        ImageId(a.id())
+    );
+}

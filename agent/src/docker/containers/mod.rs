@@ -1,12 +1,13 @@
 //! `/containers`: create ([`create`]), inspect and list ([`inspect`],
 //! [`list`]), and the lifecycle ([`lifecycle`]: start, stop, restart,
-//! kill, wait, remove). Logs and attach are the streams of
+//! kill, wait, remove) and [`prune`]. Logs and attach are the streams of
 //! `super::logs` and `super::attach`.
 
 mod create;
 mod inspect;
 mod lifecycle;
 mod list;
+mod prune;
 
 use std::collections::HashMap;
 
@@ -35,6 +36,10 @@ pub fn inspect() -> MethodRouter<Docker> {
 
 pub fn list() -> MethodRouter<Docker> {
     list::route()
+}
+
+pub fn prune() -> MethodRouter<Docker> {
+    prune::route()
 }
 
 pub fn start() -> MethodRouter<Docker> {

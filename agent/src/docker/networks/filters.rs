@@ -1,8 +1,6 @@
 //! The `filters` of `GET /networks` (`docker network ls --filter`, and
-//! docker-compose's look-ups by name and label) and of `POST
-//! /networks/prune` (`label`, `label!`, `until`), as dockerd reads them.
-
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+//! docker-compose's look-ups by name and label), as dockerd reads them
+//! (the prune's are [`super::super::prune`]'s).
 
 use super::super::error::DockerError;
 use super::super::query::{Filters, pattern_matches};
@@ -82,91 +80,6 @@ impl ListFilters {
     }
 }
 
-/// The prune's filters, checked once.
-pub struct PruneFilters {
-    filters: Filters,
-    until: Option<SystemTime>,
-}
-
-impl PruneFilters {
-    pub fn new(filters: Filters) -> Result<Self, DockerError> {
-        filters.only(&["label", "label!", "until"])?;
-        let until = match filters.0.get("until").map(Vec::as_slice) {
-            None | Some([]) => None,
-            Some([one]) => {
-                Some(timestamp(one, SystemTime::now()).map_err(DockerError::bad_request)?)
-            }
-            Some(_) => {
-                return Err(DockerError::bad_request(
-                    "invalid filter: until takes one value",
-                ));
-            }
-        };
-        Ok(Self { filters, until })
-    }
-
-    pub fn matches(&self, network: &DockerNetwork) -> bool {
-        let created = UNIX_EPOCH + Duration::from_secs(network.created());
-        all_labels(&self.filters, "label", network)
-            && self
-                .filters
-                .0
-                .get("label!")
-                .is_none_or(|labels| !labels.iter().any(|l| label_matches(l, network)))
-            && self.until.is_none_or(|until| created < until)
-    }
-}
-
-/// dockerd's `until`: Unix seconds (with a fraction), an RFC 3339 time,
-/// or a Go duration before `now` (`24h`, `1h30m`, `90s`).
-pub fn timestamp(text: &str, now: SystemTime) -> Result<SystemTime, String> {
-    let bad = || {
-        format!("invalid filter 'until={text}': Unix seconds, an RFC 3339 time or a duration (24h)")
-    };
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
-    }
-    if let Some(secs) = super::super::time::unix_seconds(text) {
-        return u64::try_from(secs)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-            .map_err(|_| bad());
-    }
-    let ago = go_duration(text).ok_or_else(bad)?;
-    now.checked_sub(ago).ok_or_else(bad)
-}
-
-/// Go's `time.ParseDuration` for the units a prune uses (h, m, s, ms).
-fn go_duration(text: &str) -> Option<Duration> {
-    let mut rest = text;
-    let mut total = Duration::ZERO;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * seconds).ok()?;
-    }
-    Some(total)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::view::tests::user_network as user;
@@ -203,43 +116,5 @@ mod tests {
         assert!(!list(&[("dangling", "true")]).matches(&DockerNetwork::Host, false));
         assert!(ListFilters::new(filters(&[("type", "odd")])).is_err());
         assert!(ListFilters::new(filters(&[("colour", "red")])).is_err());
-    }
-
-    #[test]
-    fn prunes_filter_by_label_and_age() {
-        let old = user("old", 1_000, &[("keep", "yes")]);
-        let young = user("young", 2_000_000_000, &[]);
-        let prune = |pairs: &[(&str, &str)]| PruneFilters::new(filters(pairs)).unwrap();
-        assert!(prune(&[]).matches(&old));
-        assert!(!prune(&[("label!", "keep")]).matches(&old));
-        assert!(prune(&[("label!", "keep")]).matches(&young));
-        assert!(prune(&[("label", "keep=yes")]).matches(&old));
-        assert!(prune(&[("until", "1500")]).matches(&old));
-        assert!(!prune(&[("until", "1500")]).matches(&young));
-        assert!(PruneFilters::new(filters(&[("dangling", "true")])).is_err());
-    }
-
-    #[test]
-    fn until_reads_seconds_times_and_durations() {
-        let now = UNIX_EPOCH + Duration::from_secs(100_000);
-        assert_eq!(
-            timestamp("1700000000", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(1_700_000_000)
-        );
-        assert_eq!(
-            timestamp("1970-01-02T00:00:00Z", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(86_400)
-        );
-        assert_eq!(
-            timestamp("1h30m", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(100_000 - 5_400)
-        );
-        assert_eq!(
-            timestamp("10s", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(99_990)
-        );
-        assert!(timestamp("yesterday", now).is_err());
-        assert!(timestamp("5y", now).is_err());
-        assert!(timestamp("", now).is_err());
     }
 }

@@ -27,6 +27,7 @@ use serde_json::{Map, Value, json};
 
 use super::Docker;
 use super::error::DockerError;
+use super::prune::PruneFilters;
 use super::query::Params;
 use crate::containers::{ContainerInfo, ManagerError};
 
@@ -188,11 +189,19 @@ pub fn disconnect() -> MethodRouter<Docker> {
 pub fn prune() -> MethodRouter<Docker> {
     post(|State(docker): State<Docker>, query: QueryMap| async move {
         let params = Params::from(query)?;
-        let filters = filters::PruneFilters::new(params.filters()?)?;
+        let filters = PruneFilters::new(params.filters()?, &[])?;
         let containers = docker.manager.list();
         let mut deleted = Vec::new();
         for network in view::all(&docker).await? {
-            if network.builtin() || in_use(&network, &containers) || !filters.matches(&network) {
+            let labels = match &network {
+                view::DockerNetwork::Husk(n) => n.labels.clone(),
+                _ => Default::default(),
+            };
+            let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(network.created());
+            if network.builtin()
+                || in_use(&network, &containers)
+                || !filters.matches(&labels, created)
+            {
                 continue;
             }
             match docker.manager.remove_network(network.name()).await {

@@ -1,0 +1,120 @@
+//! `POST /images/prune?filters=` (`docker image prune [-a]`, and `docker
+//! system prune`): the images no container uses — only those without a
+//! name unless `dangling=false` — removed under the store's lock (no
+//! container can be created on one between the check and the removal),
+//! then their layers and blobs collected.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::routing::{MethodRouter, post};
+use husk_store::{ImageId, Removed, Store};
+use serde_json::{Value, json};
+
+use super::Docker;
+use super::containers::QueryMap;
+use super::error::DockerError;
+use super::prune::PruneFilters;
+use super::query::Params;
+use super::time::unix_seconds;
+use crate::containers::Manager;
+
+pub fn route() -> MethodRouter<Docker> {
+    post(|State(docker): State<Docker>, query: QueryMap| async move {
+        let params = Params::from(query)?;
+        let filters = PruneFilters::new(params.filters()?, &["dangling"])?;
+        let dangling_only = match filters.filters.0.get("dangling").map(Vec::as_slice) {
+            None | Some([]) => true,
+            Some([one]) => match one.to_ascii_lowercase().as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(DockerError::bad_request(format!(
+                        "invalid filter 'dangling={other}'"
+                    )));
+                }
+            },
+            Some(_) => {
+                return Err(DockerError::bad_request(
+                    "invalid filter: dangling takes one value",
+                ));
+            }
+        };
+        let manager = docker.manager.clone();
+        let (deleted, reclaimed) = crate::api::with_store_as(&docker.images, move |store| {
+            Ok::<_, DockerError>(prune(store, &manager, &filters, dangling_only))
+        })
+        .await?;
+        let events = docker.manager.events();
+        for entry in &deleted {
+            for (key, action) in [("Untagged", "untag"), ("Deleted", "delete")] {
+                if let Some(reference) = entry.get(key).and_then(Value::as_str) {
+                    events.emit(
+                        crate::events::Subject::Image {
+                            reference: reference.to_owned(),
+                        },
+                        action,
+                        BTreeMap::new(),
+                    );
+                }
+            }
+        }
+        Ok(Json(
+            json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}),
+        ))
+    })
+}
+
+fn labels(store: &Store, id: &ImageId) -> BTreeMap<String, String> {
+    store
+        .image_config(id)
+        .ok()
+        .and_then(|c| c.config().as_ref().and_then(|c| c.labels().clone()))
+        .map(|l| l.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Under the store's lock: Docker's `ImagesDeleted` entries and the
+/// bytes the removed images took (as distributed).
+fn prune(
+    store: &mut Store,
+    manager: &Manager,
+    filters: &PruneFilters,
+    dangling_only: bool,
+) -> (Vec<Value>, u64) {
+    let used = manager.images_in_use();
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0;
+    for image in store.list() {
+        if used.contains(&image.id) || (dangling_only && !image.names.is_empty()) {
+            continue;
+        }
+        let created = image
+            .created
+            .as_deref()
+            .and_then(unix_seconds)
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s));
+        if !filters.matches(&labels(store, &image.id), created.min(SystemTime::now())) {
+            continue;
+        }
+        match store.remove(&image.id.to_string(), |id| used.contains(id)) {
+            Ok(Removed::Deleted(id)) => {
+                log::info!("Docker API: image prune deleted {id}");
+                deleted.extend(image.names.iter().map(|n| json!({"Untagged": n})));
+                deleted.push(json!({"Deleted": id.to_string()}));
+                reclaimed += image.size;
+            }
+            Ok(Removed::Untagged(_)) => {}
+            Err(e) => log::warn!("Docker API: image prune: {}: {e}", image.id),
+        }
+    }
+    if !deleted.is_empty()
+        && let Err(e) = store.gc()
+    {
+        log::warn!("Docker API: image prune: collecting layers: {e}");
+    }
+    (deleted, reclaimed)
+}
