@@ -6,6 +6,8 @@
 //! balancer or public address would forward it).
 
 mod common;
+#[path = "remote_api/docker.rs"]
+mod docker;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -5,14 +5,14 @@
 //! `docker --tlsverify -H tcp://…` with DOCKER_CERT_PATH through a slirp
 //! `hostfwd`: run, run -d and logs -f, exec, stop, rm; a named volume
 //! that outlives its container and a reboot; a reader refused a run,
-//! and a client without a certificate refused everything.
-
-mod common;
+//! and a client without a certificate refused everything. Beside the
+//! huskctl test: test binaries run one after another, their tests at
+//! once, so the two boots overlap.
 
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::*;
+use crate::common::*;
 use qemu_tests::log_lines::{AGENT_READY, REBOOT};
 use qemu_tests::{Error, Result, config_drive};
 
