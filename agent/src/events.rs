@@ -35,10 +35,12 @@ pub enum Subject {
         image: String,
         labels: BTreeMap<String, String>,
     },
-    /// An image by the reference it was named by (a pull, a tag) or its
-    /// id (a delete).
+    /// An image, as dockerd names it: `id` its id, `name` the name the
+    /// action was about (a tag, an untagged name; the id for a delete);
+    /// a pull's both are the reference pulled.
     Image {
-        reference: String,
+        id: String,
+        name: String,
     },
     /// A network (its name and creation second make Docker's id of it),
     /// and the container connected or disconnected.
@@ -122,6 +124,15 @@ impl Events {
         recent.push_back(Arc::clone(&event));
         // No subscriber is no error: the event is kept for `since`.
         let _ = self.0.sender.send(event);
+    }
+
+    /// Records `action` of an image ([`Subject::Image`]).
+    pub fn image(&self, id: &str, name: &str, action: &str) {
+        let subject = Subject::Image {
+            id: id.to_owned(),
+            name: name.to_owned(),
+        };
+        self.emit(subject, action, BTreeMap::new());
     }
 
     /// The kept events from `since_ns` on (none without it), and the

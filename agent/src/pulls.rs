@@ -192,6 +192,21 @@ impl Puller {
         }
     }
 
+    /// Whether images may come in other than by a pull: not while an
+    /// admission policy (agent.toml's or user-data's) refuses or requires
+    /// anything, since it is checked on pulls only and a loaded, imported
+    /// or re-tagged image would take a name it governs unchecked.
+    pub fn admits_local_images(&self, what: &str) -> Result<(), String> {
+        let policy = self.policy.read().unwrap_or_else(PoisonError::into_inner);
+        if policy.constrains() {
+            return Err(format!(
+                "{what} is refused: this machine has an admission policy, which is checked \
+                 on pulls; images come in by pulls it admits"
+            ));
+        }
+        Ok(())
+    }
+
     pub async fn has_image(&self, reference: &str) -> bool {
         self.images.has(reference).await
     }
@@ -281,6 +296,12 @@ impl Puller {
                     .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .clone();
+                // The client's, not another spelling of the same registry
+                // in agent.toml (`https://host`), which would be found first.
+                let key = husk_registry::config::registry_key(&reference.registry);
+                config
+                    .auths
+                    .retain(|k, _| husk_registry::config::registry_key(k) != key);
                 config.auths.insert(reference.registry.clone(), entry);
                 Some(build(&config).map_err(|e| format!("X-Registry-Auth: {e}"))?)
             }

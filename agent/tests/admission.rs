@@ -653,3 +653,39 @@ fn a_signature_key_that_is_missing_stops_the_agent() {
     );
     assert!(!dir.path().join("agent.sock").exists());
 }
+
+/// Under a policy, images come in by pulls it checks: an import or a
+/// tag, which would put a name it governs on an image it never saw, is
+/// refused (Docker's `load` and `tag` take the same check).
+#[test]
+fn under_a_policy_images_come_in_only_by_admitted_pulls() {
+    let (fake, _, _) = registry();
+    let host = fake.host();
+    let m = Machine::start(&agent_toml(
+        &host,
+        &format!("default = \"deny\"\n\n[[policy.rules]]\nregistry = \"{host}\"\n"),
+    ));
+    let archive = m.dir.path().join("unsigned.tar");
+    std::fs::write(
+        &archive,
+        husk_testkit::oci_archive(
+            &format!("{host}/{REPO}:v1"),
+            &[husk_testkit::busybox_layer()],
+        ),
+    )
+    .unwrap();
+    let import = m
+        .agent
+        .huskctl_err(&["image", "import", archive.to_str().unwrap()]);
+    assert_says(&import, &["an image import is refused", "admission policy"]);
+    assert_no_images(&m);
+    // A pulled (admitted) image cannot lend its name either.
+    pull(&m, &format!("{host}/other/app:v1"));
+    let tag = m.agent.huskctl_err(&[
+        "image",
+        "tag",
+        &format!("{host}/other/app:v1"),
+        &format!("{host}/{REPO}:v1"),
+    ]);
+    assert_says(&tag, &["an image tag is refused", "admission policy"]);
+}

@@ -47,8 +47,12 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
     let scratch = tempfile::tempdir().unwrap();
     let registry = registry(scratch.path());
     let host = registry.host();
-    // The registry over plain HTTP, and no credentials in agent.toml.
-    let m = Machine::start_with(&format!("[registry]\ninsecure = [\"{host}\"]\n"));
+    // The registry over plain HTTP, and in agent.toml a stale password
+    // under another spelling of its name: the client's login must win.
+    let mut m = Machine::start_with(&format!(
+        "[registry]\ninsecure = [\"{host}\"]\n\n[registry.auths.\"http://{host}/\"]\n\
+         username = \"{USER}\"\npassword = \"stale\"\n"
+    ));
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -56,10 +60,13 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
         .to_string();
     let image = format!("{host}/team/busybox:1");
 
-    // Without a login the registry refuses, and the CLI says so.
+    // Without a login, the machine's stale password is refused, and the
+    // CLI says so.
     let refused = m.fails(&["pull", &image]);
-    assert!(refused.contains("user name and password"), "{refused}");
-    assert!(refused.contains("docker login"), "{refused}");
+    assert!(
+        refused.contains(&format!("refused the credentials of `{USER}`")),
+        "{refused}"
+    );
 
     // `docker login` writes this file; the CLI sends its entry along.
     let auth = Command::new("base64")
@@ -155,8 +162,17 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
     let refused = m.fails(&["load", "-i", junk.to_str().unwrap()]);
     assert!(refused.contains("not an image archive"), "{refused}");
     assert!(!refused.contains("/proc/self/fd"), "{refused}");
+    // The uploads were unnamed files: none is left, named or held open.
     let uploads: Vec<_> = std::fs::read_dir(m.path("root/uploads")).unwrap().collect();
     assert!(uploads.is_empty(), "an upload was left behind: {uploads:?}");
+    let pid = m.agent.as_ref().unwrap().child.as_ref().unwrap().id();
+    let held: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .map(|target| target.display().to_string())
+        .filter(|target| target.contains("uploads"))
+        .collect();
+    assert!(held.is_empty(), "the agent still holds uploads: {held:?}");
 
     // The prunes: what runs, and the images it uses, stay.
     m.ok(&[
@@ -213,15 +229,25 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
         "--filter",
         "type=image",
         "--format",
-        "{{.Action}} {{.Actor.ID}}",
+        "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.ID}}",
     ]);
+    let pulled_id = format!("sha256:{}", id_of("mine:v1"));
     for line in [
-        format!("pull {image}"),
-        "tag mine:v1".to_string(),
-        "tag other:2".to_string(),
-        "load loaded:1".to_string(),
+        format!("pull {image} {image}"),
+        format!("tag mine:v1 {pulled_id}"),
+        format!("tag other:2 {pulled_id}"),
+        "load loaded:1 sha256:".to_string(),
         "delete sha256:".to_string(),
     ] {
         assert!(events.contains(&line), "no {line:?} in:\n{events}");
+    }
+
+    // The client's password never reaches the agent's log.
+    let log = m.agent.take().unwrap().stop();
+    for secret in [PASSWORD, auth.trim()] {
+        assert!(
+            !log.contains(secret),
+            "the agent logged a credential:\n{log}"
+        );
     }
 }

@@ -437,3 +437,154 @@ fn the_readme_volume_commands_work_as_written() {
     assert_eq!(outputs, ["db\n", "", "saved\n"]);
     assert!(m.volume("db").used_by.is_empty());
 }
+
+/// Docker's copy-up: a new volume starts with what the image has where
+/// it is mounted; one that holds anything, or `nocopy`, does not; an
+/// image's `VOLUME` gets an anonymous volume so filled; a target the
+/// image made a symlink copies nothing (least of all what it points at).
+#[test]
+fn a_new_volume_starts_with_the_images_directory() {
+    if !enter_cgroup2_namespace("a_new_volume_starts_with_the_images_directory") {
+        return;
+    }
+    let m = Machine::new("");
+    let seeded = husk_testkit::files_layer(&[
+        ("srv/conf/app.conf", 0o640, b"seeded\n"),
+        ("srv/conf/sub/more.conf", 0o644, b"more\n"),
+        ("srv/data/seed", 0o644, b"from the image\n"),
+    ]);
+    let archive = m.path("seeded.tar");
+    std::fs::write(
+        &archive,
+        husk_testkit::oci::oci_archive_with(
+            "husk.test/seeded:1",
+            &[busybox_layer(), seeded],
+            serde_json::json!({"Volumes": {"/srv/data": {}}}),
+        ),
+    )
+    .unwrap();
+    m.ok(&["image", "import", archive.to_str().unwrap()]);
+    let image = "husk.test/seeded:1";
+
+    let cat = |volume: &str, target: &str, file: &str| {
+        m.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume}:{target}"),
+            image,
+            "cat",
+            file,
+        ])
+    };
+    assert_eq!(
+        cat("conf", "/srv/conf", "/srv/conf/sub/more.conf"),
+        "more\n"
+    );
+    let mode = m.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "conf:/srv/conf",
+        image,
+        "busybox",
+        "stat",
+        "-c",
+        "%a",
+        "/srv/conf/app.conf",
+    ]);
+    assert_eq!(mode, "640\n");
+    // Its own now: changed, kept, never filled again.
+    m.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "conf:/srv/conf",
+        image,
+        "sh",
+        "-c",
+        "echo changed > /srv/conf/app.conf",
+    ]);
+    assert_eq!(cat("conf", "/srv/conf", "/srv/conf/app.conf"), "changed\n");
+    // Not empty: mounted elsewhere, it gets nothing of the image there.
+    let out = m.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "conf:/srv/data",
+        image,
+        "busybox",
+        "ls",
+        "/srv/data",
+    ]);
+    assert_eq!(out, "app.conf\nsub\n");
+    // nocopy: empty.
+    let out = m.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "bare:/srv/conf:nocopy",
+        image,
+        "busybox",
+        "ls",
+        "/srv/conf",
+    ]);
+    assert_eq!(out, "");
+
+    // The image's VOLUME: an anonymous volume with the image's files.
+    assert_eq!(
+        m.ok(&["run", "--name", "vol-img", image, "cat", "/srv/data/seed"]),
+        "from the image\n"
+    );
+    let info = m.inspect("vol-img");
+    let anonymous = info
+        .options
+        .mounts
+        .iter()
+        .find(|mount| mount.target == "/srv/data")
+        .unwrap_or_else(|| panic!("no volume at /srv/data: {:?}", info.options.mounts));
+    assert!(anonymous.anonymous, "{anonymous:?}");
+    let data = PathBuf::from(m.volume(&anonymous.source).mountpoint);
+    assert_eq!(
+        std::fs::read_to_string(data.join("seed")).unwrap(),
+        "from the image\n"
+    );
+    m.ok(&["rm", "-v", "vol-img"]);
+    assert!(!data.exists(), "rm -v left the image's volume");
+
+    // In a user namespace the copy is the container's root's.
+    let out = m.ok(&[
+        "run",
+        "--name",
+        "ns-copy",
+        "--userns",
+        "auto",
+        "-v",
+        "nsconf:/srv/conf",
+        image,
+        "sh",
+        "-c",
+        "busybox stat -c %u /srv/conf/app.conf && echo more >> /srv/conf/app.conf",
+    ]);
+    assert_eq!(out, "0\n");
+    let host_uid = m.inspect("ns-copy").options.userns.unwrap().host_uid;
+    let conf = PathBuf::from(m.volume("nsconf").mountpoint);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        std::fs::metadata(conf.join("app.conf")).unwrap().uid(),
+        host_uid
+    );
+    assert_eq!(std::fs::metadata(&conf).unwrap().uid(), host_uid);
+
+    // The planted `/evil` → `/`: nothing of the host is copied.
+    let _ =
+        m.agent
+            .as_ref()
+            .unwrap()
+            .huskctl(&["run", "--rm", "-v", "planted:/evil", HOSTILE, "true"]);
+    if let Ok(list) = std::panic::catch_unwind(|| m.volume("planted")) {
+        let dir = PathBuf::from(list.mountpoint);
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert!(entries.is_empty(), "the host's / was copied: {entries:?}");
+    }
+}

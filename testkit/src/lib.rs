@@ -15,4 +15,6 @@ pub mod oci;
 pub mod registry;
 pub mod token_proxy;
 
-pub use oci::{WEB_IMAGE, busybox_layer, files_layer, oci_archive, sha256, web_image_archive};
+pub use oci::{
+    WEB_IMAGE, busybox_layer, files_layer, oci_archive, oci_archive_with, sha256, web_image_archive,
+};

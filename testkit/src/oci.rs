@@ -125,11 +125,26 @@ pub fn config_and_manifest(
     variant: Option<&str>,
     layers: &[Vec<u8>],
 ) -> (Vec<u8>, Vec<u8>) {
+    config_and_manifest_with(architecture, variant, layers, json!({}))
+}
+
+/// [`config_and_manifest`] with more of the image config's `config`
+/// (`{"Volumes": {"/data": {}}}`).
+pub fn config_and_manifest_with(
+    architecture: &str,
+    variant: Option<&str>,
+    layers: &[Vec<u8>],
+    more: serde_json::Value,
+) -> (Vec<u8>, Vec<u8>) {
+    let mut image_config = json!({"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]});
+    if let (Some(into), serde_json::Value::Object(more)) = (image_config.as_object_mut(), more) {
+        into.extend(more);
+    }
     let mut config = json!({
         "created": "2024-01-01T00:00:00Z",
         "architecture": architecture,
         "os": "linux",
-        "config": {"Cmd": ["/bin/sh"], "Env": ["PATH=/bin"]},
+        "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| sha256(l)).collect::<Vec<_>>()},
     });
     if let Some(variant) = variant {
@@ -151,7 +166,12 @@ pub fn config_and_manifest(
 /// What `skopeo copy … oci-archive:FILE:NAME` writes, for one image of
 /// uncompressed layers.
 pub fn oci_archive(name: &str, layers: &[Vec<u8>]) -> Vec<u8> {
-    let (config, manifest) = config_and_manifest("amd64", None, layers);
+    oci_archive_with(name, layers, json!({}))
+}
+
+/// [`oci_archive`] with more of the image config's `config`.
+pub fn oci_archive_with(name: &str, layers: &[Vec<u8>], more: serde_json::Value) -> Vec<u8> {
+    let (config, manifest) = config_and_manifest_with("amd64", None, layers, more);
     let mut index = descriptor("application/vnd.oci.image.manifest.v1+json", &manifest);
     index["annotations"] = json!({"org.opencontainers.image.ref.name": name});
     let index = serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": [index]})).unwrap();

@@ -85,12 +85,18 @@ fn removed(removed: &Removed) -> RemoveResponse {
 pub fn routes(containers: Manager, puller: Puller) -> Router<ImageStore> {
     Router::new()
         .route(IMAGES_PATH, get(list))
-        .route(IMAGES_PULL_PATH, post(move |request| pull(puller, request)))
-        .route(IMAGES_IMPORT_PATH, post(import))
+        .route(IMAGES_PULL_PATH, {
+            let puller = puller.clone();
+            post(move |request| pull(puller, request))
+        })
+        .route(IMAGES_IMPORT_PATH, {
+            let puller = puller.clone();
+            post(move |images, request| import(images, request, puller))
+        })
         .route(IMAGES_GC_PATH, post(gc))
         .route(IMAGES_TAG_PATH, {
-            let containers = containers.clone();
-            post(move |images, request| tag(images, request, containers))
+            let (containers, puller) = (containers.clone(), puller.clone());
+            post(move |images, request| tag(images, request, containers, puller))
         })
         .route(
             "/v1/images/{*reference}",
@@ -127,8 +133,12 @@ async fn pull(
 async fn import(
     State(images): State<ImageStore>,
     request: Result<Json<ImportRequest>, JsonRejection>,
+    puller: Puller,
 ) -> Result<(StatusCode, Json<ImageList>), ApiError> {
     let Json(ImportRequest { path }) = request?;
+    puller
+        .admits_local_images("an image import")
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
     // The agent's working directory is not the client's: a relative path
     // would name another file than the user meant.
     if !path.is_absolute() {
@@ -211,9 +221,17 @@ async fn tag(
     State(images): State<ImageStore>,
     request: Result<Json<TagRequest>, JsonRejection>,
     containers: Manager,
+    puller: Puller,
 ) -> Result<Json<ImageSummary>, ApiError> {
     let Json(request) = request?;
-    let tagged = tag_image(&images, &containers, request.source, &request.target).await?;
+    let tagged = tag_image(
+        &images,
+        &containers,
+        &puller,
+        request.source,
+        &request.target,
+    )
+    .await?;
     Ok(Json(summary(tagged)))
 }
 
@@ -222,9 +240,13 @@ async fn tag(
 pub(crate) async fn tag_image(
     images: &ImageStore,
     containers: &Manager,
+    puller: &Puller,
     source: String,
     target: &str,
 ) -> Result<husk_store::ImageSummary, ApiError> {
+    puller
+        .admits_local_images("an image tag")
+        .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e))?;
     let name = crate::images::tag_name(target).map_err(ApiError::bad_request)?;
     let tagged_as = name.clone();
     let tagged = with_store(images, move |store| {
@@ -234,11 +256,9 @@ pub(crate) async fn tag_image(
     })
     .await?;
     log::info!("tagged image {} as {name}", tagged.id);
-    containers.events().emit(
-        crate::events::Subject::Image { reference: name },
-        "tag",
-        Default::default(),
-    );
+    containers
+        .events()
+        .image(&tagged.id.to_string(), &name, "tag");
     Ok(tagged)
 }
 

@@ -403,6 +403,40 @@ impl Manager {
     pub async fn remove_container(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let slot = self.slot(name)?;
         let _guard = slot.op.lock().await;
+        self.remove_locked(&slot, force, volumes).await
+    }
+
+    /// A prune's removal: the container `name` made at `created_ms` (not
+    /// another made since under the name), if it is stopped and `wanted`
+    /// still says so of it, checked under its lock, so that nothing
+    /// starts it in between. Its writable layer's size (measured then,
+    /// while no process of it can change it), or None when it stays.
+    pub async fn remove_if_stopped(
+        &self,
+        name: &str,
+        created_ms: u64,
+        wanted: impl Fn(&ContainerInfo) -> bool,
+    ) -> Result<Option<u64>> {
+        let slot = self.slot(name)?;
+        let _guard = slot.op.lock().await;
+        let info = slot.info();
+        if info.created_ms != created_ms
+            || !matches!(info.status, Status::Created | Status::Exited)
+            || !wanted(&info)
+        {
+            return Ok(None);
+        }
+        let upper = slot.paths.upper();
+        let size = tokio::task::spawn_blocking(move || super::disk_usage::tree_bytes(&upper))
+            .await
+            .unwrap_or(0);
+        self.remove_locked(&slot, false, false).await?;
+        Ok(Some(size))
+    }
+
+    /// [`Manager::remove_container`] under the slot's lock.
+    async fn remove_locked(&self, slot: &Arc<Slot>, force: bool, volumes: bool) -> Result<()> {
+        let name = slot.name.as_str();
         let snapshot = slot.snapshot();
         if snapshot.status == Status::Running {
             if !force {
@@ -411,12 +445,12 @@ impl Manager {
                 )));
             }
             slot.update(|s| s.generation += 1);
-            self.container_event(&slot, "kill", &[("signal", libc::SIGKILL.to_string())]);
+            self.container_event(slot, "kill", &[("signal", libc::SIGKILL.to_string())]);
             self.signal_container(name, libc::SIGKILL, true);
             if let Some(shim) = snapshot.shim {
                 wait_for_exit(shim, Some(KILL_WAIT)).await;
             }
-            self.record_exit(&slot).await;
+            self.record_exit(slot).await;
         }
         slot.state.send_modify(|s| {
             s.generation += 1;
@@ -448,7 +482,7 @@ impl Manager {
             self.remove_anonymous_volumes(&snapshot.record.options.mounts);
         }
         log::info!("removed container {name}");
-        self.container_event(&slot, "destroy", &[]);
+        self.container_event(slot, "destroy", &[]);
         Ok(())
     }
 

@@ -355,7 +355,8 @@ impl Manager {
         // Held until the container is in the table: a volume it names
         // cannot be removed in between.
         let volumes_lock = self.0.volumes.lock();
-        let user_mounts = self.resolve_mounts(&volumes_lock, &mut opts)?;
+        add_image_volumes(&mut opts, &image_config);
+        let user_mounts = self.resolve_mounts(&volumes_lock, &mut opts, &layers)?;
         husk_spec::mounts::add_to_spec(&mut spec, user_mounts);
         let mut record = ContainerRecord::new(opts, image.id, now_ms());
         record.command = spec
@@ -605,4 +606,39 @@ impl Drop for RebalanceOnDrop<'_> {
 fn create_private_dir(dir: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().mode(mode).create(dir).at(dir)
+}
+
+/// The image's `VOLUME`s that no mount of the container covers: an
+/// anonymous volume each, filled from the image, as dockerd makes them.
+fn add_image_volumes(opts: &mut RunOptions, image: &oci_spec::image::ImageConfiguration) {
+    let declared = image
+        .config()
+        .as_ref()
+        .and_then(|c| c.volumes().clone())
+        .unwrap_or_default();
+    for target in declared {
+        let target = normalise_target(&target);
+        if target == "/"
+            || opts
+                .mounts
+                .iter()
+                .any(|m| normalise_target(&m.target) == target)
+        {
+            continue;
+        }
+        match husk_api::containers::parse_volume_flag(&target) {
+            Ok(mount) => opts.mounts.push(mount),
+            Err(e) => log::warn!("{}: the image's VOLUME {target}: {e}", opts.name),
+        }
+    }
+}
+
+/// `/data/` and `/data` are one target.
+fn normalise_target(target: &str) -> String {
+    let trimmed = target.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.into()
+    }
 }

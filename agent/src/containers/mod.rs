@@ -14,6 +14,7 @@
 pub mod archive;
 mod attach;
 pub mod console;
+mod copy_up;
 mod disk_usage;
 pub mod error;
 pub mod exec;

@@ -51,12 +51,13 @@ impl Manager {
         &self,
         lock: &VolumesLock,
         opts: &mut RunOptions,
+        layers: &[PathBuf],
     ) -> Result<Vec<OciMount>> {
         let mut oci = Vec::with_capacity(opts.mounts.len());
         let mut made = Vec::new();
         let userns = opts.userns;
         for mount in &mut opts.mounts {
-            match self.mount_source(lock, mount, userns.as_ref(), &mut made) {
+            match self.mount_source(lock, mount, userns.as_ref(), &mut made, layers) {
                 Ok(source) => oci.push(husk_spec::mounts::oci_mount(mount, source.as_deref())),
                 Err(e) => {
                     // What this create made for itself goes with it.
@@ -74,6 +75,7 @@ impl Manager {
         mount: &mut Mount,
         userns: Option<&husk_api::containers::UserNamespace>,
         made: &mut Vec<String>,
+        layers: &[PathBuf],
     ) -> Result<Option<PathBuf>> {
         let volumes = &self.0.volumes;
         match mount.kind {
@@ -89,6 +91,27 @@ impl Manager {
                     made.push(volume.name.clone());
                 }
                 mount.source = volume.name.clone();
+                let data = volumes.data_dir(&volume.name);
+                if !mount.no_copy && volumes.is_untouched(&volume.name) {
+                    let copied = super::copy_up::copy_up(layers, &mount.target, &data, userns)
+                        .map_err(|e| {
+                            ManagerError::io(
+                                format!(
+                                    "volume {}: copying the image's {} into it",
+                                    volume.name, mount.target
+                                ),
+                                e,
+                            )
+                        })?;
+                    if copied {
+                        log::info!(
+                            "volume {}: filled with the image's {}",
+                            volume.name,
+                            mount.target
+                        );
+                        return Ok(Some(data));
+                    }
+                }
                 if let Some(userns) = userns {
                     volumes
                         .adopt(lock, &volume.name, userns.host_uid, userns.host_gid)

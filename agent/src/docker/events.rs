@@ -44,6 +44,8 @@ fn events(docker: Docker, query: QueryMap) -> Result<Response, DockerError> {
     let params = Params::from(query)?;
     let since = params.str("since").map(timestamp).transpose()?;
     let until = params.str("until").map(timestamp).transpose()?;
+    // dockerd replays what it keeps up to `until` even without `since`.
+    let since = since.or(until.map(|_| 0));
     let filters = params.filters()?;
     filters.only(&FILTERS)?;
     let subscription = docker.manager.events().subscribe(since);
@@ -162,9 +164,9 @@ fn actor(event: &Event) -> (&'static str, String, BTreeMap<String, String>) {
                 ids::id_for(&container.name, container.created_ms),
             )
         }
-        Subject::Image { reference } => {
-            attributes.insert("name".into(), reference.clone());
-            ("image", reference.clone())
+        Subject::Image { id, name } => {
+            attributes.insert("name".into(), name.clone());
+            ("image", id.clone())
         }
         Subject::Network {
             name,
@@ -209,22 +211,31 @@ fn message(event: &Event) -> Value {
     message
 }
 
-/// dockerd's `FuzzyMatch`: the value is the id, a prefix of it, or the
-/// name.
+/// dockerd's `FuzzyMatch` of the id and of the name: the value is
+/// either, or a prefix of either.
 fn names(value: &str, id: &str, name: Option<&String>) -> bool {
-    id.starts_with(value) || name.is_some_and(|n| n == value)
+    id.starts_with(value) || name.is_some_and(|n| n.starts_with(value))
 }
 
-/// An image filter holds for `busybox` and `busybox:latest` alike.
-fn same_image(filter: &str, reference: &str) -> bool {
-    let with_tag = |r: &str| {
-        if r.rsplit('/').next().is_some_and(|last| last.contains(':')) || r.contains('@') {
-            r.to_owned()
-        } else {
-            format!("{r}:latest")
-        }
-    };
-    filter == reference || with_tag(filter) == with_tag(reference)
+/// `busybox:1.36` → `busybox` (a registry's port is no tag); a digest
+/// goes too.
+fn strip_tag(reference: &str) -> &str {
+    let reference = reference.split('@').next().unwrap_or(reference);
+    let last_slash = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[last_slash..].rfind(':') {
+        Some(i) => &reference[..last_slash + i],
+        None => reference,
+    }
+}
+
+/// dockerd's `matchImage`: the filter is exactly the id or the image's
+/// name (a container's `image`, an image event's `name`), with or
+/// without their tags.
+fn image_matches(filter: &str, id: &str, name: Option<&String>) -> bool {
+    let name = name.map_or("", String::as_str);
+    [id, name, strip_tag(id), strip_tag(name)]
+        .iter()
+        .any(|source| !source.is_empty() && *source == filter)
 }
 
 /// dockerd's `events.Filter.Include`: every filter key must hold.
@@ -241,10 +252,8 @@ fn matches(filters: &Filters, event: &Event) -> bool {
         && of_kind("network")
         && of_kind("volume")
         && filters.any("image", |v| {
-            [Some(&id), attributes.get("image"), attributes.get("name")]
-                .into_iter()
-                .flatten()
-                .any(|r| same_image(v, r))
+            let name = if kind == "image" { "name" } else { "image" };
+            image_matches(v, &id, attributes.get(name))
         })
         && filters.0.get("label").is_none_or(|labels| {
             labels.iter().all(|l| match l.split_once('=') {
@@ -315,10 +324,14 @@ mod tests {
             (r#"{"event":["die"]}"#, false),
             (r#"{"container":["web"]}"#, true),
             (&format!(r#"{{"container":["{}"]}}"#, &id[..12]), true),
-            (r#"{"container":["we"]}"#, false),
+            (r#"{"container":["we"]}"#, true),
+            (r#"{"container":["eb"]}"#, false),
             (r#"{"network":["web"]}"#, false),
-            (r#"{"image":["busybox:latest"]}"#, true),
+            (r#"{"image":["busybox"]}"#, true),
+            (r#"{"image":["busybox:latest"]}"#, false),
             (r#"{"image":["alpine"]}"#, false),
+            // The container's name is not its image.
+            (r#"{"image":["web"]}"#, false),
             (r#"{"label":["com.docker.compose.project=app"]}"#, true),
             (r#"{"label":["com.docker.compose.project"]}"#, true),
             (
@@ -332,6 +345,39 @@ mod tests {
         ] {
             assert_eq!(matches(&filters(json), &web), want, "{json}");
         }
+    }
+
+    #[test]
+    fn image_events_match_by_id_or_name_with_or_without_the_tag() {
+        let tagged = Event {
+            subject: Subject::Image {
+                id: "sha256:abc".into(),
+                name: "127.0.0.1:5000/team/app:1".into(),
+            },
+            action: "tag".into(),
+            attributes: BTreeMap::new(),
+            time_ns: 1,
+        };
+        let m = message(&tagged);
+        assert_eq!(
+            (&m["id"], &m["Actor"]["ID"]),
+            (&json!("sha256:abc"), &json!("sha256:abc"))
+        );
+        assert_eq!(
+            m["Actor"]["Attributes"]["name"],
+            "127.0.0.1:5000/team/app:1"
+        );
+        for (json, want) in [
+            (r#"{"image":["sha256:abc"]}"#, true),
+            (r#"{"image":["127.0.0.1:5000/team/app"]}"#, true),
+            (r#"{"image":["127.0.0.1:5000/team/app:1"]}"#, true),
+            (r#"{"image":["127.0.0.1:5000/team"]}"#, false),
+            (r#"{"image":["127.0.0.1"]}"#, false),
+        ] {
+            assert_eq!(matches(&filters(json), &tagged), want, "{json}");
+        }
+        assert_eq!(strip_tag("busybox@sha256:00"), "busybox");
+        assert_eq!(strip_tag("localhost:5000/app"), "localhost:5000/app");
     }
 
     #[test]

@@ -26,6 +26,13 @@ use super::query::Params;
 /// its own error.
 const MAX_UPLOAD_BYTES: u64 = 64 << 30;
 
+/// A client that sends nothing for this long has gone.
+const IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One load at a time: each holds a blocking thread while it uploads and
+/// the store's lock while it imports.
+static LOADS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
 pub fn route() -> MethodRouter<Docker> {
     post(
         |State(docker): State<Docker>, query: QueryMap, body: Body| async move {
@@ -38,6 +45,14 @@ async fn load(docker: Docker, query: QueryMap, body: Body) -> Result<Response, D
     // `quiet` hides dockerd's progress bars, which this has none of: the
     // "Loaded image" lines are there either way, as dockerd's.
     Params::from(query)?;
+    let _turn = LOADS
+        .acquire()
+        .await
+        .map_err(|e| DockerError::internal(format!("docker load: {e}")))?;
+    docker
+        .puller
+        .admits_local_images("docker load")
+        .map_err(|e| DockerError::new(axum::http::StatusCode::FORBIDDEN, e))?;
     let dir = docker.root.join("uploads");
     let upload = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -79,21 +94,16 @@ async fn load(docker: Docker, query: QueryMap, body: Body) -> Result<Response, D
             image.id,
             image.names.join(", ")
         );
+        let id = image.id.to_string();
         if image.names.is_empty() {
-            lines.push_str(
-                &json!({"stream": format!("Loaded image ID: {}\n", image.id)}).to_string(),
-            );
+            lines.push_str(&json!({"stream": format!("Loaded image ID: {id}\n")}).to_string());
+            lines.push('\n');
+            events.image(&id, &id, "load");
         }
         for name in &image.names {
             lines.push_str(&json!({"stream": format!("Loaded image: {name}\n")}).to_string());
             lines.push('\n');
-            events.emit(
-                crate::events::Subject::Image {
-                    reference: name.clone(),
-                },
-                "load",
-                Default::default(),
-            );
+            events.image(&id, name, "load");
         }
     }
     Ok(([(header::CONTENT_TYPE, "application/json")], lines).into_response())
@@ -111,10 +121,18 @@ async fn receive(file: std::fs::File, mut body: Body) -> Result<std::fs::File, D
     });
     let mut received: u64 = 0;
     let mut failure = None;
-    while let Some(frame) = body.frame().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(e) => {
+    loop {
+        let frame = match tokio::time::timeout(IDLE, body.frame()).await {
+            Ok(Some(Ok(frame))) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                failure = Some(DockerError::bad_request(format!(
+                    "docker load: nothing came for {} s: the upload is given up",
+                    IDLE.as_secs()
+                )));
+                break;
+            }
+            Ok(Some(Err(e))) => {
                 failure = Some(DockerError::bad_request(format!(
                     "docker load: reading the archive: {e}"
                 )));

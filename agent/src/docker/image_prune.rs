@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::{MethodRouter, post};
 use husk_store::{ImageId, Removed, Store};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::Docker;
 use super::containers::QueryMap;
@@ -43,23 +43,19 @@ pub fn route() -> MethodRouter<Docker> {
             }
         };
         let manager = docker.manager.clone();
-        let (deleted, reclaimed) = crate::api::with_store_as(&docker.images, move |store| {
+        let (removed, reclaimed) = crate::api::with_store_as(&docker.images, move |store| {
             Ok::<_, DockerError>(prune(store, &manager, &filters, dangling_only))
         })
         .await?;
         let events = docker.manager.events();
-        for entry in &deleted {
-            for (key, action) in [("Untagged", "untag"), ("Deleted", "delete")] {
-                if let Some(reference) = entry.get(key).and_then(Value::as_str) {
-                    events.emit(
-                        crate::events::Subject::Image {
-                            reference: reference.to_owned(),
-                        },
-                        action,
-                        BTreeMap::new(),
-                    );
-                }
+        let mut deleted = Vec::new();
+        for (id, names) in &removed {
+            for name in names {
+                events.image(id, name, "untag");
+                deleted.push(json!({"Untagged": name}));
             }
+            events.image(id, id, "delete");
+            deleted.push(json!({"Deleted": id}));
         }
         Ok(Json(
             json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}),
@@ -76,19 +72,21 @@ fn labels(store: &Store, id: &ImageId) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// Under the store's lock: Docker's `ImagesDeleted` entries and the
-/// bytes the removed images took (as distributed).
+/// Under the store's lock: the images removed (id, names) and the
+/// bytes they took (as distributed).
 fn prune(
     store: &mut Store,
     manager: &Manager,
     filters: &PruneFilters,
     dangling_only: bool,
-) -> (Vec<Value>, u64) {
+) -> (Vec<(String, Vec<String>)>, u64) {
     let used = manager.images_in_use();
     let mut deleted = Vec::new();
     let mut reclaimed = 0;
     for image in store.list() {
-        if used.contains(&image.id) || (dangling_only && !image.names.is_empty()) {
+        // dockerd's dangling: no tag (a name by digest is no tag).
+        let tagged = image.names.iter().any(|n| !n.contains('@'));
+        if used.contains(&image.id) || (dangling_only && tagged) {
             continue;
         }
         let created = image
@@ -103,8 +101,7 @@ fn prune(
         match store.remove(&image.id.to_string(), |id| used.contains(id)) {
             Ok(Removed::Deleted(id)) => {
                 log::info!("Docker API: image prune deleted {id}");
-                deleted.extend(image.names.iter().map(|n| json!({"Untagged": n})));
-                deleted.push(json!({"Deleted": id.to_string()}));
+                deleted.push((id.to_string(), image.names.clone()));
                 reclaimed += image.size;
             }
             Ok(Removed::Untagged(_)) => {}

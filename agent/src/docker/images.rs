@@ -146,7 +146,14 @@ async fn tag(docker: &Docker, name: String, params: &Params) -> Result<Response,
         Some(tag) => format!("{repo}:{tag}"),
         None => repo.to_owned(),
     };
-    crate::api::images::tag_image(&docker.images, &docker.manager, name, &target).await?;
+    crate::api::images::tag_image(
+        &docker.images,
+        &docker.manager,
+        &docker.puller,
+        name,
+        &target,
+    )
+    .await?;
     Ok(StatusCode::CREATED.into_response())
 }
 
@@ -198,30 +205,31 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         log::info!("Docker API: rmi --force of {name}: Husk never removes an image in use");
     }
     let containers = docker.manager.clone();
-    let (names, removed) = with_store(docker, move |store| {
+    let (image_id, names, removed) = with_store(docker, move |store| {
         let to_docker = |e| DockerError::from_store(&e);
-        let names = store.get(&name).map_err(to_docker)?.names;
+        let image = store.get(&name).map_err(to_docker)?;
         // Under the store's lock, as Husk's API: no container can be
         // created on the image between the check and the removal.
         let used = containers.images_in_use();
         let in_use = |id: &ImageId| used.contains(id);
         let removed = store.remove(&name, in_use).map_err(to_docker)?;
-        Ok((names, removed))
+        Ok((image.id.to_string(), image.names, removed))
     })
     .await?;
     let events = docker.manager.events();
     let answer: Vec<Value> = match &removed {
         Removed::Untagged(name) => {
             log::info!("untagged image {name}");
-            image_event(events, name, "untag");
+            events.image(&image_id, name, "untag");
             vec![json!({"Untagged": name})]
         }
         Removed::Deleted(id) => {
             log::info!("deleted image {id}");
+            let id = id.to_string();
             for name in &names {
-                image_event(events, name, "untag");
+                events.image(&id, name, "untag");
             }
-            image_event(events, &id.to_string(), "delete");
+            events.image(&id, &id, "delete");
             names
                 .iter()
                 .map(|n| json!({"Untagged": n}))
@@ -230,13 +238,6 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         }
     };
     Ok(Json(answer).into_response())
-}
-
-fn image_event(events: &crate::events::Events, reference: &str, action: &str) {
-    let subject = crate::events::Subject::Image {
-        reference: reference.to_owned(),
-    };
-    events.emit(subject, action, Default::default());
 }
 
 /// `POST /images/create?fromImage=&tag=&platform=`: a pull, streamed as
@@ -283,7 +284,7 @@ pub fn create() -> MethodRouter<Docker> {
                 let mut client_gone = false;
                 while let Some(event) = following.next().await {
                     if let PullEvent::Done { .. } = &event {
-                        image_event(&events, &shown, "pull");
+                        events.image(&shown, &shown, "pull");
                     }
                     for message in progress(&shown, &event, before) {
                         let mut line = message.to_string().into_bytes();

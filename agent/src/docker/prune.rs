@@ -66,16 +66,21 @@ pub fn timestamp(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     let bad = || {
         format!("invalid filter 'until={text}': Unix seconds, an RFC 3339 time or a duration (24h)")
     };
+    // Every step checked: a client's number never overflows a time.
     if let Ok(secs) = text.parse::<f64>()
         && secs.is_finite()
         && secs >= 0.0
     {
-        return Ok(UNIX_EPOCH + Duration::from_secs_f64(secs));
+        return Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(bad);
     }
     if let Some(secs) = super::time::unix_seconds(text) {
         return u64::try_from(secs)
-            .map(|s| UNIX_EPOCH + Duration::from_secs(s))
-            .map_err(|_| bad());
+            .ok()
+            .and_then(|s| UNIX_EPOCH.checked_add(Duration::from_secs(s)))
+            .ok_or_else(bad);
     }
     let ago = go_duration(text).ok_or_else(bad)?;
     now.checked_sub(ago).ok_or_else(bad)
@@ -105,7 +110,7 @@ fn go_duration(text: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += Duration::try_from_secs_f64(number * seconds).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(number * seconds).ok()?)?;
     }
     Some(total)
 }
@@ -161,6 +166,15 @@ mod tests {
             timestamp("10s", now).unwrap(),
             UNIX_EPOCH + Duration::from_secs(99_990)
         );
+        // What would overflow is refused, never a panic.
+        for huge in [
+            "1e300",
+            "1e19",
+            "4000000000000000h4000000000000000h",
+            "99999999999999999999h",
+        ] {
+            assert!(timestamp(huge, now).is_err(), "{huge}");
+        }
         assert!(timestamp("yesterday", now).is_err());
         assert!(timestamp("5y", now).is_err());
         assert!(timestamp("", now).is_err());

@@ -198,15 +198,22 @@ impl Volumes {
         Ok(())
     }
 
+    /// Whether the volume is as made: empty, its root root's. The first
+    /// container to mount such a volume fills it from its image, or, in a
+    /// user namespace, is given its root ([`Volumes::adopt`]).
+    pub fn is_untouched(&self, name: &str) -> bool {
+        let data = self.data_dir(name);
+        fs::symlink_metadata(&data).is_ok_and(|m| m.uid() == 0 && m.gid() == 0)
+            && fs::read_dir(&data).is_ok_and(|mut d| d.next().is_none())
+    }
+
     /// A new volume's root goes to the first container that mounts it in
     /// a user namespace, as its root (`uid`, `gid`), so that root can
     /// write to it; a volume already holding files, or already given,
     /// keeps its owner.
     pub fn adopt(&self, _lock: &VolumesLock, name: &str, uid: u32, gid: u32) -> io::Result<()> {
         let data = self.data_dir(name);
-        let meta = fs::symlink_metadata(&data)?;
-        let untouched = meta.uid() == 0 && meta.gid() == 0 && fs::read_dir(&data)?.next().is_none();
-        if untouched && (uid, gid) != (0, 0) {
+        if self.is_untouched(name) && (uid, gid) != (0, 0) {
             std::os::unix::fs::lchown(&data, Some(uid), Some(gid))?;
         }
         Ok(())

@@ -74,6 +74,10 @@ pub struct Mount {
     /// removed with the container when asked (`rm -v`, `--rm`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anonymous: bool,
+    /// A new volume is not filled with what the image has at the target
+    /// (Docker's `nocopy`, `volume-nocopy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_copy: bool,
 }
 
 impl Mount {
@@ -86,6 +90,7 @@ impl Mount {
             tmpfs_size: None,
             tmpfs_mode: None,
             anonymous: false,
+            no_copy: false,
         }
     }
 
@@ -160,8 +165,9 @@ fn check_target(target: &str) -> Result<(), String> {
 
 /// `-v SOURCE:TARGET[:OPTIONS]` or `-v TARGET` (an anonymous volume):
 /// a source that is an absolute path is a host path, anything else a
-/// volume's name. Options: `ro`, `rw`, and the ones Docker accepts that
-/// mean nothing here (`z`, `Z`: SELinux labels; `nocopy`; `rprivate`,
+/// volume's name. Options: `ro`, `rw`, `nocopy` (a new volume is not
+/// filled from the image), and the ones Docker accepts that mean nothing
+/// here (`z`, `Z`: SELinux labels; `rprivate`,
 /// `private`: the propagation Husk always uses). Other propagations are
 /// refused, not ignored.
 pub fn parse_volume_flag(text: &str) -> Result<Mount, String> {
@@ -183,7 +189,8 @@ pub fn parse_volume_flag(text: &str) -> Result<Mount, String> {
     for option in options.split(',').filter(|o| !o.is_empty()) {
         match option {
             "ro" | "readonly" => mount.read_only = true,
-            "rw" | "z" | "Z" | "nocopy" | "private" | "rprivate" => {}
+            "nocopy" => mount.no_copy = true,
+            "rw" | "z" | "Z" | "private" | "rprivate" => {}
             other => return Err(bad(format!("option `{other}` is not supported"))),
         }
     }
@@ -241,9 +248,7 @@ pub fn parse_mount_flag(text: &str) -> Result<Mount, String> {
                     .map_err(|_| bad(format!("tmpfs-mode `{mode}` is not an octal mode")))?;
                 mount.tmpfs_mode = Some(mode);
             }
-            "volume-nocopy" => {
-                flag(value)?;
-            }
+            "volume-nocopy" => mount.no_copy = flag(value)?,
             "bind-propagation" => match value {
                 Some("rprivate" | "private") => {}
                 other => {

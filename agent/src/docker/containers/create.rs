@@ -439,7 +439,9 @@ fn api_mount(mut mount: Map<String, Value>) -> Result<Mount, DockerError> {
         refuse_rest(&bind, "HostConfig.Mounts.BindOptions.")?;
     }
     if let Some(mut volume) = take::<Map<String, Value>>(&mut mount, M, "VolumeOptions")? {
-        volume.remove("NoCopy");
+        if take(&mut volume, "VolumeOptions.", "NoCopy")?.unwrap_or(false) {
+            flag.push_str(",volume-nocopy");
+        }
         refuse_rest(&volume, "HostConfig.Mounts.VolumeOptions.")?;
     }
     if let Some(mut tmpfs) = take::<Map<String, Value>>(&mut mount, M, "TmpfsOptions")? {

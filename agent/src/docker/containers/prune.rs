@@ -16,7 +16,7 @@ use super::super::ids;
 use super::super::prune::PruneFilters;
 use super::super::query::Params;
 use super::QueryMap;
-use crate::containers::{ManagerError, Status};
+use crate::containers::{ContainerInfo, ManagerError, Status};
 
 pub fn route() -> MethodRouter<Docker> {
     post(|State(docker): State<Docker>, query: QueryMap| async move {
@@ -24,25 +24,24 @@ pub fn route() -> MethodRouter<Docker> {
         let filters = PruneFilters::new(params.filters()?, &[])?;
         let mut deleted = Vec::new();
         let mut reclaimed = 0;
-        for info in docker.manager.list() {
+        let wanted = |info: &ContainerInfo| {
             let created = UNIX_EPOCH + Duration::from_millis(info.created_ms);
-            if !matches!(info.status, Status::Created | Status::Exited)
-                || !filters.matches(&info.options.labels, created)
-            {
-                continue;
-            }
-            let size = docker.manager.writable_layer_bytes(&info.name).await;
+            matches!(info.status, Status::Created | Status::Exited)
+                && filters.matches(&info.options.labels, created)
+        };
+        for info in docker.manager.list().into_iter().filter(|i| wanted(i)) {
+            // Checked again under the container's lock: one started, or
+            // made anew under the name, meanwhile stays.
             match docker
                 .manager
-                .remove_container(&info.name, false, false)
+                .remove_if_stopped(&info.name, info.created_ms, wanted)
                 .await
             {
-                Ok(()) => {
+                Ok(Some(size)) => {
                     deleted.push(ids::id_of(&info));
                     reclaimed += size;
                 }
-                // Started meanwhile: it stays, as dockerd's would.
-                Err(ManagerError::Conflict(why)) => log::info!("Docker API: prune: {why}"),
+                Ok(None) | Err(ManagerError::NotFound(_)) => {}
                 Err(e) => log::warn!("Docker API: prune: container {}: {e}", info.name),
             }
         }
