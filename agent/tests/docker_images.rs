@@ -46,7 +46,9 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
     }
     let scratch = tempfile::tempdir().unwrap();
     let registry = registry(scratch.path());
-    let host = registry.host();
+    // `localhost:PORT`, not `127.0.0.1:PORT`: agent.toml's `http://…`
+    // spelling sorts first, as a real one would be found first.
+    let host = registry.host().replace("127.0.0.1", "localhost");
     // The registry over plain HTTP, and in agent.toml a stale password
     // under another spelling of its name: the client's login must win.
     let mut m = Machine::start_with(&format!(

@@ -576,15 +576,29 @@ fn a_new_volume_starts_with_the_images_directory() {
     );
     assert_eq!(std::fs::metadata(&conf).unwrap().uid(), host_uid);
 
-    // The planted `/evil` → `/`: nothing of the host is copied.
-    let _ =
-        m.agent
-            .as_ref()
-            .unwrap()
-            .huskctl(&["run", "--rm", "-v", "planted:/evil", HOSTILE, "true"]);
-    if let Ok(list) = std::panic::catch_unwind(|| m.volume("planted")) {
-        let dir = PathBuf::from(list.mountpoint);
+    // The planted `/evil` → `/` and `/up` → `../../..`: whether the run
+    // goes or not (`/evil` is the container's root: its /proc is not
+    // there to mount on), nothing of the host is copied into a volume.
+    for (volume, target) in [
+        ("planted", "/evil"),
+        ("planted-etc", "/evil/etc"),
+        ("planted-up", "/up/etc"),
+    ] {
+        let out = m.agent.as_ref().unwrap().huskctl(&[
+            "run",
+            "--rm",
+            "-v",
+            &format!("{volume}:{target}"),
+            HOSTILE,
+            "true",
+        ]);
+        print!("{target}: {out:?}");
+        // Made at create, before anything could fail.
+        let dir = PathBuf::from(m.volume(volume).mountpoint);
         let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert!(entries.is_empty(), "the host's / was copied: {entries:?}");
+        assert!(
+            entries.is_empty(),
+            "{target}: the host was copied: {entries:?}"
+        );
     }
 }

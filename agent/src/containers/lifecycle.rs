@@ -420,7 +420,14 @@ impl Manager {
         let slot = self.slot(name)?;
         let _guard = slot.op.lock().await;
         let info = slot.info();
-        if info.created_ms != created_ms
+        // Removed while the lock was waited for, or the name taken anew;
+        // an auto-remove container is its own exit's to remove (with its
+        // anonymous volumes).
+        let current = self.slot(name).is_ok_and(|now| Arc::ptr_eq(&now, &slot));
+        if !current
+            || slot.snapshot().removed
+            || info.options.auto_remove
+            || info.created_ms != created_ms
             || !matches!(info.status, Status::Created | Status::Exited)
             || !wanted(&info)
         {

@@ -610,35 +610,96 @@ fn create_private_dir(dir: &Path, mode: u32) -> Result<()> {
 
 /// The image's `VOLUME`s that no mount of the container covers: an
 /// anonymous volume each, filled from the image, as dockerd makes them.
+/// A `VOLUME` is only ever a path in the container (dockerd's
+/// `filepath.Clean` of it): never read as a `-v` flag, whose `:` would
+/// let an image name a host path or another application's volume.
 fn add_image_volumes(opts: &mut RunOptions, image: &oci_spec::image::ImageConfiguration) {
     let declared = image
         .config()
         .as_ref()
         .and_then(|c| c.volumes().clone())
         .unwrap_or_default();
-    for target in declared {
-        let target = normalise_target(&target);
+    for declared in declared {
+        let target = clean_target(&declared);
         if target == "/"
             || opts
                 .mounts
                 .iter()
-                .any(|m| normalise_target(&m.target) == target)
+                .any(|m| clean_target(&m.target) == target)
         {
             continue;
         }
-        match husk_api::containers::parse_volume_flag(&target) {
-            Ok(mount) => opts.mounts.push(mount),
-            Err(e) => log::warn!("{}: the image's VOLUME {target}: {e}", opts.name),
+        let mount = husk_api::containers::Mount {
+            kind: husk_api::containers::MountKind::Volume,
+            source: String::new(),
+            target,
+            read_only: false,
+            tmpfs_size: None,
+            tmpfs_mode: None,
+            anonymous: true,
+            no_copy: false,
+        };
+        match mount.check() {
+            Ok(()) => opts.mounts.push(mount),
+            Err(e) => log::warn!(
+                "{}: the image's VOLUME {declared:?} is left out: {e}",
+                opts.name
+            ),
         }
     }
 }
 
-/// `/data/` and `/data` are one target.
-fn normalise_target(target: &str) -> String {
-    let trimmed = target.trim_end_matches('/');
-    if trimmed.is_empty() {
-        "/".into()
-    } else {
-        trimmed.into()
+/// A target as a path: `/data/`, `/data/.` and `//data` are `/data`.
+fn clean_target(target: &str) -> String {
+    let parts: Vec<&str> = target
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    format!("/{}", parts.join("/"))
+}
+
+#[cfg(test)]
+mod image_volume_tests {
+    use super::*;
+
+    fn image(volumes: &[&str]) -> oci_spec::image::ImageConfiguration {
+        let volumes: serde_json::Map<String, serde_json::Value> = volumes
+            .iter()
+            .map(|v| ((*v).to_string(), serde_json::json!({})))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "config": {"Volumes": volumes},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_images_volumes_are_paths_never_flags() {
+        let mut opts = RunOptions::new("c", "busybox");
+        opts.mounts
+            .push(husk_api::containers::parse_volume_flag("mine:/data").unwrap());
+        add_image_volumes(
+            &mut opts,
+            &image(&[
+                "pgdata:/steal",
+                "/srv:/x",
+                "/data/",
+                "/.",
+                "/cache/./",
+                "/up/../etc",
+            ]),
+        );
+        // `pgdata:/steal` and `/srv:/x` are odd paths, never a volume's
+        // name or a bind; `/data` is the user's; `/` is never a volume;
+        // `..` is refused by the target's check.
+        let mut added: Vec<&str> = opts.mounts[1..].iter().map(|m| m.target.as_str()).collect();
+        added.sort_unstable();
+        assert_eq!(added, ["/cache", "/pgdata:/steal", "/srv:/x"]);
+        for mount in &opts.mounts[1..] {
+            assert_eq!(mount.kind, husk_api::containers::MountKind::Volume);
+            assert!(mount.source.is_empty() && mount.anonymous, "{mount:?}");
+        }
     }
 }

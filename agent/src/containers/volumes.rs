@@ -92,7 +92,10 @@ impl Manager {
                 }
                 mount.source = volume.name.clone();
                 let data = volumes.data_dir(&volume.name);
-                if !mount.no_copy && volumes.is_untouched(&volume.name) {
+                // Only a volume no container mounts: one that could move
+                // things in it while the agent copies (as root) never is.
+                let unused = !self.volume_users().contains_key(&volume.name);
+                if !mount.no_copy && unused && volumes.is_untouched(&volume.name) {
                     let copied = super::copy_up::copy_up(layers, &mount.target, &data, userns)
                         .map_err(|e| {
                             ManagerError::io(

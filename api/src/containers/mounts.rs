@@ -157,7 +157,7 @@ fn check_target(target: &str) -> Result<(), String> {
     if target.split('/').any(|c| c == "..") {
         return Err(format!("mount target `{target}` contains `..`"));
     }
-    if target.trim_end_matches('/').is_empty() {
+    if target.split('/').all(|c| c.is_empty() || c == ".") {
         return Err("a mount cannot replace the container's root (`/`)".into());
     }
     Ok(())
