@@ -49,6 +49,32 @@ fn refused(home: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The product's image (its init.toml, no agent.toml) with busybox as
+/// [`IMAGE`] preloaded, booted through UEFI with the user-data `drive`
+/// and the API's port forwarded: the machine, the host's port, and the
+/// console's `API certificate sha256:…` line once it is printed.
+pub(crate) fn boot_with_api(
+    dir: qemu_tests::TestDir,
+    drive: &Path,
+) -> Result<(qemu_tests::Vm, u16, String)> {
+    let archive = dir.path().join("busybox-oci.tar");
+    std::fs::write(
+        &archive,
+        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
+    )
+    .map_err(|e| Error::io("writing the image archive", e))?;
+    let disk = qemu_tests::GuestDisk::builder()
+        .preload(&archive)
+        .build(dir.path())?;
+    let port =
+        qemu_tests::vm_builder::free_port().map_err(|e| Error::io("picking a free port", e))?;
+    let mut vm = uefi_with_config(dir, &disk, drive)
+        .forward_to_guest(port, API_PORT)
+        .launch()?;
+    let line = vm.wait_for_line("API certificate sha256:", TO_UEFI_AGENT_READY)?;
+    Ok((vm, port, line))
+}
+
 #[test]
 fn an_operator_reaches_the_machine_over_tls_with_the_console_fingerprint() -> Result<()> {
     let dir = qemu_tests::TestDir::new("remote_api")?;
@@ -75,22 +101,7 @@ fn an_operator_reaches_the_machine_over_tls_with_the_console_fingerprint() -> Re
         dir.path(),
         &format!("[api]\nlisten = [\"0.0.0.0:{API_PORT}\"]\nclient_ca = \"\"\"\n{ca}\"\"\"\n"),
     )?;
-    let archive = dir.path().join("busybox-oci.tar");
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
-    )
-    .map_err(|e| Error::io("writing the image archive", e))?;
-    // The product's image: its init.toml, no agent.toml.
-    let disk = qemu_tests::GuestDisk::builder()
-        .preload(&archive)
-        .build(dir.path())?;
-    let port =
-        qemu_tests::vm_builder::free_port().map_err(|e| Error::io("picking a free port", e))?;
-    let mut vm = uefi_with_config(dir, &disk, &drive)
-        .forward_to_guest(port, API_PORT)
-        .launch()?;
-    let line = vm.wait_for_line("API certificate sha256:", TO_UEFI_AGENT_READY)?;
+    let (mut vm, port, line) = boot_with_api(dir, &drive)?;
     let fingerprint = line
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))

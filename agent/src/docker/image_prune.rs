@@ -25,23 +25,7 @@ pub fn route() -> MethodRouter<Docker> {
     post(|State(docker): State<Docker>, query: QueryMap| async move {
         let params = Params::from(query)?;
         let filters = PruneFilters::new(params.filters()?, &["dangling"])?;
-        let dangling_only = match filters.filters.0.get("dangling").map(Vec::as_slice) {
-            None | Some([]) => true,
-            Some([one]) => match one.to_ascii_lowercase().as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(DockerError::bad_request(format!(
-                        "invalid filter 'dangling={other}'"
-                    )));
-                }
-            },
-            Some(_) => {
-                return Err(DockerError::bad_request(
-                    "invalid filter: dangling takes one value",
-                ));
-            }
-        };
+        let dangling_only = filters.filters.boolean("dangling")?.unwrap_or(true);
         let manager = docker.manager.clone();
         let (removed, reclaimed) = crate::api::with_store_as(&docker.images, move |store| {
             Ok::<_, DockerError>(prune(store, &manager, &filters, dangling_only))
@@ -57,7 +41,7 @@ pub fn route() -> MethodRouter<Docker> {
             events.image(id, id, "delete");
             deleted.push(json!({"Deleted": id}));
         }
-        Ok(Json(
+        Ok::<_, DockerError>(Json(
             json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed}),
         ))
     })

@@ -120,11 +120,7 @@ mod tests {
     use super::*;
 
     fn filters(pairs: &[(&str, &str)]) -> Filters {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, v) in pairs {
-            map.entry((*k).into()).or_default().push((*v).into());
-        }
-        Filters(map)
+        Filters::of(pairs)
     }
 
     #[test]

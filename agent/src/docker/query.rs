@@ -127,4 +127,32 @@ impl Filters {
             Some(values) => values.iter().any(|v| matches(v)),
         }
     }
+
+    /// A filter of one boolean value (`dangling=true`): None when not
+    /// given; `true`/`1`, `false`/`0` (any case), else 400.
+    pub fn boolean(&self, key: &str) -> Result<Option<bool>, DockerError> {
+        match self.0.get(key).map(Vec::as_slice) {
+            None | Some([]) => Ok(None),
+            Some([one]) => match one.to_ascii_lowercase().as_str() {
+                "true" | "1" => Ok(Some(true)),
+                "false" | "0" => Ok(Some(false)),
+                other => Err(DockerError::bad_request(format!(
+                    "invalid filter '{key}={other}'"
+                ))),
+            },
+            Some(_) => Err(DockerError::bad_request(format!(
+                "invalid filter: {key} takes one value"
+            ))),
+        }
+    }
+
+    /// Filters of `(key, value)` pairs, for tests.
+    #[cfg(test)]
+    pub fn of(pairs: &[(&str, &str)]) -> Self {
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            map.entry((*k).into()).or_default().push((*v).into());
+        }
+        Self(map)
+    }
 }

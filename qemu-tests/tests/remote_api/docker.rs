@@ -13,11 +13,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::*;
+use crate::{API_PORT, IMAGE};
 use qemu_tests::log_lines::{AGENT_READY, REBOOT};
 use qemu_tests::{Error, Result, config_drive};
 
-const IMAGE: &str = "husk.test/busybox:1";
-const API_PORT: u16 = 7443;
 /// Debian's client: /usr/local/bin/docker is another, newer one.
 const DOCKER: &str = "/usr/bin/docker";
 
@@ -127,21 +126,7 @@ fn the_docker_cli_drives_the_machine_over_tls_and_its_volume_outlives_a_reboot()
              server_cert = \"\"\"\n{cert}\"\"\"\nserver_key = \"\"\"\n{key}\"\"\"\n"
         ),
     )?;
-    let archive = dir.path().join("busybox-oci.tar");
-    std::fs::write(
-        &archive,
-        husk_testkit::oci_archive(IMAGE, &[husk_testkit::busybox_layer()]),
-    )
-    .map_err(|e| Error::io("writing the image archive", e))?;
-    let disk = qemu_tests::GuestDisk::builder()
-        .preload(&archive)
-        .build(dir.path())?;
-    let port =
-        qemu_tests::vm_builder::free_port().map_err(|e| Error::io("picking a free port", e))?;
-    let mut vm = uefi_with_config(dir, &disk, &drive)
-        .forward_to_guest(port, API_PORT)
-        .launch()?;
-    vm.wait_for_line("API certificate sha256:", TO_UEFI_AGENT_READY)?;
+    let (mut vm, port, _) = crate::boot_with_api(dir, &drive)?;
 
     let version = ok(
         port,
@@ -183,19 +168,15 @@ fn the_docker_cli_drives_the_machine_over_tls_and_its_volume_outlives_a_reboot()
 
     // A named volume outlives its container, and a reboot.
     ok(port, &admin, &["volume", "create", "notes"])?;
+    let with_notes = |command: &[&'static str]| {
+        let mut args = vec!["run", "--rm", "-v", "notes:/notes", IMAGE];
+        args.extend_from_slice(command);
+        args
+    };
     ok(
         port,
         &admin,
-        &[
-            "run",
-            "--rm",
-            "-v",
-            "notes:/notes",
-            IMAGE,
-            "sh",
-            "-c",
-            "echo kept > /notes/a",
-        ],
+        &with_notes(&["sh", "-c", "echo kept > /notes/a"]),
     )?;
     let from = vm.serial_end()?;
     vm.qmp().send_key(&["ctrl", "alt", "delete"])?;
@@ -204,19 +185,7 @@ fn the_docker_cli_drives_the_machine_over_tls_and_its_volume_outlives_a_reboot()
     // The API is up a moment after the agent's readiness line.
     let deadline = std::time::Instant::now() + qemu_tests::scaled(TO_CHECK);
     let kept = loop {
-        let out = docker(
-            port,
-            &admin,
-            &[
-                "run",
-                "--rm",
-                "-v",
-                "notes:/notes",
-                IMAGE,
-                "cat",
-                "/notes/a",
-            ],
-        )?;
+        let out = docker(port, &admin, &with_notes(&["cat", "/notes/a"]))?;
         if out.status.success() || std::time::Instant::now() > deadline {
             break String::from_utf8_lossy(&out.stdout).into_owned()
                 + &String::from_utf8_lossy(&out.stderr);

@@ -39,23 +39,7 @@ impl ListFilters {
                 )));
             }
         }
-        let dangling = match filters.0.get("dangling").map(Vec::as_slice) {
-            None | Some([]) => None,
-            Some([one]) => Some(match one.as_str() {
-                "true" | "1" => true,
-                "false" | "0" => false,
-                other => {
-                    return Err(DockerError::bad_request(format!(
-                        "invalid filter 'dangling={other}'"
-                    )));
-                }
-            }),
-            Some(_) => {
-                return Err(DockerError::bad_request(
-                    "invalid filter: dangling takes one value",
-                ));
-            }
-        };
+        let dangling = filters.boolean("dangling")?;
         Ok(Self { filters, dangling })
     }
 
@@ -84,14 +68,9 @@ impl ListFilters {
 mod tests {
     use super::super::view::tests::user_network as user;
     use super::*;
-    use std::collections::BTreeMap;
 
     fn filters(pairs: &[(&str, &str)]) -> Filters {
-        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for (k, v) in pairs {
-            map.entry((*k).into()).or_default().push((*v).into());
-        }
-        Filters(map)
+        Filters::of(pairs)
     }
 
     #[test]
