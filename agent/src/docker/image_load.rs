@@ -45,14 +45,21 @@ async fn load(docker: Docker, query: QueryMap, body: Body) -> Result<Response, D
     // `quiet` hides dockerd's progress bars, which this has none of: the
     // "Loaded image" lines are there either way, as dockerd's.
     Params::from(query)?;
-    let _turn = LOADS
-        .acquire()
-        .await
-        .map_err(|e| DockerError::internal(format!("docker load: {e}")))?;
     docker
         .puller
         .admits_local_images("docker load")
         .map_err(|e| DockerError::new(axum::http::StatusCode::FORBIDDEN, e))?;
+    // A load that waits longer than an idle upload may last is told why,
+    // not kept waiting behind it.
+    let _turn = tokio::time::timeout(IDLE, LOADS.acquire())
+        .await
+        .map_err(|_| {
+            DockerError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "docker load: another load is still running; try again when it is done",
+            )
+        })?
+        .map_err(|e| DockerError::internal(format!("docker load: {e}")))?;
     let dir = docker.root.join("uploads");
     let upload = tokio::task::spawn_blocking(move || {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
