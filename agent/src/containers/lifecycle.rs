@@ -467,26 +467,36 @@ impl Manager {
         self.rebalance_storage();
         self.release_network(name).await;
         // The record first: a crash halfway leaves no container that
-        // points at missing files, only files without a record.
-        for path in [
+        // points at missing files, only files without a record. On a
+        // blocking thread: a writable layer can be large, and the agent's
+        // one runtime thread serves everything else meanwhile.
+        let paths = [
             slot.paths.record(),
             slot.paths.dir.clone(),
             slot.paths.run.clone(),
-        ] {
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    log::error!("{name}: removing {}: {e}", path.display());
+        ];
+        let (manager, owned_name) = (self.clone(), name.to_owned());
+        let mounts = snapshot.record.options.mounts.clone();
+        let removal = tokio::task::spawn_blocking(move || {
+            for path in paths {
+                let removed = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                match removed {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        log::error!("{owned_name}: removing {}: {e}", path.display());
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        if volumes {
-            self.remove_anonymous_volumes(&snapshot.record.options.mounts);
+            if volumes {
+                manager.remove_anonymous_volumes(&mounts);
+            }
+        });
+        if let Err(e) = removal.await {
+            log::error!("{name}: removing its files: {e}");
         }
         log::info!("removed container {name}");
         self.container_event(slot, "destroy", &[]);
