@@ -48,13 +48,14 @@ pub struct ApiConfig {
 impl Default for ApiConfig {
     fn default() -> Self {
         let images = ImageStore::default();
-        let puller =
-            crate::pulls::Puller::new(Default::default(), Default::default(), images.clone());
         let layout = Layout::new(husk_common::paths::STATE_DIR, husk_common::paths::RUN_DIR);
         let containers = Manager::new(
             ManagerConfig::new(layout, husk_common::paths::AGENT_BIN.into()),
             images.clone(),
         );
+        let puller =
+            crate::pulls::Puller::new(Default::default(), Default::default(), images.clone())
+                .with_events(containers.events().clone());
         Self {
             data_status: husk_common::paths::DATA_STATUS.into(),
             images,

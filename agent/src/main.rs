@@ -227,7 +227,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config.registry.clone(),
         husk_registry::policy::Policy::new(vec![policy]),
         images.clone(),
-    );
+    )
+    .with_events(containers.events().clone());
     let api_config = ApiConfig {
         data_status: args.data_status.clone(),
         images,

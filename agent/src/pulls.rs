@@ -51,6 +51,8 @@ pub struct Puller {
     config: Arc<RwLock<RegistryConfig>>,
     images: ImageStore,
     running: Arc<Mutex<HashMap<String, Running>>>,
+    /// Where a pull that ends well is told (the agent's event feed).
+    events: crate::events::Events,
 }
 
 impl std::fmt::Debug for Puller {
@@ -189,7 +191,15 @@ impl Puller {
             config: Arc::new(RwLock::new(config)),
             images,
             running: Arc::default(),
+            events: crate::events::Events::default(),
         }
+    }
+
+    /// Tells `events` of every pull that ends well, whoever asked for it
+    /// (Husk's API, Docker's, user-data).
+    pub fn with_events(mut self, events: crate::events::Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Whether images may come in other than by a pull: not while an
@@ -335,7 +345,10 @@ impl Puller {
                 .await;
             match &result {
                 Ok((digest, image, _)) => {
-                    log::info!("pulled {reference} ({digest}, image {})", image.id)
+                    log::info!("pulled {reference} ({digest}, image {})", image.id);
+                    // dockerd names a pull by the reference, familiar.
+                    let name = reference.shown();
+                    this.events.image(&name, &name, "pull");
                 }
                 Err(e) => log::error!("pull {reference}: {e}"),
             }

@@ -216,6 +216,12 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
     );
     m.ok(&["rm", "-f", "im-running"]);
 
+    // Husk's own API tells the same feed.
+    m.agent
+        .as_ref()
+        .unwrap()
+        .huskctl_ok(&["image", "rm", "other:2"]);
+
     // What happened, as `docker events` tells it.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -239,6 +245,7 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
         format!("tag mine:v1 {pulled_id}"),
         format!("tag other:2 {pulled_id}"),
         "load loaded:1 sha256:".to_string(),
+        format!("untag other:2 {pulled_id}"),
         "delete sha256:".to_string(),
     ] {
         assert!(events.contains(&line), "no {line:?} in:\n{events}");

@@ -119,6 +119,20 @@ impl Reference {
         }
     }
 
+    /// The reference as Docker prints it: familiar, with its tag or
+    /// digest (`busybox:latest`, `127.0.0.1:5000/team/app:1`,
+    /// `app@sha256:…`).
+    pub fn shown(&self) -> String {
+        match (&self.digest, &self.tag) {
+            (Some(digest), _) => format!("{}@{digest}", self.familiar_name()),
+            (None, tag) => format!(
+                "{}:{}",
+                self.familiar_name(),
+                tag.as_deref().unwrap_or("latest")
+            ),
+        }
+    }
+
     /// The same repository at another digest.
     pub fn with_digest(&self, digest: &str) -> Self {
         Self {

@@ -200,21 +200,47 @@ async fn remove(
     containers: Manager,
 ) -> Result<Json<RemoveResponse>, ApiError> {
     let UrlPath(reference) = reference?;
-    let removed = with_store(&images, move |store| {
+    let events = containers.events().clone();
+    let (image, removed) = with_store(&images, move |store| {
         // Under the store's lock, which container creation also
         // holds while it resolves its image: no race between the two.
         let used = containers.images_in_use();
         let in_use = |id: &ImageId| used.contains(id);
-        store
+        let image = store
+            .get(&reference)
+            .map_err(|e| ApiError::from_store(&e, None))?;
+        let removed = store
             .remove(&reference, in_use)
-            .map_err(|e| ApiError::from_store(&e, None))
+            .map_err(|e| ApiError::from_store(&e, None))?;
+        Ok((image, removed))
     })
     .await?;
-    match &removed {
-        Removed::Untagged(name) => log::info!("untagged image {name}"),
-        Removed::Deleted(id) => log::info!("deleted image {id}"),
-    }
+    tell_removal(&events, &image, &removed);
     Ok(Json(self::removed(&removed)))
+}
+
+/// Logs an image removal and tells the event feed, as dockerd names it:
+/// each name untagged, then the image deleted (by its id). Shared with
+/// Docker's `DELETE /images/{name}`.
+pub(crate) fn tell_removal(
+    events: &crate::events::Events,
+    image: &husk_store::ImageSummary,
+    removed: &Removed,
+) {
+    let id = image.id.to_string();
+    match removed {
+        Removed::Untagged(name) => {
+            log::info!("untagged image {name}");
+            events.image(&id, name, "untag");
+        }
+        Removed::Deleted(_) => {
+            log::info!("deleted image {id}");
+            for name in &image.names {
+                events.image(&id, name, "untag");
+            }
+            events.image(&id, &id, "delete");
+        }
+    }
 }
 
 async fn tag(

@@ -205,7 +205,7 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         log::info!("Docker API: rmi --force of {name}: Husk never removes an image in use");
     }
     let containers = docker.manager.clone();
-    let (image_id, names, removed) = with_store(docker, move |store| {
+    let (image, removed) = with_store(docker, move |store| {
         let to_docker = |e| DockerError::from_store(&e);
         let image = store.get(&name).map_err(to_docker)?;
         // Under the store's lock, as Husk's API: no container can be
@@ -213,29 +213,18 @@ async fn remove(docker: &Docker, name: String, params: &Params) -> Result<Respon
         let used = containers.images_in_use();
         let in_use = |id: &ImageId| used.contains(id);
         let removed = store.remove(&name, in_use).map_err(to_docker)?;
-        Ok((image.id.to_string(), image.names, removed))
+        Ok((image, removed))
     })
     .await?;
-    let events = docker.manager.events();
+    crate::api::images::tell_removal(docker.manager.events(), &image, &removed);
     let answer: Vec<Value> = match &removed {
-        Removed::Untagged(name) => {
-            log::info!("untagged image {name}");
-            events.image(&image_id, name, "untag");
-            vec![json!({"Untagged": name})]
-        }
-        Removed::Deleted(id) => {
-            log::info!("deleted image {id}");
-            let id = id.to_string();
-            for name in &names {
-                events.image(&id, name, "untag");
-            }
-            events.image(&id, &id, "delete");
-            names
-                .iter()
-                .map(|n| json!({"Untagged": n}))
-                .chain([json!({"Deleted": id.to_string()})])
-                .collect()
-        }
+        Removed::Untagged(name) => vec![json!({"Untagged": name})],
+        Removed::Deleted(id) => image
+            .names
+            .iter()
+            .map(|n| json!({"Untagged": n}))
+            .chain([json!({"Deleted": id.to_string()})])
+            .collect(),
     };
     Ok(Json(answer).into_response())
 }
@@ -279,19 +268,15 @@ pub fn create() -> MethodRouter<Docker> {
                 .start_with(&reference, params.str("platform"), auth)
                 .map_err(DockerError::bad_request)?;
             let (lines, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-            let events = docker.manager.events().clone();
             tokio::spawn(async move {
-                let mut client_gone = false;
                 while let Some(event) = following.next().await {
-                    if let PullEvent::Done { .. } = &event {
-                        events.image(&shown, &shown, "pull");
-                    }
                     for message in progress(&shown, &event, before) {
                         let mut line = message.to_string().into_bytes();
                         line.extend_from_slice(b"\r\n");
-                        // A client that went stops getting progress; the pull
-                        // goes on for the others (and its event is still told).
-                        client_gone = client_gone || lines.send(line).await.is_err();
+                        if lines.send(line).await.is_err() {
+                            // The client went; the pull goes on for the others.
+                            return;
+                        }
                     }
                 }
             });
@@ -344,20 +329,9 @@ fn bar(done: u64, size: u64) -> String {
 }
 
 /// One Husk pull event as dockerd's JSON messages.
-/// A reference as dockerd shows it in a pull's status: familiar, with
-/// its tag or digest (`busybox:latest`, `127.0.0.1:5000/team/app:1`).
+/// A reference as dockerd shows it in a pull's status.
 fn shown_name(reference: &str) -> String {
-    match husk_registry::Reference::parse(reference) {
-        Ok(r) => match (&r.digest, &r.tag) {
-            (Some(digest), _) => format!("{}@{digest}", r.familiar_name()),
-            (None, tag) => format!(
-                "{}:{}",
-                r.familiar_name(),
-                tag.as_deref().unwrap_or("latest")
-            ),
-        },
-        Err(_) => reference.to_owned(),
-    }
+    husk_registry::Reference::parse(reference).map_or_else(|_| reference.to_owned(), |r| r.shown())
 }
 
 /// `before`: the image the name named before the pull, if any.
