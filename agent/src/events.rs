@@ -103,7 +103,8 @@ pub struct Subscription {
     pub live: broadcast::Receiver<Arc<Event>>,
 }
 
-fn now_ns() -> u64 {
+/// Nanoseconds since the epoch, as events are stamped.
+pub fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))

@@ -16,27 +16,11 @@ use std::time::Duration;
 use common::docker::{COMMAND_LIMIT, MACHINE_IP, Machine, add_uplink};
 use common::{enter_cgroup2_namespace, eventually, run_with_deadline, text};
 
-/// Debian's docker-compose 1.29 (Python, over docker-py).
-const COMPOSE: &str = "/usr/bin/docker-compose";
-
-/// `docker-compose ARGS` in `dir`, with DOCKER_HOST naming the agent's
-/// socket (as a user exports it), within [`COMMAND_LIMIT`].
+/// `docker-compose ARGS` in `dir` against the agent, within
+/// [`COMMAND_LIMIT`].
 fn compose(m: &Machine, dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(COMPOSE);
-    command
-        .args(args)
-        .current_dir(dir)
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", m.path("docker.sock").display()),
-        )
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE");
     run_with_deadline(
-        &mut command,
+        &mut m.compose_command(dir, args),
         None,
         COMMAND_LIMIT,
         &format!("docker-compose {args:?}"),

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::docker::Machine;
@@ -172,18 +171,7 @@ services:
 "#,
     )
     .unwrap();
-    let mut command = Command::new("/usr/bin/docker-compose");
-    command
-        .args(["up", "--no-color"])
-        .current_dir(&dir)
-        .env(
-            "DOCKER_HOST",
-            format!("unix://{}", m.path("docker.sock").display()),
-        )
-        .env("DOCKER_CONFIG", m.path("docker-config"))
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("COMPOSE_PROJECT_NAME")
-        .env_remove("COMPOSE_FILE");
+    let mut command = m.compose_command(&dir, &["up", "--no-color"]);
     let mut up = Following::start(&mut command, "docker-compose up");
     up.wait_for("count 1", Duration::from_secs(90));
     // Restarted under it: only the events (its die, its start) tell

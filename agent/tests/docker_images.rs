@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use base64::Engine as _;
 
 use common::docker::Machine;
 use common::enter_cgroup2_namespace;
@@ -71,22 +71,7 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
     );
 
     // `docker login` writes this file; the CLI sends its entry along.
-    let auth = Command::new("base64")
-        .args(["-w0"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{USER}:{PASSWORD}").as_bytes())?;
-            child.wait_with_output()
-        })
-        .map(|out| String::from_utf8(out.stdout).unwrap())
-        .unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     std::fs::write(
         m.path("docker-config/config.json"),
         format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
@@ -253,7 +238,7 @@ fn docker_pulls_with_the_clients_login_and_tags_loads_and_prunes() {
 
     // The client's password never reaches the agent's log.
     let log = m.agent.take().unwrap().stop();
-    for secret in [PASSWORD, auth.trim()] {
+    for secret in [PASSWORD, auth.as_str()] {
         assert!(
             !log.contains(secret),
             "the agent logged a credential:\n{log}"

@@ -24,7 +24,7 @@ use super::ids;
 use super::images::stream_response;
 use super::networks::network_id;
 use super::query::{Filters, Params};
-use crate::events::{Event, Subject, Subscription};
+use crate::events::{Event, Subject, Subscription, now_ns};
 
 const FILTERS: [&str; 7] = [
     "type",
@@ -112,12 +112,6 @@ async fn sleep_or_forever(left: Option<Duration>) {
         Some(left) => tokio::time::sleep(left).await,
         None => std::future::pending().await,
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The CLI's `since`/`until`: Unix seconds, with up to nine digits of

@@ -14,6 +14,9 @@ use super::{Agent, agent_args, kill_containers, run_with_deadline};
 /// Debian's client: /usr/local/bin/docker is another, newer one.
 pub const DOCKER: &str = "/usr/bin/docker";
 
+/// Debian's docker-compose 1.29 (Python, over docker-py).
+pub const COMPOSE: &str = "/usr/bin/docker-compose";
+
 /// How long one CLI command may take before the test fails (a hang is
 /// a failure, not a stuck test).
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
@@ -103,6 +106,26 @@ impl Machine {
             .env_remove("DOCKER_CONTEXT")
             .env_remove("DOCKER_BUILDKIT")
             .env_remove("DOCKER_API_VERSION");
+        command
+    }
+
+    /// Debian's `docker-compose ARGS` (1.29, over docker-py) in `dir`,
+    /// not run, with DOCKER_HOST naming the agent's socket as a user
+    /// exports it, and nothing of this host's Docker or compose setup.
+    pub fn compose_command(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut command = Command::new(COMPOSE);
+        command
+            .args(args)
+            .current_dir(dir)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.path("docker.sock").display()),
+            )
+            .env("DOCKER_CONFIG", self.path("docker-config"))
+            .env_remove("DOCKER_CONTEXT")
+            .env_remove("DOCKER_API_VERSION")
+            .env_remove("COMPOSE_PROJECT_NAME")
+            .env_remove("COMPOSE_FILE");
         command
     }
 
