@@ -72,17 +72,6 @@ fn docker_cli_reads_the_system_and_images() {
         stderr.contains("Husk does not implement docker build"),
         "{stdout}{stderr}"
     );
-    let save = m.fails(&[
-        "save",
-        "-o",
-        m.path("saved.tar").to_str().unwrap(),
-        "busybox",
-    ]);
-    assert!(
-        save.contains("Husk does not implement docker save"),
-        "{save}"
-    );
-
     // A pull that fails says why, as dockerd's error line does.
     let pull = m.fails(&["pull", "127.0.0.1:1/nothing:1"]);
     assert!(

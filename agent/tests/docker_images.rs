@@ -5,7 +5,7 @@
 //! then `run`; `docker tag` (and huskctl's); `docker load` of an archive,
 //! and of one that is not; the prunes (`container`, `image`, `image -a`,
 //! `system`) sparing what is in use; and the events of it all
-//! (`docker save` is refused: docker_cli.rs). As root,
+//! (`docker save`: docker_save.rs). As root,
 //! in a private mount and network namespace with cgroup2, as the other
 //! container tests.
 

@@ -72,6 +72,11 @@ impl fmt::Display for Role {
 /// containers, images, networks and volumes for operators; updates, and
 /// anything not listed, for admins.
 pub fn required(method: &Method, path: &str) -> Role {
+    // Decided on the path as the router reads it: axum decodes a
+    // wildcard's `%2F` and `%67` before the handler sees them, so
+    // `/images/busybox%2Fget` is `docker save`, not a read of an image.
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    let path = decoded.as_ref();
     let read = matches!(*method, Method::GET | Method::HEAD);
     let under = |prefix: &str| {
         path == prefix
@@ -210,6 +215,12 @@ mod tests {
         assert_eq!(get("/v1.41/containers/web/export"), Role::Operator);
         assert_eq!(get("/v1.41/images/get"), Role::Operator);
         assert_eq!(get("/v1.41/images/busybox/get"), Role::Operator);
+        // Encoded, as the router decodes it: still the files.
+        assert_eq!(get("/v1.41/images/busybox%2Fget"), Role::Operator);
+        assert_eq!(get("/v1.41/images/busybox/%67et"), Role::Operator);
+        assert_eq!(get("/images/busybox%2fget"), Role::Operator);
+        assert_eq!(get("/v1.41/containers/web/%61rchive"), Role::Operator);
+        assert_eq!(get("/v1.41/images/busybox%2Fjson"), Role::Reader);
         // Networks: looking is a reader's, every change an operator's.
         assert_eq!(get("/v1.41/networks"), Role::Reader);
         assert_eq!(get("/networks/shop_front"), Role::Reader);

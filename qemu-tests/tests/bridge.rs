@@ -40,7 +40,13 @@ fn the_readme_example_publishes_its_port_on_the_default_image() -> qemu_tests::R
         TO_UEFI_AGENT_READY,
     )?;
     vm.wait_for_line("web: started", TO_CHECK)?;
-    let body = http_get_until(host_port, "/", "hello from web-1", Duration::from_secs(60))?;
+    let body = http_get_until(
+        &mut vm,
+        host_port,
+        "/",
+        "hello from web-1",
+        Duration::from_secs(60),
+    )?;
     assert!(body.ends_with("hello from web-1\n"), "{body}");
     power_off(&mut vm)?;
     Ok(())

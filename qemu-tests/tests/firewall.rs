@@ -112,7 +112,13 @@ fn containers_reach_only_what_the_firewall_allows_and_its_rules_survive_restarts
         "firewall: boot 1 and its checks took {:?}",
         started.elapsed()
     );
-    let page = http_get_until(published, "/", "hello from web-1", Duration::from_secs(60))?;
+    let page = http_get_until(
+        &mut vm,
+        published,
+        "/",
+        "hello from web-1",
+        Duration::from_secs(60),
+    )?;
     assert!(page.ends_with("hello from web-1\n"), "{page}");
     for (port, what) in [(container_port, "8080"), (unpublished, "8081")] {
         assert_dropped(port, what);
@@ -153,7 +159,13 @@ fn containers_reach_only_what_the_firewall_allows_and_its_rules_survive_restarts
         ipv6.len() == 2 && ipv6[0] == ipv6[1],
         "client reached web over IPv6 at each boot, at one address: {ipv6:?}"
     );
-    let page = http_get_until(published, "/", "hello from web-1", Duration::from_secs(60))?;
+    let page = http_get_until(
+        &mut vm,
+        published,
+        "/",
+        "hello from web-1",
+        Duration::from_secs(60),
+    )?;
     assert!(page.ends_with("hello from web-1\n"), "{page}");
     power_off(&mut vm)?;
     Ok(())

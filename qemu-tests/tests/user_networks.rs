@@ -70,6 +70,7 @@ fn containers_find_each_other_by_name_on_a_user_network_and_not_across() -> qemu
     vm.wait_for_line_from_start("network app: DNS server on 172.18.0.1:", TO_CHECK)?;
     // By alias, through app's DNS server.
     let db = http_get_until(
+        &mut vm,
         front_port,
         "/db",
         "hello from web-1",
@@ -79,7 +80,13 @@ fn containers_find_each_other_by_name_on_a_user_network_and_not_across() -> qemu
     // Neither by name nor by address from the other network (each try
     // is written after it ended: "blocked" is a verdict, not a default).
     for page in ["/db", "/172.18.0.2"] {
-        let answer = http_get_until(stranger_port, page, "ed\n", Duration::from_secs(90))?;
+        let answer = http_get_until(
+            &mut vm,
+            stranger_port,
+            page,
+            "ed\n",
+            Duration::from_secs(90),
+        )?;
         assert!(answer.ends_with("blocked\n"), "{page}: {answer}");
     }
     power_off(&mut vm)?;

@@ -125,6 +125,26 @@ fn bench_network_compares_the_bridge_with_none_and_loopback() {
 }
 
 #[test]
+fn bench_api_compares_husks_docker_api_with_dockerd_and_times_remote_ps() {
+    let out = text(&run(&["bench", "api", "--runs", "2", "--containers", "2"]));
+    for row in [
+        "| docker CLI → Husk's Docker API |",
+        "| huskctl run --rm → Husk's API |",
+        "`huskctl ps` with 2 containers running",
+        "| remote: TLS 1.3, client certificate, 127.0.0.1 |",
+        "ratio of medians: remote / unix socket",
+    ] {
+        assert!(out.contains(row), "no {row} in:\n{out}");
+    }
+    // dockerd runs here, or the benchmark says why not: never silence.
+    assert!(
+        out.contains("ratio of medians: dockerd / Husk")
+            || out.contains("dockerd could not run here"),
+        "{out}"
+    );
+}
+
+#[test]
 fn bench_boot_reports_milestones() {
     let out = text(&run(&["bench", "boot", "--boots", "1", "--direct"]));
     assert!(out.contains("1 boots"), "{out}");

@@ -88,6 +88,8 @@ pub enum StoreError {
     },
     #[error("image {0} is in use by a container; remove the container first")]
     InUse(ImageId),
+    #[error(transparent)]
+    Export(#[from] crate::tar_split::SplitError),
 }
 
 /// Attaches the path an I/O error happened on.

@@ -16,7 +16,8 @@ use super::error::{IoContext, Result, StoreError};
 use super::index::{ImageId, ImageRecord, index_path, normalise_name};
 use super::layout::{self, FoundImage};
 use super::limits::Limits;
-use super::unpack::{UnpackOptions, check_layer, unpack_layer};
+use super::tar_split;
+use super::unpack::{UnpackOptions, check_layer, unpack_layer_recorded};
 use super::{ImageSummary, Store};
 
 /// An image checked and ready to be committed.
@@ -48,7 +49,8 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
     let mut deferred: Vec<(Digest, StagedBlob)> = Vec::new();
     for plan in &plans {
         for (&blob_digest, diff_id) in plan.layer_blobs.iter().zip(&plan.record.layers) {
-            if store.layer_dir(diff_id).exists()
+            if store.has_layer(diff_id)
+                || (store.options.defer_unpack && store.layer_dir(diff_id).exists())
                 || new_layers.iter().any(|(d, _)| d == diff_id)
                 || deferred.iter().any(|(d, _)| *d == blob_digest)
             {
@@ -68,11 +70,12 @@ pub(super) fn import(store: &mut Store, archive_path: &Path) -> Result<Vec<Image
                 limits: store.options.limits,
                 ..UnpackOptions::default()
             };
-            let actual =
-                unpack_layer(blob.open()?, &dir, options).map_err(|source| StoreError::Unpack {
+            let actual = unpack_layer_recorded(blob.open()?, &dir, options).map_err(|source| {
+                StoreError::Unpack {
                     layer: blob_digest,
                     source,
-                })?;
+                }
+            })?;
             if actual != *diff_id {
                 return Err(StoreError::DiffIdMismatch {
                     layer: blob_digest,
@@ -223,6 +226,7 @@ fn check_size(staged: &archive::Staged, blob: &StagedBlob, expected: u64) -> Res
 /// What a commit has put into the store so far.
 #[derive(Default)]
 struct Added {
+    records: Vec<PathBuf>,
     layers: Vec<PathBuf>,
     blobs: Vec<Digest>,
 }
@@ -232,6 +236,11 @@ impl Added {
         for layer in self.layers.iter().rev() {
             if let Err(e) = fs::remove_dir_all(layer) {
                 log::warn!("image import: cannot roll back {}: {e}", layer.display());
+            }
+        }
+        for record in self.records.iter().rev() {
+            if let Err(e) = fs::remove_file(record) {
+                log::warn!("image import: cannot roll back {}: {e}", record.display());
             }
         }
         for blob in self.blobs.iter().rev() {
@@ -251,7 +260,17 @@ fn commit(
     added: &mut Added,
 ) -> Result<()> {
     for (diff_id, dir) in new_layers {
+        // The record first: a layer in the store has its record.
+        let record = tar_split::path(&store.root, &diff_id);
+        tar_split::commit(&store.root, &dir, &diff_id).at(&record)?;
+        added.records.push(record);
         let target = store.layer_dir(&diff_id);
+        if target.is_dir() {
+            // Unpacked before records were kept, and unpacked again for
+            // its record only: the same diff_id is the same files, and
+            // containers may be using the directory there.
+            continue;
+        }
         fs::rename(&dir, &target).at(&target)?;
         added.layers.push(target);
     }
@@ -274,7 +293,11 @@ fn commit(
     // index names them.
     let root = fs::File::open(&store.root).at(&store.root)?;
     rustix::fs::syncfs(&root).at(&store.root)?;
-    for dir in [store.root.join("layers"), store.blobs.dir().to_path_buf()] {
+    for dir in [
+        store.root.join("layers"),
+        store.root.join("tar-split"),
+        store.blobs.dir().to_path_buf(),
+    ] {
         fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;
     }
     let mut index = store.index.clone();

@@ -21,7 +21,8 @@ use super::blobs::{BlobWriter, StagedBlob};
 use super::digest::{Digest, HashingReader};
 use super::error::{IoContext, Result, StoreError};
 use super::import::{self, Plan};
-use super::unpack::{UnpackOptions, check_layer, unpack_layer};
+use super::tar_split;
+use super::unpack::{UnpackOptions, check_layer, unpack_layer_recorded};
 use super::{ImageSummary, Store};
 
 /// The staging directories of the [`Incoming`]s alive, which gc keeps.
@@ -32,6 +33,8 @@ pub(crate) type Active = Arc<Mutex<HashSet<PathBuf>>>;
 pub struct Incoming {
     staging: tempfile::TempDir,
     layers_dir: PathBuf,
+    /// The layers' tar-split records ([`tar_split`]).
+    records_dir: PathBuf,
     options: UnpackOptions,
     /// Keep verified blobs instead of unpacking ([`super::StoreOptions::defer_unpack`]).
     defer: bool,
@@ -54,10 +57,13 @@ pub struct IncomingImage {
 }
 
 impl Store {
-    /// Whether the layer with this diff_id is unpacked already (a pull
-    /// need not fetch it).
+    /// Whether the layer with this diff_id is unpacked already, with the
+    /// record of its tar stream (a pull need not fetch it). A layer
+    /// unpacked before records were kept is fetched again for its record.
     pub fn has_layer(&self, diff_id: &Digest) -> bool {
-        self.layer_dir(diff_id).is_dir()
+        // (a record cut short by a crash has no valid header: fetched
+        // again too)
+        self.layer_dir(diff_id).is_dir() && tar_split::summary(&self.root, diff_id).is_ok()
     }
 
     /// Starts receiving an image.
@@ -74,6 +80,7 @@ impl Store {
         Ok(Incoming {
             staging,
             layers_dir: self.root.join("layers"),
+            records_dir: self.root.join("tar-split"),
             options: UnpackOptions {
                 allow_devices: self.options.allow_devices,
                 limits: self.options.limits,
@@ -139,7 +146,7 @@ impl Store {
                 if !new_layers.iter().any(|(d, _)| d == diff_id) && !self.has_layer(diff_id) {
                     new_layers.push((*diff_id, dir.clone()));
                 }
-            } else if !self.has_layer(diff_id) {
+            } else if !self.layer_dir(diff_id).is_dir() {
                 return Err(StoreError::NotFound(format!(
                     "layer {diff_id} of image {}: neither in the store nor received",
                     plan.record.id
@@ -234,7 +241,7 @@ impl Incoming {
         };
         // One byte past the size is read so that a longer blob is caught.
         let mut hashing = HashingReader::new(blob.take(size.saturating_add(1)));
-        let unpacked = unpack_layer(&mut hashing, &dir, self.options);
+        let unpacked = unpack_layer_recorded(&mut hashing, &dir, self.options);
         // Also when the unpacking failed: a blob that is not what its
         // descriptor says is refused as such, not by what its bytes made
         // the tar reader say.
@@ -335,7 +342,8 @@ impl Incoming {
     }
 
     fn has(&self, diff_id: &Digest) -> bool {
-        self.layers_dir.join(diff_id.hex()).is_dir()
+        (self.layers_dir.join(diff_id.hex()).is_dir()
+            && tar_split::summary_at(&self.records_dir, diff_id).is_ok())
             || self
                 .unpacked
                 .lock()

@@ -31,11 +31,13 @@ pub mod blobs;
 pub mod compression;
 pub mod digest;
 pub mod error;
+pub mod export;
 mod import;
 mod incoming;
 pub mod index;
 pub mod layout;
 pub mod limits;
+pub mod tar_split;
 pub mod unpack;
 
 #[cfg(test)]
@@ -148,7 +150,11 @@ impl Store {
             .at(&lock_path)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StoreError::Locked { root: root.clone() })?;
-        for dir in [root.join("layers"), root.join("tmp")] {
+        for dir in [
+            root.join("layers"),
+            root.join("tar-split"),
+            root.join("tmp"),
+        ] {
             fs::create_dir_all(&dir).at(&dir)?;
         }
         let store = Self {
@@ -217,11 +223,12 @@ impl Store {
             limits: self.options.limits,
             ..UnpackOptions::default()
         };
-        let actual =
-            unpack::unpack_layer(file, &dir, options).map_err(|source| StoreError::Unpack {
+        let actual = unpack::unpack_layer_recorded(file, &dir, options).map_err(|source| {
+            StoreError::Unpack {
                 layer: blob,
                 source,
-            })?;
+            }
+        })?;
         if actual != *diff_id {
             return Err(StoreError::DiffIdMismatch {
                 layer: blob,
@@ -229,8 +236,13 @@ impl Store {
                 actual,
             });
         }
+        let record = tar_split::path(&self.root, diff_id);
+        tar_split::commit(&self.root, &dir, diff_id).at(&record)?;
         let target = self.layer_dir(diff_id);
         fs::rename(&dir, &target).at(&target)?;
+        // On disk before the only other copy goes.
+        let root = File::open(&self.root).at(&self.root)?;
+        rustix::fs::syncfs(&root).at(&self.root)?;
         // Unpacked, the compressed copy is not kept (as for imports).
         let _ = self.blobs.remove(&blob);
         Ok(blob)
@@ -366,6 +378,21 @@ impl Store {
                 let path = entry.path();
                 fs::remove_dir_all(&path).at(&path)?;
                 report.layers.push(diff_id);
+            }
+        }
+        // After their layers (a layer in the store has its record), and
+        // those of layers that never came (an import cut short).
+        let records = self.root.join("tar-split");
+        for entry in fs::read_dir(&records).at(&records)? {
+            let entry = entry.at(&records)?;
+            let used = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::from_hex(n).ok())
+                .is_some_and(|d| images.iter().any(|r| r.layers.contains(&d)));
+            if !used {
+                let path = entry.path();
+                fs::remove_file(&path).at(&path)?;
             }
         }
         self.clean_tmp()?;

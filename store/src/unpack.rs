@@ -24,6 +24,7 @@ use rustix::process::{Gid, Uid};
 
 use super::digest::{Digest, HashingReader};
 use super::limits::{self, LimitExceeded, Limits, Tally};
+use super::tar_split::{self, Recorder, Recording};
 
 /// overlayfs: a directory with this xattr hides the layers below it.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
@@ -213,6 +214,35 @@ pub fn unpack_layer(
     unpack_into(blob, root, opts)
 }
 
+/// [`unpack_layer`], also recording the tar stream beside `dest`
+/// ([`tar_split`]) so that the store can give the layer back as it came.
+/// The record is removed if the unpacking fails.
+pub(crate) fn unpack_layer_recorded(
+    blob: impl Read,
+    dest: &Path,
+    opts: UnpackOptions,
+) -> Result<Digest, LayerError> {
+    let record = tar_split::staged_path(dest);
+    let unpacked = (|| {
+        let recorder = Recorder::create(&record)
+            .map_err(|e| whole_layer(stream_err("create the tar-split record")(e)))?;
+        let root = rustix::fs::open(
+            dest,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| whole_layer(io_err("open layer directory")(e)))?;
+        let diff_id = unpack_with(blob, root, opts, Some(recorder.clone()))?;
+        Recorder::finish(recorder)
+            .map_err(|e| whole_layer(stream_err("write the tar-split record")(e)))?;
+        Ok(diff_id)
+    })();
+    if unpacked.is_err() {
+        let _ = std::fs::remove_file(&record);
+    }
+    unpacked
+}
+
 /// [`unpack_layer`] into the directory `root` is open on, which need not
 /// be empty: an entry replaces a non-directory of its name, and merges
 /// into a directory (`docker cp`'s extraction, with
@@ -222,6 +252,15 @@ pub fn unpack_into(
     root: OwnedFd,
     opts: UnpackOptions,
 ) -> Result<Digest, LayerError> {
+    unpack_with(blob, root, opts, None)
+}
+
+fn unpack_with(
+    blob: impl Read,
+    root: OwnedFd,
+    opts: UnpackOptions,
+    split: Option<tar_split::Shared>,
+) -> Result<Digest, LayerError> {
     if opts.live_tree {
         check_data_filesystem(&root, &[]).map_err(whole_layer)?;
     }
@@ -230,8 +269,9 @@ pub fn unpack_into(
         opts,
         is_root: rustix::process::geteuid().is_root(),
         dirs: Vec::new(),
+        split: split.clone(),
     };
-    let diff_id = walk(blob, opts.limits, |entry| unpacker.entry(entry))?;
+    let diff_id = walk(blob, opts.limits, split, |entry| unpacker.entry(entry))?;
     unpacker.finish_dirs()?;
     Ok(diff_id)
 }
@@ -243,7 +283,7 @@ pub fn unpack_into(
 pub fn check_layer(blob: impl Read, limits: Limits) -> Result<Digest, LayerError> {
     // Each entry's data is read here rather than skipped by the tar reader,
     // so that a limit it trips names the entry, as when unpacking.
-    walk(blob, limits, |entry| {
+    walk(blob, limits, None, |entry| {
         io::copy(entry, &mut io::sink())
             .map(drop)
             .map_err(stream_err("read entry"))
@@ -251,19 +291,25 @@ pub fn check_layer(blob: impl Read, limits: Limits) -> Result<Digest, LayerError
 }
 
 /// The uncompressed layer, hashed for its diff_id.
-type Stream<'a> = HashingReader<limits::LimitedReader<Box<dyn Read + 'a>>>;
+type Stream<'a> = HashingReader<Recording<limits::LimitedReader<Box<dyn Read + 'a>>>>;
 
 /// Hands each entry of the layer to `each`, once it is checked against
 /// `limits`; returns the diff_id.
 fn walk<'a>(
     blob: impl Read + 'a,
     limits: Limits,
+    recorder: Option<tar_split::Shared>,
     mut each: impl FnMut(&mut tar::Entry<'_, Stream<'a>>) -> Res<()>,
 ) -> Result<Digest, LayerError> {
     let reader =
         limits::open_layer(blob, limits).map_err(|e| whole_layer(stream_err("decompress")(e)))?;
     let mut tally = Tally::new(limits);
-    let mut archive = tar::Archive::new(HashingReader::new(reader));
+    // Recorded below the hashing: what the diff_id covers is recorded,
+    // the bytes after the end blocks included.
+    let mut archive = tar::Archive::new(HashingReader::new(Recording {
+        inner: reader,
+        recorder,
+    }));
     let read = |e| whole_layer(stream_err("read tar")(e));
     for entry in archive.entries().map_err(read)? {
         let mut entry = entry.map_err(read)?;
@@ -442,6 +488,8 @@ struct Unpacker {
     /// Directories whose mode and times are set once everything inside
     /// them is written (writing a child changes a directory's mtime).
     dirs: Vec<(Vec<OsString>, Meta)>,
+    /// Records the stream for [`tar_split`] (a store's layer).
+    split: Option<tar_split::Shared>,
 }
 
 impl Unpacker {
@@ -500,10 +548,18 @@ impl Unpacker {
             if self.opts.live_tree {
                 return Err(UnpackError::Whiteout(display(&path)));
             }
+            if name.as_bytes() != OPAQUE_MARKER {
+                let mut hidden_path = parents.to_vec();
+                hidden_path.push(OsStr::from_bytes(hidden).to_owned());
+                self.changes(&hidden_path, true);
+            }
             let parent = self.dir(parents, true)?;
             return self.whiteout(&parent, name.as_bytes(), hidden);
         }
         let parent = self.dir(parents, true)?;
+        // A directory merges into one already there; anything else
+        // replaces what was there.
+        self.changes(&path, kind != tar::EntryType::Directory);
         match kind {
             tar::EntryType::Directory => {
                 match rustix::fs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)) {
@@ -532,8 +588,13 @@ impl Unpacker {
                 let mut file = File::from(fd);
                 // the stream's limits fail the copy (see `stream_err`)
                 if kind == tar::EntryType::GNUSparse {
+                    // (its stream holds the data without the holes: the
+                    // record keeps it as it came)
                     copy_sparse(entry, &mut file).map_err(stream_err("write file"))?;
                 } else {
+                    if let Some(split) = &self.split {
+                        split.borrow_mut().content(&joined(&path), entry.size());
+                    }
                     io::copy(entry, &mut file).map_err(stream_err("write file"))?;
                 }
                 self.apply(file.as_fd(), &meta)
@@ -589,6 +650,14 @@ impl Unpacker {
                     .map_err(io_err("set node times"))
             }
             other => Err(UnpackError::UnsupportedType(other)),
+        }
+    }
+
+    /// Tells the recorder that an entry changes `path` (and what is below
+    /// it when `below`).
+    fn changes(&self, path: &[OsString], below: bool) {
+        if let Some(split) = &self.split {
+            split.borrow_mut().changes(&joined(path), below);
         }
     }
 
@@ -783,6 +852,14 @@ fn clear(parent: &OwnedFd, name: &OsStr, path: &[OsString]) -> Res<()> {
         }
         Ok(_) => rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(io_err("unlink")),
     }
+}
+
+/// A path's components as the record names it, relative to the layer.
+fn joined(path: &[OsString]) -> Vec<u8> {
+    path.iter()
+        .map(|c| c.as_bytes())
+        .collect::<Vec<_>>()
+        .join(&b'/')
 }
 
 /// Copies a sparse entry keeping its holes: the tar reader hands the

@@ -37,6 +37,7 @@ impl ApiError {
     /// so that failing to read it is the client's mistake, not ours.
     pub fn from_store(error: &StoreError, archive: Option<&std::path::Path>) -> Self {
         use StoreError as E;
+        use husk_store::tar_split::SplitError;
         let status = match error {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::InUse(_) => StatusCode::CONFLICT,
@@ -57,6 +58,11 @@ impl ApiError {
             | E::TrailingData { .. } => StatusCode::BAD_GATEWAY,
             E::Io { path, .. } if Some(path.as_path()) == archive => StatusCode::BAD_REQUEST,
             E::Locked { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            // The image is there but cannot be given back as it came.
+            E::Export(SplitError::Missing(_) | SplitError::NotReplayable(_)) => {
+                StatusCode::CONFLICT
+            }
+            E::Export(_) => StatusCode::INTERNAL_SERVER_ERROR,
             E::Io { .. } | E::BadConfig { .. } | E::CorruptBlob { .. } | E::BadIndex { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

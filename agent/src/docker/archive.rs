@@ -8,28 +8,20 @@
 //! user namespace sees them); this file is the HTTP around it. Only a
 //! running container can be copied into or out of.
 
-use std::io::{self, Read, Write};
-
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use base64::Engine;
-use http_body_util::BodyExt;
-use tokio::sync::mpsc;
 
 use super::containers::{IdPath, QueryMap};
 use super::error::DockerError;
 use super::query::Params;
-use super::{Docker, ids};
+use super::{Docker, ids, streaming};
 use crate::containers::archive::{ContainerRoot, PathStat};
 
 const STAT_HEADER: &str = "x-docker-container-path-stat";
-
-/// How much of a tar is buffered between the walk and the connection.
-const CHUNK: usize = 64 * 1024;
-const CHUNKS_IN_FLIGHT: usize = 8;
 
 pub fn route() -> MethodRouter<Docker> {
     get(
@@ -102,20 +94,10 @@ async fn blocking<T: Send + 'static>(
 async fn read(docker: &Docker, id: &str, query: QueryMap) -> Result<Response, DockerError> {
     let ((root, path), stat) = open(docker, id, query, true).await?;
     let headers = stat_header(&stat)?;
-    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        let out = io::BufWriter::with_capacity(CHUNK, ChannelWriter(tx));
-        // The answer has begun: a failure now can only cut the stream
-        // short, which the CLI reports as a broken archive.
-        if let Err(e) = root.pack(&path, out) {
-            log::info!("Docker API: archive of {path}: {e}");
-        }
+    let body = streaming::from_blocking(format!("archive of {path}"), move |out| {
+        root.pack(&path, out)
     });
-    let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-        let chunk = rx.recv().await?;
-        Some((Ok::<_, io::Error>(chunk), rx))
-    });
-    let mut response = (headers, Body::from_stream(chunks)).into_response();
+    let mut response = (headers, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-tar"),
@@ -137,65 +119,8 @@ async fn write(
     let keep_ids = params.bool("copyUIDGID");
     let name = ids::name_of(&docker.manager, id)?;
     let root = docker.manager.container_root(&name)?;
-    let (tx, rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    let feed = tokio::spawn(async move {
-        let mut body = body;
-        while let Some(frame) = body.frame().await {
-            let item = match frame {
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => Ok(data),
-                    Err(_) => continue,
-                },
-                Err(e) => Err(io::Error::other(e)),
-            };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                return;
-            }
-        }
-    });
-    let reader = ChannelReader {
-        rx,
-        current: Bytes::new(),
-    };
+    let (reader, feed) = streaming::ChannelReader::of(body);
     let extracted = blocking(move || root.unpack(&path, reader, keep_ids)).await;
     feed.abort();
     extracted.map(|()| StatusCode::OK)
-}
-
-/// The tar's bytes, from the blocking walk to the response body.
-struct ChannelWriter(mpsc::Sender<Bytes>);
-
-impl Write for ChannelWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .blocking_send(Bytes::copy_from_slice(buf))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The request's body, from the connection to the blocking extraction.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(data)) => self.current = data,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }

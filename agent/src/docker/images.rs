@@ -1,8 +1,8 @@
 //! `/images`: the store as Docker shows it (`docker images`, `image
 //! inspect`, `rmi`) and pulls through the agent's [`Puller`] (so the
 //! admission policy applies), streamed as dockerd's JSON progress
-//! messages. Husk's store cannot add a name to an image yet: `tag` is
-//! 501, as are push, history, save, load, search, import and prune.
+//! messages; `tag`. Push, history, search and import are 501; save, load
+//! and prune have files of their own.
 //!
 //! [`Puller`]: crate::pulls::Puller
 
@@ -113,8 +113,9 @@ pub fn by_name() -> MethodRouter<Docker> {
             match (&method, action) {
                 (&Method::GET, Some((name, "json"))) => inspect(&docker, name).await,
                 (&Method::POST, Some((name, "tag"))) => tag(&docker, name, &params).await,
-                (&Method::GET, Some((_, "get"))) => Err(save_refused()),
-                (&Method::GET, None) if rest == "get" => Err(save_refused()),
+                (&Method::GET, Some((name, "get"))) => {
+                    super::image_save::save(&docker, vec![name]).await
+                }
                 (&Method::DELETE, _) => remove(&docker, rest, &params).await,
                 _ => Err(super::unsupported::refusal(
                     &method,
@@ -122,17 +123,6 @@ pub fn by_name() -> MethodRouter<Docker> {
                 )),
             }
         },
-    )
-}
-
-/// `docker save`: the store keeps a layer unpacked, not the archive its
-/// digest names, and an archive made again from the files would not have
-/// that digest (nor would the image keep its id).
-fn save_refused() -> DockerError {
-    DockerError::not_implemented(
-        "Husk does not implement docker save: not supported by Husk's Docker Engine API (its \
-         image store keeps layers unpacked, not the archives the image's digests name); copy \
-         the image between registries instead (skopeo copy)",
     )
 }
 

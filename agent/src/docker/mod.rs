@@ -21,6 +21,7 @@ mod frame;
 mod ids;
 mod image_load;
 mod image_prune;
+mod image_save;
 mod images;
 mod logs;
 mod networks;
@@ -28,6 +29,7 @@ mod prune;
 mod query;
 mod registry_auth;
 mod stats;
+mod streaming;
 mod system;
 mod time;
 mod top;
@@ -86,6 +88,7 @@ pub fn router(config: &ApiConfig) -> Router {
         .add("/images/create", images::create())
         .add("/images/prune", image_prune::route())
         .add("/images/load", image_load::route())
+        .add("/images/get", image_save::route())
         .add("/build/prune", prune::build_cache())
         .add("/images/{*rest}", images::by_name())
         .add("/containers/json", containers::list())

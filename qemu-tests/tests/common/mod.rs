@@ -82,22 +82,46 @@ pub fn uefi_with_config(dir: TestDir, disk: &DiskImage, config_drive: &Path) -> 
         .drive(config_drive, "raw")
 }
 
-/// GET `path` on 127.0.0.1:`port` (a `hostfwd` to the guest), retried
-/// until it answers 200 with a body containing `want`, or `limit`.
-pub fn http_get_until(port: u16, path: &str, want: &str, limit: Duration) -> Result<String> {
+/// GET `path` on 127.0.0.1:`port` (a `hostfwd` to `vm`), retried until
+/// it answers 200 with a body containing `want`, or `limit` (scaled as
+/// every wait is). A failure names each distinct answer seen (the last
+/// alone hides whether the guest was refusing, silent or answering
+/// something else) and the end of the guest's console.
+pub fn http_get_until(
+    vm: &mut Vm,
+    port: u16,
+    path: &str,
+    want: &str,
+    limit: Duration,
+) -> Result<String> {
+    let limit = qemu_tests::scaled(limit);
     let deadline = std::time::Instant::now() + limit;
-    let mut last = String::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
     while std::time::Instant::now() < deadline {
-        match http_get(port, path) {
+        let last = match http_get(port, path) {
             Ok(answer) if answer.contains(" 200 ") && answer.contains(want) => return Ok(answer),
-            Ok(answer) => last = answer,
-            Err(e) => last = e.to_string(),
+            Ok(answer) if answer.is_empty() => "connection closed without an answer".to_owned(),
+            Ok(answer) => format!("answered {answer:?}"),
+            Err(e) => e.to_string(),
+        };
+        if let Some((_, times)) = seen.iter_mut().find(|(what, _)| *what == last) {
+            *times += 1;
+        } else if seen.len() < 8 {
+            seen.push((last, 1));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+    let seen: Vec<String> = seen
+        .iter()
+        .map(|(what, times)| format!("{times}× {what}"))
+        .collect();
     Err(qemu_tests::Error::io(
         format!("GET {path} on the published port {port}"),
-        std::io::Error::other(format!("no answer with {want:?} in {limit:?}: {last}")),
+        std::io::Error::other(format!(
+            "no answer with {want:?} in {limit:?}: {}\n--- the guest's console, last lines:\n{}",
+            seen.join("; "),
+            vm.serial_tail(60)
+        )),
     ))
 }
 

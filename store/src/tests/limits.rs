@@ -231,7 +231,7 @@ fn a_lowered_ratio_limit_refuses_sooner() {
 
 /// A GNU sparse file of `real_size` bytes: a hole, then 512 bytes of data
 /// at its end.
-fn sparse_layer(real_size: u64) -> Vec<u8> {
+pub(super) fn sparse_layer(real_size: u64) -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::GNUSparse);
     h.set_path("sparse").unwrap();

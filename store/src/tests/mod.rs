@@ -4,6 +4,7 @@
 //! and skip when not run as root.
 
 mod deferred;
+mod export;
 mod import;
 mod incoming;
 mod lifecycle;
@@ -127,6 +128,8 @@ impl Layer {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_mtime(1_700_000_000);
         h.set_size(0);
         match link {
