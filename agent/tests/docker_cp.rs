@@ -1,5 +1,6 @@
 //! `docker cp` (Debian's `/usr/bin/docker` 20.10) through Husk's Docker
-//! API, both ways, files and directories, and what an attacker in the
+//! API, both ways, files and directories, running and stopped
+//! containers (`docker create` then `cp`), and what an attacker in the
 //! container or a hostile archive tries (Docker's CVE-2018-15664, a copy
 //! raced with a symlink swap; archives climbing out with `..` or through
 //! a symlink they carry; writes into the container's /proc, which the
@@ -140,9 +141,64 @@ fn docker_cp_copies_both_ways() {
         missing.contains("No such container:path: cp-box:/no/such/file"),
         "{missing}"
     );
+    // A link to / left in the writable layer, for the stopped copy below.
+    m.ok(&["exec", "cp-box", "busybox", "ln", "-s", "/", "/tmp/rootlink"]);
     m.ok(&["stop", "-t", "1", "cp-box"]);
-    let stopped = m.fails(&["cp", "cp-box:/tmp/made.txt", "x"]);
-    assert!(stopped.contains("is not running"), "{stopped}");
+
+    // Stopped: its writable layer over its image, read as it was.
+    m.ok_in(&work, &["cp", "cp-box:/tmp/made.txt", "after-stop.txt"]);
+    assert_eq!(
+        std::fs::read_to_string(work.join("after-stop.txt")).unwrap(),
+        "made inside\n"
+    );
+    m.ok_in(&work, &["cp", "cp-box:/bin/busybox", "busybox"]);
+    assert!(
+        std::fs::read(work.join("busybox")).unwrap() == std::fs::read("/bin/busybox").unwrap(),
+        "the image's file, from its layer"
+    );
+    // Its symlinks still resolve inside it: the host's /tmp is not there.
+    let marker = format!("husk-cp-stopped-{}", std::process::id());
+    std::fs::write(Path::new("/tmp").join(&marker), "the host's").unwrap();
+    let escaped = m.docker(&["cp", &format!("cp-box:/tmp/rootlink/tmp/{marker}"), "-"]);
+    let _ = std::fs::remove_file(Path::new("/tmp").join(&marker));
+    assert!(
+        !escaped.status.success()
+            && !String::from_utf8_lossy(&escaped.stdout).contains("the host's"),
+        "a stopped container's link reached the host"
+    );
+
+    // docker create, then cp in: the files are there for its first run.
+    std::fs::create_dir_all(work.join("seed")).unwrap();
+    std::fs::write(work.join("seed/conf"), "seeded\n").unwrap();
+    m.ok(&[
+        "create",
+        "--name",
+        "cp-made",
+        "busybox",
+        "cat",
+        "/seed/conf",
+    ]);
+    m.ok_in(&work, &["cp", "seed", "cp-made:/"]);
+    m.ok(&["start", "cp-made"]);
+    assert_eq!(m.ok(&["wait", "cp-made"]).trim(), "0");
+    assert_eq!(logs(&m, "cp-made"), "seeded\n");
+
+    // A stopped container's volume is not in its layers: refused, not
+    // answered from the empty directory under it.
+    m.ok(&[
+        "create",
+        "--name",
+        "cp-vol",
+        "-v",
+        "cp-data:/data",
+        "busybox",
+        "true",
+    ]);
+    let refused = m.fails(&["cp", "cp-vol:/data/x", "x"]);
+    assert!(
+        refused.contains("which Husk copies while the container runs only"),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -107,9 +107,38 @@ pub fn bins_dir() -> PathBuf {
 /// Runs each target for `secs` seconds; every one runs, then the crashes
 /// are reported together.
 pub fn fuzz(bins: &Path, targets: &[String], secs: u64) -> Result<()> {
+    // As many targets at once as there are CPUs: each libFuzzer run is
+    // one busy thread, and the targets share nothing but the log lines.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(targets.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<Result<Option<String>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut found = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(target) = targets.get(i) else {
+                            return found;
+                        };
+                        found.push(fuzz_one(bins, target, secs));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| vec![Err(anyhow::anyhow!("a fuzz worker panicked"))])
+            })
+            .collect()
+    });
     let mut crashed = Vec::new();
-    for target in targets {
-        if let Some(crash) = fuzz_one(bins, target, secs)? {
+    for result in results {
+        if let Some(crash) = result? {
             crashed.push(crash);
         }
     }

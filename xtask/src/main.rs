@@ -9,6 +9,7 @@ mod bench_memory;
 mod bench_network;
 mod bench_pull;
 mod bench_runtime;
+mod beside;
 mod boot;
 mod cgroup_ns;
 mod dist;

@@ -15,9 +15,10 @@ pub fn cargo(args: &[&str]) -> Command {
     command
 }
 
-/// Each step's time, in order, for the summary at the end of a task.
+/// Each step's time, in order, for the summary at the end of a task;
+/// whether it counts in the total (a step run beside another does not).
 #[derive(Default)]
-pub struct Timings(Vec<(String, Duration)>);
+pub struct Timings(Vec<(String, Duration, bool)>);
 
 impl Timings {
     /// Runs `command` as the step `name` and records its time, failed or
@@ -41,14 +42,20 @@ impl Timings {
     }
 
     pub fn record(&mut self, name: &str, took: Duration) {
-        self.0.push((name.to_owned(), took));
+        self.0.push((name.to_owned(), took, true));
+    }
+
+    /// A step that ran while others did: shown, not added to the total.
+    pub fn record_beside(&mut self, name: &str, took: Duration) {
+        self.0
+            .push((format!("{name} (beside the steps above)"), took, false));
     }
 
     /// The table of steps and the total.
     pub fn print(&self) {
-        let total: Duration = self.0.iter().map(|(_, t)| *t).sum();
+        let total: Duration = self.0.iter().filter(|s| s.2).map(|s| s.1).sum();
         eprintln!("xtask: where the time went:");
-        for (name, took) in &self.0 {
+        for (name, took, _) in &self.0 {
             eprintln!("xtask:   {:>7.1} s  {name}", took.as_secs_f64());
         }
         eprintln!("xtask:   {:>7.1} s  total", total.as_secs_f64());

@@ -77,8 +77,13 @@ fn steps(timings: &mut Timings, cargo_timings: bool) -> Result<()> {
     timings.record(&name, started.elapsed());
     fuzzed?;
     crate::pyenv::ensure(timings)?;
-    let mut tests = cargo(&["test", "--workspace", "--no-fail-fast"]);
-    tests.env(ARTIFACTS_ENV, artifacts_dir);
-    timings.step("run tests", &mut tests)?;
-    Ok(())
+    // The tests that mostly wait run beside the others (`beside`).
+    let beside = crate::beside::start(&[(ARTIFACTS_ENV, &artifacts_dir)])?;
+    let mut tests = cargo(&["test", "--workspace", "--no-fail-fast", "--"]);
+    tests
+        .args(crate::beside::skips(&beside))
+        .env(ARTIFACTS_ENV, &artifacts_dir);
+    let main = timings.step("run tests", &mut tests);
+    let beside = crate::beside::finish(beside, timings);
+    main.and(beside)
 }

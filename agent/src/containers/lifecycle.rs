@@ -166,7 +166,7 @@ impl Manager {
 
     /// The image's layer directories for the overlay, top-most first, as
     /// names relative to the store's layers directory.
-    async fn lower_layers(&self, slot: &Slot) -> Result<Vec<PathBuf>> {
+    pub(super) async fn lower_layers(&self, slot: &Slot) -> Result<Vec<PathBuf>> {
         let image = slot.snapshot().record.image_id;
         let store = self.store()?;
         let layers = tokio::task::spawn_blocking(move || {

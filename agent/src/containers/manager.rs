@@ -98,7 +98,7 @@ pub(super) struct Slot {
     pub paths: ContainerPaths,
     /// Serialises the operations on this container (start, stop, the
     /// shim's exit…).
-    pub op: tokio::sync::Mutex<()>,
+    pub op: Arc<tokio::sync::Mutex<()>>,
     pub state: watch::Sender<Snapshot>,
 }
 
@@ -442,7 +442,7 @@ impl Manager {
         let slot = Arc::new(Slot {
             name: name.clone(),
             paths,
-            op: tokio::sync::Mutex::new(()),
+            op: Arc::new(tokio::sync::Mutex::new(())),
             state,
         });
         self.table().insert(name, Arc::clone(&slot));

@@ -5,8 +5,8 @@
 //! (plain, gzip or zstd) into the directory `path`. The work is the
 //! container manager's (`crate::containers::archive`: paths resolved
 //! inside the container's root, kernel interfaces left alone, ids as its
-//! user namespace sees them); this file is the HTTP around it. Only a
-//! running container can be copied into or out of.
+//! user namespace sees them; a stopped container through its layers);
+//! this file is the HTTP around it.
 
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
@@ -57,7 +57,7 @@ async fn open(
         .ok_or_else(|| DockerError::bad_request("archive: no path given"))?
         .to_owned();
     let name = ids::name_of(&docker.manager, id)?;
-    let root = docker.manager.container_root(&name)?;
+    let root = docker.manager.root_for_copy(&name, &path, false).await?;
     let (root, path, stat) = blocking(move || {
         let stat = if to_read {
             root.readable(&path)?
@@ -118,7 +118,7 @@ async fn write(
         .to_owned();
     let keep_ids = params.bool("copyUIDGID");
     let name = ids::name_of(&docker.manager, id)?;
-    let root = docker.manager.container_root(&name)?;
+    let root = docker.manager.root_for_copy(&name, &path, true).await?;
     let (reader, feed) = streaming::ChannelReader::of(body);
     let extracted = blocking(move || root.unpack(&path, reader, keep_ids)).await;
     feed.abort();

@@ -9,11 +9,12 @@
 //! root could read what the container may not, or write the host's
 //! kernel settings: nothing on such a filesystem is read or written
 //! ([`husk_store::unpack::is_data_filesystem`]). Ids are shown and
-//! written as the container's user namespace sees them. A stopped
-//! container has no root to enter: copying needs it running.
+//! written as the container's user namespace sees them. A container that
+//! is not running is reached through its layers ([`stopped`]).
 
 mod pack;
 mod resolve;
+mod stopped;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
@@ -31,11 +32,13 @@ pub struct ContainerRoot {
     name: String,
     root: OwnedFd,
     userns: Option<UserNamespace>,
+    /// A stopped container's lock, held while its files are reached.
+    _held: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Manager {
     /// The root of the running container `name`.
-    pub fn container_root(&self, name: &str) -> Result<ContainerRoot> {
+    fn container_root(&self, name: &str) -> Result<ContainerRoot> {
         let slot = self.slot(name)?;
         let snapshot = slot.snapshot();
         let (Status::Running, Some(pid)) = (snapshot.status, snapshot.init_pid) else {
@@ -54,7 +57,22 @@ impl Manager {
             name: name.to_owned(),
             root,
             userns: snapshot.record.options.userns,
+            _held: None,
         })
+    }
+
+    /// The root to copy `path` into (`write`) or out of: the running
+    /// container's, or a stopped one's layers ([`stopped`]).
+    pub async fn root_for_copy(
+        &self,
+        name: &str,
+        path: &str,
+        write: bool,
+    ) -> Result<ContainerRoot> {
+        match self.container_root(name) {
+            Err(ManagerError::Conflict(_)) => self.stopped_root(name, path, write).await,
+            found => found,
+        }
     }
 }
 
