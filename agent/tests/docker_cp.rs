@@ -142,7 +142,15 @@ fn docker_cp_copies_both_ways() {
         "{missing}"
     );
     // A link to / left in the writable layer, for the stopped copy below.
-    m.ok(&["exec", "cp-box", "busybox", "ln", "-s", "/", "/tmp/rootlink"]);
+    m.ok(&[
+        "exec",
+        "cp-box",
+        "busybox",
+        "ln",
+        "-s",
+        "/",
+        "/tmp/rootlink",
+    ]);
     m.ok(&["stop", "-t", "1", "cp-box"]);
 
     // Stopped: its writable layer over its image, read as it was.

@@ -112,14 +112,7 @@ fn containers_reach_only_what_the_firewall_allows_and_its_rules_survive_restarts
         "firewall: boot 1 and its checks took {:?}",
         started.elapsed()
     );
-    let page = http_get_until(
-        &mut vm,
-        published,
-        "/",
-        "hello from web-1",
-        Duration::from_secs(60),
-    )?;
-    assert!(page.ends_with("hello from web-1\n"), "{page}");
+    expect_web_page(&mut vm, published)?;
     for (port, what) in [(container_port, "8080"), (unpublished, "8081")] {
         assert_dropped(port, what);
     }
@@ -159,14 +152,7 @@ fn containers_reach_only_what_the_firewall_allows_and_its_rules_survive_restarts
         ipv6.len() == 2 && ipv6[0] == ipv6[1],
         "client reached web over IPv6 at each boot, at one address: {ipv6:?}"
     );
-    let page = http_get_until(
-        &mut vm,
-        published,
-        "/",
-        "hello from web-1",
-        Duration::from_secs(60),
-    )?;
-    assert!(page.ends_with("hello from web-1\n"), "{page}");
+    expect_web_page(&mut vm, published)?;
     power_off(&mut vm)?;
     Ok(())
 }
@@ -296,4 +282,17 @@ impl MetadataServer {
     fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
+}
+
+/// The web container's page through its published port.
+fn expect_web_page(vm: &mut Vm, published: u16) -> Result<()> {
+    let page = http_get_until(
+        vm,
+        published,
+        "/",
+        "hello from web-1",
+        Duration::from_secs(60),
+    )?;
+    assert!(page.ends_with("hello from web-1\n"), "{page}");
+    Ok(())
 }

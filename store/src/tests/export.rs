@@ -63,6 +63,13 @@ fn import(store: &mut Store, dir: &Path, image: &TestImage) -> ImageId {
     store.import(&archive).unwrap()[0].id
 }
 
+/// The archive of the image saved by its id (no tags).
+fn save_by_id(store: &Store, id: ImageId) -> crate::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    store.export(&[(id, vec![])])?.write_to(&mut out)?;
+    Ok(out)
+}
+
 #[test]
 fn an_exported_image_is_its_layers_byte_for_byte_and_loads_back_as_itself() {
     require_root("an_exported_image_is_its_layers_byte_for_byte_and_loads_back_as_itself");
@@ -201,12 +208,7 @@ fn a_layer_unpacked_without_a_record_is_named_and_the_next_import_records_it() {
     import(&mut store, dir.path(), &image);
     assert!(store.has_layer(&diff_id));
     assert_eq!(fs::metadata(&layer_dir).unwrap().ino(), inode);
-    let mut out = Vec::new();
-    store
-        .export(&[(id, vec![])])
-        .unwrap()
-        .write_to(&mut out)
-        .unwrap();
+    save_by_id(&store, id).unwrap();
 }
 
 #[test]
@@ -249,11 +251,7 @@ fn a_record_pointing_out_of_its_layer_is_refused() {
     let layer = store.layer_paths(&id).unwrap().remove(0);
     fs::remove_file(layer.join("big")).unwrap();
     std::os::unix::fs::symlink(dir.path().join("secret"), layer.join("big")).unwrap();
-    let err = store
-        .export(&[(id, vec![])])
-        .unwrap()
-        .write_to(&mut Vec::new())
-        .unwrap_err();
+    let err = save_by_id(&store, id).unwrap_err();
     assert!(err.to_string().contains("opening big"), "{err}");
 }
 
@@ -303,11 +301,7 @@ fn a_record_a_crash_cut_short_counts_as_none() {
         "{err}"
     );
     import(&mut store, dir.path(), &image);
-    store
-        .export(&[(id, vec![])])
-        .unwrap()
-        .write_to(&mut Vec::new())
-        .unwrap();
+    save_by_id(&store, id).unwrap();
 }
 
 #[test]
@@ -327,10 +321,6 @@ fn replay_reads_regular_files_only() {
         0,
     )
     .unwrap();
-    let err = store
-        .export(&[(id, vec![])])
-        .unwrap()
-        .write_to(&mut Vec::new())
-        .unwrap_err();
+    let err = save_by_id(&store, id).unwrap_err();
     assert!(err.to_string().contains("opening big"), "{err}");
 }
