@@ -15,7 +15,10 @@ use common::*;
 use qemu_tests::{Error, config_drive};
 
 /// `db` is the first container on `app` (172.18.0.0/16, the first free
-/// /16 after the agent's bridge): 172.18.0.2.
+/// /16 after the agent's bridge): 172.18.0.2. The pages' directory is
+/// made before the loop is sent to the background (`mkdir; loop &`, not
+/// `mkdir && loop &`, which backgrounds the mkdir too: httpd then raced
+/// it for `-h /w` and exited, restart after restart, under a loaded CI).
 const USER_DATA: &str = r#"
 [[networks]]
 name = "app"
@@ -37,7 +40,7 @@ image = "registry.example/web:1.4"
 network = "app"
 ports = ["80:8081"]
 restart = "always"
-cmd = ["sh", "-c", "mkdir -p /w && while :; do busybox timeout 3 busybox wget -q -O /w/db.new http://database:8080/ && mv /w/db.new /w/db; sleep 1; done & exec busybox httpd -f -p 8081 -h /w"]
+cmd = ["sh", "-c", "mkdir -p /w; while :; do busybox timeout 3 busybox wget -q -O /w/db.new http://database:8080/ && mv /w/db.new /w/db; sleep 1; done & exec busybox httpd -f -p 8081 -h /w"]
 
 [[containers]]
 name = "stranger"
@@ -45,7 +48,7 @@ image = "registry.example/web:1.4"
 network = "other"
 ports = ["81:8082"]
 restart = "always"
-cmd = ["sh", "-c", "mkdir -p /w && while :; do for t in db:8080 172.18.0.2:8080; do if busybox timeout 3 busybox wget -q -O /dev/null http://$t/; then echo reached > /w/${t%%:*}; else echo blocked > /w/${t%%:*}; fi; done; sleep 1; done & exec busybox httpd -f -p 8082 -h /w"]
+cmd = ["sh", "-c", "mkdir -p /w; while :; do for t in db:8080 172.18.0.2:8080; do if busybox timeout 3 busybox wget -q -O /dev/null http://$t/; then echo reached > /w/${t%%:*}; else echo blocked > /w/${t%%:*}; fi; done; sleep 1; done & exec busybox httpd -f -p 8082 -h /w"]
 "#;
 
 #[test]

@@ -8,8 +8,8 @@
 //! exactly its tests, so every test still runs once.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -18,13 +18,13 @@ use crate::steps::{Timings, cargo};
 /// (package, integration test target).
 pub const BESIDE: &[(&str, &str)] = &[("husk-agent", "machine_net")];
 
-/// A test binary running beside the main run.
+/// A test binary running beside the main run; its waiter gives its exit
+/// and how long it ran.
 pub struct Running {
     name: String,
     tests: Vec<String>,
-    child: Child,
+    waiter: std::thread::JoinHandle<std::io::Result<(ExitStatus, Duration)>>,
     log: PathBuf,
-    started: Instant,
 }
 
 /// Starts every [`BESIDE`] binary; `env` is added to each.
@@ -75,15 +75,19 @@ fn start_one(package: &str, test: &str, env: &[(&str, &Path)]) -> Result<Running
         tests.len(),
         log.display()
     );
-    let child = command
+    let started = Instant::now();
+    let mut child: Child = command
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait()?;
+        Ok((status, started.elapsed()))
+    });
     Ok(Running {
         name: format!("{package} --test {test}"),
         tests,
-        child,
+        waiter,
         log,
-        started: Instant::now(),
     })
 }
 
@@ -141,9 +145,11 @@ pub fn skips(running: &[Running]) -> Vec<String> {
 /// failed.
 pub fn finish(running: Vec<Running>, timings: &mut Timings) -> Result<()> {
     let mut failed = Vec::new();
-    for mut r in running {
-        let status = r.child.wait()?;
-        let took = r.started.elapsed();
+    for r in running {
+        let (status, took) = r
+            .waiter
+            .join()
+            .map_err(|_| anyhow::anyhow!("the waiter of {} panicked", r.name))??;
         let output = std::fs::read_to_string(&r.log).unwrap_or_default();
         eprintln!("xtask: == beside the rest: {}: {status}", r.name);
         eprint!("{output}");
