@@ -14,8 +14,7 @@ use std::process::Command;
 
 use common::docker::Machine;
 use common::enter_cgroup2_namespace;
-use husk_testkit::{busybox_layer, files_layer, oci_archive};
-use sha2::Digest as _;
+use husk_testkit::{busybox_layer, files_layer, oci_archive, sha256};
 
 /// The archive's regular files by name.
 fn entries(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -32,10 +31,6 @@ fn entries(archive: &[u8]) -> BTreeMap<String, Vec<u8>> {
         files.insert(name, data);
     }
     files
-}
-
-fn sha256(data: &[u8]) -> String {
-    format!("sha256:{:x}", sha2::Sha256::digest(data))
 }
 
 fn skopeo(args: &[&str]) -> String {

@@ -295,7 +295,7 @@ fn commit(
     rustix::fs::syncfs(&root).at(&store.root)?;
     for dir in [
         store.root.join("layers"),
-        store.root.join("tar-split"),
+        tar_split::dir(&store.root),
         store.blobs.dir().to_path_buf(),
     ] {
         fs::File::open(&dir).and_then(|d| d.sync_all()).at(&dir)?;

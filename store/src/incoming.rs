@@ -80,7 +80,7 @@ impl Store {
         Ok(Incoming {
             staging,
             layers_dir: self.root.join("layers"),
-            records_dir: self.root.join("tar-split"),
+            records_dir: tar_split::dir(&self.root),
             options: UnpackOptions {
                 allow_devices: self.options.allow_devices,
                 limits: self.options.limits,

@@ -150,11 +150,7 @@ impl Store {
             .at(&lock_path)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .map_err(|_| StoreError::Locked { root: root.clone() })?;
-        for dir in [
-            root.join("layers"),
-            root.join("tar-split"),
-            root.join("tmp"),
-        ] {
+        for dir in [root.join("layers"), tar_split::dir(&root), root.join("tmp")] {
             fs::create_dir_all(&dir).at(&dir)?;
         }
         let store = Self {
@@ -382,7 +378,7 @@ impl Store {
         }
         // After their layers (a layer in the store has its record), and
         // those of layers that never came (an import cut short).
-        let records = self.root.join("tar-split");
+        let records = tar_split::dir(&self.root);
         for entry in fs::read_dir(&records).at(&records)? {
             let entry = entry.at(&records)?;
             let used = entry

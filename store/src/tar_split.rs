@@ -18,7 +18,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -39,9 +39,14 @@ const MAX_PATH: u32 = 64 * 1024;
 /// the layer is marked not replayable rather than tracked further.
 const MAX_POINTED_BYTES: usize = 64 << 20;
 
+/// The records' directory of the store at `root`.
+pub(crate) fn dir(root: &Path) -> PathBuf {
+    root.join("tar-split")
+}
+
 /// Where a layer's record lies in the store at `root`.
 pub(crate) fn path(root: &Path, diff_id: &Digest) -> PathBuf {
-    root.join("tar-split").join(diff_id.hex())
+    dir(root).join(diff_id.hex())
 }
 
 /// Where unpacking into `dest` writes its record: beside it, so that it
@@ -99,7 +104,7 @@ pub enum SplitError {
 
 /// Reads a record's header.
 pub(crate) fn summary(root: &Path, diff_id: &Digest) -> Result<Summary, SplitError> {
-    summary_at(&root.join("tar-split"), diff_id)
+    summary_at(&dir(root), diff_id)
 }
 
 /// [`summary`] of the record in `records`, the store's `tar-split/`.
@@ -109,7 +114,7 @@ pub(crate) fn summary_at(records: &Path, diff_id: &Digest) -> Result<Summary, Sp
 }
 
 fn open(root: &Path, diff_id: &Digest) -> Result<File, SplitError> {
-    open_at(&root.join("tar-split"), diff_id)
+    open_at(&dir(root), diff_id)
 }
 
 fn open_at(records: &Path, diff_id: &Digest) -> Result<File, SplitError> {
@@ -169,8 +174,11 @@ pub(crate) fn replay(
         }
     };
     let layer = File::open(layer_dir).map_err(io_err("opening the layer"))?;
-    let mut items = zstd::Decoder::with_buffer(BufReader::new(SkipHeader(file, HEADER_LEN as u64)))
+    let mut file = file;
+    file.seek(SeekFrom::Start(HEADER_LEN as u64))
         .map_err(io_err("reading its record"))?;
+    let mut items =
+        zstd::Decoder::with_buffer(BufReader::new(file)).map_err(io_err("reading its record"))?;
     let mut hashing = HashingWriter::new(out);
     loop {
         let mut tag = [0u8; 1];
@@ -253,17 +261,6 @@ fn read_u32(items: &mut impl Read, diff_id: &Digest) -> Result<u32, SplitError> 
         .read_exact(&mut bytes)
         .map_err(|e| corrupt(diff_id, e))?;
     Ok(u32::from_le_bytes(bytes))
-}
-
-/// A file read from `offset` on (the record after its header).
-struct SkipHeader(File, u64);
-
-impl Read for SkipHeader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read_at(buf, self.1)?;
-        self.1 += n as u64;
-        Ok(n)
-    }
 }
 
 /// Records a layer's stream while it is unpacked: every byte read
